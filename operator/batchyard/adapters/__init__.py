@@ -1,0 +1,1 @@
+"""The only code that talks to Kubernetes: the client, the cluster state and `apply`."""

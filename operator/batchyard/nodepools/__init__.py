@@ -1,0 +1,1 @@
+"""Node-pool providers behind one small interface (kwok, Karpenter, Cluster API, unmanaged)."""

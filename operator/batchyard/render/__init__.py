@@ -1,0 +1,1 @@
+"""Pure builders: (job, job definition revision, compute environment, attempt) -> Pod manifest."""
