@@ -1,0 +1,45 @@
+# Batchyard developer entry points. `make test` works on a fresh machine: it creates the
+# virtualenv, installs the package with its test extras, builds (or reuses) the control-plane
+# binaries under ~/.cache/batchyard, and runs the unit and cluster tests.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: venv binaries test unit cluster lint format generate verify demo clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,lint]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+binaries: venv
+	$(PY) -m batchyard.devcluster build
+
+test: venv binaries
+	$(PY) -m pytest tests/unit tests/cluster $(PYTEST_ARGS)
+
+unit: venv
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+cluster: venv binaries
+	$(PY) -m pytest tests/cluster $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/mypy operator/batchyard
+	$(VENV)/bin/lint-imports
+
+format: venv
+	$(VENV)/bin/ruff format operator tests bench
+	$(VENV)/bin/ruff check --fix operator tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
