@@ -1,0 +1,414 @@
+"""BatchJob: the SubmitJob request as a namespaced custom resource, with DescribeJobs as its status.
+
+Why this module exists: a BatchJob is what users create (`kubectl apply`) and watch
+(`kubectl get batchjobs`). Its spec is the SubmitJob request, field for field, plus the requests
+a user can make later (cancel, terminate, per-child cancel/terminate), because the operator never
+writes a spec. Its status mirrors DescribeJobs' JobDetail, with RFC 3339 timestamps.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import ConfigDict, Field
+
+from batchyard.api.common import (
+    JOB_STATES,
+    K8S_NAME_PATTERN,
+    Conditions,
+    ConsumableResourceProperties,
+    JobStatus,
+    JobTimeout,
+    KubeObject,
+    Loose,
+    Parameters,
+    RetryStrategy,
+    Spec,
+    Tags,
+    Timestamp,
+    cel,
+    immutable,
+    rule,
+)
+from batchyard.api.ecs import ContainerOverrides, EcsPropertiesOverride
+from batchyard.api.eks import EksPropertiesOverride
+
+# AWS: jobName "can be up to 128 letters long. The first character must be alphanumeric, can contain
+# uppercase and lowercase letters, numbers, hyphens (-), and underscores (_)."
+JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
+# AWS: jobDefinition is "definition-name" or "definition-name:revision" (ARNs are not objects here).
+JOB_DEFINITION_REF_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[1-9][0-9]{0,8})?$"
+# AWS: shareIdentifier "is limited to 255 alphanumeric characters, and can be followed by an asterisk".
+SHARE_IDENTIFIER_PATTERN = r"^[A-Za-z0-9]{1,255}\*?$"
+# A BatchJob uid or name, optionally followed by ":<array index>" (AWS child job id "jobId:index").
+JOB_ID_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9._]*[A-Za-z0-9])?(:[0-9]{1,4})?$"
+
+
+class ArrayProperties(Spec):
+    """Makes the job an array job (AWS ArrayProperties)."""
+
+    size: Annotated[int, Field(ge=2, le=10000)]
+    """Number of child jobs, 2 to 10,000. Children get AWS_BATCH_JOB_ARRAY_INDEX 0..size-1."""
+
+
+class JobDependency(Spec):
+    """A job this job waits for (AWS JobDependency)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            rule(
+                "has(self.type) && self.type == 'SEQUENTIAL' ? !has(self.jobId) : has(self.jobId)",
+                "spec.dependsOn: a SEQUENTIAL dependency must not name a jobId; N_TO_N and plain "
+                "dependencies require a jobId",
+            )
+        )
+    )
+
+    jobId: Annotated[str, Field(min_length=1, max_length=260, pattern=JOB_ID_PATTERN)] | None = None
+    """The job depended on: the uid (status.jobId) or the metadata.name of a BatchJob in the same
+    namespace, optionally followed by `:<index>` to depend on one array child. Required unless
+    type is SEQUENTIAL."""
+    type: Literal["N_TO_N", "SEQUENTIAL"] | None = None
+    """Array jobs only. N_TO_N (with jobId): child i waits for child i of that job. SEQUENTIAL
+    (without jobId): child i waits for child i-1 of this job. Omit for a plain dependency."""
+
+
+class NodePropertyOverride(Spec):
+    """Overrides for one node range at submission (AWS NodePropertyOverride)."""
+
+    targetNodes: Annotated[
+        str, Field(min_length=1, max_length=9, pattern=r"^([0-9]{0,4}:[0-9]{0,4}|[0-9]{1,4})$")
+    ]
+    """The node range to override, e.g. "0:" or "1:3"."""
+    containerOverrides: ContainerOverrides | None = None
+    ecsPropertiesOverride: EcsPropertiesOverride | None = None
+    eksPropertiesOverride: EksPropertiesOverride | None = None
+    instanceTypes: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=1)] | None = None
+    """Instance type for the range (one element)."""
+    consumableResourcePropertiesOverride: ConsumableResourceProperties | None = None
+
+
+class NodeOverrides(Spec):
+    """Overrides for a multi-node parallel job (AWS NodeOverrides)."""
+
+    numNodes: Annotated[int, Field(ge=1, le=1000)] | None = None
+    """Number of nodes. The job definition needs an open-ended node range ("n:") whose lower bound,
+    and its mainNode, are below this number (AWS)."""
+    nodePropertyOverrides: Annotated[list[NodePropertyOverride], Field(max_length=5)] | None = None
+    """Per-range overrides."""
+
+
+class StopRequest(Spec):
+    """A user's request to stop the job, with the reason shown in status.statusReason."""
+
+    reason: Annotated[str, Field(min_length=1, max_length=1024)]
+    """Why (up to 1,024 characters); becomes status.statusReason."""
+
+
+class ChildRequest(Spec):
+    """A user's cancel/terminate request for one child of an array job."""
+
+    index: Annotated[int, Field(ge=0, le=9999)]
+    """The child's array index."""
+    action: Literal["CANCEL", "TERMINATE"]
+    """CANCEL (CancelJob: only before STARTING) or TERMINATE (TerminateJob: any state)."""
+    reason: Annotated[str, Field(min_length=1, max_length=1024)]
+    """Why; becomes the child's statusReason."""
+
+
+# Fields fixed at submission: AWS has no API to change a submitted job.
+_IMMUTABLE = (
+    "jobName",
+    "jobQueue",
+    "jobDefinition",
+    "arrayProperties",
+    "dependsOn",
+    "parameters",
+    "containerOverrides",
+    "ecsPropertiesOverride",
+    "eksPropertiesOverride",
+    "nodeOverrides",
+    "retryStrategy",
+    "timeout",
+    "schedulingPriorityOverride",
+    "shareIdentifier",
+    "propagateTags",
+    "tags",
+    "consumableResourcePropertiesOverride",
+)
+
+
+def _imm(name: str) -> dict[str, Any]:
+    return cel(immutable(f"spec.{name}"))
+
+
+class BatchJobSpec(Spec):
+    """SubmitJob (AWS), plus the user's later cancel/terminate requests.
+
+    Everything except cancel, terminate and childRequests is immutable after creation.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            rule(
+                "!has(self.dependsOn) || !self.dependsOn.exists(d, has(d.type)) || has(self.arrayProperties)",
+                "spec.dependsOn entries of type N_TO_N or SEQUENTIAL require spec.arrayProperties "
+                "(array jobs "
+                "only)",
+            ),
+            rule(
+                "!has(self.childRequests) || (has(self.arrayProperties) && "
+                "self.childRequests.all(c, c.index < self.arrayProperties.size))",
+                "spec.childRequests requires spec.arrayProperties and each index must be below "
+                "spec.arrayProperties.size",
+            ),
+            rule(
+                "!has(self.arrayProperties) || !has(self.nodeOverrides)",
+                "spec.arrayProperties and spec.nodeOverrides are mutually exclusive (multi-node parallel "
+                "jobs can't be array jobs)",
+            ),
+            rule(
+                "[" + ", ".join(f"has(self.{f}) == has(oldSelf.{f})" for f in _IMMUTABLE) + "].all(x, x)",
+                "spec fields other than cancel, terminate and childRequests can't be added or removed after "
+                "submission",
+            ),
+        )
+    )
+
+    jobName: Annotated[str, Field(min_length=1, max_length=128, pattern=JOB_NAME_PATTERN)] | None = None
+    """The AWS job name: up to 128 letters, numbers, hyphens and underscores, starting with a letter
+    or number. Optional: defaults to metadata.name. Names need not be unique; status.jobId is."""
+    jobQueue: Annotated[
+        str, Field(min_length=1, max_length=253, pattern=K8S_NAME_PATTERN, json_schema_extra=_imm("jobQueue"))
+    ]
+    """Name of the cluster-scoped JobQueue (an object name, not an ARN). The queue must be ENABLED and
+    allow this namespace, or the job fails with a statusReason saying why."""
+    jobDefinition: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=263,
+            pattern=JOB_DEFINITION_REF_PATTERN,
+            json_schema_extra=_imm("jobDefinition"),
+        ),
+    ]
+    """A JobDefinition in the job's namespace: `name` (its latest ACTIVE revision at submission) or
+    `name:revision`. The revision used is recorded in status.jobDefinitionRevision."""
+    arrayProperties: Annotated[ArrayProperties, Field(json_schema_extra=_imm("arrayProperties"))] | None = (
+        None
+    )
+    """Makes this an array job of 2 to 10,000 children."""
+    dependsOn: (
+        Annotated[list[JobDependency], Field(max_length=20, json_schema_extra=_imm("dependsOn"))] | None
+    ) = None
+    """Up to 20 dependencies. The job stays PENDING until they succeed, and fails if one fails."""
+    parameters: Annotated[Parameters, Field(json_schema_extra=_imm("parameters"))] | None = None
+    """Values for `Ref::name` placeholders; they take precedence over the job definition's defaults."""
+    containerOverrides: (
+        Annotated[ContainerOverrides, Field(json_schema_extra=_imm("containerOverrides"))] | None
+    ) = None
+    """Overrides for containerProperties job definitions."""
+    ecsPropertiesOverride: (
+        Annotated[EcsPropertiesOverride, Field(json_schema_extra=_imm("ecsPropertiesOverride"))] | None
+    ) = None
+    """Overrides for ecsProperties job definitions."""
+    eksPropertiesOverride: (
+        Annotated[EksPropertiesOverride, Field(json_schema_extra=_imm("eksPropertiesOverride"))] | None
+    ) = None
+    """Overrides for eksProperties job definitions (containers by name, pod labels/annotations/namespace)."""
+    nodeOverrides: Annotated[NodeOverrides, Field(json_schema_extra=_imm("nodeOverrides"))] | None = None
+    """Overrides for multi-node parallel job definitions."""
+    retryStrategy: Annotated[RetryStrategy, Field(json_schema_extra=_imm("retryStrategy"))] | None = None
+    """Replaces the job definition's retry strategy."""
+    timeout: Annotated[JobTimeout, Field(json_schema_extra=_imm("timeout"))] | None = None
+    """Replaces the job definition's timeout."""
+    schedulingPriorityOverride: (
+        Annotated[int, Field(ge=0, le=9999, json_schema_extra=_imm("schedulingPriorityOverride"))] | None
+    ) = None
+    """Scheduling priority within the share identifier on fair-share queues, 0 to 9999 (higher first);
+    overrides the job definition's schedulingPriority. (AWS console text says 0-100; Batchyard follows
+    the API reference.)"""
+    shareIdentifier: (
+        Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=256,
+                pattern=SHARE_IDENTIFIER_PATTERN,
+                json_schema_extra=_imm("shareIdentifier"),
+            ),
+        ]
+        | None
+    ) = None
+    """Fair-share identifier: up to 255 letters and digits, optionally followed by `*`. Required on a
+    queue with a scheduling policy and forbidden on a queue without one (the job fails with a
+    statusReason). The user guide says a share identifier can't be given at submission; Batchyard
+    follows the SubmitJob API reference, which requires it."""
+    propagateTags: Annotated[bool, Field(json_schema_extra=_imm("propagateTags"))] | None = None
+    """Copy job and job definition tags to the pods as annotations (job tags win). More than 50
+    combined tags fail the job (AWS)."""
+    tags: Annotated[Tags, Field(json_schema_extra=_imm("tags"))] | None = None
+    """Up to 50 tags; keys 1-128 characters (not starting with aws:), values up to 256."""
+    consumableResourcePropertiesOverride: (
+        Annotated[
+            ConsumableResourceProperties,
+            Field(json_schema_extra=_imm("consumableResourcePropertiesOverride")),
+        ]
+        | None
+    ) = None
+    """Overrides the quantity of consumable resources each instance of the job needs."""
+    cancel: StopRequest | None = None
+    """Set to request CancelJob: a SUBMITTED, PENDING or RUNNABLE job becomes FAILED with this reason
+    (a PENDING job once its dependencies finish; an array parent cancels its children). A STARTING
+    or RUNNING job is not affected; use terminate. Example:
+    `kubectl patch batchjob my-job --type merge -p '{"spec":{"cancel":{"reason":"not needed"}}}'`."""
+    terminate: StopRequest | None = None
+    """Set to request TerminateJob: the job becomes FAILED with this reason in any state; running pods
+    are deleted and the job is not retried. Example:
+    `kubectl patch batchjob my-job --type merge -p '{"spec":{"terminate":{"reason":"stop now"}}}'`."""
+    childRequests: (
+        Annotated[
+            list[ChildRequest],
+            Field(
+                max_length=10000,
+                json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["index"]},
+            ),
+        ]
+        | None
+    ) = None
+    """Cancel or terminate individual children of an array job, one entry per index (a list map keyed
+    by index, so `kubectl patch --type merge` or server-side apply can add entries)."""
+
+    def effective_job_name(self, metadata_name: str) -> str:
+        """AWS jobName, defaulting to the object name."""
+        return self.jobName or metadata_name
+
+    def job_definition_ref(self) -> tuple[str, int | None]:
+        """(definition name, revision or None for the latest ACTIVE revision)."""
+        name, _, rev = self.jobDefinition.partition(":")
+        return name, int(rev) if rev else None
+
+
+class JobStateCounts(Loose):
+    """Number of jobs per state (AWS ArrayPropertiesDetail.statusSummary keys)."""
+
+    SUBMITTED: int | None = None
+    PENDING: int | None = None
+    RUNNABLE: int | None = None
+    STARTING: int | None = None
+    RUNNING: int | None = None
+    SUCCEEDED: int | None = None
+    FAILED: int | None = None
+
+    def get(self, state: JobStatus) -> int:
+        """Count for one state (0 when unset)."""
+        value: int | None = getattr(self, state)
+        return value or 0
+
+    @classmethod
+    def of(cls, counts: dict[str, int]) -> JobStateCounts:
+        """Build from a state -> count mapping."""
+        return cls(**{s: counts.get(s, 0) for s in JOB_STATES})
+
+
+class AttemptDetail(Loose):
+    """One attempt (AWS AttemptDetail/EksAttemptDetail, flattened to the pod's main container)."""
+
+    attempt: int
+    """Attempt number, from 1."""
+    podName: str | None = None
+    """The attempt's pod."""
+    nodeName: str | None = None
+    """The node the pod ran on."""
+    computeEnvironment: str | None = None
+    """The ComputeEnvironment the attempt was placed in."""
+    exitCode: int | None = None
+    """Exit code of the failing (or last) container."""
+    reason: str | None = None
+    """Container termination reason (e.g. OOMKilled, Error, Completed)."""
+    statusReason: str | None = None
+    """Why the attempt ended (e.g. "Essential container in task exited", a timeout or termination reason)."""
+    startedAt: Timestamp | None = None
+    """When the attempt entered RUNNING (RFC 3339)."""
+    stoppedAt: Timestamp | None = None
+    """When the attempt ended (RFC 3339)."""
+
+
+class ArrayPropertiesDetail(Loose):
+    """Array job progress (AWS ArrayPropertiesDetail)."""
+
+    size: int | None = None
+    """Number of children (parent only)."""
+    index: int | None = None
+    """This child's index (children only, if children are ever materialized as objects)."""
+    statusSummary: JobStateCounts | None = None
+    """Children per state (parent only)."""
+
+
+class BatchJobStatus(Loose):
+    """DescribeJobs' JobDetail for this job, written by the operator.
+
+    Timestamps are RFC 3339 strings (Kubernetes convention), not AWS epoch milliseconds.
+    """
+
+    status: JobStatus | None = None
+    """SUBMITTED, PENDING, RUNNABLE, STARTING, RUNNING, SUCCEEDED or FAILED."""
+    statusReason: str | None = None
+    """Why the job is in its state (e.g. why it waits in RUNNABLE, or why it failed)."""
+    jobId: str | None = None
+    """The job's id (the object's uid)."""
+    jobDefinitionRevision: int | None = None
+    """The job definition revision pinned at submission."""
+    computeEnvironment: str | None = None
+    """The ComputeEnvironment of the current or last attempt."""
+    createdAt: Timestamp | None = None
+    """When the job was submitted (RFC 3339)."""
+    startedAt: Timestamp | None = None
+    """When the job entered RUNNING (RFC 3339)."""
+    stoppedAt: Timestamp | None = None
+    """When the job reached SUCCEEDED or FAILED (RFC 3339)."""
+    attempts: list[AttemptDetail] | None = None
+    """Completed and current attempts, in order."""
+    isCancelled: bool | None = None
+    """The job was cancelled (spec.cancel or a queue's jobStateTimeLimitAction)."""
+    isTerminated: bool | None = None
+    """The job was terminated (spec.terminate)."""
+    arrayProperties: ArrayPropertiesDetail | None = None
+    """Array job size and per-state child counts."""
+    queuePosition: int | None = None
+    """Position among the queue's RUNNABLE jobs (0 = head), while RUNNABLE."""
+    observedGeneration: int | None = None
+    """The metadata.generation the status reflects."""
+    conditions: Conditions | None = None
+    """Standard conditions."""
+
+
+class BatchJob(KubeObject):
+    """An AWS Batch job: a single, array or multi-node parallel job submitted to a JobQueue."""
+
+    KIND: ClassVar[str] = "BatchJob"
+    PLURAL: ClassVar[str] = "batchjobs"
+    SINGULAR: ClassVar[str] = "batchjob"
+    SHORT_NAMES: ClassVar[tuple[str, ...]] = ("bj",)
+    NAMESPACED: ClassVar[bool] = True
+    PRINTER_COLUMNS: ClassVar[tuple[tuple[str, str, str, str, int], ...]] = (
+        ("Status", ".status.status", "string", "Job state", 0),
+        ("Queue", ".spec.jobQueue", "string", "Job queue", 0),
+        ("Attempts", ".status.attempts[-1:].attempt", "integer", "Current attempt number", 0),
+        ("Reason", ".status.statusReason", "string", "Status reason", 0),
+        ("Age", ".metadata.creationTimestamp", "date", "Age", 0),
+    )
+    OBJECT_RULES: ClassVar[tuple[dict[str, Any], ...]] = (
+        rule(
+            "has(self.spec.jobName) || size(self.metadata.name) <= 128",
+            "metadata.name must be at most 128 characters when spec.jobName is not set (AWS job name limit)",
+        ),
+    )
+
+    spec: BatchJobSpec
+    status: BatchJobStatus | None = None
+
+    @property
+    def job_name(self) -> str:
+        """spec.jobName, defaulting to metadata.name."""
+        return self.spec.jobName or self.metadata.name or ""
