@@ -1,0 +1,877 @@
+"""The AWS Batch scheduling cycle: which RUNNABLE job starts where, and why the others wait.
+
+Why this exists: Batchyard must dispatch jobs the way the AWS Batch scheduler does, and a job
+that cannot run must say why. This module is pure: no Kubernetes, no I/O, no clock -- ``now``
+is an argument, and every effect on the scheduler's memory is a method call.
+
+Shape. ``Scheduler`` keeps an incrementally maintained backlog (``queueing``), a capacity ledger
+(``capacity``), consumable-resource holdings (``consumables``) and fair-share usage
+(``fairshare``). The operator feeds it events -- ``add_runnable``, ``remove``,
+``attempt_ended``, ``add_running`` (on restart), ``bind`` -- and calls ``cycle(world, now)``
+with the current compute environments, queues and consumable resources. A cycle returns a
+``CycleResult``: decisions (``Dispatch``, ``Block``, ``Unblock``, ``Cancel``) plus queue,
+compute-environment and consumable status. Dispatches are *assumed*: their capacity is charged
+before the pod exists; if applying a decision fails, ``undo(decision)`` releases the capacity and
+puts the job back at its exact position.
+
+The cycle (AWS rules cited inline):
+
+1. Queues in descending ``priority``; equal priorities in ascending queue name (Batchyard's tie
+   rule: AWS does not define one, a name order is stable and visible to users).
+2. Within a queue, the head job: FIFO order (retried jobs first), or fair-share order when the
+   queue has a scheduling policy (see ``fairshare``).
+3. The head goes to the first compute environment in ``computeEnvironmentOrder`` that is ENABLED
+   and VALID, is under ``maxvCpus`` with the job added, and (when its nodes are known) has a node
+   with free vCPU, memory and GPU for it. All of the job's consumable resources must be
+   available, and a fair-share queue must stay under its computeReservation line. Capacity and
+   consumables are charged at once, so the next job sees what is left.
+4. A head that cannot start blocks its queue for this cycle -- no backfill behind it. AWS
+   describes a "RUNNABLE job at the head and blocking the queue" and says that cancelling it
+   "allows the subsequent job to move to the head of the queue"; that only makes sense without
+   backfill. The cycle then moves on to the next queue (AWS: "If there are insufficient
+   resources available at that time, the cycle proceeds to the next queue"), so a lower-priority
+   queue may still use capacity a blocked higher-priority head cannot use. No preemption.
+5. The blocked head gets a reason. AWS blocked reasons (the queue gets a Blocked condition and
+   an event; ``jobStateTimeLimitActions`` may cancel the job):
+
+   * ``MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE`` -- the job's vCPUs exceed maxvCpus of
+     every usable CE;
+   * ``MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT`` -- no usable CE has (or can launch) a node big
+     enough for the job's vCPU/memory/GPU;
+   * ``CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY`` -- a managed CE is below maxvCpus but none of
+     its nodes has room: the node provider has not delivered the instances;
+   * ``ACTION_REQUIRED`` -- no CE is usable and at least one is INVALID (or missing).
+
+   Batchyard waiting reasons (the job says why, but the queue is not "blocked" in the AWS sense:
+   no condition, no event): ``WAITING:CAPACITY`` (CEs at maxvCpus, or an unmanaged CE's nodes
+   are full, with running jobs that will release capacity), ``WAITING:CONSUMABLE_RESOURCE``,
+   ``WAITING:COMPUTE_RESERVATION``, ``WAITING:COMPUTE_ENVIRONMENT`` (CEs DISABLED or not yet
+   VALID).
+6. ``jobStateTimeLimitActions``: AWS "Specifies an action that Batch will take after the job has
+   remained at the head of the queue in the specified state for longer than the specified time"
+   with the given reason. The clock starts when the job became the blocked head with that reason
+   (a change of reason restarts it); the job is cancelled with statusReason
+   ``Canceled by JobStateTimeLimit action due to reason: <reason>`` and the next job becomes the
+   head within the same cycle.
+
+DISABLED queues: AWS (API reference) "new jobs can't be added to the queue, but jobs already in
+the queue can finish". Rejecting submissions belongs to admission; the cycle keeps dispatching
+the jobs already queued (``dispatch_from_disabled_queues=True``; set it False for the stricter
+reading). DISABLED or non-VALID compute environments receive no new jobs; running ones continue.
+
+Decisions are emitted on change only: ``Block`` when a job becomes the blocked head or its reason
+code changes, ``Unblock`` when a formerly blocked head is still RUNNABLE but no longer the
+blocked head (its statusReason should be cleared). A ``Dispatch`` clears the statusReason too.
+
+Cost: a cycle is O(queues + CEs*nodes + shares) plus O(log n) per job it dispatches or cancels;
+it never walks the backlog. ``snapshot`` (queue positions) costs O(k log k) for the first k jobs.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from batchyard.core.capacity import (
+    DISABLED,
+    ENABLED,
+    INVALID,
+    ZERO,
+    CapacityLedger,
+    CEView,
+    CEWork,
+    Charge,
+    Resources,
+)
+from batchyard.core.consumables import ConsumableLedger, ConsumableUsage, ConsumableView
+from batchyard.core.fairshare import MAX_ACTIVE_SHARES, FairShareState, PolicyView
+from batchyard.core.queueing import HeapItem, Merge, QueueBacklog, order_key
+
+JobKey = Hashable
+
+# --- reasons ---------------------------------------------------------------------------------
+# AWS "Jobs stuck in a RUNNABLE status": the code (also the jobStateTimeLimitActions reason) and
+# the statusReason while stuck, verbatim (including the space after the colon in the third).
+CAPACITY_INSUFFICIENT: Final = "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"
+CE_MAX_RESOURCE: Final = "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE"
+JOB_RESOURCE_REQUIREMENT: Final = "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"
+SERVICE_ROLE_PERMISSIONS: Final = "MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS"
+CE_INVALID: Final = "ACTION_REQUIRED"
+UNDETERMINED: Final = "UNDETERMINED"
+
+CAPACITY_INSUFFICIENT_MESSAGE: Final = (
+    "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - Service cannot fulfill the capacity requested for "
+    "instance type {instance_type}"
+)
+CE_MAX_RESOURCE_MESSAGE: Final = (
+    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - CE(s) associated with the job queue cannot "
+    "meet the CPU requirement of the job."
+)
+JOB_RESOURCE_REQUIREMENT_MESSAGE: Final = (
+    "MISCONFIGURATION: JOB_RESOURCE_REQUIREMENT - The job resource requirement (vCPU/memory/GPU) is "
+    "higher than that can be met by the CE(s) attached to the job queue."
+)
+SERVICE_ROLE_PERMISSIONS_MESSAGE: Final = (
+    "MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS - Batch service role has a permission issue."
+)
+CE_INVALID_MESSAGE: Final = "ACTION_REQUIRED CE(s) associated with the job queue are invalid."
+UNDETERMINED_MESSAGE: Final = "UNDETERMINED Batch job is blocked, root cause is undetermined."
+TIME_LIMIT_CANCEL_MESSAGE: Final = "Canceled by JobStateTimeLimit action due to reason: {reason}"
+
+# Batchyard waiting reasons (not AWS blocked reasons; see the module docstring, step 5).
+WAITING_CAPACITY: Final = "WAITING:CAPACITY"
+WAITING_CONSUMABLE: Final = "WAITING:CONSUMABLE_RESOURCE"
+WAITING_RESERVATION: Final = "WAITING:COMPUTE_RESERVATION"
+WAITING_CE: Final = "WAITING:COMPUTE_ENVIRONMENT"
+
+# AWS blocked reasons: the queue shows a Blocked condition and an event.
+QUEUE_BLOCKING_REASONS: Final = frozenset(
+    {
+        CAPACITY_INSUFFICIENT,
+        CE_MAX_RESOURCE,
+        JOB_RESOURCE_REQUIREMENT,
+        SERVICE_ROLE_PERMISSIONS,
+        CE_INVALID,
+        UNDETERMINED,
+    }
+)
+# AWS: only these can be acted on by jobStateTimeLimitActions ("You can't configure a
+# programmable action ... to resolve this error" for the others). Batchyard adds the consumable
+# wait, which AWS says waits "until all the required resources become available or the job state
+# time limit is reached".
+TIME_LIMIT_REASONS: Final = frozenset(
+    {CAPACITY_INSUFFICIENT, CE_MAX_RESOURCE, JOB_RESOURCE_REQUIREMENT, WAITING_CONSUMABLE}
+)
+
+RUNNABLE: Final = "RUNNABLE"
+STARTING: Final = "STARTING"
+RUNNING: Final = "RUNNING"
+
+
+# --- inputs ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """A RUNNABLE (or running) job as the scheduler needs it."""
+
+    key: JobKey  # opaque, hashable: e.g. (namespace, name, array_index)
+    queue: str
+    submitted_at: float  # AWS createdAt (array child: when it was spawned)
+    demand: Resources
+    share_identifier: str | None = None
+    # schedulingPriorityOverride if set, else the definition's schedulingPriority
+    scheduling_priority: int = 0
+    retried: bool = False  # back in RUNNABLE after a failed attempt: goes to the front
+    consumables: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeLimitAction:
+    """One entry of a JobQueue's jobStateTimeLimitActions."""
+
+    reason: str
+    max_time_seconds: int
+    action: str = "CANCEL"
+    state: str = RUNNABLE
+
+
+@dataclass(frozen=True, slots=True)
+class QueueView:
+    name: str
+    priority: int
+    compute_environment_order: tuple[str, ...]  # already sorted by `order` ascending
+    state: str = ENABLED
+    policy: PolicyView | None = None  # a scheduling policy makes the queue fair-share
+    time_limit_actions: tuple[TimeLimitAction, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class World:
+    """The cluster objects a cycle reads (small: tens of queues and CEs)."""
+
+    compute_environments: Mapping[str, CEView]
+    queues: Mapping[str, QueueView]
+    consumables: Mapping[str, ConsumableView] = field(default_factory=dict)
+
+    @staticmethod
+    def of(
+        compute_environments: Iterable[CEView] = (),
+        queues: Iterable[QueueView] = (),
+        consumables: Iterable[ConsumableView] = (),
+    ) -> World:
+        return World(
+            {c.name: c for c in compute_environments},
+            {q.name: q for q in queues},
+            {r.name: r for r in consumables},
+        )
+
+
+# --- outputs ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """RUNNABLE -> STARTING: create the attempt's pod in ``compute_environment``."""
+
+    job_key: JobKey
+    queue: str
+    compute_environment: str
+    node: str | None  # the node charged (a hint; None when the CE's nodes don't bind)
+    demand: Resources
+    consumables: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """The job is the head of its queue and cannot start: set its statusReason."""
+
+    job_key: JobKey
+    queue: str
+    reason_code: str
+    status_reason: str
+    queue_blocked: bool  # an AWS blocked reason: Blocked condition + event on the JobQueue
+
+
+@dataclass(frozen=True, slots=True)
+class Unblock:
+    """The job was a blocked head, is still RUNNABLE, and no longer blocks: clear statusReason."""
+
+    job_key: JobKey
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """RUNNABLE -> FAILED with ``status_reason`` (time-limit action, share limit)."""
+
+    job_key: JobKey
+    queue: str
+    status_reason: str
+
+
+Decision = Dispatch | Block | Unblock | Cancel
+
+
+@dataclass(frozen=True, slots=True)
+class BlockInfo:
+    """A queue's blocked (or waiting) head: what the JobQueue's Blocked condition shows."""
+
+    job_key: JobKey
+    reason_code: str
+    status_reason: str
+    since: float
+    queue_blocked: bool
+    new: bool  # began this cycle: emit the "Batch Job Queue Blocked" event once
+    detail: str  # why, in Batchyard's words (e.g. INVALID CEs and their statusReason)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStatus:
+    name: str
+    counts: Mapping[str, int]  # RUNNABLE / STARTING / RUNNING jobs the scheduler holds
+    head: JobKey | None
+    blocked: BlockInfo | None
+    runnable_demand: Resources
+
+
+@dataclass(frozen=True, slots=True)
+class CEUsage:
+    name: str
+    in_use: Resources  # charged by STARTING/RUNNING attempts of all queues
+    jobs: int
+
+    @property
+    def vcpus_in_use(self) -> float:
+        return self.in_use.vcpus
+
+
+@dataclass(frozen=True, slots=True)
+class CycleResult:
+    decisions: list[Decision]
+    queues: dict[str, QueueStatus]
+    compute_environments: dict[str, CEUsage]
+    consumables: dict[str, ConsumableUsage]
+    truncated: bool  # the dispatch budget ran out: run another cycle soon
+
+
+# --- internal state --------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Entry:
+    job: JobView
+    seq: int
+    share: str  # "" when the job has no share identifier
+    state: str = RUNNABLE
+    bucket: str | None = None  # fair-share bucket charged while running
+
+
+@dataclass(slots=True)
+class _HeadBlock:
+    job_key: JobKey
+    reason_code: str
+    status_reason: str
+    since: float
+    queue_blocked: bool
+    detail: str
+    new: bool = True
+
+
+@dataclass(slots=True)
+class _Outcome:
+    code: str
+    message: str
+    queue_blocked: bool
+    detail: str = ""
+
+
+class Scheduler:
+    """Incremental AWS Batch scheduler. See the module docstring for the rules."""
+
+    def __init__(
+        self, max_dispatches_per_cycle: int = 5_000, dispatch_from_disabled_queues: bool = True
+    ) -> None:
+        self.max_dispatches_per_cycle = max_dispatches_per_cycle
+        self.dispatch_from_disabled_queues = dispatch_from_disabled_queues
+        self._jobs: dict[JobKey, _Entry] = {}
+        self._backlogs: dict[str, QueueBacklog] = {}
+        self._counts: dict[str, dict[str, int]] = {}
+        self._demand: dict[str, Resources] = {}
+        self._queue_milli: dict[str, int] = {}  # vCPUs held by each queue's attempts
+        self._capacity = CapacityLedger()
+        self._consumables = ConsumableLedger()
+        self._fairshare: dict[str, FairShareState] = {}
+        self._head_blocks: dict[str, _HeadBlock] = {}
+        self._removed: dict[JobKey, _Entry] = {}  # cancelled this cycle, for undo
+        self._seq = itertools.count()
+        self._world = World({}, {})
+
+    # --- events from the cluster state --------------------------------------------------------
+    def add_runnable(self, job: JobView, now: float) -> Cancel | None:
+        """The job entered RUNNABLE (new, or again after a failed attempt).
+
+        Returns a Cancel when the job would add a 501st active share identifier to its queue
+        (AWS: "submissions of any jobs that add a new share identifier fail").
+        """
+        old = self._jobs.get(job.key)
+        if old is not None:
+            self._drop(old, now, consume=False)
+        if job.share_identifier is not None:
+            fs = self._fs(job.queue)
+            decay = self._decay(job.queue)
+            share = job.share_identifier
+            if not fs.is_active(share, now, decay) and fs.active_count(now, decay) >= MAX_ACTIVE_SHARES:
+                return Cancel(
+                    job.key,
+                    job.queue,
+                    f"Job queue {job.queue} already has {MAX_ACTIVE_SHARES} active share identifiers; "
+                    f"a job can't add the share identifier {share!r}",
+                )
+        entry = _Entry(job, next(self._seq), job.share_identifier or "")
+        self._enqueue(entry)
+        self._fs(job.queue).job_joined(entry.share)
+        return None
+
+    def remove(self, key: JobKey, now: float) -> bool:
+        """The job left the scheduler's hands (cancelled, terminated, deleted, finished).
+
+        A running attempt is released as by ``attempt_ended``.
+        """
+        entry = self._jobs.get(key)
+        if entry is None:
+            return False
+        self._drop(entry, now, consume=True)
+        return True
+
+    def attempt_ended(self, key: JobKey, now: float) -> dict[str, int]:
+        """The attempt reached SUCCEEDED/FAILED (or went back to RUNNABLE for a retry: call
+        ``add_runnable`` with ``retried=True`` afterwards). Releases its capacity and consumable
+        resources; returns the NON_REPLENISHABLE quantities consumed for good."""
+        entry = self._jobs.get(key)
+        if entry is None or entry.state == RUNNABLE:
+            return {}
+        return self._drop(entry, now, consume=True)
+
+    def add_running(
+        self, job: JobView, compute_environment: str, node: str | None, now: float, state: str = STARTING
+    ) -> None:
+        """Restore an attempt found STARTING/RUNNING (operator restart): charge what it holds."""
+        old = self._jobs.get(job.key)
+        if old is not None:
+            self._drop(old, now, consume=False)
+        entry = _Entry(job, next(self._seq), job.share_identifier or "", state=state)
+        self._jobs[job.key] = entry
+        self._fs(job.queue).job_joined(entry.share)
+        self._hold(entry, compute_environment, node, now)
+        self._count(job.queue, state, +1)
+
+    def mark_running(self, key: JobKey) -> None:
+        """STARTING -> RUNNING (for the per-state counts only; capacity is already held)."""
+        entry = self._jobs.get(key)
+        if entry is not None and entry.state == STARTING:
+            self._count(entry.job.queue, STARTING, -1)
+            self._count(entry.job.queue, RUNNING, +1)
+            entry.state = RUNNING
+
+    def bind(self, key: JobKey, node: str | None) -> None:
+        """The attempt's pod was bound to ``node``: move its node charge there."""
+        self._capacity.rebind(key, node)
+
+    def undo(self, decision: Decision, now: float) -> None:
+        """Applying ``decision`` failed: restore the state as if it had never been made."""
+        if isinstance(decision, Dispatch):
+            entry = self._jobs.get(decision.job_key)
+            if entry is None or entry.state == RUNNABLE:
+                return
+            self._release(entry, now, consume=False)
+            self._count(entry.job.queue, entry.state, -1)
+            entry.state = RUNNABLE
+            self._push(entry)  # same seq: the job is back at its exact position
+        elif isinstance(decision, Cancel):
+            entry = self._removed.pop(decision.job_key, None)
+            if entry is not None and decision.job_key not in self._jobs:
+                self._enqueue(entry)
+                self._fs(entry.job.queue).job_joined(entry.share)
+        elif isinstance(decision, Block):
+            hb = self._head_blocks.get(decision.queue)
+            if hb is not None and hb.job_key == decision.job_key:
+                del self._head_blocks[decision.queue]  # re-emitted next cycle
+
+    # --- queries ------------------------------------------------------------------------------
+    def counts(self, queue: str) -> dict[str, int]:
+        c = self._counts.get(queue, {})
+        return {RUNNABLE: c.get(RUNNABLE, 0), STARTING: c.get(STARTING, 0), RUNNING: c.get(RUNNING, 0)}
+
+    def state_of(self, key: JobKey) -> str | None:
+        entry = self._jobs.get(key)
+        return entry.state if entry is not None else None
+
+    def runnable_demand(self, queue: str) -> Resources:
+        """Sum of the demand of the queue's RUNNABLE jobs (for node-pool sizing)."""
+        return self._demand.get(queue, ZERO)
+
+    def share_admission(self, queue: str, share_identifier: str, now: float) -> str | None:
+        """None if a job with ``share_identifier`` may be submitted to ``queue``, else the reason."""
+        fs = self._fs(queue)
+        decay = self._decay(queue)
+        if fs.is_active(share_identifier, now, decay) or fs.active_count(now, decay) < MAX_ACTIVE_SHARES:
+            return None
+        return f"Job queue {queue} already has {MAX_ACTIVE_SHARES} active share identifiers"
+
+    def snapshot(self, queue: str, limit: int = 100) -> list[JobKey]:
+        """The first ``limit`` RUNNABLE jobs of ``queue`` in dispatch order (AWS "Job queue
+        snapshot" shows the first 100). Position of a job = its index + 1. For a fair-share queue
+        the order simulates the coming picks from current usage, as AWS's snapshot does."""
+        return list(itertools.islice(self._ordered(queue), limit))
+
+    def position(self, key: JobKey) -> int | None:
+        """1-based position of a RUNNABLE job in its queue; O(position * log) -- use for a few jobs."""
+        entry = self._jobs.get(key)
+        if entry is None or entry.state != RUNNABLE:
+            return None
+        for i, k in enumerate(self._ordered(entry.job.queue), start=1):
+            if k == key:
+                return i
+        return None  # pragma: no cover - a RUNNABLE entry is always in its backlog
+
+    # --- the cycle ----------------------------------------------------------------------------
+    def set_world(self, world: World) -> None:
+        """Remember the queues/policies/consumables (``cycle`` does this too). Call it before
+        ``add_running`` on restart so fair-share usage is charged to the right bucket."""
+        self._world = world
+
+    def cycle(self, world: World, now: float) -> CycleResult:
+        self._world = world
+        self._removed.clear()
+        decisions: list[Decision] = []
+        # 1. this cycle's view of every CE: free room per node after what attempts hold
+        work = {name: CEWork(ce, self._capacity) for name, ce in world.compute_environments.items()}
+        # 2. fair-share usage decayed to now
+        for q in world.queues.values():
+            if q.policy is not None:
+                self._fs(q.name).advance_all(now, q.policy.share_decay_seconds)
+        # 3. queues by priority, higher first; ties by name
+        budget = self.max_dispatches_per_cycle
+        truncated = False
+        for q in sorted(world.queues.values(), key=lambda q: (-q.priority, q.name)):
+            budget = self._run_queue(q, world, work, now, decisions, budget)
+            if budget <= 0:
+                truncated = True
+                break
+        # 4. status for users
+        queues = {name: self._queue_status(name) for name in world.queues}
+        for hb in self._head_blocks.values():
+            hb.new = False
+        ces = {
+            name: CEUsage(name, self._capacity.in_use(name), self._capacity.ce_jobs.get(name, 0))
+            for name in world.compute_environments
+        }
+        cons = {name: self._consumables.usage(v) for name, v in world.consumables.items()}
+        for q in world.queues.values():
+            if q.policy is not None:
+                self._fs(q.name).forget_idle(now, q.policy.share_decay_seconds)
+        return CycleResult(decisions, queues, ces, cons, truncated)
+
+    def _run_queue(
+        self,
+        q: QueueView,
+        world: World,
+        work: Mapping[str, CEWork],
+        now: float,
+        decisions: list[Decision],
+        budget: int,
+    ) -> int:
+        backlog = self._backlogs.get(q.name)
+        if backlog is None or backlog.live == 0:
+            self._head_blocks.pop(q.name, None)
+            return budget
+        # AWS: DISABLED queue -- "jobs already in the queue can finish".
+        if q.state == DISABLED and not self.dispatch_from_disabled_queues:
+            return budget
+        ces = [work.get(name) for name in q.compute_environment_order]
+        picker = _Picker(self, q, backlog, now)
+        reserve_cap: int | None = None
+        capacity = 0
+        if q.policy is not None and q.policy.compute_reservation > 0:
+            capacity = sum(c.max_milli for c in ces if c is not None and c.ce.usable)
+            fs = self._fs(q.name)
+            frac = q.policy.reserved_fraction(fs.active_count(now, q.policy.share_decay_seconds))
+            reserve_cap = int(capacity * (1 - frac))
+        while True:
+            picked = picker.peek()
+            if picked is None:
+                self._head_blocks.pop(q.name, None)
+                return budget
+            if budget <= 0:
+                return budget
+            entry = picked
+            job = entry.job
+            d = job.demand
+            outcome: _Outcome | None = None
+            placed = _first_fit(d, ces)
+            if placed is None:
+                outcome = _classify(d, q, ces)
+            else:
+                short = self._consumables.shortfall(job.consumables, world.consumables)
+                if short:
+                    outcome = _Outcome(
+                        WAITING_CONSUMABLE,
+                        "Waiting for consumable resource(s): "
+                        + ", ".join(f"{n} (needs {need}, available {have})" for n, need, have in short),
+                        False,
+                    )
+                elif reserve_cap is not None and self._queue_milli.get(q.name, 0) + d.milli_cpu > reserve_cap:
+                    outcome = _Outcome(
+                        WAITING_RESERVATION,
+                        "Waiting for capacity: the scheduling policy's computeReservation holds "
+                        f"{(capacity - reserve_cap) / 1000:g} vCPUs back for inactive share identifiers",
+                        False,
+                    )
+            if outcome is None and placed is not None:
+                cew, idx = placed
+                node = cew.take(idx, d)
+                backlog.pop_head(entry.share)
+                self._unqueue_counts(entry)
+                entry.state = STARTING
+                self._hold(entry, cew.ce.name, node, now)
+                picker.taken()
+                self._count(q.name, STARTING, +1)
+                hb = self._head_blocks.get(q.name)
+                if hb is not None and hb.job_key == job.key:
+                    del self._head_blocks[q.name]
+                decisions.append(Dispatch(job.key, q.name, cew.ce.name, node, d, dict(job.consumables)))
+                budget -= 1
+                continue
+            assert outcome is not None
+            hb = self._head_blocks.get(q.name)
+            if hb is not None and hb.job_key == job.key and hb.reason_code == outcome.code:
+                hb.status_reason, hb.detail = outcome.message, outcome.detail
+            else:
+                if hb is not None and hb.job_key != job.key:
+                    old = self._jobs.get(hb.job_key)
+                    if old is not None and old.state == RUNNABLE:
+                        decisions.append(Unblock(hb.job_key, q.name))
+                hb = _HeadBlock(
+                    job.key, outcome.code, outcome.message, now, outcome.queue_blocked, outcome.detail
+                )
+                self._head_blocks[q.name] = hb
+                decisions.append(Block(job.key, q.name, outcome.code, outcome.message, outcome.queue_blocked))
+            action = _due_action(q, hb, now)
+            if action is None:
+                return budget
+            # AWS: cancelling the blocked head "allows the subsequent job to move to the head"
+            if decisions and isinstance(decisions[-1], Block) and decisions[-1].job_key == job.key:
+                decisions.pop()  # blocked and cancelled in the same cycle: the Cancel says it all
+            del self._head_blocks[q.name]
+            backlog.pop_head(entry.share)
+            self._unqueue_counts(entry)
+            del self._jobs[job.key]
+            picker.taken()
+            self._fs(q.name).job_left(entry.share, now)
+            self._removed[job.key] = entry
+            decisions.append(Cancel(job.key, q.name, TIME_LIMIT_CANCEL_MESSAGE.format(reason=action.reason)))
+
+    # --- helpers ------------------------------------------------------------------------------
+    def _fs(self, queue: str) -> FairShareState:
+        fs = self._fairshare.get(queue)
+        if fs is None:
+            fs = self._fairshare[queue] = FairShareState()
+        return fs
+
+    def _decay(self, queue: str) -> int:
+        q = self._world.queues.get(queue)
+        return q.policy.share_decay_seconds if q is not None and q.policy is not None else 0
+
+    def _count(self, queue: str, state: str, delta: int) -> None:
+        c = self._counts.get(queue)
+        if c is None:
+            c = self._counts[queue] = {}
+        c[state] = c.get(state, 0) + delta
+
+    def _valid(self, item: HeapItem) -> bool:
+        entry = self._jobs.get(item[4])
+        return entry is not None and entry.seq == item[3] and entry.state == RUNNABLE
+
+    def _push(self, entry: _Entry) -> None:
+        job = entry.job
+        backlog = self._backlogs.get(job.queue)
+        if backlog is None:
+            backlog = self._backlogs[job.queue] = QueueBacklog(job.queue)
+        item = order_key(
+            job.scheduling_priority,
+            job.share_identifier is not None,
+            job.retried,
+            job.submitted_at,
+            entry.seq,
+            job.key,
+        )
+        backlog.push(entry.share, item)
+        self._count(job.queue, RUNNABLE, +1)
+        self._demand[job.queue] = self._demand.get(job.queue, ZERO) + job.demand
+
+    def _enqueue(self, entry: _Entry) -> None:
+        self._jobs[entry.job.key] = entry
+        self._push(entry)
+
+    def _unqueue_counts(self, entry: _Entry) -> None:
+        q = entry.job.queue
+        self._count(q, RUNNABLE, -1)
+        self._demand[q] = self._demand.get(q, ZERO) - entry.job.demand
+
+    def _hold(self, entry: _Entry, ce: str, node: str | None, now: float) -> None:
+        job = entry.job
+        self._capacity.charge(job.key, Charge(ce, node, job.demand))
+        self._consumables.acquire(job.key, job.consumables)
+        self._queue_milli[job.queue] = self._queue_milli.get(job.queue, 0) + job.demand.milli_cpu
+        q = self._world.queues.get(job.queue)
+        policy = q.policy if q is not None else None
+        if policy is not None:
+            bucket, _ = policy.bucket_of(job.share_identifier)
+            entry.bucket = bucket
+            self._fs(job.queue).charge(bucket, job.demand.milli_cpu, now, policy.share_decay_seconds)
+
+    def _release(self, entry: _Entry, now: float, consume: bool) -> dict[str, int]:
+        job = entry.job
+        self._capacity.release(job.key)
+        gone = self._consumables.release(job.key, self._world.consumables, consume)
+        self._queue_milli[job.queue] = self._queue_milli.get(job.queue, 0) - job.demand.milli_cpu
+        if entry.bucket is not None:
+            decay = self._decay(job.queue)
+            self._fs(job.queue).charge(entry.bucket, -job.demand.milli_cpu, now, decay)
+            entry.bucket = None
+        return gone
+
+    def _drop(self, entry: _Entry, now: float, consume: bool) -> dict[str, int]:
+        """Forget a job entirely (it left RUNNABLE, or its attempt ended)."""
+        job = entry.job
+        gone: dict[str, int] = {}
+        del self._jobs[job.key]
+        if entry.state == RUNNABLE:
+            self._unqueue_counts(entry)
+            self._backlogs[job.queue].discard(entry.share, self._valid)
+        else:
+            gone = self._release(entry, now, consume)
+            self._count(job.queue, entry.state, -1)
+        self._fs(job.queue).job_left(entry.share, now)
+        return gone
+
+    def _queue_status(self, name: str) -> QueueStatus:
+        hb = self._head_blocks.get(name)
+        blocked = None
+        if hb is not None:
+            blocked = BlockInfo(
+                hb.job_key, hb.reason_code, hb.status_reason, hb.since, hb.queue_blocked, hb.new, hb.detail
+            )
+        head = hb.job_key if hb is not None else None
+        return QueueStatus(name, self.counts(name), head, blocked, self._demand.get(name, ZERO))
+
+    def _ordered(self, queue: str) -> Iterator[JobKey]:
+        backlog = self._backlogs.get(queue)
+        if backlog is None:
+            return iter(())
+        q = self._world.queues.get(queue)
+        if q is None or q.policy is None:
+            merge = Merge(backlog, list(backlog.shares), self._valid)
+            return (item[4] for item in merge.ordered())
+        return self._fair_order(backlog, q.policy, q.name)
+
+    def _fair_order(self, backlog: QueueBacklog, policy: PolicyView, queue: str) -> Iterator[JobKey]:
+        # Simulate the coming picks: lowest score first, each pick adds weight * vCPUs.
+        fs = self._fs(queue)
+        groups: dict[str, list[str]] = {}
+        weights: dict[str, float] = {}
+        for share in backlog.shares:
+            bucket, w = policy.bucket_of(share or None)
+            groups.setdefault(bucket, []).append(share)
+            weights[bucket] = w
+        iters: dict[str, Iterator[HeapItem]] = {}
+        heap: list[tuple[float, str]] = []
+        for bucket, shares in groups.items():
+            iters[bucket] = Merge(backlog, shares, self._valid).ordered()
+            b = fs.buckets.get(bucket)
+            heap.append((b.score(weights[bucket]) if b is not None else 0.0, bucket))
+        heapq.heapify(heap)
+        while heap:
+            score, bucket = heap[0]
+            item = next(iters[bucket], None)
+            if item is None:
+                heapq.heappop(heap)
+                continue
+            entry = self._jobs[item[4]]
+            heapq.heapreplace(heap, (score + weights[bucket] * entry.job.demand.milli_cpu / 1000, bucket))
+            yield item[4]
+
+
+class _Picker:
+    """The next job of one queue during one cycle: FIFO merge, or fair-share bucket choice."""
+
+    __slots__ = ("_backlog", "_buckets", "_fs", "_heap", "_merge", "_policy", "_sched", "_top", "_weights")
+
+    def __init__(self, sched: Scheduler, q: QueueView, backlog: QueueBacklog, now: float) -> None:
+        self._sched = sched
+        self._backlog = backlog
+        self._policy = q.policy
+        self._merge: Merge | None = None
+        self._buckets: dict[str, Merge] = {}
+        self._weights: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
+        self._top: str | None = None
+        self._fs = sched._fs(q.name)
+        if q.policy is None:
+            self._merge = Merge(backlog, list(backlog.shares), sched._valid)
+            return
+        groups: dict[str, list[str]] = {}
+        for share in backlog.shares:
+            bucket, w = q.policy.bucket_of(share or None)
+            groups.setdefault(bucket, []).append(share)
+            self._weights[bucket] = w
+        for bucket, shares in groups.items():
+            self._buckets[bucket] = Merge(backlog, shares, sched._valid)
+            b = self._fs.buckets.get(bucket)
+            self._heap.append((b.score(self._weights[bucket]) if b is not None else 0.0, bucket))
+        heapq.heapify(self._heap)
+
+    def peek(self) -> _Entry | None:
+        jobs = self._sched._jobs
+        if self._merge is not None:
+            top = self._merge.peek()
+            return jobs[top[0][4]] if top is not None else None
+        heap = self._heap
+        while heap:
+            _, bucket = heap[0]
+            top = self._buckets[bucket].peek()
+            if top is None:
+                heapq.heappop(heap)
+                continue
+            self._top = bucket
+            return jobs[top[0][4]]
+        return None
+
+    def taken(self) -> None:
+        """The peeked job left the backlog (dispatched or cancelled; its share heap was popped
+        and, for a dispatch, its bucket charged): move on and re-score its bucket."""
+        if self._merge is not None:
+            self._merge.advance()
+            return
+        assert self._top is not None
+        bucket = self._top
+        self._buckets[bucket].advance()
+        b = self._fs.buckets.get(bucket)
+        heapq.heapreplace(self._heap, (b.score(self._weights[bucket]) if b is not None else 0.0, bucket))
+
+
+def _first_fit(d: Resources, ces: list[CEWork | None]) -> tuple[CEWork, int] | None:
+    # AWS: CEs "are tried in ascending order"; skip what is not ENABLED+VALID or has no room.
+    for cew in ces:
+        if cew is None or not cew.ce.usable or not cew.under_max(d):
+            continue
+        i = cew.find_node(d)
+        if i is not None:
+            return cew, i
+    return None
+
+
+def _classify(d: Resources, q: QueueView, ces: list[CEWork | None]) -> _Outcome:
+    """Why the head job fits in no CE now (module docstring, step 5)."""
+    usable = [c for c in ces if c is not None and c.ce.usable]
+    if not usable:
+        problems = []
+        invalid = False
+        for name, c in zip(q.compute_environment_order, ces, strict=True):
+            if c is None:
+                invalid = True
+                problems.append(f"{name}: not found")
+            elif c.ce.status == INVALID:
+                invalid = True
+                problems.append(
+                    f"{name}: INVALID" + (f" ({c.ce.status_reason})" if c.ce.status_reason else "")
+                )
+            else:
+                problems.append(f"{name}: {c.ce.state}/{c.ce.status}")
+        detail = "; ".join(problems) or "the job queue has no compute environments"
+        if invalid:
+            return _Outcome(CE_INVALID, CE_INVALID_MESSAGE, True, detail)
+        return _Outcome(
+            WAITING_CE,
+            f"Waiting: no compute environment of the job queue is ENABLED and VALID ({detail})",
+            False,
+            detail,
+        )
+    if all(d.milli_cpu > c.max_milli for c in usable):
+        return _Outcome(
+            CE_MAX_RESOURCE, CE_MAX_RESOURCE_MESSAGE, True, "job vCPUs exceed maxvCpus of every CE"
+        )
+    possible = [c for c in usable if d.milli_cpu <= c.max_milli and c.shape_fits(d)]
+    if not possible:
+        return _Outcome(
+            JOB_RESOURCE_REQUIREMENT,
+            JOB_RESOURCE_REQUIREMENT_MESSAGE,
+            True,
+            "no node of any CE is large enough for the job's vCPU/memory/GPU",
+        )
+    starved = [c for c in possible if c.ce.managed and c.under_max(d)]
+    if starved:
+        types = sorted({t for c in starved for t in c.ce.instance_types}) or [c.ce.name for c in starved]
+        return _Outcome(
+            CAPACITY_INSUFFICIENT,
+            CAPACITY_INSUFFICIENT_MESSAGE.format(instance_type=",".join(types)),
+            True,
+            "no node has room and the node provider has not added capacity",
+        )
+    names = ", ".join(c.ce.name for c in possible)
+    return _Outcome(
+        WAITING_CAPACITY,
+        f"Waiting for capacity: running jobs hold the capacity of compute environment(s) {names}",
+        False,
+    )
+
+
+def _due_action(q: QueueView, hb: _HeadBlock, now: float) -> TimeLimitAction | None:
+    for a in q.time_limit_actions:
+        if (
+            a.state == RUNNABLE
+            and a.action == "CANCEL"
+            and a.reason == hb.reason_code
+            and hb.reason_code in TIME_LIMIT_REASONS
+            and now - hb.since >= a.max_time_seconds
+        ):
+            return a
+    return None
