@@ -14,6 +14,7 @@ from batchyard.core.deps import (
     DependentsIndex,
     Fail,
     JobFacts,
+    Lookup,
     Resolution,
     Wait,
     dependency_errors,
@@ -43,13 +44,14 @@ def a_job(
     state: JobState = S.PENDING,
     deps: tuple[Dependency, ...] = (),
     size: int | None = None,
+    states: dict[str, str] | None = None,
     **children: str,
 ) -> JobFacts:
     """a_job("b", S.PENDING, on("a"), size=3, SUCCEEDED="0") — children default to PENDING."""
     kids = None
     if size is not None:
         kids = ArrayChildren.new(size)
-        for state_name, text in children.items():
+        for state_name, text in {**(states or {}), **children}.items():
             for index in (int(x) for x in text.split(",")):
                 kids.set_state(index, S(state_name))
     return JobFacts(
@@ -57,7 +59,7 @@ def a_job(
     )
 
 
-def world(*jobs: JobFacts):  # type: ignore[no-untyped-def]
+def world(*jobs: JobFacts) -> Lookup:
     return make_lookup(jobs)
 
 
@@ -335,7 +337,7 @@ def test_a_job_downstream_of_a_cycle_waits_then_fails_with_it() -> None:
     ],
 )
 def test_sequential_children(children: dict[str, str], index: int, expected: Resolution) -> None:
-    job = a_job("s", S.PENDING, SEQ, size=4, **children)
+    job = a_job("s", S.PENDING, SEQ, size=4, states=children)
     assert resolve_child(job, index, world(job)) == expected
 
 
@@ -365,8 +367,8 @@ def test_sequential_children(children: dict[str, str], index: int, expected: Res
 def test_n_to_n_children(
     a_children: dict[str, str], c_children: dict[str, str], index: int, expected: Resolution
 ) -> None:
-    a = a_job("a", S.PENDING, size=3, **a_children)
-    c = a_job("c", S.PENDING, size=3, **c_children)
+    a = a_job("a", S.PENDING, size=3, states=a_children)
+    c = a_job("c", S.PENDING, size=3, states=c_children)
     deps = on("a", type=T.N_TO_N) + (on("c", type=T.N_TO_N) if c_children else ())
     b = a_job("b", S.PENDING, deps, size=3)
     assert resolve_child(b, index, world(a, b, c)) == expected

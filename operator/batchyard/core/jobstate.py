@@ -219,7 +219,7 @@ def on_stop(kind: StopKind, state: JobState, reason: str | None = None) -> StopO
 
 # --- timeouts (digest §3.1.7) ---------------------------------------------------------------
 
-# AWS: "The minimum value for the timeout is 60 seconds."
+# AWS (console, "Execution timeout"): "The minimum value is 60 seconds."
 MIN_ATTEMPT_DURATION_SECONDS = 60
 # AWS: "If the container is still running after 30 seconds, a SIGKILL signal is sent".
 TIMEOUT_KILL_GRACE_SECONDS = 30

@@ -34,6 +34,7 @@ Rules implemented (AWS User Guide "Automated job retries" and "Retry strategy"; 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -138,7 +139,7 @@ def rule_matches(rule: ExitRule, exit: AttemptExit) -> bool:
     return bool(specified) and all(pattern_matches(p, v) for p, v in specified)
 
 
-def first_matching_rule(rules: tuple[ExitRule, ...] | list[ExitRule], exit: AttemptExit) -> int | None:
+def first_matching_rule(rules: Sequence[ExitRule], exit: AttemptExit) -> int | None:
     for i, rule in enumerate(rules):
         if rule_matches(rule, exit):
             return i
@@ -165,7 +166,7 @@ def attempt_status_reason(exit: AttemptExit) -> str:
 
 
 def after_failed_attempt(
-    rules: tuple[ExitRule, ...] | list[ExitRule],
+    rules: Sequence[ExitRule],
     attempts_allowed: int,
     attempt_number: int,
     exit: AttemptExit,
@@ -205,7 +206,7 @@ def attempt_succeeded(exit: AttemptExit) -> bool:
 
 
 def after_attempt(
-    rules: tuple[ExitRule, ...] | list[ExitRule],
+    rules: Sequence[ExitRule],
     attempts_allowed: int,
     attempt_number: int,
     exit: AttemptExit,
@@ -237,7 +238,7 @@ def exit_rule_errors(rule: ExitRule) -> list[str]:
     return errors
 
 
-def retry_strategy_errors(rules: tuple[ExitRule, ...] | list[ExitRule], attempts: int | None) -> list[str]:
+def retry_strategy_errors(rules: Sequence[ExitRule], attempts: int | None) -> list[str]:
     """Validation of a whole retryStrategy (attempts 1..10, ≤5 entries, each entry valid)."""
     errors: list[str] = []
     if attempts is not None and not 1 <= attempts <= MAX_ATTEMPTS:
