@@ -27,7 +27,6 @@ from batchyard.api.common import (
     Tags,
     Timestamp,
     cel,
-    immutable,
     rule,
 )
 from batchyard.api.ecs import ContainerOverrides, EcsPropertiesOverride
@@ -138,8 +137,16 @@ _IMMUTABLE = (
 )
 
 
-def _imm(name: str) -> dict[str, Any]:
-    return cel(immutable(f"spec.{name}"))
+def _immutable_rules() -> list[dict[str, Any]]:
+    """One transition rule per immutable field, reported at that field."""
+    return [
+        rule(
+            f"!has(self.{f}) || !has(oldSelf.{f}) || self.{f} == oldSelf.{f}",
+            f"spec.{f} is immutable",
+            field_path=f".{f}",
+        )
+        for f in _IMMUTABLE
+    ]
 
 
 class BatchJobSpec(Spec):
@@ -172,15 +179,14 @@ class BatchJobSpec(Spec):
                 "spec fields other than cancel, terminate and childRequests can't be added or removed after "
                 "submission",
             ),
+            *_immutable_rules(),
         )
     )
 
     jobName: Annotated[str, Field(min_length=1, max_length=128, pattern=JOB_NAME_PATTERN)] | None = None
     """The AWS job name: up to 128 letters, numbers, hyphens and underscores, starting with a letter
     or number. Optional: defaults to metadata.name. Names need not be unique; status.jobId is."""
-    jobQueue: Annotated[
-        str, Field(min_length=1, max_length=253, pattern=K8S_NAME_PATTERN, json_schema_extra=_imm("jobQueue"))
-    ]
+    jobQueue: Annotated[str, Field(min_length=1, max_length=253, pattern=K8S_NAME_PATTERN)]
     """Name of the cluster-scoped JobQueue (an object name, not an ARN). The queue must be ENABLED and
     allow this namespace, or the job fails with a statusReason saying why."""
     jobDefinition: Annotated[
@@ -189,42 +195,29 @@ class BatchJobSpec(Spec):
             min_length=1,
             max_length=263,
             pattern=JOB_DEFINITION_REF_PATTERN,
-            json_schema_extra=_imm("jobDefinition"),
         ),
     ]
     """A JobDefinition in the job's namespace: `name` (its latest ACTIVE revision at submission) or
     `name:revision`. The revision used is recorded in status.jobDefinitionRevision."""
-    arrayProperties: Annotated[ArrayProperties, Field(json_schema_extra=_imm("arrayProperties"))] | None = (
-        None
-    )
+    arrayProperties: ArrayProperties | None = None
     """Makes this an array job of 2 to 10,000 children."""
-    dependsOn: (
-        Annotated[list[JobDependency], Field(max_length=20, json_schema_extra=_imm("dependsOn"))] | None
-    ) = None
+    dependsOn: Annotated[list[JobDependency], Field(max_length=20)] | None = None
     """Up to 20 dependencies. The job stays PENDING until they succeed, and fails if one fails."""
-    parameters: Annotated[Parameters, Field(json_schema_extra=_imm("parameters"))] | None = None
+    parameters: Parameters | None = None
     """Values for `Ref::name` placeholders; they take precedence over the job definition's defaults."""
-    containerOverrides: (
-        Annotated[ContainerOverrides, Field(json_schema_extra=_imm("containerOverrides"))] | None
-    ) = None
+    containerOverrides: ContainerOverrides | None = None
     """Overrides for containerProperties job definitions."""
-    ecsPropertiesOverride: (
-        Annotated[EcsPropertiesOverride, Field(json_schema_extra=_imm("ecsPropertiesOverride"))] | None
-    ) = None
+    ecsPropertiesOverride: EcsPropertiesOverride | None = None
     """Overrides for ecsProperties job definitions."""
-    eksPropertiesOverride: (
-        Annotated[EksPropertiesOverride, Field(json_schema_extra=_imm("eksPropertiesOverride"))] | None
-    ) = None
+    eksPropertiesOverride: EksPropertiesOverride | None = None
     """Overrides for eksProperties job definitions (containers by name, pod labels/annotations/namespace)."""
-    nodeOverrides: Annotated[NodeOverrides, Field(json_schema_extra=_imm("nodeOverrides"))] | None = None
+    nodeOverrides: NodeOverrides | None = None
     """Overrides for multi-node parallel job definitions."""
-    retryStrategy: Annotated[RetryStrategy, Field(json_schema_extra=_imm("retryStrategy"))] | None = None
+    retryStrategy: RetryStrategy | None = None
     """Replaces the job definition's retry strategy."""
-    timeout: Annotated[JobTimeout, Field(json_schema_extra=_imm("timeout"))] | None = None
+    timeout: JobTimeout | None = None
     """Replaces the job definition's timeout."""
-    schedulingPriorityOverride: (
-        Annotated[int, Field(ge=0, le=9999, json_schema_extra=_imm("schedulingPriorityOverride"))] | None
-    ) = None
+    schedulingPriorityOverride: Annotated[int, Field(ge=0, le=9999)] | None = None
     """Scheduling priority within the share identifier on fair-share queues, 0 to 9999 (higher first);
     overrides the job definition's schedulingPriority. (AWS console text says 0-100; Batchyard follows
     the API reference.)"""
@@ -235,7 +228,6 @@ class BatchJobSpec(Spec):
                 min_length=1,
                 max_length=256,
                 pattern=SHARE_IDENTIFIER_PATTERN,
-                json_schema_extra=_imm("shareIdentifier"),
             ),
         ]
         | None
@@ -244,15 +236,15 @@ class BatchJobSpec(Spec):
     queue with a scheduling policy and forbidden on a queue without one (the job fails with a
     statusReason). The user guide says a share identifier can't be given at submission; Batchyard
     follows the SubmitJob API reference, which requires it."""
-    propagateTags: Annotated[bool, Field(json_schema_extra=_imm("propagateTags"))] | None = None
+    propagateTags: bool | None = None
     """Copy job and job definition tags to the pods as annotations (job tags win). More than 50
     combined tags fail the job (AWS)."""
-    tags: Annotated[Tags, Field(json_schema_extra=_imm("tags"))] | None = None
+    tags: Tags | None = None
     """Up to 50 tags; keys 1-128 characters (not starting with aws:), values up to 256."""
     consumableResourcePropertiesOverride: (
         Annotated[
             ConsumableResourceProperties,
-            Field(json_schema_extra=_imm("consumableResourcePropertiesOverride")),
+            Field(),
         ]
         | None
     ) = None
