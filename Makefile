@@ -41,5 +41,17 @@ format: venv
 	$(VENV)/bin/ruff format operator tests bench
 	$(VENV)/bin/ruff check --fix operator tests bench
 
+# CRDs are generated from operator/batchyard/api (the models are the source of truth).
+CRD_DIRS ?= crds
+
+generate: venv
+	$(PY) -m batchyard.api.crdgen $(foreach d,$(CRD_DIRS),--out $(d))
+
+verify: venv
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PY) -m batchyard.api.crdgen --out "$$tmp" 2>/dev/null && \
+	if diff -ru --exclude='.*' crds "$$tmp"; then echo "crds/ is up to date"; \
+	else echo "crds/ differs from the generator's output: run 'make generate'" >&2; exit 1; fi
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
