@@ -289,7 +289,7 @@ class CEWork:
     def find_node(self, d: Resources) -> int | None:
         """Index of the first node with free room for ``d``; -1 when nodes don't bind; None: no room."""
         if self.ce.nodes is None:
-            return -1
+            return -1 if self.shape_fits(d) else None
         c, m, g = d.milli_cpu, d.memory_mib, d.gpus
         fc, fm, fg = self.free_cpu, self.free_mem, self.free_gpu
         for i in range(len(fc)):

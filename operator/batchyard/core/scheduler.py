@@ -340,7 +340,8 @@ class Scheduler:
         self._consumables = ConsumableLedger()
         self._fairshare: dict[str, FairShareState] = {}
         self._head_blocks: dict[str, _HeadBlock] = {}
-        self._removed: dict[JobKey, _Entry] = {}  # cancelled this cycle, for undo
+        # cancelled this cycle, with the head block that led to it, for undo
+        self._removed: dict[JobKey, tuple[_Entry, _HeadBlock]] = {}
         self._seq = itertools.count()
         self._world = World({}, {})
 
@@ -426,10 +427,12 @@ class Scheduler:
             entry.state = RUNNABLE
             self._push(entry)  # same seq: the job is back at its exact position
         elif isinstance(decision, Cancel):
-            entry = self._removed.pop(decision.job_key, None)
-            if entry is not None and decision.job_key not in self._jobs:
+            removed = self._removed.pop(decision.job_key, None)
+            if removed is not None and decision.job_key not in self._jobs:
+                entry, hb = removed
                 self._enqueue(entry)
                 self._fs(entry.job.queue).job_joined(entry.share)
+                self._head_blocks[entry.job.queue] = hb  # still overdue: cancelled again next cycle
         elif isinstance(decision, Block):
             hb = self._head_blocks.get(decision.queue)
             if hb is not None and hb.job_key == decision.job_key:
@@ -601,12 +604,13 @@ class Scheduler:
             if decisions and isinstance(decisions[-1], Block) and decisions[-1].job_key == job.key:
                 decisions.pop()  # blocked and cancelled in the same cycle: the Cancel says it all
             del self._head_blocks[q.name]
+            hb.new = False
             backlog.pop_head(entry.share)
             self._unqueue_counts(entry)
             del self._jobs[job.key]
             picker.taken()
             self._fs(q.name).job_left(entry.share, now)
-            self._removed[job.key] = entry
+            self._removed[job.key] = (entry, hb)
             decisions.append(Cancel(job.key, q.name, TIME_LIMIT_CANCEL_MESSAGE.format(reason=action.reason)))
 
     # --- helpers ------------------------------------------------------------------------------
