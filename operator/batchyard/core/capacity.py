@@ -191,6 +191,22 @@ class CapacityLedger:
     ce_jobs: dict[str, int] = field(default_factory=dict)
     node_used: dict[tuple[str, str], Resources] = field(default_factory=dict)
     charges: dict[Hashable, Charge] = field(default_factory=dict)
+    # per-CE free-room arrays, kept in step with every charge so a cycle need not rebuild them
+    work: dict[str, CEWork] = field(default_factory=dict)
+
+    def view(self, ce: CEView) -> CEWork:
+        """The CE's working view; rebuilt only when the CEView changed (nodes, maxvCpus...)."""
+        w = self.work.get(ce.name)
+        if w is None or (w.ce is not ce and w.ce != ce):
+            w = self.work[ce.name] = CEWork(ce, self)
+        else:
+            w.ce = ce
+        return w
+
+    def forget_views(self, keep: Iterable[str]) -> None:
+        wanted = set(keep)
+        for name in [n for n in self.work if n not in wanted]:
+            del self.work[name]
 
     def charge(self, key: Hashable, charge: Charge) -> None:
         if key in self.charges:
@@ -204,6 +220,9 @@ class CapacityLedger:
         if charge.node is not None:
             nk = (ce, charge.node)
             self.node_used[nk] = self.node_used.get(nk, ZERO) + d
+            w = self.work.get(ce)
+            if w is not None:
+                w.adjust(charge.node, d, -1)
 
     def release(self, key: Hashable) -> Charge | None:
         charge = self.charges.pop(key, None)
@@ -221,6 +240,9 @@ class CapacityLedger:
                 del self.node_used[nk]
             else:
                 self.node_used[nk] = left
+            w = self.work.get(ce)
+            if w is not None:
+                w.adjust(charge.node, d, +1)
         return charge
 
     def rebind(self, key: Hashable, node: str | None) -> None:
@@ -236,15 +258,15 @@ class CapacityLedger:
 
 
 class CEWork:
-    """One cycle's working view of a CE: free room per node as plain int lists for speed."""
+    """Working view of a CE: free room per node as plain int lists, kept current by the ledger."""
 
     __slots__ = (
         "ce",
         "free_cpu",
         "free_gpu",
         "free_mem",
+        "index",
         "ledger",
-        "max_milli",
         "node_names",
         "shape_cpu",
         "shape_gpu",
@@ -254,8 +276,8 @@ class CEWork:
     def __init__(self, ce: CEView, ledger: CapacityLedger) -> None:
         self.ce = ce
         self.ledger = ledger
-        self.max_milli = ce.max_vcpus * 1000
         self.node_names: list[str] = []
+        self.index: dict[str, int] = {}
         self.free_cpu: list[int] = []
         self.free_mem: list[int] = []
         self.free_gpu: list[int] = []
@@ -266,6 +288,7 @@ class CEWork:
             for node in ce.nodes:
                 used = ledger.node_used.get((ce.name, node.name), ZERO)
                 a = node.allocatable
+                self.index[node.name] = len(self.node_names)
                 self.node_names.append(node.name)
                 self.free_cpu.append(a.milli_cpu - used.milli_cpu)
                 self.free_mem.append(a.memory_mib - used.memory_mib)
@@ -279,12 +302,16 @@ class CEWork:
             self.shape_gpu.append(ce.max_node.gpus)
 
     @property
+    def max_milli(self) -> int:
+        return self.ce.max_vcpus * 1000
+
+    @property
     def used_milli(self) -> int:
         return self.ledger.ce_milli.get(self.ce.name, 0)
 
     def under_max(self, d: Resources) -> bool:
         """AWS maxvCpus: the CE's charged vCPUs plus this job stay within maxvCpus."""
-        return self.used_milli + d.milli_cpu <= self.max_milli
+        return self.ledger.ce_milli.get(self.ce.name, 0) + d.milli_cpu <= self.ce.max_vcpus * 1000
 
     def find_node(self, d: Resources) -> int | None:
         """Index of the first node with free room for ``d``; -1 when nodes don't bind; None: no room."""
@@ -297,25 +324,14 @@ class CEWork:
                 return i
         return None
 
-    def take(self, i: int, d: Resources) -> str | None:
-        """Charge ``d`` to node ``i`` in this cycle's view; returns the node name (None if -1)."""
-        if i < 0:
-            return None
-        self.free_cpu[i] -= d.milli_cpu
-        self.free_mem[i] -= d.memory_mib
-        self.free_gpu[i] -= d.gpus
-        return self.node_names[i]
-
-    def give_back(self, node: str | None, d: Resources) -> None:
-        if node is None:
-            return
-        try:
-            i = self.node_names.index(node)
-        except ValueError:
-            return
-        self.free_cpu[i] += d.milli_cpu
-        self.free_mem[i] += d.memory_mib
-        self.free_gpu[i] += d.gpus
+    def adjust(self, node: str, d: Resources, sign: int) -> None:
+        """A charge on ``node`` was added (sign -1) or released (+1)."""
+        i = self.index.get(node)
+        if i is None:
+            return  # a node that is gone (or not yet known): nothing to keep in step
+        self.free_cpu[i] += sign * d.milli_cpu
+        self.free_mem[i] += sign * d.memory_mib
+        self.free_gpu[i] += sign * d.gpus
 
     def shape_fits(self, d: Resources) -> bool:
         """Could ``d`` ever fit on one node of this CE (ignoring what runs now)?"""

@@ -342,6 +342,7 @@ class Scheduler:
         self._head_blocks: dict[str, _HeadBlock] = {}
         # cancelled this cycle, with the head block that led to it, for undo
         self._removed: dict[JobKey, tuple[_Entry, _HeadBlock]] = {}
+        self._bucket_cache: dict[str, tuple[PolicyView, dict[str, tuple[str, float]]]] = {}
         self._seq = itertools.count()
         self._world = World({}, {})
 
@@ -434,8 +435,8 @@ class Scheduler:
                 self._fs(entry.job.queue).job_joined(entry.share)
                 self._head_blocks[entry.job.queue] = hb  # still overdue: cancelled again next cycle
         elif isinstance(decision, Block):
-            hb = self._head_blocks.get(decision.queue)
-            if hb is not None and hb.job_key == decision.job_key:
+            current = self._head_blocks.get(decision.queue)
+            if current is not None and current.job_key == decision.job_key:
                 del self._head_blocks[decision.queue]  # re-emitted next cycle
 
     # --- queries ------------------------------------------------------------------------------
@@ -486,7 +487,8 @@ class Scheduler:
         self._removed.clear()
         decisions: list[Decision] = []
         # 1. this cycle's view of every CE: free room per node after what attempts hold
-        work = {name: CEWork(ce, self._capacity) for name, ce in world.compute_environments.items()}
+        work = {name: self._capacity.view(ce) for name, ce in world.compute_environments.items()}
+        self._capacity.forget_views(work)
         # 2. fair-share usage decayed to now
         for q in world.queues.values():
             if q.policy is not None:
@@ -570,7 +572,7 @@ class Scheduler:
                     )
             if outcome is None and placed is not None:
                 cew, idx = placed
-                node = cew.take(idx, d)
+                node = cew.node_names[idx] if idx >= 0 else None
                 backlog.pop_head(entry.share)
                 self._unqueue_counts(entry)
                 entry.state = STARTING
@@ -619,6 +621,13 @@ class Scheduler:
         if fs is None:
             fs = self._fairshare[queue] = FairShareState()
         return fs
+
+    def _buckets_for(self, queue: str, policy: PolicyView) -> dict[str, tuple[str, float]]:
+        """share identifier -> (bucket, weight), cached until the queue's policy changes."""
+        cached = self._bucket_cache.get(queue)
+        if cached is None or (cached[0] is not policy and cached[0] != policy):
+            cached = self._bucket_cache[queue] = (policy, {})
+        return cached[1]
 
     def _decay(self, queue: str) -> int:
         q = self._world.queues.get(queue)
@@ -745,16 +754,20 @@ class Scheduler:
 
 
 class _Picker:
-    """The next job of one queue during one cycle: FIFO merge, or fair-share bucket choice."""
+    """The next job of one queue during one cycle: FIFO merge, or fair-share bucket choice.
 
-    __slots__ = ("_backlog", "_buckets", "_fs", "_heap", "_merge", "_policy", "_sched", "_top", "_weights")
+    Fair share: a heap of (score, bucket) over the buckets with RUNNABLE jobs; a bucket's merge of
+    share heaps is built only when the bucket reaches the top, so a queue whose head blocks at
+    once costs O(shares), not O(shares * log) with a merge per share."""
+
+    __slots__ = ("_backlog", "_fs", "_groups", "_heap", "_merge", "_merges", "_sched", "_top", "_weights")
 
     def __init__(self, sched: Scheduler, q: QueueView, backlog: QueueBacklog, now: float) -> None:
         self._sched = sched
         self._backlog = backlog
-        self._policy = q.policy
         self._merge: Merge | None = None
-        self._buckets: dict[str, Merge] = {}
+        self._merges: dict[str, Merge] = {}
+        self._groups: dict[str, list[str]] = {}
         self._weights: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
         self._top: str | None = None
@@ -762,15 +775,23 @@ class _Picker:
         if q.policy is None:
             self._merge = Merge(backlog, list(backlog.shares), sched._valid)
             return
-        groups: dict[str, list[str]] = {}
+        buckets = sched._buckets_for(q.name, q.policy)
+        groups = self._groups
         for share in backlog.shares:
-            bucket, w = q.policy.bucket_of(share or None)
-            groups.setdefault(bucket, []).append(share)
-            self._weights[bucket] = w
-        for bucket, shares in groups.items():
-            self._buckets[bucket] = Merge(backlog, shares, sched._valid)
-            b = self._fs.buckets.get(bucket)
-            self._heap.append((b.score(self._weights[bucket]) if b is not None else 0.0, bucket))
+            bw = buckets.get(share)
+            if bw is None:
+                bw = buckets[share] = q.policy.bucket_of(share or None)
+            bucket, w = bw
+            g = groups.get(bucket)
+            if g is None:
+                groups[bucket] = [share]
+                self._weights[bucket] = w
+            else:
+                g.append(share)
+        fsb = self._fs.buckets
+        for bucket, w in self._weights.items():
+            b = fsb.get(bucket)
+            self._heap.append((b.score(w) if b is not None else 0.0, bucket))
         heapq.heapify(self._heap)
 
     def peek(self) -> _Entry | None:
@@ -780,8 +801,11 @@ class _Picker:
             return jobs[top[0][4]] if top is not None else None
         heap = self._heap
         while heap:
-            _, bucket = heap[0]
-            top = self._buckets[bucket].peek()
+            bucket = heap[0][1]
+            merge = self._merges.get(bucket)
+            if merge is None:
+                merge = self._merges[bucket] = Merge(self._backlog, self._groups[bucket], self._sched._valid)
+            top = merge.peek()
             if top is None:
                 heapq.heappop(heap)
                 continue
@@ -797,7 +821,7 @@ class _Picker:
             return
         assert self._top is not None
         bucket = self._top
-        self._buckets[bucket].advance()
+        self._merges[bucket].advance()
         b = self._fs.buckets.get(bucket)
         heapq.heapreplace(self._heap, (b.score(self._weights[bucket]) if b is not None else 0.0, bucket))
 
