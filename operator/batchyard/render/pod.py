@@ -1,0 +1,276 @@
+"""The Pod manifest of one attempt of a job (or of one array child's attempt).
+
+Why this module exists: AWS Batch on EKS "transforms the job into a podspec" — one pod per attempt,
+labelled so that it can be mapped back to its job, placed only on the compute environment's nodes,
+and seeing the AWS_BATCH_* variables. The operator loop calls `render_pod` when the scheduler
+dispatches a job and creates the result as it is; everything here is pure and deterministic
+(same inputs -> byte-identical manifest), so a repeated dispatch gets 409 Conflict, not a twin.
+
+Placement: the pod selects `batchyard.io/compute-environment=<ce>` and tolerates the taint of the
+same key and value with NoSchedule and NoExecute (the node-pool code puts both on every node of
+the environment), plus the environment's own nodeLabels/nodeTaints. An UNMANAGED environment's
+nodes are the user's: they are selected by its nodeLabels alone when it has any.
+
+Networking: AWS defaults EKS job pods to hostNetwork=true with dnsPolicy ClusterFirstWithHostNet
+("If the hostNetwork parameter isn't explicitly set ... hostNetwork=true and
+dnsPolicy=ClusterFirstWithHostNet"); `default_host_network` lets the operator configuration change
+that default. ECS-style containerProperties jobs get normal pod networking.
+
+Namespace: the pod lives in the BatchJob's namespace. A compute environment's kubernetesNamespace
+and a podProperties metadata.namespace are not honoured: an owner reference can't cross
+namespaces, and without it a deleted job would leak its pods.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from batchyard.api.batchjob import BatchJob
+from batchyard.api.computeenvironment import ComputeEnvironment
+from batchyard.api.jobdefinition import JobDefinitionSpec
+from batchyard.core.capacity import Resources
+from batchyard.core.params import ArrayChild, BatchEnvContext, batch_env, child_job_id
+from batchyard.render.names import (
+    ANNOTATION_JOB_DEFINITION,
+    ANNOTATION_JOB_ID,
+    API_VERSION,
+    AWS_LABEL_CE_UUID,
+    AWS_LABEL_JOB_ID,
+    GPU_RESOURCE,
+    KWOK_ANNOTATION_PREFIX,
+    LABEL_ARRAY_INDEX,
+    LABEL_ATTEMPT,
+    LABEL_COMPUTE_ENVIRONMENT,
+    LABEL_JOB_NAME,
+    LABEL_JOB_UID,
+    LABEL_MANAGED_BY,
+    LABEL_QUEUE,
+    MANAGED_BY,
+    NODE_LABEL_COMPUTE_ENVIRONMENT,
+    NODE_TAINT_COMPUTE_ENVIRONMENT,
+    NODE_TAINT_EFFECTS,
+    label_value,
+    pod_name,
+)
+from batchyard.render.plan import ContainerPlan, PodPlan, plan_pod
+from batchyard.render.resources import pod_demand
+
+# AWS: on termination the container gets SIGTERM and, 30 seconds later, SIGKILL.
+TERMINATION_GRACE_SECONDS: Final = 30
+
+
+def job_demand(job: BatchJob, definition: JobDefinitionSpec) -> Resources:
+    """vCPU (millicpu), memory (MiB) and GPUs one pod of this job needs, after overrides.
+
+    ECS-style: resourceRequirements VCPU/MEMORY/GPU (or deprecated vcpus/memory). EKS: requests,
+    or limits where requests are missing (AWS: "the limits value is copied to the requests value"),
+    summed over containers (init containers: the largest, if more). Nothing given: 1 vCPU and
+    2048 MiB (see render.resources). A job with problems still gets a best-effort figure.
+    """
+    plan = plan_pod(job, definition)
+    return pod_demand((c.requests for c in plan.containers), (c.requests for c in plan.init_containers))
+
+
+def render_problems(job: BatchJob, definition: JobDefinitionSpec) -> list[str]:
+    """Everything that makes the job unrunnable, one message per problem naming the field.
+
+    Empty when the job can run. The operator fails the job (no retry) with these messages as its
+    statusReason. Unresolved `Ref::` placeholders are not problems: AWS leaves them literal.
+    """
+    plan = plan_pod(job, definition)
+    problems = list(plan.problems)
+    for c in [*plan.containers, *plan.init_containers]:
+        if not c.image:
+            problem = f"container {c.name!r} has no image"
+            if problem not in problems and not any("image is required" in p for p in problems):
+                problems.append(problem)
+    return problems
+
+
+def _ce_parts(
+    ce: ComputeEnvironment | str,
+) -> tuple[str, str | None, dict[str, str], list[dict[str, Any]], bool]:
+    """(name, uid, extra node selector, extra tolerations, select by CE label) of a compute environment."""
+    if isinstance(ce, str):
+        return ce, None, {}, [], True
+    name = ce.metadata.name or ""
+    spec = ce.spec
+    tolerations: list[dict[str, Any]] = []
+    for t in spec.nodeTaints or ():
+        tol: dict[str, Any] = {"key": t.key, "operator": "Equal" if t.value is not None else "Exists"}
+        if t.value is not None:
+            tol["value"] = t.value
+        tol["effect"] = t.effect
+        tolerations.append(tol)
+    node_labels = dict(spec.nodeLabels or {})
+    # An UNMANAGED environment's nodes are the user's: its nodeLabels select them; the operator
+    # can't count on its own label being there.
+    by_ce_label = not (spec.type == "UNMANAGED" and node_labels)
+    return name, ce.metadata.uid, node_labels, tolerations, by_ce_label
+
+
+def _container(c: ContainerPlan, batch_vars: list[tuple[str, str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": c.name, "image": c.image}
+    if c.image_pull_policy:
+        out["imagePullPolicy"] = c.image_pull_policy
+    if c.command is not None:
+        out["command"] = c.command
+    if c.args is not None:
+        out["args"] = c.args
+    # AWS_BATCH_* first, so that user variables can refer to them with $(AWS_BATCH_JOB_ID).
+    env: list[dict[str, str]] = [{"name": n, "value": v} for n, v in batch_vars]
+    env.extend({"name": n, "value": v} if v is not None else {"name": n} for n, v in c.env)
+    out["env"] = env
+    resources: dict[str, Any] = {}
+    if c.requests:
+        resources["requests"] = dict(c.requests)
+    if c.limits:
+        resources["limits"] = dict(c.limits)
+    out["resources"] = resources
+    if c.volume_mounts:
+        out["volumeMounts"] = c.volume_mounts
+    if c.security_context:
+        out["securityContext"] = c.security_context
+    return out
+
+
+def render_pod(
+    job: BatchJob,
+    definition: JobDefinitionSpec,
+    *,
+    revision: int,
+    attempt: int,
+    array_index: int | None = None,
+    array_size: int | None = None,
+    queue: str,
+    compute_environment: ComputeEnvironment | str,
+    default_host_network: bool = True,
+) -> dict[str, Any]:
+    """The v1 Pod of attempt `attempt` (from 1) of `job`, or of its array child `array_index`.
+
+    `definition` is the JobDefinition revision the job pinned (number `revision`); `queue` and
+    `compute_environment` are where the scheduler placed it (a ComputeEnvironment object, or just
+    its name). Call `render_problems` first: rendering a job with problems gives a best-effort pod.
+    """
+    meta = job.metadata
+    if not meta.name or not meta.namespace or not meta.uid:
+        raise ValueError("the BatchJob needs metadata.name, metadata.namespace and metadata.uid")
+    if array_index is not None and array_size is None:
+        array_size = job.spec.arrayProperties.size if job.spec.arrayProperties else None
+        if array_size is None:
+            raise ValueError("an array child needs array_size (the job has no arrayProperties)")
+    plan = plan_pod(job, definition)
+    ce_name, ce_uid, ce_node_labels, ce_tolerations, by_ce_label = _ce_parts(compute_environment)
+
+    # AWS: AWS_BATCH_JOB_ID is the job id; an array child's is "<parent id>:<index>".
+    job_id = meta.uid if array_index is None else child_job_id(meta.uid, array_index)
+    batch_vars = batch_env(
+        BatchEnvContext(
+            job_id=meta.uid,
+            queue_name=queue,
+            compute_environment_name=ce_name,
+            attempt=attempt,
+            array=ArrayChild(array_index, array_size) if array_index is not None and array_size else None,
+        )
+    )
+
+    labels = _labels(
+        job, plan, queue=queue, ce_name=ce_name, ce_uid=ce_uid, attempt=attempt, index=array_index
+    )
+    annotations = dict(plan.annotations)
+    for key, value in (meta.annotations or {}).items():
+        if key.startswith(KWOK_ANNOTATION_PREFIX):
+            annotations[key] = value
+    annotations[ANNOTATION_JOB_ID] = job_id
+    annotations[ANNOTATION_JOB_DEFINITION] = f"{job.spec.job_definition_ref()[0]}:{revision}"
+
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+    }
+    if plan.init_containers:
+        spec["initContainers"] = [_container(c, batch_vars) for c in plan.init_containers]
+    spec["containers"] = [_container(c, batch_vars) for c in plan.containers]
+    if plan.volumes:
+        spec["volumes"] = plan.volumes
+    spec.update(plan.pod_spec)
+    host_network = plan.host_network if plan.host_network is not None else (default_host_network and plan.eks)
+    if host_network:
+        spec["hostNetwork"] = True
+        # AWS: with host networking and no dnsPolicy, "dnsPolicy=ClusterFirstWithHostNet".
+        spec.setdefault("dnsPolicy", "ClusterFirstWithHostNet")
+    elif plan.host_network is False:
+        spec["hostNetwork"] = False
+
+    node_selector: dict[str, str] = {}
+    if by_ce_label:
+        node_selector[NODE_LABEL_COMPUTE_ENVIRONMENT] = ce_name
+    node_selector.update(ce_node_labels)
+    node_selector.update(plan.node_selector)
+    spec["nodeSelector"] = node_selector
+    tolerations: list[dict[str, Any]] = [
+        {"key": NODE_TAINT_COMPUTE_ENVIRONMENT, "operator": "Equal", "value": ce_name, "effect": effect}
+        for effect in NODE_TAINT_EFFECTS
+    ]
+    tolerations.extend(ce_tolerations)
+    if any(GPU_RESOURCE in c.limits for c in [*plan.containers, *plan.init_containers]):
+        # GPU nodes are commonly tainted nvidia.com/gpu:NoSchedule; a GPU job must tolerate it.
+        tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+    spec["tolerations"] = tolerations
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(meta.name, attempt, array_index),
+            "namespace": meta.namespace,
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "BatchJob",
+                    "name": meta.name,
+                    "uid": meta.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": spec,
+    }
+
+
+def _labels(
+    job: BatchJob,
+    plan: PodPlan,
+    *,
+    queue: str,
+    ce_name: str,
+    ce_uid: str | None,
+    attempt: int,
+    index: int | None,
+) -> dict[str, str]:
+    """User labels first, then the operator's (which win: they are how the operator finds pods)."""
+    uid = job.metadata.uid or ""
+    labels = dict(plan.labels)
+    labels.update(
+        {
+            LABEL_MANAGED_BY: MANAGED_BY,
+            LABEL_JOB_NAME: label_value(job.metadata.name or ""),
+            LABEL_JOB_UID: label_value(uid),
+            LABEL_QUEUE: label_value(queue),
+            LABEL_COMPUTE_ENVIRONMENT: label_value(ce_name),
+            LABEL_ATTEMPT: str(attempt),
+            # AWS pods carry batch.amazonaws.com/job-id=<job id>. A child's id "<uid>:<index>" is
+            # not a valid label value (':'), so the label holds the submitted job's id and the
+            # array-index label tells children apart; the full id is the batchyard.io/job-id
+            # annotation.
+            AWS_LABEL_JOB_ID: label_value(uid),
+        }
+    )
+    if ce_uid:
+        labels[AWS_LABEL_CE_UUID] = label_value(ce_uid)
+    if index is not None:
+        labels[LABEL_ARRAY_INDEX] = str(index)
+    return labels
