@@ -26,6 +26,7 @@ from batchyard.core.scheduler import (
     Dispatch,
     Scheduler,
     Unblock,
+    count_jobs_by_state,
 )
 
 # --- queue order -------------------------------------------------------------------------------
@@ -542,3 +543,16 @@ def test_parse_cpu(value, milli):
 )
 def test_parse_memory(value, mib):
     assert parse_memory_mib(value) == mib
+
+
+def test_cycle_can_report_positions():
+    w = world([a_ce().max_vcpus(1)], [a_queue()])
+    s = scheduler_with(w, *(a_job(f"j{i}").submitted(i) for i in range(5)))
+    r = s.cycle(w, 1.0, positions=3)
+    assert r.positions == {"q": ["j1", "j2", "j3"]}  # j0 was dispatched in this cycle
+
+
+def test_queue_counts_every_job_state():
+    counts = count_jobs_by_state([("q", "RUNNABLE"), ("q", "PENDING"), ("q", "RUNNABLE"), ("p", "FAILED")])
+    assert counts["q"]["RUNNABLE"] == 2 and counts["q"]["PENDING"] == 1 and counts["q"]["SUCCEEDED"] == 0
+    assert counts["p"]["FAILED"] == 1

@@ -292,6 +292,23 @@ class CycleResult:
     compute_environments: dict[str, CEUsage]
     consumables: dict[str, ConsumableUsage]
     truncated: bool  # the dispatch budget ran out: run another cycle soon
+    # queue -> first RUNNABLE jobs in order (position = index + 1), when asked for
+    positions: dict[str, list[JobKey]] = field(default_factory=dict)
+
+
+JOB_STATES: Final = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+
+
+def count_jobs_by_state(jobs: Iterable[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    """(queue, status) pairs of all jobs -> per-queue counts of every AWS job state, for the
+    JobQueue status. The scheduler only holds RUNNABLE..RUNNING jobs; the cluster state holds all."""
+    out: dict[str, dict[str, int]] = {}
+    for queue, state in jobs:
+        counts = out.get(queue)
+        if counts is None:
+            counts = out[queue] = dict.fromkeys(JOB_STATES, 0)
+        counts[state] = counts.get(state, 0) + 1
+    return out
 
 
 # --- internal state --------------------------------------------------------------------------
@@ -482,7 +499,9 @@ class Scheduler:
         ``add_running`` on restart so fair-share usage is charged to the right bucket."""
         self._world = world
 
-    def cycle(self, world: World, now: float) -> CycleResult:
+    def cycle(self, world: World, now: float, positions: int = 0) -> CycleResult:
+        """Run one scheduling cycle at ``now``. ``positions`` > 0 also returns the first
+        ``positions`` RUNNABLE jobs of every queue in order (O(positions * log) per queue)."""
         self._world = world
         self._removed.clear()
         decisions: list[Decision] = []
@@ -513,7 +532,8 @@ class Scheduler:
         for q in world.queues.values():
             if q.policy is not None:
                 self._fs(q.name).forget_idle(now, q.policy.share_decay_seconds)
-        return CycleResult(decisions, queues, ces, cons, truncated)
+        pos = {name: self.snapshot(name, positions) for name in world.queues} if positions > 0 else {}
+        return CycleResult(decisions, queues, ces, cons, truncated, pos)
 
     def _run_queue(
         self,
