@@ -141,8 +141,8 @@ def _immutable_rules() -> list[dict[str, Any]]:
     """One transition rule per immutable field, reported at that field."""
     return [
         rule(
-            f"!has(self.{f}) || !has(oldSelf.{f}) || self.{f} == oldSelf.{f}",
-            f"spec.{f} is immutable",
+            f"has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f})",
+            f"spec.{f} is immutable: it can't be set, changed or removed after submission",
             field_path=f".{f}",
         )
         for f in _IMMUTABLE
@@ -173,11 +173,6 @@ class BatchJobSpec(Spec):
                 "!has(self.arrayProperties) || !has(self.nodeOverrides)",
                 "spec.arrayProperties and spec.nodeOverrides are mutually exclusive (multi-node parallel "
                 "jobs can't be array jobs)",
-            ),
-            rule(
-                "[" + ", ".join(f"has(self.{f}) == has(oldSelf.{f})" for f in _IMMUTABLE) + "].all(x, x)",
-                "spec fields other than cancel, terminate and childRequests can't be added or removed after "
-                "submission",
             ),
             *_immutable_rules(),
         )

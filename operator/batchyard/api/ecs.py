@@ -379,17 +379,22 @@ class TaskContainerOverrides(Spec):
     command: (
         Annotated[list[Annotated[str, Field(min_length=1, max_length=4096)]], Field(max_length=256)] | None
     ) = None
+    """Replaces the command; elements can't be empty strings (AWS)."""
     environment: Environment | None = None
+    """Adds or replaces environment variables."""
     resourceRequirements: ResourceRequirements | None = None
+    """Replaces VCPU, MEMORY or GPU."""
 
 
 class TaskPropertiesOverride(Spec):
     """Overrides for an ECS task (AWS TaskPropertiesOverride)."""
 
     containers: Annotated[list[TaskContainerOverrides], Field(max_length=10)] | None = None
+    """Container overrides, matched by name."""
 
 
 class EcsPropertiesOverride(Spec):
     """Overrides of ecsProperties at submission (AWS EcsPropertiesOverride)."""
 
     taskProperties: Annotated[list[TaskPropertiesOverride], Field(max_length=1)] | None = None
+    """Overrides for the task (one element)."""
