@@ -10,7 +10,9 @@ Shape. ``Scheduler`` keeps an incrementally maintained backlog (``queueing``), a
 ``attempt_ended``, ``add_running`` (on restart), ``bind`` -- and calls ``cycle(world, now)``
 with the current compute environments, queues and consumable resources. A cycle returns a
 ``CycleResult``: decisions (``Dispatch``, ``Block``, ``Unblock``, ``Cancel``) plus queue,
-compute-environment and consumable status. Dispatches are *assumed*: their capacity is charged
+compute-environment and consumable status (and, with ``positions=k``, the first k RUNNABLE
+jobs of every queue; ``snapshot``/``position`` answer the same on demand; ``count_jobs_by_state``
+counts all AWS states for the JobQueue status). Dispatches are *assumed*: their capacity is charged
 before the pod exists; if applying a decision fails, ``undo(decision)`` releases the capacity and
 puts the job back at its exact position.
 
