@@ -1,0 +1,558 @@
+"""Node pools: the node identity of a compute environment and how many nodes it needs.
+
+Why this exists: a MANAGED compute environment scales its nodes with the RUNNABLE demand routed
+to it, between minvCpus and maxvCpus (AWS "desiredvCpus ... As your job queue demand increases,
+AWS Batch can increase the desired number of vCPUs ... and add EC2 instances, up to the maximum
+vCPUs. As demand decreases, AWS Batch can decrease the desired number of vCPUs ... down to the
+minimum vCPUs"). This module decides it, purely: ``plan_scale`` takes the pool, its nodes, the
+demand and the time, and returns a ``ScalePlan`` that a provider in ``batchyard.nodepools``
+carries out.
+
+Node identity (the conventions the pod renderer and the providers share):
+
+* every node of a compute environment carries the label ``batchyard.io/compute-environment=<ce>``
+  and the taints ``batchyard.io/compute-environment=<ce>:NoSchedule`` and ``...:NoExecute``
+  (AWS puts ``batch.amazonaws.com/batch-node`` with both effects on its nodes, digest §5.2);
+  nodes Batchyard creates also carry ``node.kubernetes.io/instance-type=<type>`` and
+  ``batchyard.io/managed-by=batchyard``;
+* GPU nodes also carry ``nvidia.com/gpu=present:NoSchedule``;
+* job pods carry the node selector ``batchyard.io/compute-environment=<ce>`` and tolerate both CE
+  taints; GPU jobs (and CPU jobs the queue sends to a compute environment that has only GPU
+  types) also tolerate ``nvidia.com/gpu`` (operator Exists). Other pods stay off.
+* DaemonSets opt in to Batchyard nodes with the toleration
+  ``{key: batchyard.io/compute-environment, operator: Exists}`` (``DAEMONSET_TOLERATION``; the
+  AWS equivalent is ``{key: batch.amazonaws.com/batch-node, operator: Exists}``). A DaemonSet
+  that should also run on GPU nodes (the NVIDIA device plugin) adds ``GPU_TOLERATION``.
+
+Sizing rules (``plan_scale``), in order:
+
+1. Demand (per-job Resources, in queue order) first goes into the free room of the existing
+   nodes (first fit, node name order), then into the room of nodes this plan adds. CPU jobs never
+   use GPU nodes or GPU types unless the pool has only GPU types (AWS: "We do not recommend that
+   you mix compute-based ... workloads with GPU-based workloads"); GPU jobs only GPU ones.
+2. A job that fits nowhere brings a new node, unless the pool is DISABLED ("Managed compute
+   environments in the DISABLED state don't scale out"):
+
+   * ``BEST_FIT``: the lowest-price type that holds the job (ties: fewer vCPUs, then name). If
+     that type is unavailable or would pass maxvCpus, the job waits (AWS: "If additional
+     instances of the selected instance type aren't available, AWS Batch waits").
+   * ``BEST_FIT_PROGRESSIVE`` (and the SPOT strategies, which have no spot market here): every
+     type that holds the job, is available and stays within maxvCpus is scored by its price per
+     vCPU of the pending jobs it would hold (the next jobs of the same kind, packed first fit);
+     the lowest score wins (ties: fewer vCPUs, then name). So a large backlog gets large nodes,
+     a single job a small one, and when the preferred type is unavailable or too big for the
+     remaining headroom another type is chosen (AWS: "If additional instances of the previously
+     selected instance types aren't available, AWS Batch selects new instance types").
+
+   A node's room before it exists is the estimate from ``instances.job_capacity_estimate``
+   (kube-reserved, evictionHard and the DaemonSet allowance); an existing node's room is the real
+   allocatable the caller passes in.
+3. maxvCpus: the instance vCPUs of all nodes never exceed it. AWS may overshoot "by more than a
+   single instance" never; like the scheduler (``core.capacity``) we never overshoot at all.
+4. minvCpus: nodes are added (cheapest per vCPU, CPU types first) until the pool holds at least
+   minvCpus, "even if the compute environment is DISABLED"; without headroom for a whole node
+   the floor is not reached.
+5. Scale-in: a node idle (no job pods) for at least the scale-down delay is removed, oldest idle
+   first, while the pool stays at or above minvCpus. A node running a job, or one the pending
+   demand was just packed into, is never removed.
+
+``desired_vcpus`` is the vCPUs the pool holds after the plan, clamped to minvCpus..maxvCpus.
+``spec.computeResources.desiredvCpus`` does not drive sizing (AWS: "Don't specify this parameter
+for compute environments using Amazon EKS clusters"); status.desiredvCpus reports the plan.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from batchyard.api.computeenvironment import ComputeEnvironment
+from batchyard.core.capacity import ZERO, Resources, parse_cpu, parse_memory_mib
+from batchyard.core.instances import (
+    DEFAULT_DAEMONSET_OVERHEAD,
+    InstanceType,
+    UnknownInstanceType,
+    catalogue,
+    estimated_price,
+    job_capacity_estimate,
+    resolve,
+)
+
+# --- node identity ---------------------------------------------------------------------------
+CE_LABEL: Final = "batchyard.io/compute-environment"
+CE_TAINT_KEY: Final = CE_LABEL
+CE_TAINT_EFFECTS: Final = ("NoSchedule", "NoExecute")
+MANAGED_BY_LABEL: Final = "batchyard.io/managed-by"
+MANAGED_BY_VALUE: Final = "batchyard"
+INSTANCE_TYPE_LABEL: Final = "node.kubernetes.io/instance-type"
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+GPU_TAINT_KEY: Final = "nvidia.com/gpu"
+GPU_TAINT_VALUE: Final = "present"
+GPU_TAINT: Final[Mapping[str, str]] = {"key": GPU_TAINT_KEY, "value": GPU_TAINT_VALUE, "effect": "NoSchedule"}
+GPU_TOLERATION: Final[Mapping[str, str]] = {"key": GPU_TAINT_KEY, "operator": "Exists"}
+DAEMONSET_TOLERATION: Final[Mapping[str, str]] = {"key": CE_TAINT_KEY, "operator": "Exists"}
+
+# --- allocation strategies -------------------------------------------------------------------
+BEST_FIT: Final = "BEST_FIT"
+BEST_FIT_PROGRESSIVE: Final = "BEST_FIT_PROGRESSIVE"
+
+# Scale-down delay when neither the provider options nor spec.computeResources.scalingPolicy set
+# one. AWS doesn't document its own; 5 minutes keeps a node for the next job of a steady stream.
+DEFAULT_SCALE_DOWN_DELAY_SECONDS: Final = 300.0
+SCALE_DOWN_DELAY_OPTION: Final = "scaleDownDelaySeconds"  # spec.provider.<type>.options key
+DAEMONSET_CPU_OPTION: Final = "daemonSetCpu"  # e.g. "500m": the DaemonSet allowance per new node
+DAEMONSET_MEMORY_OPTION: Final = "daemonSetMemory"  # e.g. "500Mi"
+
+# How many pending jobs BEST_FIT_PROGRESSIVE looks ahead when scoring a type.
+_LOOKAHEAD: Final = 256
+
+
+def ce_taints(ce: str) -> list[dict[str, str]]:
+    """The Batch taints of compute environment ``ce``'s nodes (NoSchedule and NoExecute)."""
+    return [{"key": CE_TAINT_KEY, "value": ce, "effect": e} for e in CE_TAINT_EFFECTS]
+
+
+def node_taints(ce: str, gpu: bool, extra: Iterable[Mapping[str, Any]] = ()) -> list[dict[str, str]]:
+    """Every taint a node of ``ce`` carries: the CE taints, the GPU taint on GPU nodes, then ``extra``."""
+    out = ce_taints(ce)
+    if gpu:
+        out.append(dict(GPU_TAINT))
+    out.extend({k: str(v) for k, v in t.items() if v is not None} for t in extra)
+    return out
+
+
+def node_labels(
+    ce: str, instance_type: str | None = None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Labels of a node Batchyard creates for ``ce`` (``extra`` = spec.nodeLabels)."""
+    out = {**(extra or {}), CE_LABEL: ce, MANAGED_BY_LABEL: MANAGED_BY_VALUE}
+    if instance_type:
+        out[INSTANCE_TYPE_LABEL] = instance_type
+    return out
+
+
+def job_node_selector(ce: str) -> dict[str, str]:
+    """The node selector of a job pod placed in ``ce``."""
+    return {CE_LABEL: ce}
+
+
+def job_tolerations(ce: str, gpu: bool) -> list[dict[str, str]]:
+    """Tolerations of a job pod placed in ``ce``; ``gpu`` from ``tolerates_gpu_nodes``."""
+    out = [{"key": CE_TAINT_KEY, "operator": "Equal", "value": ce, "effect": e} for e in CE_TAINT_EFFECTS]
+    if gpu:
+        out.append(dict(GPU_TOLERATION))
+    return out
+
+
+def tolerates_gpu_nodes(job_gpus: int, pool_gpu_only: bool) -> bool:
+    """GPU jobs go to GPU nodes; CPU jobs only when the queue sent them to a GPU-only pool."""
+    return job_gpus > 0 or pool_gpu_only
+
+
+# --- inputs ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class PoolSpec:
+    """What sizing needs from a ComputeEnvironment (see ``pool_spec``)."""
+
+    name: str
+    min_vcpus: int = 0
+    max_vcpus: int = 0
+    instance_types: tuple[InstanceType, ...] = ()
+    allocation_strategy: str = BEST_FIT
+    enabled: bool = True  # spec.state ENABLED: may scale out
+    scale_down_delay_seconds: float = DEFAULT_SCALE_DOWN_DELAY_SECONDS
+    daemonset_overhead: Resources = DEFAULT_DAEMONSET_OVERHEAD
+    node_name_prefix: str = ""  # new nodes are named <prefix>-<n>; default the CE name
+    # Types the provider cannot launch right now (capacity errors): BEST_FIT waits for them,
+    # BEST_FIT_PROGRESSIVE picks other types.
+    unavailable: frozenset[str] = frozenset()
+
+    @property
+    def gpu_only(self) -> bool:
+        return bool(self.instance_types) and all(t.gpu for t in self.instance_types)
+
+    @property
+    def max_node(self) -> Resources | None:
+        """The largest job shape a new node can hold (per dimension), for the scheduler's CEView."""
+        if not self.instance_types:
+            return None
+        caps = [job_capacity_estimate(t, self.daemonset_overhead) for t in self.instance_types]
+        return Resources(
+            max(c.milli_cpu for c in caps), max(c.memory_mib for c in caps), max(c.gpus for c in caps)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PoolNode:
+    """One node of the pool as the loop sees it now.
+
+    ``allocatable`` is what job pods may use: the node's status.allocatable minus the requests of
+    pods that are not Batchyard jobs (DaemonSets); ``used`` is the requests of the job pods bound
+    to it (STARTING and RUNNING). ``idle_since`` is when it last became empty (creation time for
+    a node that never ran a job; see ``IdleTracker``); None means busy or unknown, never removed.
+    """
+
+    name: str
+    instance_type: str | None
+    milli_cpu: int  # instance vCPUs, counted against maxvCpus (node capacity cpu)
+    allocatable: Resources
+    used: Resources = ZERO
+    running_jobs: int = 0
+    idle_since: float | None = None
+    ready: bool = True
+    deleting: bool = False
+
+    @property
+    def gpu(self) -> bool:
+        return self.allocatable.gpus > 0
+
+
+# --- output ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class NodeAdd:
+    """A node to create: its deterministic name (a repeat gets 409) and its type."""
+
+    name: str
+    instance_type: InstanceType
+
+
+@dataclass(frozen=True, slots=True)
+class ScalePlan:
+    desired_vcpus: int  # vCPUs the pool holds after the plan, clamped to min..max
+    add: tuple[NodeAdd, ...] = ()
+    remove: tuple[str, ...] = ()
+    nodes: int = 0  # nodes after the plan
+    waiting_jobs: int = 0  # demand that needs a node the pool can't add now (max, DISABLED, unavailable)
+    unplaceable_jobs: int = 0  # demand no instance type of the pool can ever hold
+    milli_cpu: int = 0  # instance vCPUs after the plan, in millicpu (unclamped)
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.add or self.remove)
+
+
+# --- sizing ----------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Room:
+    name: str
+    free: Resources
+    gpu: bool
+
+
+def _first_fit(d: Resources, rooms: list[_Room], gpu_ok: bool, cpu_ok: bool) -> _Room | None:
+    for r in rooms:
+        if (r.gpu and not gpu_ok) or (not r.gpu and not cpu_ok):
+            continue
+        if d.fits_in(r.free):
+            r.free = r.free - d
+            return r
+    return None
+
+
+def _kinds(d: Resources, spec: PoolSpec) -> tuple[bool, bool]:
+    """(may use GPU nodes, may use CPU nodes) for a job with demand ``d``."""
+    if d.gpus > 0:
+        return True, False
+    has_cpu_types = any(not t.gpu for t in spec.instance_types)
+    return (not has_cpu_types), True
+
+
+def _eligible(d: Resources, spec: PoolSpec) -> list[InstanceType]:
+    gpu_ok, cpu_ok = _kinds(d, spec)
+    return [
+        t
+        for t in spec.instance_types
+        if ((t.gpu and gpu_ok) or (not t.gpu and cpu_ok))
+        and d.fits_in(job_capacity_estimate(t, spec.daemonset_overhead))
+    ]
+
+
+def _progressive_score(t: InstanceType, spec: PoolSpec, upcoming: Sequence[Resources]) -> float:
+    """Price per vCPU of pending jobs a fresh node of type ``t`` would hold (lower is better)."""
+    room = job_capacity_estimate(t, spec.daemonset_overhead)
+    held = 0
+    for d in upcoming:
+        if d.fits_in(room):
+            room = room - d
+            held += d.milli_cpu or 1
+    return t.price / held * 1000 if held else math.inf
+
+
+def _choose(
+    d: Resources, spec: PoolSpec, headroom: int, upcoming: Sequence[Resources]
+) -> tuple[InstanceType | None, bool]:
+    """(type for a new node holding ``d``, or None; whether some type could ever hold ``d``)."""
+    eligible = _eligible(d, spec)
+    if not eligible:
+        return None, False
+    if spec.allocation_strategy == BEST_FIT:
+        best = min(eligible, key=lambda t: (t.price, t.milli_cpu, t.name))
+        ok = best.name not in spec.unavailable and best.milli_cpu <= headroom
+        return (best if ok else None), True
+    usable = [t for t in eligible if t.name not in spec.unavailable and t.milli_cpu <= headroom]
+    if not usable:
+        return None, True
+    gpu_ok, cpu_ok = _kinds(d, spec)
+    same_kind = [u for u in upcoming if _kinds(u, spec) == (gpu_ok, cpu_ok)]
+    return min(usable, key=lambda t: (_progressive_score(t, spec, same_kind), t.milli_cpu, t.name)), True
+
+
+def _names(prefix: str, taken: set[str]) -> Iterator[str]:
+    i = 0
+    while True:
+        name = f"{prefix}-{i}"
+        if name not in taken:
+            taken.add(name)
+            yield name
+        i += 1
+
+
+def plan_scale(
+    spec: PoolSpec, nodes: Sequence[PoolNode], demand: Sequence[Resources], now: float
+) -> ScalePlan:
+    """Size the pool for ``demand`` (RUNNABLE jobs routed here, queue order). See the module docstring."""
+    live = sorted((n for n in nodes if not n.deleting), key=lambda n: n.name)
+    max_milli = spec.max_vcpus * 1000
+    min_milli = spec.min_vcpus * 1000
+    total = sum(n.milli_cpu for n in live)
+    rooms = [_Room(n.name, n.allocatable - n.used, n.gpu) for n in live]
+    new_rooms: list[_Room] = []
+    wanted: set[str] = set()  # existing nodes the pending demand goes to: never removed now
+    adds: list[InstanceType] = []
+    waiting = unplaceable = 0
+
+    # 1. existing room, then room on nodes this plan adds, then a new node (rule 2)
+    for i, d in enumerate(demand):
+        gpu_ok, cpu_ok = _kinds(d, spec)
+        hit = _first_fit(d, rooms, gpu_ok, cpu_ok)
+        if hit is not None:
+            wanted.add(hit.name)
+            continue
+        if _first_fit(d, new_rooms, gpu_ok, cpu_ok) is not None:
+            continue
+        headroom = max_milli - total - sum(t.milli_cpu for t in adds)
+        t, possible = _choose(d, spec, headroom if spec.enabled else -1, demand[i : i + _LOOKAHEAD])
+        if not possible:
+            unplaceable += 1
+        elif t is None:
+            waiting += 1
+        else:
+            adds.append(t)
+            new_rooms.append(_Room("", job_capacity_estimate(t, spec.daemonset_overhead) - d, t.gpu))
+
+    # 2. minvCpus floor, even when DISABLED (rule 4)
+    floor_types = sorted(
+        (t for t in spec.instance_types if t.name not in spec.unavailable),
+        key=lambda t: (t.gpu, t.price / t.milli_cpu, t.milli_cpu, t.name),
+    )
+    while floor_types and total + sum(t.milli_cpu for t in adds) < min_milli:
+        headroom = max_milli - total - sum(t.milli_cpu for t in adds)
+        t = next((t for t in floor_types if t.milli_cpu <= headroom), None)
+        if t is None:
+            break
+        adds.append(t)
+
+    # 3. scale-in: idle past the delay, oldest idle first, never below minvCpus (rule 5)
+    after = total + sum(t.milli_cpu for t in adds)
+    idle = sorted(
+        (
+            n
+            for n in live
+            if n.running_jobs == 0
+            and n.used == ZERO
+            and n.idle_since is not None
+            and now - n.idle_since >= spec.scale_down_delay_seconds
+            and n.name not in wanted
+        ),
+        key=lambda n: (n.idle_since, n.name),
+    )
+    remove: list[str] = []
+    for n in idle:
+        if after - n.milli_cpu >= min_milli:
+            remove.append(n.name)
+            after -= n.milli_cpu
+
+    names = _names(spec.node_name_prefix or spec.name, {n.name for n in nodes})
+    add = tuple(NodeAdd(next(names), t) for t in adds)
+    desired = min(max(math.ceil(after / 1000), spec.min_vcpus), spec.max_vcpus)
+    return ScalePlan(
+        desired_vcpus=desired,
+        add=add,
+        remove=tuple(remove),
+        nodes=len(live) + len(add) - len(remove),
+        waiting_jobs=waiting,
+        unplaceable_jobs=unplaceable,
+        milli_cpu=after,
+    )
+
+
+# --- idle bookkeeping ------------------------------------------------------------------------
+@dataclass(slots=True)
+class IdleTracker:
+    """Remembers since when each node has had no job pods (one tracker per compute environment).
+
+    Call ``observe`` every cycle with the node names, the names of nodes that hold job pods, and
+    each node's creation time; it returns idle_since per node (None for busy nodes). A node that
+    was never seen busy is idle since its creation (or since the tracker first saw it, whichever
+    is later, so a restarted operator waits a full delay before removing anything).
+    """
+
+    started: float
+    since: dict[str, float | None] = field(default_factory=dict)  # None: busy
+
+    def observe(self, nodes: Mapping[str, float], busy: Iterable[str], now: float) -> dict[str, float | None]:
+        busy_set = set(busy)
+        for name, created in nodes.items():
+            if name in busy_set:
+                self.since[name] = None
+            elif name not in self.since:
+                self.since[name] = max(created, self.started)
+            elif self.since[name] is None:
+                self.since[name] = now  # its last job just ended
+        for gone in set(self.since) - set(nodes):
+            del self.since[gone]
+        return {name: self.since[name] for name in nodes}
+
+
+# --- demand routing --------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class QueueDemand:
+    """One job queue's RUNNABLE demand: its compute environments in order, its jobs in order."""
+
+    compute_environment_order: tuple[str, ...]
+    jobs: Sequence[Resources]
+
+
+def route_demand(
+    queues: Sequence[QueueDemand],
+    pools: Mapping[str, PoolSpec],
+    in_use: Mapping[str, Resources] | None = None,
+) -> dict[str, list[Resources]]:
+    """Route each RUNNABLE job (queues in priority order, jobs in queue order) to one pool.
+
+    AWS: a job goes to the first compute environment in the queue's order that is VALID, ENABLED
+    and can provide a suitable resource; so a job goes to the first ENABLED pool in order with an
+    instance type that can hold it (GPU jobs: a GPU type; CPU jobs: a CPU type, or any type when
+    the pool has only GPU types) and whose maxvCpus, less what is in use and what was routed
+    before, still has room for it. A job no pool can take is routed to the first pool that could
+    ever hold it (it waits there, and counts as waiting in that pool's plan). ``pools`` holds
+    only usable (VALID) compute environments.
+    """
+    budget = {
+        name: p.max_vcpus * 1000 - (in_use or {}).get(name, ZERO).milli_cpu for name, p in pools.items()
+    }
+    out: dict[str, list[Resources]] = {name: [] for name in pools}
+    for q in queues:
+        for d in q.jobs:
+            first: str | None = None
+            for name in q.compute_environment_order:
+                p = pools.get(name)
+                if p is None or not p.enabled or not _eligible(d, p):
+                    continue
+                first = first or name
+                if d.milli_cpu <= budget[name]:
+                    break
+            else:
+                name = first or ""
+            if name:
+                out[name].append(d)
+                budget[name] -= d.milli_cpu
+    return out
+
+
+# --- from the ComputeEnvironment -------------------------------------------------------------
+_SAFE = re.compile(r"[^a-z0-9-]+")
+
+
+def _delay_seconds(ce: ComputeEnvironment, options: Mapping[str, str]) -> float:
+    if SCALE_DOWN_DELAY_OPTION in options:
+        return float(options[SCALE_DOWN_DELAY_OPTION])
+    cr = ce.spec.computeResources
+    if cr and cr.scalingPolicy and cr.scalingPolicy.minScaleDownDelayMinutes:
+        return cr.scalingPolicy.minScaleDownDelayMinutes * 60.0
+    return DEFAULT_SCALE_DOWN_DELAY_SECONDS
+
+
+def provider_options(ce: ComputeEnvironment) -> dict[str, str]:
+    """spec.provider.<type>.options, or {}."""
+    p = ce.spec.provider
+    if p is None:
+        return {}
+    sub = getattr(p, p.type, None)
+    return dict(getattr(sub, "options", None) or {})
+
+
+def instance_types_of(ce: ComputeEnvironment) -> tuple[InstanceType, ...]:
+    """The resolved instance types (built-in catalogue + spec.instanceCatalog); raises UnknownInstanceType."""
+    extra = [
+        InstanceType(
+            i.name,
+            math.ceil(i.vcpus * 1000),
+            i.memoryMiB,
+            i.gpus or 0,
+            price=estimated_price(math.ceil(i.vcpus * 1000), i.memoryMiB, i.gpus or 0),
+        )
+        for i in ce.spec.instanceCatalog or ()
+    ]
+    cr = ce.spec.computeResources
+    return resolve(cr.instanceTypes if cr else None, catalogue(extra))
+
+
+def pool_spec(ce: ComputeEnvironment, unavailable: Iterable[str] = ()) -> PoolSpec:
+    """The sizing inputs of a MANAGED ComputeEnvironment; raises UnknownInstanceType."""
+    cr = ce.spec.computeResources
+    options = provider_options(ce)
+    overhead = Resources(
+        parse_cpu(options.get(DAEMONSET_CPU_OPTION, str(DEFAULT_DAEMONSET_OVERHEAD.milli_cpu) + "m")),
+        parse_memory_mib(options.get(DAEMONSET_MEMORY_OPTION, f"{DEFAULT_DAEMONSET_OVERHEAD.memory_mib}Mi")),
+    )
+    name = ce.metadata.name or ""
+    kwok = ce.spec.provider.kwok if ce.spec.provider else None
+    prefix = (kwok.nodeNamePrefix if kwok else None) or _SAFE.sub("-", name.lower())[:40].strip("-")
+    strategy = (cr.allocationStrategy if cr else None) or BEST_FIT
+    return PoolSpec(
+        name=name,
+        min_vcpus=(cr.minvCpus or 0) if cr else 0,
+        max_vcpus=cr.maxvCpus if cr else 0,
+        instance_types=instance_types_of(ce),
+        allocation_strategy=BEST_FIT if strategy == BEST_FIT else BEST_FIT_PROGRESSIVE,
+        enabled=ce.spec.state == "ENABLED",
+        scale_down_delay_seconds=_delay_seconds(ce, options),
+        daemonset_overhead=overhead,
+        node_name_prefix=prefix,
+        unavailable=frozenset(unavailable),
+    )
+
+
+__all__ = [
+    "BEST_FIT",
+    "BEST_FIT_PROGRESSIVE",
+    "CE_LABEL",
+    "CE_TAINT_KEY",
+    "DAEMONSET_TOLERATION",
+    "GPU_RESOURCE",
+    "GPU_TAINT",
+    "GPU_TOLERATION",
+    "INSTANCE_TYPE_LABEL",
+    "MANAGED_BY_LABEL",
+    "MANAGED_BY_VALUE",
+    "IdleTracker",
+    "NodeAdd",
+    "PoolNode",
+    "PoolSpec",
+    "QueueDemand",
+    "ScalePlan",
+    "UnknownInstanceType",
+    "ce_taints",
+    "job_node_selector",
+    "job_tolerations",
+    "node_labels",
+    "node_taints",
+    "plan_scale",
+    "pool_spec",
+    "route_demand",
+    "tolerates_gpu_nodes",
+]
