@@ -7,14 +7,22 @@ ldflags are the ones Helm's own Makefile sets: the release version (otherwise `h
 says "v3.22+unreleased") and the Kubernetes version its client-go speaks (otherwise
 `.Capabilities.KubeVersion` defaults to 1.20 in `helm template` and `helm lint`).
 
-    python -m batchyard.devcluster.helm          # build (or reuse) and print the path
+The plain manifest in `deploy/` is rendered from the chart here too, so that `make
+deploy-manifest` and the test that keeps it in step run the same code:
+
+    python -m batchyard.devcluster.helm                    # build (or reuse) helm, print its path
+    python -m batchyard.devcluster.helm deploy-manifest    # write deploy/batchyard.yaml
+    python -m batchyard.devcluster.helm deploy-manifest --check   # exit 1 if it is stale
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from batchyard.devcluster.build import Log, _check_go, _go_env, _run, _stderr, cache_root
@@ -23,6 +31,24 @@ from batchyard.devcluster.build import Log, _check_go, _go_env, _run, _stderr, c
 # changed the CLI and chart API, so we stay on 3 until the chart is tested with 4.
 HELM_VERSION = "3.22.0"
 HELM_MODULE = "helm.sh/helm/v3"
+
+# The plain manifest: the chart with its default values, as release "batchyard" in its own namespace.
+DEPLOY_RELEASE = "batchyard"
+DEPLOY_NAMESPACE = "batchyard-system"
+DEPLOY_HEADER = f"""\
+# Batchyard operator, for `kubectl apply` without Helm. Generated from helm/batchyard with its
+# default values by `make deploy-manifest` (helm template). Do not edit: change the chart.
+#
+#   kubectl apply --server-side -f crds/        # the CRDs first (batchyard.io and kopf.dev)
+#   kubectl apply -f deploy/batchyard.yaml
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: {DEPLOY_NAMESPACE}
+  labels:
+    app.kubernetes.io/part-of: batchyard
+"""
 
 
 def helm_path(root: Path | None = None) -> Path:
@@ -88,9 +114,38 @@ def ensure_helm(log: Log = _stderr) -> Path:
     return path
 
 
-def main() -> None:
-    print(ensure_helm())
+def render_deploy_manifest(helm: Path, chart: Path) -> str:
+    """`helm template` of the chart with default values, behind a Namespace and a header."""
+    args = [str(helm), "template", DEPLOY_RELEASE, str(chart), "--namespace", DEPLOY_NAMESPACE]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stderr[-4000:]}")
+    return DEPLOY_HEADER + proc.stdout
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m batchyard.devcluster.helm", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    deploy = sub.add_parser("deploy-manifest", help="render the chart into the plain manifest")
+    deploy.add_argument("--chart", type=Path, default=Path("helm/batchyard"))
+    deploy.add_argument("--out", type=Path, default=Path("deploy/batchyard.yaml"))
+    deploy.add_argument("--check", action="store_true", help="fail if --out differs instead of writing")
+    args = parser.parse_args(argv)
+    helm = ensure_helm()
+    if args.command is None:
+        print(helm)
+        return 0
+    text = render_deploy_manifest(helm, args.chart)
+    if args.check:
+        if not args.out.exists() or args.out.read_text() != text:
+            _stderr(f"{args.out} is stale: run `make deploy-manifest`")
+            return 1
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    _stderr(f"wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

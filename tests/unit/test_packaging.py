@@ -1,0 +1,304 @@
+"""The Helm chart, the plain manifest, the Dockerfile and the dashboard stay in step with the code.
+
+What each test guards: the chart's CRDs are the generator's output (plus kopf's peering CRDs
+from crds/); deploy/batchyard.yaml is exactly `helm template` of the chart; the ClusterRole
+grants exactly the verbs the operator uses, per node-pool toggle, and nothing with a wildcard;
+the Deployment wires kopf's liveness port to both probes and runs non-root and read-only; the
+image uses the package's Python and installs the package itself (so its dependencies are
+pyproject's); every series the Grafana dashboard queries exists in the metrics registry.
+
+These need the Helm binary; it is built from its Go module on first use (about a minute) and
+cached, like the control-plane binaries. Without Go they are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from batchyard.adapters import metrics
+from batchyard.api.crdgen import all_crds
+from batchyard.devcluster.helm import ensure_helm, render_deploy_manifest
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "batchyard"
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    try:
+        return ensure_helm(log=lambda _msg: None)
+    except RuntimeError as err:  # no Go on this machine: nothing to build helm with
+        pytest.skip(str(err))
+
+
+def template(helm: Path, *sets: str, namespace: str = "batchyard") -> list[dict[str, Any]]:
+    args = [str(helm), "template", "by", str(CHART), "--namespace", namespace]
+    for s in sets:
+        args += ["--set", s]
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, f"{kind} {name}: {len(found)} found"
+    return found[0]
+
+
+def grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
+    """Flatten RBAC rules into (group, resource, verb, resourceName or '') tuples."""
+    return {
+        (group, resource, verb, name)
+        for r in rules
+        for group in r["apiGroups"]
+        for resource in r["resources"]
+        for verb in r["verbs"]
+        for name in r.get("resourceNames", [""])
+    }
+
+
+def g(group: str, resources: str, verbs: str, name: str = "") -> set[tuple[str, str, str, str]]:
+    return {(group, r, v, name) for r in resources.split() for v in verbs.split()}
+
+
+CLUSTER_KINDS = "computeenvironments jobqueues schedulingpolicies consumableresources"
+BASE_CLUSTER = (
+    g("batchyard.io", CLUSTER_KINDS, "get list watch")
+    | g("batchyard.io", " ".join(f"{k}/status" for k in CLUSTER_KINDS.split()), "patch")
+    | g("", "nodes", "get list watch patch")
+    | g("", "namespaces", "list watch")
+    | g("apiextensions.k8s.io", "customresourcedefinitions", "list watch")
+)
+PEERING = g("kopf.dev", "clusterkopfpeerings", "list watch") | g(
+    "kopf.dev", "clusterkopfpeerings", "get patch", "batchyard"
+)
+NAMESPACED = (
+    g("batchyard.io", "batchjobs", "get list watch patch delete")
+    | g("batchyard.io", "batchjobs/status", "patch")
+    | g("batchyard.io", "jobdefinitions", "get list watch")
+    | g("batchyard.io", "jobdefinitions/status", "patch")
+    | g("", "pods", "get list watch create delete")
+    | g("", "events", "create patch")
+    | g("events.k8s.io", "events", "create patch")
+)
+KWOK = g("", "nodes", "create delete")
+KARPENTER = g("karpenter.sh", "nodepools", "get list watch create patch delete")
+CAPI = g("cluster.x-k8s.io", "machinedeployments machinedeployments/scale", "get patch update")
+
+
+# --- CRDs and the plain manifest -----------------------------------------------------------------
+
+
+def test_chart_crds_are_the_generators_output_and_the_same_files_as_crds_dir() -> None:
+    chart = {p.name: p.read_text() for p in (CHART / "crds").glob("*.yaml")}
+    repo = {p.name: p.read_text() for p in (REPO / "crds").glob("*.yaml")}
+    generated = all_crds()
+    stale = sorted(name for name, text in generated.items() if chart.get(name) != text)
+    assert stale == [], f"helm/batchyard/crds is out of date for {stale}: run `make chart-crds`"
+    assert sorted(chart) == sorted(repo), "helm/batchyard/crds and crds/ hold different files"
+    kopf = [n for n in repo if n.startswith("kopf.dev_")]
+    assert sorted(kopf) == ["kopf.dev_clusterkopfpeerings.yaml", "kopf.dev_kopfpeerings.yaml"]
+    assert all(chart[n] == repo[n] for n in kopf), "kopf peering CRDs differ: run `make chart-crds`"
+
+
+def test_kopf_peering_crds_have_no_status_subresource() -> None:
+    # kopf patches `status` through the main resource when there is no subresource; with one it
+    # would need the extra */status permission we don't grant.
+    for name in ("kopf.dev_clusterkopfpeerings.yaml", "kopf.dev_kopfpeerings.yaml"):
+        crd = yaml.safe_load((CHART / "crds" / name).read_text())
+        assert crd["spec"]["group"] == "kopf.dev"
+        assert [v["name"] for v in crd["spec"]["versions"]] == ["v1"]
+        assert "subresources" not in crd["spec"]["versions"][0]
+
+
+def test_deploy_manifest_is_the_charts_output(helm: Path) -> None:
+    committed = (REPO / "deploy" / "batchyard.yaml").read_text()
+    assert committed == render_deploy_manifest(helm, CHART), (
+        "deploy/batchyard.yaml differs from the chart: run `make deploy-manifest`"
+    )
+    docs = [d for d in yaml.safe_load_all(committed) if d]
+    assert docs[0]["kind"] == "Namespace"
+    assert not any(d["kind"] == "CustomResourceDefinition" for d in docs)  # those are in crds/
+
+
+def test_helm_lint_is_clean_for_defaults_and_every_toggle(helm: Path) -> None:
+    for sets in (
+        [],
+        [
+            "nodePools.kwok.enabled=true,nodePools.karpenter.enabled=true,nodePools.clusterAPI.enabled=true",
+            "metrics.serviceMonitor.enabled=true,grafanaDashboard.enabled=true,replicaCount=2",
+            "operator.watchNamespaces={team-a,team-b}",
+        ],
+    ):
+        args = [str(helm), "lint", "--strict", str(CHART)] + [a for s in sets for a in ("--set", s)]
+        proc = subprocess.run(args, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout, proc.stdout
+
+
+# --- RBAC --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        pytest.param([], BASE_CLUSTER | PEERING | NAMESPACED, id="defaults: all namespaces, no node pools"),
+        pytest.param(
+            ["nodePools.kwok.enabled=true"],
+            BASE_CLUSTER | PEERING | NAMESPACED | KWOK,
+            id="kwok provider adds node create and delete",
+        ),
+        pytest.param(
+            ["nodePools.karpenter.enabled=true"],
+            BASE_CLUSTER | PEERING | NAMESPACED | KARPENTER,
+            id="karpenter provider adds nodepools",
+        ),
+        pytest.param(
+            ["nodePools.clusterAPI.enabled=true"],
+            BASE_CLUSTER | PEERING | NAMESPACED | CAPI,
+            id="cluster API provider adds machinedeployments and their scale",
+        ),
+        pytest.param(
+            ["operator.watchNamespaces={team-a}"],
+            BASE_CLUSTER,
+            id="limited to namespaces: the ClusterRole keeps only cluster-scoped grants",
+        ),
+    ],
+)
+def test_cluster_role_grants_exactly_what_the_operator_uses(
+    helm: Path, sets: list[str], expected: set[tuple[str, str, str, str]]
+) -> None:
+    role = one(template(helm, *sets), "ClusterRole")
+    assert grants(role["rules"]) == expected
+
+
+def test_namespace_limited_install_grants_jobs_pods_and_peering_per_namespace(helm: Path) -> None:
+    docs = template(helm, "operator.watchNamespaces={team-a,team-b}", namespace="ops")
+    roles = {(d["metadata"]["namespace"], d["metadata"]["name"]): d for d in docs if d["kind"] == "Role"}
+    peering = g("kopf.dev", "kopfpeerings", "list watch") | g(
+        "kopf.dev", "kopfpeerings", "get patch", "batchyard"
+    )
+    for ns in ("team-a", "team-b"):
+        assert grants(roles[(ns, "by-batchyard")]["rules"]) == NAMESPACED | peering
+    # events about cluster-scoped objects land in the operator's own namespace
+    assert grants(roles[("ops", "by-batchyard-events")]["rules"]) == g("", "events", "create patch") | g(
+        "events.k8s.io", "events", "create patch"
+    )
+    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert {b["metadata"]["namespace"] for b in bindings} == {"team-a", "team-b", "ops"}
+    assert all(
+        b["subjects"] == [{"kind": "ServiceAccount", "name": "by-batchyard", "namespace": "ops"}]
+        for b in bindings
+    )
+    peerings = [d for d in docs if d["kind"] == "KopfPeering"]
+    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
+    assert not any(d["kind"] == "ClusterKopfPeering" for d in docs)
+
+
+def test_no_rbac_rule_uses_a_wildcard(helm: Path) -> None:
+    docs = template(
+        helm,
+        "nodePools.kwok.enabled=true,nodePools.karpenter.enabled=true,nodePools.clusterAPI.enabled=true",
+    ) + template(helm, "operator.watchNamespaces={a,b}")
+    for d in docs:
+        for rule in d.get("rules", []):
+            for key in ("apiGroups", "resources", "verbs", "resourceNames"):
+                assert "*" not in rule.get(key, []), (d["kind"], rule)
+
+
+# --- Deployment --------------------------------------------------------------------------------
+
+
+def test_deployment_runs_the_operator_non_root_read_only_with_kopf_probes(helm: Path) -> None:
+    docs = template(
+        helm, "operator.watchNamespaces={a,b}", "operator.logLevel=DEBUG", "operator.keepPods=true"
+    )
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert pod["serviceAccountName"] == one(docs, "ServiceAccount")["metadata"]["name"]
+    assert c["args"][:2] == ["run", "--liveness=http://0.0.0.0:8081/healthz"]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"metrics": metrics.DEFAULT_PORT, "health": 8081}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["BATCHYARD_NAMESPACES"] == "a,b"
+    assert env["BATCHYARD_KEEP_PODS"] == "true"
+    assert env["BATCHYARD_FINISHED_JOB_TTL_SECONDS"] == "604800"
+    assert env["BATCHYARD_LOG_LEVEL"] == "DEBUG"
+    assert env["BATCHYARD_METRICS_PORT"] == "8080"
+    assert env["BATCHYARD_PEERING"] == "batchyard"
+    assert c["resources"]["requests"].keys() == {"cpu", "memory"}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["runAsUser"] == _dockerfile_uid()
+
+
+def test_metrics_service_targets_the_metrics_port_and_service_monitor_is_optional(helm: Path) -> None:
+    docs = template(helm)
+    svc = one(docs, "Service")
+    assert svc["spec"]["ports"][0]["targetPort"] == "metrics"
+    assert not any(d["kind"] in ("ServiceMonitor", "PodDisruptionBudget", "ConfigMap") for d in docs)
+    docs = template(helm, "metrics.serviceMonitor.enabled=true,grafanaDashboard.enabled=true,replicaCount=2")
+    sm = one(docs, "ServiceMonitor")
+    assert sm["spec"]["endpoints"][0]["port"] == "metrics"
+    assert sm["spec"]["selector"]["matchLabels"] == svc["spec"]["selector"]
+    assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    cm = one(docs, "ConfigMap")
+    assert json.loads(cm["data"]["batchyard.json"])["uid"] == "batchyard-overview"
+
+
+# --- Dockerfile --------------------------------------------------------------------------------
+
+
+def _dockerfile_uid() -> int:
+    m = re.search(r"^USER (\d+):(\d+)$", (REPO / "Dockerfile").read_text(), re.M)
+    assert m, "Dockerfile must switch to a numeric non-root USER uid:gid"
+    return int(m.group(1))
+
+
+def test_dockerfile_uses_the_packages_python_and_installs_the_package_itself() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    m = re.search(r"^ARG PYTHON_VERSION=(\S+)$", text, re.M)
+    assert m
+    assert project["project"]["requires-python"] == f">={m.group(1)}"
+    assert project["tool"]["ruff"]["target-version"] == "py" + m.group(1).replace(".", "")
+    assert len(re.findall(r"^FROM python:\$\{PYTHON_VERSION\}-slim AS \w+$", text, re.M)) == 2
+    # Dependencies come from pyproject.toml only: every pip install is pip itself or the package.
+    installs = re.findall(r"pip install (.+?)(?:\s*\\?$|\s*&&)", text, re.M)
+    assert sorted(installs) == ["--upgrade pip", "."], installs
+    assert _dockerfile_uid() != 0
+    assert 'ENTRYPOINT ["batchyard"]' in text
+    assert text.rstrip().endswith('CMD ["run", "--liveness=http://0.0.0.0:8081/healthz"]')
+
+
+def test_dockerignore_keeps_what_the_build_copies() -> None:
+    lines = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines()]
+    assert lines[lines.index("*") + 1 :].count("!operator/") == 1
+    copied = re.findall(r"^COPY (?!--from)(.+) \S+$", (REPO / "Dockerfile").read_text(), re.M)
+    for path in " ".join(copied).split():
+        assert f"!{path}" in lines, f".dockerignore excludes {path}, which the Dockerfile copies"
+
+
+# --- Grafana dashboard -------------------------------------------------------------------------
+
+
+def test_dashboard_queries_every_batchyard_family_and_nothing_unknown() -> None:
+    dash = json.loads((CHART / "dashboards" / "batchyard.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    used = {
+        re.sub(r"_(total|bucket|count|sum)$", "", m) for e in exprs for m in re.findall(r"\bbatchyard_\w+", e)
+    }
+    families = {fam.name for fam in metrics.REGISTRY.collect() if fam.name.startswith("batchyard_")}
+    assert used == families, f"unknown: {sorted(used - families)}, not shown: {sorted(families - used)}"
