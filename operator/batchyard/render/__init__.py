@@ -6,6 +6,7 @@ placement on the compute environment's nodes), and it must be deterministic and 
 a cluster. No I/O, no kopf, no Kubernetes client here (an import contract enforces it).
 """
 
+from batchyard.render.mnp import main_node, num_nodes
 from batchyard.render.names import (
     LABEL_ARRAY_INDEX,
     LABEL_ATTEMPT,
@@ -13,6 +14,7 @@ from batchyard.render.names import (
     LABEL_JOB_NAME,
     LABEL_JOB_UID,
     LABEL_MANAGED_BY,
+    LABEL_NODE_INDEX,
     LABEL_QUEUE,
     MANAGED_BY,
     NODE_LABEL_COMPUTE_ENVIRONMENT,
@@ -32,12 +34,15 @@ __all__ = [
     "LABEL_JOB_NAME",
     "LABEL_JOB_UID",
     "LABEL_MANAGED_BY",
+    "LABEL_NODE_INDEX",
     "LABEL_QUEUE",
     "MANAGED_BY",
     "NODE_LABEL_COMPUTE_ENVIRONMENT",
     "NODE_TAINT_COMPUTE_ENVIRONMENT",
     "NODE_TAINT_EFFECTS",
     "job_demand",
+    "main_node",
+    "num_nodes",
     "pod_name",
     "render_pod",
     "render_problems",

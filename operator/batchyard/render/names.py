@@ -24,6 +24,7 @@ LABEL_QUEUE: Final = "batchyard.io/queue"
 LABEL_COMPUTE_ENVIRONMENT: Final = "batchyard.io/compute-environment"
 LABEL_ATTEMPT: Final = "batchyard.io/attempt"
 LABEL_ARRAY_INDEX: Final = "batchyard.io/array-index"
+LABEL_NODE_INDEX: Final = "batchyard.io/node-index"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "batchyard"
 
@@ -58,7 +59,7 @@ _HASH_LEN: Final = 8
 _DNS_LABEL_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_VALUE_RE: Final = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_NAME_RE: Final = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_DIGIT_TAIL_RE: Final = re.compile(r"-[0-9]+$")
+_DIGIT_TAIL_RE: Final = re.compile(r"-n?[0-9]+$")
 _DNS_SUBDOMAIN_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -111,21 +112,32 @@ def label_value(text: str) -> str:
     return (base + suffix) if base else suffix[1:]
 
 
-def pod_name(job_name: str, attempt: int, array_index: int | None) -> str:
-    """The deterministic pod name of one attempt: `<job>-a<attempt>` or `<job>-<index>-a<attempt>`.
+def pod_name(job_name: str, attempt: int, array_index: int | None, node_index: int | None = None) -> str:
+    """The deterministic pod name of one attempt: `<job>-a<attempt>`, `<job>-<index>-a<attempt>` for
+    an array child, `<job>-n<node>-a<attempt>` for a node of a multi-node parallel job.
 
     `job_name` is the BatchJob's metadata.name (unique in its namespace, where the pod lives).
     The result is a DNS label of at most 63 characters, so it is also a valid hostname. When the
     job name is too long or not a DNS label (upper case, dots), it is shortened/sanitised and an
     8-digit hash of the full job name is inserted before the suffix, so names stay unique per
     (job, index, attempt) and the suffix stays readable. Job names ending in `-<digits>` get the
-    hash too: otherwise job `x-1` (attempt 2) and child 1 of job `x` would both be `x-1-a2`.
+    hash too: otherwise job `x-1` (attempt 2) and child 1 of job `x` would both be `x-1-a2`
+    (likewise `-n<digits>` for nodes).
     """
     if attempt < 1:
         raise ValueError(f"attempt numbers start at 1, got {attempt}")  # AWS: first attempt is 1
     if array_index is not None and array_index < 0:
         raise ValueError(f"array index must be >= 0, got {array_index}")
-    suffix = f"-a{attempt}" if array_index is None else f"-{array_index}-a{attempt}"
+    if array_index is not None and node_index is not None:
+        raise ValueError("a multi-node parallel job can't be an array job")  # AWS
+    if node_index is not None and node_index < 0:
+        raise ValueError(f"node index must be >= 0, got {node_index}")
+    if array_index is not None:
+        suffix = f"-{array_index}-a{attempt}"
+    elif node_index is not None:
+        suffix = f"-n{node_index}-a{attempt}"
+    else:
+        suffix = f"-a{attempt}"
     candidate = job_name + suffix
     ambiguous = _DIGIT_TAIL_RE.search(job_name) is not None
     if job_name and not ambiguous and len(candidate) <= MAX_NAME and _DNS_LABEL_RE.match(candidate):

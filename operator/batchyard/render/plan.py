@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 from batchyard.api.batchjob import BatchJob
@@ -53,6 +52,8 @@ from batchyard.api.eks import (
 from batchyard.api.jobdefinition import JobDefinitionSpec
 from batchyard.core.capacity import parse_cpu, parse_memory_mib
 from batchyard.core.params import merged_parameters, reserved_env_message, reserved_env_violations, substitute
+from batchyard.render.mnp import node_template
+from batchyard.render.model import ContainerPlan, PodPlan, Template
 from batchyard.render.names import GPU_RESOURCE, dns_label, is_label_key, is_label_value
 from batchyard.render.resources import (
     DEFAULT_MEMORY_MIB,
@@ -72,87 +73,81 @@ _ARCH: Final = {"X86_64": "amd64", "ARM64": "arm64"}
 _NUMERIC_USER: Final = re.compile(r"^([0-9]+)(?::([0-9]+))?$")
 
 
-@dataclass
-class ContainerPlan:
-    """One container of the pod, after overrides and substitution (Kubernetes shapes)."""
-
-    name: str
-    image: str | None
-    command: list[str] | None = None
-    args: list[str] | None = None
-    env: list[tuple[str, str | None]] = field(default_factory=list)
-    requests: dict[str, str] = field(default_factory=dict)
-    limits: dict[str, str] = field(default_factory=dict)
-    security_context: dict[str, Any] = field(default_factory=dict)
-    volume_mounts: list[dict[str, Any]] = field(default_factory=list)
-    image_pull_policy: str | None = None
-
-
-@dataclass
-class PodPlan:
-    """The whole pod template of one job (or array child, or node)."""
-
-    containers: list[ContainerPlan] = field(default_factory=list)
-    init_containers: list[ContainerPlan] = field(default_factory=list)
-    volumes: list[dict[str, Any]] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
-    node_selector: dict[str, str] = field(default_factory=dict)
-    pod_spec: dict[str, Any] = field(default_factory=dict)
-    """Extra pod spec fields (serviceAccountName, dnsPolicy, imagePullSecrets, ...)."""
-    host_network: bool | None = None
-    """None: not set by the job definition (the caller's default applies)."""
-    eks: bool = False
-    problems: list[str] = field(default_factory=list)
-
-
 # --- entry point ---------------------------------------------------------------------------------
 
 
-def plan_pod(job: BatchJob, definition: JobDefinitionSpec) -> PodPlan:
-    """The effective pod template of `job` run with the `definition` revision it pinned."""
+def plan_pod(job: BatchJob, definition: JobDefinitionSpec, node_index: int | None = None) -> PodPlan:
+    """The effective pod template of `job` run with the `definition` revision it pinned.
+
+    For a multi-node parallel job, `node_index` picks the node (see `mnp.py`); without it the
+    main node's template is planned.
+    """
     plan = PodPlan()
     params = merged_parameters(definition.parameters, job.spec.parameters)
     spec = job.spec
     if definition.type == "multinode" or definition.nodeProperties is not None:
         if definition.nodeProperties is None:
             plan.problems.append("job definition type is multinode but spec.nodeProperties is missing")
-        else:
-            plan.problems.append(
-                "multi-node parallel jobs (job definition type multinode) can't be rendered as a single pod"
-            )
-        return plan
+            return plan
+        template = node_template(plan, job, definition, node_index)
+        if template is None:
+            return plan
+    else:
+        for name in ("nodeOverrides",):
+            if getattr(spec, name) is not None:
+                plan.problems.append(f"spec.{name} is only for multi-node parallel job definitions")
+        template = Template(
+            where="jobDefinition",
+            container=definition.containerProperties,
+            ecs=definition.ecsProperties,
+            eks=definition.eksProperties,
+            container_overrides=spec.containerOverrides,
+            ecs_override=spec.ecsPropertiesOverride,
+            eks_override=spec.eksPropertiesOverride,
+            override_where="spec",
+        )
+    _plan_template(plan, template, params)
+    return plan
+
+
+def _plan_template(plan: PodPlan, t: Template, params: Mapping[str, str]) -> None:
     given = [
         n
-        for n, v in (
-            ("containerProperties", definition.containerProperties),
-            ("ecsProperties", definition.ecsProperties),
-            ("eksProperties", definition.eksProperties),
-        )
+        for n, v in (("containerProperties", t.container), ("ecsProperties", t.ecs), ("eksProperties", t.eks))
         if v is not None
     ]
     if len(given) != 1:
         plan.problems.append(
-            "job definition type container needs exactly one of spec.containerProperties, "
-            f"spec.ecsProperties or spec.eksProperties (has {', '.join(given) or 'none'})"
+            f"{t.where} needs exactly one of containerProperties, ecsProperties or eksProperties "
+            f"(has {', '.join(given) or 'none'})"
         )
-        return plan
-    wrong_override = {
-        "containerProperties": ("eksPropertiesOverride", "ecsPropertiesOverride"),
-        "ecsProperties": ("containerOverrides", "eksPropertiesOverride"),
-        "eksProperties": ("containerOverrides", "ecsPropertiesOverride"),
+        return
+    overrides = {
+        "containerOverrides": t.container_overrides,
+        "ecsPropertiesOverride": t.ecs_override,
+        "eksPropertiesOverride": t.eks_override,
+    }
+    allowed = {
+        "containerProperties": "containerOverrides",
+        "ecsProperties": "ecsPropertiesOverride",
+        "eksProperties": "eksPropertiesOverride",
     }[given[0]]
-    for name in wrong_override:
-        if getattr(spec, name) is not None:
-            plan.problems.append(f"spec.{name} can't be used with a job definition that uses {given[0]}")
-    if definition.containerProperties is not None:
-        _plan_container_properties(plan, definition.containerProperties, spec.containerOverrides, params)
-    elif definition.ecsProperties is not None:
-        _plan_ecs(plan, definition.ecsProperties, spec.ecsPropertiesOverride, params)
-    elif definition.eksProperties is not None:
-        _plan_eks(plan, definition.eksProperties, spec.eksPropertiesOverride, params)
+    for name, value in overrides.items():
+        if value is not None and name != allowed:
+            plan.problems.append(
+                f"{t.override_where}.{name} can't be used with a job definition that uses {given[0]}"
+            )
+    if t.container is not None:
+        _plan_container_properties(plan, t, t.container, t.container_overrides, params)
+    elif t.ecs is not None:
+        _plan_ecs(plan, t, t.ecs, t.ecs_override, params)
+    elif t.eks is not None:
+        _plan_eks(plan, t, t.eks, t.eks_override, params)
+    if t.instance_type:
+        # AWS instanceType/instanceTypes pin a node range to one instance type; on Kubernetes that
+        # is the well-known instance-type node label.
+        plan.node_selector["node.kubernetes.io/instance-type"] = t.instance_type
     _apply_defaults(plan)
-    return plan
 
 
 # --- shared helpers ------------------------------------------------------------------------------
@@ -224,6 +219,7 @@ def _ecs_resources(
     memory: int | None = None,
     override_vcpus: int | None = None,
     override_memory: int | None = None,
+    override_where: str = "spec.containerOverrides",
 ) -> tuple[dict[str, str], dict[str, str]]:
     """(requests, limits) of an ECS-style container (see resources.py for the mapping)."""
     base, over = _rr(definition_rr), _rr(override_rr)
@@ -232,9 +228,9 @@ def _ecs_resources(
     for kind, deprecated, name in (("VCPU", override_vcpus, "vcpus"), ("MEMORY", override_memory, "memory")):
         if deprecated is not None and kind in base and kind not in over:
             plan.problems.append(
-                f"spec.containerOverrides.{name}: This value was submitted in a deprecated key and may "
+                f"{override_where}.{name}: This value was submitted in a deprecated key and may "
                 f"conflict with the value provided by the job definition's resource requirements; "
-                f"use spec.containerOverrides.resourceRequirements ({kind}) instead"
+                f"use {override_where}.resourceRequirements ({kind}) instead"
             )
     vcpu = over.get("VCPU") or base.get("VCPU")
     if vcpu is None:
@@ -332,11 +328,13 @@ def _ecs_mounts(
 
 def _plan_container_properties(
     plan: PodPlan,
+    t: Template,
     props: ContainerProperties,
     overrides: ContainerOverrides | None,
     params: Mapping[str, str],
 ) -> None:
-    where = "jobDefinition.containerProperties"
+    where = f"{t.where}.containerProperties"
+    ow = f"{t.override_where}.containerOverrides"
     ov = overrides or ContainerOverrides()
     if not props.image:
         plan.problems.append(f"{where}.image is required")
@@ -350,6 +348,7 @@ def _plan_container_properties(
         memory=props.memory,
         override_vcpus=ov.vcpus,
         override_memory=ov.memory,
+        override_where=ow,
     )
     if props.ephemeralStorage is not None:
         requests["ephemeral-storage"] = f"{props.ephemeralStorage.sizeInGiB}Gi"
@@ -363,7 +362,7 @@ def _plan_container_properties(
                 plan,
                 f"{where}.environment",
                 props.environment,
-                "spec.containerOverrides.environment",
+                f"{ow}.environment",
                 ov.environment,
             ),
             requests=requests,
@@ -381,9 +380,14 @@ def _plan_container_properties(
 
 
 def _plan_ecs(
-    plan: PodPlan, props: EcsProperties, override: EcsPropertiesOverride | None, params: Mapping[str, str]
+    plan: PodPlan,
+    t: Template,
+    props: EcsProperties,
+    override: EcsPropertiesOverride | None,
+    params: Mapping[str, str],
 ) -> None:
-    where = "jobDefinition.ecsProperties.taskProperties[0]"
+    where = f"{t.where}.ecsProperties.taskProperties[0]"
+    ow = f"{t.override_where}.ecsPropertiesOverride.taskProperties[0]"
     task = props.taskProperties[0]
     overrides: list[TaskContainerOverrides] = []
     if override is not None and override.taskProperties:
@@ -391,7 +395,7 @@ def _plan_ecs(
     names = _ecs_container_names(task.containers)
     by_name: dict[str, TaskContainerOverrides] = {}
     for i, o in enumerate(overrides):
-        target = _match(plan, f"spec.ecsPropertiesOverride.taskProperties[0].containers[{i}]", o.name, names)
+        target = _match(plan, f"{ow}.containers[{i}]", o.name, names)
         if target is not None:
             by_name[target] = o
     volume_names = _ecs_volumes(plan, where, task.volumes)
@@ -408,7 +412,7 @@ def _plan_ecs(
                     plan,
                     f"{cw}.environment",
                     c.environment,
-                    f"spec.ecsPropertiesOverride ({name}).environment",
+                    f"{ow}.containers ({name}).environment",
                     o.environment,
                 ),
                 requests=requests,
@@ -505,11 +509,16 @@ def _eks_names(containers: Sequence[EksContainer], total: int) -> list[str]:
 
 
 def _plan_eks(
-    plan: PodPlan, props: EksProperties, override: EksPropertiesOverride | None, params: Mapping[str, str]
+    plan: PodPlan,
+    t: Template,
+    props: EksProperties,
+    override: EksPropertiesOverride | None,
+    params: Mapping[str, str],
 ) -> None:
     plan.eks = True
     pod = props.podProperties
-    where = "jobDefinition.eksProperties.podProperties"
+    where = f"{t.where}.eksProperties.podProperties"
+    ow = f"{t.override_where}.eksPropertiesOverride.podProperties"
     pod_over = override.podProperties if override is not None else None
     total = len(pod.containers) + len(pod.initContainers or ())
     for kind, defs, overs, out in (
@@ -524,7 +533,7 @@ def _plan_eks(
         names = _eks_names(defs, total)
         by_name: dict[str, EksContainerOverride] = {}
         for i, o in enumerate(overs or ()):
-            target = _match(plan, f"spec.eksPropertiesOverride.podProperties.{kind}[{i}]", o.name, names)
+            target = _match(plan, f"{ow}.{kind}[{i}]", o.name, names)
             if target is not None:
                 by_name[target] = o
         for i, (c, name) in enumerate(zip(defs, names, strict=True)):
@@ -545,7 +554,7 @@ def _plan_eks(
                         plan,
                         f"{cw}.env",
                         c.env,
-                        f"spec.eksPropertiesOverride.podProperties.{kind} ({name}).env",
+                        f"{ow}.{kind} ({name}).env",
                         o.env,
                     ),
                     requests=requests,
@@ -560,9 +569,9 @@ def _plan_eks(
     plan.volumes.extend(v.model_dump(exclude_none=True) for v in pod.volumes or ())
     # Labels and annotations: the definition's, then the submission's (AWS: overrides add/replace).
     for source, md in (
-        ("jobDefinition.eksProperties.podProperties.metadata", pod.metadata),
+        (f"{where}.metadata", pod.metadata),
         (
-            "spec.eksPropertiesOverride.podProperties.metadata",
+            f"{ow}.metadata",
             pod_over.metadata if pod_over else None,
         ),
     ):

@@ -29,7 +29,9 @@ from batchyard.api.batchjob import BatchJob
 from batchyard.api.computeenvironment import ComputeEnvironment
 from batchyard.api.jobdefinition import JobDefinitionSpec
 from batchyard.core.capacity import Resources
-from batchyard.core.params import ArrayChild, BatchEnvContext, batch_env, child_job_id
+from batchyard.core.params import ArrayChild, BatchEnvContext, MultiNode, batch_env, child_job_id, node_job_id
+from batchyard.render.mnp import layout_problems, main_node, node_choice, num_nodes
+from batchyard.render.model import ContainerPlan, PodPlan
 from batchyard.render.names import (
     ANNOTATION_JOB_DEFINITION,
     ANNOTATION_JOB_ID,
@@ -44,6 +46,7 @@ from batchyard.render.names import (
     LABEL_JOB_NAME,
     LABEL_JOB_UID,
     LABEL_MANAGED_BY,
+    LABEL_NODE_INDEX,
     LABEL_QUEUE,
     MANAGED_BY,
     NODE_LABEL_COMPUTE_ENVIRONMENT,
@@ -52,23 +55,43 @@ from batchyard.render.names import (
     label_value,
     pod_name,
 )
-from batchyard.render.plan import ContainerPlan, PodPlan, plan_pod
+from batchyard.render.plan import plan_pod
 from batchyard.render.resources import pod_demand
 
 # AWS: on termination the container gets SIGTERM and, 30 seconds later, SIGKILL.
 TERMINATION_GRACE_SECONDS: Final = 30
 
 
-def job_demand(job: BatchJob, definition: JobDefinitionSpec) -> Resources:
+def _node_groups(job: BatchJob, definition: JobDefinitionSpec) -> list[tuple[int, int]]:
+    """MNP: (first node index, number of nodes) per distinct (node range, override) pair."""
+    groups: dict[tuple[int | None, int | None], list[int]] = {}
+    for i in range(num_nodes(job, definition)):
+        groups.setdefault(node_choice(job, definition, i), []).append(i)
+    return [(nodes[0], len(nodes)) for nodes in groups.values()]
+
+
+def _plan_demand(plan: PodPlan) -> Resources:
+    return pod_demand((c.requests for c in plan.containers), (c.requests for c in plan.init_containers))
+
+
+def job_demand(job: BatchJob, definition: JobDefinitionSpec, node_index: int | None = None) -> Resources:
     """vCPU (millicpu), memory (MiB) and GPUs one pod of this job needs, after overrides.
 
     ECS-style: resourceRequirements VCPU/MEMORY/GPU (or deprecated vcpus/memory). EKS: requests,
     or limits where requests are missing (AWS: "the limits value is copied to the requests value"),
     summed over containers (init containers: the largest, if more). Nothing given: 1 vCPU and
     2048 MiB (see render.resources). A job with problems still gets a best-effort figure.
+
+    Multi-node parallel jobs: the demand of node `node_index`, or without it the sum over all
+    nodes (what the whole job holds once every node runs).
     """
-    plan = plan_pod(job, definition)
-    return pod_demand((c.requests for c in plan.containers), (c.requests for c in plan.init_containers))
+    if definition.nodeProperties is not None and node_index is None:
+        total = Resources()
+        for first, count in _node_groups(job, definition):
+            d = _plan_demand(plan_pod(job, definition, first))
+            total = total + Resources(d.milli_cpu * count, d.memory_mib * count, d.gpus * count)
+        return total
+    return _plan_demand(plan_pod(job, definition, node_index))
 
 
 def render_problems(job: BatchJob, definition: JobDefinitionSpec) -> list[str]:
@@ -77,13 +100,19 @@ def render_problems(job: BatchJob, definition: JobDefinitionSpec) -> list[str]:
     Empty when the job can run. The operator fails the job (no retry) with these messages as its
     statusReason. Unresolved `Ref::` placeholders are not problems: AWS leaves them literal.
     """
-    plan = plan_pod(job, definition)
-    problems = list(plan.problems)
-    for c in [*plan.containers, *plan.init_containers]:
-        if not c.image:
-            problem = f"container {c.name!r} has no image"
-            if problem not in problems and not any("image is required" in p for p in problems):
+    if definition.nodeProperties is not None:
+        problems = layout_problems(job, definition)
+        plans = [plan_pod(job, definition, first) for first, _ in _node_groups(job, definition)]
+    else:
+        problems = []
+        plans = [plan_pod(job, definition)]
+    for plan in plans:
+        for problem in plan.problems:
+            if problem not in problems:
                 problems.append(problem)
+        for c in [*plan.containers, *plan.init_containers]:
+            if not c.image and not any("image is required" in p for p in problems):
+                problems.append(f"container {c.name!r} has no image")
     return problems
 
 
@@ -144,6 +173,8 @@ def render_pod(
     array_size: int | None = None,
     queue: str,
     compute_environment: ComputeEnvironment | str,
+    node_index: int | None = None,
+    main_node_ip: str | None = None,
     default_host_network: bool = True,
 ) -> dict[str, Any]:
     """The v1 Pod of attempt `attempt` (from 1) of `job`, or of its array child `array_index`.
@@ -151,6 +182,10 @@ def render_pod(
     `definition` is the JobDefinition revision the job pinned (number `revision`); `queue` and
     `compute_environment` are where the scheduler placed it (a ComputeEnvironment object, or just
     its name). Call `render_problems` first: rendering a job with problems gives a best-effort pod.
+
+    Multi-node parallel jobs: `node_index` (default: the main node) picks the node; every node but
+    the main one needs `main_node_ip` (AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS), known once
+    the main node runs (AWS starts the other nodes after it).
     """
     meta = job.metadata
     if not meta.name or not meta.namespace or not meta.uid:
@@ -159,11 +194,21 @@ def render_pod(
         array_size = job.spec.arrayProperties.size if job.spec.arrayProperties else None
         if array_size is None:
             raise ValueError("an array child needs array_size (the job has no arrayProperties)")
-    plan = plan_pod(job, definition)
+    mnp = definition.nodeProperties is not None
+    if mnp and node_index is None:
+        node_index = main_node(definition)
+    if not mnp and node_index is not None:
+        raise ValueError("node_index is only for multi-node parallel jobs")
+    plan = plan_pod(job, definition, node_index)
     ce_name, ce_uid, ce_node_labels, ce_tolerations, by_ce_label = _ce_parts(compute_environment)
 
     # AWS: AWS_BATCH_JOB_ID is the job id; an array child's is "<parent id>:<index>".
-    job_id = meta.uid if array_index is None else child_job_id(meta.uid, array_index)
+    # A node's is "<job id>#<node index>".
+    job_id = meta.uid
+    if array_index is not None:
+        job_id = child_job_id(meta.uid, array_index)
+    elif node_index is not None:
+        job_id = node_job_id(meta.uid, node_index)
     batch_vars = batch_env(
         BatchEnvContext(
             job_id=meta.uid,
@@ -171,12 +216,19 @@ def render_pod(
             compute_environment_name=ce_name,
             attempt=attempt,
             array=ArrayChild(array_index, array_size) if array_index is not None and array_size else None,
+            node=(
+                MultiNode(node_index, num_nodes(job, definition), main_node(definition), main_node_ip)
+                if node_index is not None
+                else None
+            ),
         )
     )
 
     labels = _labels(
         job, plan, queue=queue, ce_name=ce_name, ce_uid=ce_uid, attempt=attempt, index=array_index
     )
+    if node_index is not None:
+        labels[LABEL_NODE_INDEX] = str(node_index)
     annotations = dict(plan.annotations)
     for key, value in (meta.annotations or {}).items():
         if key.startswith(KWOK_ANNOTATION_PREFIX):
@@ -222,7 +274,7 @@ def render_pod(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": pod_name(meta.name, attempt, array_index),
+            "name": pod_name(meta.name, attempt, array_index, node_index),
             "namespace": meta.namespace,
             "labels": labels,
             "annotations": annotations,
