@@ -809,3 +809,68 @@ def test_user_guide_eks_sleep_definition_renders_like_the_aws_pod_spec() -> None
     }
     assert pod["metadata"]["labels"]["environment"] == "test"
     assert pod["spec"]["hostNetwork"] is True
+
+
+# --- ecsProperties (ECS multi-container) -------------------------------------------------------------
+
+
+def test_ecs_task_containers_become_pod_containers_with_overrides_by_name() -> None:
+    d = a_definition(
+        ecsProperties={
+            "taskProperties": [
+                {
+                    "containers": [
+                        {"name": "app", "image": "app:1", "resourceRequirements": rr(vcpu="1", memory="512")},
+                        {"name": "Log_Router", "image": "fluent:1", "resourceRequirements": rr(vcpu="0.25")},
+                    ],
+                    "pidMode": "task",
+                }
+            ]
+        }
+    )
+    job = a_job(
+        ecsPropertiesOverride={
+            "taskProperties": [{"containers": [{"name": "app", "command": ["run", "--fast"]}]}]
+        }
+    )
+    assert render_problems(job, d) == []
+    pod = render(job, d)
+    names = [c["name"] for c in pod["spec"]["containers"]]
+    assert names[0] == "app" and DNS_LABEL.match(names[1])  # "Log_Router" made a valid name
+    assert container(pod, "app")["command"] == ["run", "--fast"]
+    assert pod["spec"]["shareProcessNamespace"] is True
+    assert job_demand(job, d) == Resources(1250, 512, 0)
+
+
+# --- tag propagation ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("definition_propagates", "job_propagates", "expected"),
+    [
+        pytest.param(
+            True, None, {"team": "job-team", "cost": "1"}, id="definition turns it on; job tags win"
+        ),
+        pytest.param(True, False, {}, id="the job's setting overrides the definition's"),
+        pytest.param(None, True, {"team": "job-team", "cost": "1"}, id="the job alone turns it on"),
+        pytest.param(None, None, {}, id="off unless asked for"),
+    ],
+)
+def test_propagated_tags_become_annotations(
+    definition_propagates: bool | None, job_propagates: bool | None, expected: dict[str, str]
+) -> None:
+    d = a_definition(propagateTags=definition_propagates, tags={"team": "def-team", "cost": "1"}, **ecs())
+    job = a_job(propagateTags=job_propagates, tags={"team": "job-team", "Bad Key": "x"})
+    annotations = render(job, d)["metadata"]["annotations"]
+    copied = {k: v for k, v in annotations.items() if k in ("team", "cost", "Bad Key")}
+    assert copied == expected
+
+
+def test_more_than_50_combined_tags_fail_the_job() -> None:
+    d = a_definition(tags={f"d{i}": "x" for i in range(30)}, **ecs())
+    job = a_job(propagateTags=True, tags={f"j{i}": "x" for i in range(21)})
+    problems = render_problems(job, d)
+    assert problems == [
+        "propagateTags: the job and job definition have 51 tags combined; at most 50 can be propagated"
+    ]
+    assert render_problems(a_job(tags={f"j{i}": "x" for i in range(21)}), d) == []

@@ -52,6 +52,7 @@ from batchyard.render.names import (
     NODE_LABEL_COMPUTE_ENVIRONMENT,
     NODE_TAINT_COMPUTE_ENVIRONMENT,
     NODE_TAINT_EFFECTS,
+    is_label_key,
     label_value,
     pod_name,
 )
@@ -60,6 +61,34 @@ from batchyard.render.resources import pod_demand
 
 # AWS: on termination the container gets SIGTERM and, 30 seconds later, SIGKILL.
 TERMINATION_GRACE_SECONDS: Final = 30
+
+
+# AWS: "If the total number of combined tags from the job and job definition is over 50, the job is
+# moved to the FAILED state."
+MAX_PROPAGATED_TAGS: Final = 50
+
+
+def propagated_tags(job: BatchJob, definition: JobDefinitionSpec) -> dict[str, str]:
+    """Tags copied to the pod as annotations, when tag propagation is on.
+
+    AWS SubmitJob propagateTags: "When specified, this overrides the tag propagation setting in the
+    job definition"; "For tags with the same name, job tags are given priority over job definitions
+    tags". Tags whose key is not a valid annotation key (e.g. with spaces) are not copied.
+    """
+    on = job.spec.propagateTags if job.spec.propagateTags is not None else definition.propagateTags
+    if not on:
+        return {}
+    return dict(definition.tags or {}) | dict(job.spec.tags or {})
+
+
+def _tag_problems(job: BatchJob, definition: JobDefinitionSpec) -> list[str]:
+    tags = propagated_tags(job, definition)
+    if len(tags) > MAX_PROPAGATED_TAGS:
+        return [
+            f"propagateTags: the job and job definition have {len(tags)} tags combined; at most "
+            f"{MAX_PROPAGATED_TAGS} can be propagated"
+        ]
+    return []
 
 
 def _node_groups(job: BatchJob, definition: JobDefinitionSpec) -> list[tuple[int, int]]:
@@ -100,11 +129,11 @@ def render_problems(job: BatchJob, definition: JobDefinitionSpec) -> list[str]:
     Empty when the job can run. The operator fails the job (no retry) with these messages as its
     statusReason. Unresolved `Ref::` placeholders are not problems: AWS leaves them literal.
     """
+    problems = _tag_problems(job, definition)
     if definition.nodeProperties is not None:
-        problems = layout_problems(job, definition)
+        problems += layout_problems(job, definition)
         plans = [plan_pod(job, definition, first) for first, _ in _node_groups(job, definition)]
     else:
-        problems = []
         plans = [plan_pod(job, definition)]
     for plan in plans:
         for problem in plan.problems:
@@ -229,7 +258,8 @@ def render_pod(
     )
     if node_index is not None:
         labels[LABEL_NODE_INDEX] = str(node_index)
-    annotations = dict(plan.annotations)
+    annotations = {k: v for k, v in propagated_tags(job, definition).items() if is_label_key(k)}
+    annotations.update(plan.annotations)
     for key, value in (meta.annotations or {}).items():
         if key.startswith(KWOK_ANNOTATION_PREFIX):
             annotations[key] = value
