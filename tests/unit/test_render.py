@@ -661,7 +661,10 @@ def test_rendering_is_deterministic() -> None:
             ecs(image=None), {}, "jobDefinition.containerProperties.image is required", id="no image"
         ),
         pytest.param(
-            {"type": "multinode"}, {}, "spec.nodeProperties is missing", id="multinode without nodes"
+            {"type": "multinode"},
+            {},
+            "jobDefinition.nodeProperties is required",
+            id="multinode without nodes",
         ),
         pytest.param({}, {}, "exactly one of", id="container type without any properties"),
         pytest.param(

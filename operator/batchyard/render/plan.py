@@ -16,6 +16,8 @@ the job runs (which image, which command, how much vCPU/memory/GPU), so all thre
   resource key (an override of memory replaces the definition's memory requests and limits and
   keeps its cpu); `metadata.labels/annotations` are added over the definition's.
 * `ecsPropertiesOverride.taskProperties[0].containers`: like containerOverrides, by name.
+* Multi-node parallel jobs: the same rules, applied to the node range and node property override
+  that `mnp.py` picks for the node.
 
 Problems (anything that makes the job unrunnable) are collected, not raised, so the operator can
 fail the job with all of them in its statusReason.
@@ -87,15 +89,16 @@ def plan_pod(job: BatchJob, definition: JobDefinitionSpec, node_index: int | Non
     spec = job.spec
     if definition.type == "multinode" or definition.nodeProperties is not None:
         if definition.nodeProperties is None:
-            plan.problems.append("job definition type is multinode but spec.nodeProperties is missing")
+            plan.problems.append(
+                "jobDefinition.nodeProperties is required when the job definition type is multinode"
+            )
             return plan
         template = node_template(plan, job, definition, node_index)
         if template is None:
             return plan
     else:
-        for name in ("nodeOverrides",):
-            if getattr(spec, name) is not None:
-                plan.problems.append(f"spec.{name} is only for multi-node parallel job definitions")
+        if spec.nodeOverrides is not None:
+            plan.problems.append("spec.nodeOverrides is only for multi-node parallel job definitions")
         template = Template(
             where="jobDefinition",
             container=definition.containerProperties,
