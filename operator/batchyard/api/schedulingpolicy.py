@@ -23,7 +23,25 @@ class ShareAttributes(Spec):
     shareIdentifier: Annotated[str, Field(min_length=1, max_length=256, pattern=SHARE_PATTERN)]
     """A share identifier (up to 255 letters and digits), or a prefix ending in `*` whose matching
     identifiers share one weight."""
-    weightFactor: Annotated[float, Field(ge=0.0001, le=999.9999)] | None = None
+    weightFactor: (
+        Annotated[
+            float,
+            Field(
+                ge=0.0001,
+                le=999.9999,
+                # The API server compares an integer value (e.g. 0) against the truncated minimum (0),
+                # so the lower bound is also a CEL rule, evaluated on doubles.
+                json_schema_extra=cel(
+                    rule(
+                        "self >= 0.0001",
+                        "spec.fairsharePolicy.shareDistribution[].weightFactor must be between 0.0001 "
+                        "and 999.9999",
+                    )
+                ),
+            ),
+        ]
+        | None
+    ) = None
     """Weight, 0.0001 to 999.9999 (default 1.0). Lower gets more: 0.125 gets eight times the compute of
     1.0. Identifiers not listed get 1.0."""
 
@@ -34,12 +52,18 @@ class FairsharePolicy(Spec):
     model_config = ConfigDict(
         json_schema_extra=cel(
             rule(
-                "!has(self.shareDistribution) || self.shareDistribution.all(a, self.shareDistribution.all(b, "
-                "a == b || (a.shareIdentifier != b.shareIdentifier && !(a.shareIdentifier.endsWith('*') && "
-                "b.shareIdentifier.startsWith("
-                "a.shareIdentifier.substring(0, size(a.shareIdentifier) - 1))))))",
-                "spec.fairsharePolicy.shareDistribution[].shareIdentifier values must be unique and must not "
-                "overlap (a prefix such as UserA* can't be combined with UserA1)",
+                "!has(self.shareDistribution) || self.shareDistribution.all(a, "
+                "self.shareDistribution.exists_one(b, b.shareIdentifier == a.shareIdentifier))",
+                "spec.fairsharePolicy.shareDistribution[].shareIdentifier values must be unique",
+                field_path=".shareDistribution",
+            ),
+            rule(
+                "!has(self.shareDistribution) || self.shareDistribution.all(a, "
+                "!a.shareIdentifier.endsWith('*') || self.shareDistribution.all(b, "
+                "b.shareIdentifier == a.shareIdentifier || !b.shareIdentifier.startsWith("
+                "a.shareIdentifier.substring(0, size(a.shareIdentifier) - 1))))",
+                "spec.fairsharePolicy.shareDistribution[].shareIdentifier values must not overlap "
+                "(a prefix such as UserA* can't be combined with UserA1 or UserAB*)",
                 field_path=".shareDistribution",
             ),
         )
