@@ -70,7 +70,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from batchyard.api.computeenvironment import ComputeEnvironment
-from batchyard.core.capacity import ZERO, Resources, parse_cpu, parse_memory_mib
+from batchyard.core.capacity import ZERO, NodeView, Resources, parse_cpu, parse_memory_mib
 from batchyard.core.instances import (
     DEFAULT_DAEMONSET_OVERHEAD,
     InstanceType,
@@ -389,6 +389,19 @@ def plan_scale(
     )
 
 
+def node_views(nodes: Iterable[PoolNode]) -> tuple[NodeView, ...]:
+    """The scheduler's view of a node-scaling pool (CEView.nodes): ready, not deleting, not cordoned.
+
+    NodeView.allocatable is the room for job pods before the scheduler's own charges, i.e.
+    PoolNode.allocatable (the scheduler's ledger charges the job pods itself).
+    """
+    return tuple(
+        NodeView(n.name, n.allocatable)
+        for n in sorted(nodes, key=lambda n: n.name)
+        if n.ready and not n.deleting
+    )
+
+
 # --- idle bookkeeping ------------------------------------------------------------------------
 @dataclass(slots=True)
 class IdleTracker:
@@ -551,6 +564,7 @@ __all__ = [
     "job_tolerations",
     "node_labels",
     "node_taints",
+    "node_views",
     "plan_scale",
     "pool_spec",
     "route_demand",
