@@ -144,6 +144,25 @@ def test_helm_lint_is_clean_for_defaults_and_every_toggle(helm: Path) -> None:
         assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout, proc.stdout
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        pytest.param("operator.logLevel=LOUD", "value must be one of", id="an unknown log level"),
+        pytest.param(
+            "operator.watchNamespaces={Team_A}", "does not match pattern", id="an invalid namespace"
+        ),
+        pytest.param("operator.finishedJobTTLSeconds=-1", "minimum", id="a negative TTL"),
+    ],
+)
+def test_values_schema_rejects_bad_settings_with_a_clear_message(
+    helm: Path, setting: str, message: str
+) -> None:
+    args = [str(helm), "template", "by", str(CHART), "--set", setting]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+
+
 # --- RBAC --------------------------------------------------------------------------------------
 
 
