@@ -13,9 +13,15 @@ launches its nodes. Per ComputeEnvironment and cycle it calls:
 
 from __future__ import annotations
 
-from batchyard.adapters.kube import Kube
 from batchyard.api.computeenvironment import ComputeEnvironment
-from batchyard.nodepools.base import CLIENT_ERROR, NodePoolProvider, ObservedNode, parse_node, validate_common
+from batchyard.nodepools.base import (
+    CLIENT_ERROR,
+    KubeClient,
+    NodePoolProvider,
+    ObservedNode,
+    parse_node,
+    validate_common,
+)
 from batchyard.nodepools.clusterapi import ClusterApiProvider
 from batchyard.nodepools.karpenter import KarpenterProvider
 from batchyard.nodepools.kwok import KwokProvider
@@ -34,13 +40,13 @@ def provider_kind(ce: ComputeEnvironment) -> str:
     return ce.spec.provider.type if ce.spec.provider else "unmanaged"
 
 
-def provider_for(kube: Kube, ce: ComputeEnvironment) -> NodePoolProvider:
+def provider_for(kube: KubeClient, ce: ComputeEnvironment) -> NodePoolProvider:
     """A new provider of the CE's kind (callers keep one per kind and reuse it)."""
     return PROVIDERS[provider_kind(ce)](kube)
 
 
 async def validate(
-    kube: Kube, ce: ComputeEnvironment, provider: NodePoolProvider | None = None
+    kube: KubeClient, ce: ComputeEnvironment, provider: NodePoolProvider | None = None
 ) -> str | None:
     """The CE's INVALID statusReason (common checks first, then the provider's), or None when VALID."""
     reason = await validate_common(kube, ce)
@@ -54,6 +60,7 @@ __all__ = [
     "PROVIDERS",
     "ClusterApiProvider",
     "KarpenterProvider",
+    "KubeClient",
     "KwokProvider",
     "NodePoolProvider",
     "ObservedNode",

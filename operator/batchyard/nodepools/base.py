@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any, ClassVar, Protocol
 from urllib.parse import quote
 
-from batchyard.adapters.kube import ApiError, Kube
 from batchyard.api.computeenvironment import ComputeEnvironment
 from batchyard.core.capacity import ZERO, Resources, parse_cpu, parse_memory_mib
 from batchyard.core.instances import UnknownInstanceType
@@ -31,6 +30,27 @@ from batchyard.core.nodepool import (
 
 # AWS §5.8 prefixes its INVALID reasons with the error class.
 CLIENT_ERROR = "CLIENT_ERROR - "
+
+
+class KubeClient(Protocol):
+    """The part of ``adapters.kube.Kube`` the providers use (structural, so nodepools doesn't import
+    adapters: the import contract keeps the two layers independent)."""
+
+    async def get(self, path: str) -> Any: ...
+
+    async def list(self, path: str, params: Mapping[str, str] | None = None) -> Any: ...
+
+    async def create(self, path: str, body: Mapping[str, Any]) -> Any: ...
+
+    async def merge_patch(self, path: str, body: Mapping[str, Any], verb: str = "patch") -> Any: ...
+
+    async def delete(self, path: str, body: Mapping[str, Any] | None = None) -> Any: ...
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of an API error (``adapters.kube.ApiError.status``), else None."""
+    status = getattr(exc, "status", None)
+    return status if isinstance(status, int) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +170,7 @@ class ProviderBase:
     kind: ClassVar[str] = ""
     scales_nodes: ClassVar[bool] = False
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: KubeClient) -> None:
         self.kube = kube
 
     async def validate(self, ce: ComputeEnvironment) -> str | None:
@@ -175,14 +195,14 @@ class ProviderBase:
         """True when ``group_version`` serves ``plural`` (discovery: needs no rights on CRDs)."""
         try:
             body = await self.kube.get(f"/apis/{group_version}")
-        except ApiError as exc:
-            if exc.status == 404:
+        except Exception as exc:
+            if http_status(exc) == 404:
                 return False
             raise
         return any(r.get("name") == plural for r in body.get("resources", ()))
 
 
-async def node_has_job_pods(kube: Kube, node: str) -> bool:
+async def node_has_job_pods(kube: KubeClient, node: str) -> bool:
     """True when a pod that is not a DaemonSet's and has not finished is bound to ``node``."""
     body = await kube.list(
         "/api/v1/pods",
@@ -195,7 +215,7 @@ async def node_has_job_pods(kube: Kube, node: str) -> bool:
     return False
 
 
-async def validate_common(kube: Kube, ce: ComputeEnvironment) -> str | None:
+async def validate_common(kube: KubeClient, ce: ComputeEnvironment) -> str | None:
     """Checks for every provider: instance types resolve (MANAGED), the job namespace exists."""
     if ce.spec.type == "MANAGED":
         try:
@@ -206,8 +226,8 @@ async def validate_common(kube: Kube, ce: ComputeEnvironment) -> str | None:
     if ns:
         try:
             await kube.get(f"/api/v1/namespaces/{quote(ns)}")
-        except ApiError as exc:
-            if exc.status != 404:
+        except Exception as exc:
+            if http_status(exc) != 404:
                 raise
             # AWS: "CLIENT_ERROR - Unable to validate Kubernetes Namespace"
             return f"{CLIENT_ERROR}Unable to validate Kubernetes Namespace: namespace {ns} not found"

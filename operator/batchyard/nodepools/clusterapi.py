@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from batchyard.adapters.kube import ApiError
 from batchyard.api.computeenvironment import ComputeEnvironment, ObjectRef
 from batchyard.core.instances import UnknownInstanceType
 from batchyard.core.nodepool import (
@@ -30,7 +29,7 @@ from batchyard.core.nodepool import (
     node_taints,
     provider_options,
 )
-from batchyard.nodepools.base import CLIENT_ERROR, ObservedNode, ProviderBase, parse_node
+from batchyard.nodepools.base import CLIENT_ERROR, ObservedNode, ProviderBase, http_status, parse_node
 
 GROUP = "cluster.x-k8s.io"
 GROUP_VERSION = f"{GROUP}/v1beta2"
@@ -135,8 +134,8 @@ class ClusterApiProvider(ProviderBase):
             path = f"/api/v1/nodes/{quote(node_name)}"
             try:
                 node = await self.kube.get(path)
-            except ApiError as exc:
-                if exc.status == 404:
+            except Exception as exc:
+                if http_status(exc) == 404:
                     continue
                 raise
             have = node.get("metadata", {}).get("labels") or {}
@@ -149,8 +148,8 @@ class ClusterApiProvider(ProviderBase):
         namespace, _ = deployment_ref(ce)
         try:
             scale = await self.kube.get(self._path(ce, "/scale"))
-        except ApiError as exc:
-            if exc.status != 404:
+        except Exception as exc:
+            if http_status(exc) != 404:
                 raise
             await self.kube.create(
                 f"/apis/{GROUP_VERSION}/namespaces/{quote(namespace)}/machinedeployments",
@@ -165,8 +164,8 @@ class ClusterApiProvider(ProviderBase):
     async def _mark_for_deletion(self, namespace: str, node_name: str) -> None:
         try:
             node = await self.kube.get(f"/api/v1/nodes/{quote(node_name)}")
-        except ApiError as exc:
-            if exc.status == 404:
+        except Exception as exc:
+            if http_status(exc) == 404:
                 return
             raise
         machine = (node.get("metadata", {}).get("annotations") or {}).get(NODE_MACHINE_ANNOTATION)
@@ -180,6 +179,6 @@ class ClusterApiProvider(ProviderBase):
         """Scale to zero; the MachineDeployment itself stays (it may be the user's)."""
         try:
             await self.kube.merge_patch(self._path(ce, "/scale"), {"spec": {"replicas": 0}})
-        except ApiError as exc:
-            if exc.status != 404:
+        except Exception as exc:
+            if http_status(exc) != 404:
                 raise

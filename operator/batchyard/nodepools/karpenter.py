@@ -22,7 +22,6 @@ import json
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from batchyard.adapters.kube import ApiError, Kube
 from batchyard.api.computeenvironment import ComputeEnvironment
 from batchyard.core.nodepool import (
     CE_LABEL,
@@ -35,7 +34,7 @@ from batchyard.core.nodepool import (
     node_taints,
     pool_spec,
 )
-from batchyard.nodepools.base import CLIENT_ERROR, ProviderBase, selector
+from batchyard.nodepools.base import CLIENT_ERROR, KubeClient, ProviderBase, http_status, selector
 
 GROUP_VERSION = "karpenter.sh/v1"
 PATH = f"/apis/{GROUP_VERSION}/nodepools"
@@ -108,7 +107,7 @@ class KarpenterProvider(ProviderBase):
     kind: ClassVar[str] = "karpenter"
     scales_nodes: ClassVar[bool] = False
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: KubeClient) -> None:
         super().__init__(kube)
         self._written: dict[str, str] = {}  # CE name -> digest of the NodePools last written
 
@@ -134,8 +133,8 @@ class KarpenterProvider(ProviderBase):
         path = f"{PATH}/{quote(body['metadata']['name'])}"
         try:
             current = await self.kube.get(path)
-        except ApiError as exc:
-            if exc.status != 404:
+        except Exception as exc:
+            if http_status(exc) != 404:
                 raise
             await self.kube.create(PATH, body)
             return
@@ -154,8 +153,8 @@ class KarpenterProvider(ProviderBase):
             if item["metadata"]["name"] not in keep:
                 try:
                     await self.kube.delete(f"{PATH}/{quote(item['metadata']['name'])}")
-                except ApiError as exc:
-                    if exc.status != 404:
+                except Exception as exc:
+                    if http_status(exc) != 404:
                         raise
 
     async def forget(self, ce: ComputeEnvironment) -> None:

@@ -13,7 +13,6 @@ import logging
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from batchyard.adapters.kube import ApiError
 from batchyard.api.computeenvironment import ComputeEnvironment
 from batchyard.core.instances import InstanceType, node_allocatable
 from batchyard.core.nodepool import (
@@ -25,7 +24,7 @@ from batchyard.core.nodepool import (
     node_labels,
     node_taints,
 )
-from batchyard.nodepools.base import ProviderBase, node_has_job_pods
+from batchyard.nodepools.base import ProviderBase, http_status, node_has_job_pods
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +87,8 @@ class KwokProvider(ProviderBase):
         for add in plan.add:
             try:
                 await self.kube.create("/api/v1/nodes", kwok_node(ce, add.name, add.instance_type))
-            except ApiError as exc:
-                if exc.status != 409:  # a repeated plan: the node is already there
+            except Exception as exc:
+                if http_status(exc) != 409:  # a repeated plan: the node is already there
                     raise
         for name in plan.remove:
             await self.remove_idle_node(ce, name)
@@ -103,8 +102,8 @@ class KwokProvider(ProviderBase):
         path = f"/api/v1/nodes/{quote(name)}"
         try:
             node = await self.kube.get(path)
-        except ApiError as exc:
-            if exc.status == 404:
+        except Exception as exc:
+            if http_status(exc) == 404:
                 return True
             raise
         labels = node.get("metadata", {}).get("labels") or {}
@@ -117,8 +116,8 @@ class KwokProvider(ProviderBase):
             return False
         try:
             await self.kube.delete(path)
-        except ApiError as exc:
-            if exc.status != 404:
+        except Exception as exc:
+            if http_status(exc) != 404:
                 raise
         return True
 
