@@ -73,3 +73,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()
     if report.failed and _cluster is not None:
         report.sections.append(("control-plane logs (tails)", _cluster.log_tails(25)))
+
+
+@pytest.fixture(scope="session")
+def operator(crds_installed: DevCluster) -> Iterator[Any]:
+    """The real operator, in-process, against the session's control plane (started once)."""
+    from batchyard.devcluster.operator import OperatorThread
+
+    op = OperatorThread(crds_installed.kubeconfig).start()
+    try:
+        yield op
+    finally:
+        op.stop()

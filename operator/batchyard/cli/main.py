@@ -9,13 +9,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from batchyard.cli import dev
+from batchyard.cli import dev, jobs, run
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batchyard", description="AWS Batch semantics on Kubernetes.")
     sub = parser.add_subparsers(dest="command", required=True)
     dev.register(sub)
+    run.register(sub)
+    jobs.register(sub)
     return parser
 
 

@@ -1,0 +1,614 @@
+"""The scheduler loop: read the cluster state, ask the pure core for decisions, execute them.
+
+One loop per operator. A cycle:
+
+1. records new job definition revisions (``core.revisions``);
+2. steps every dirty job through its lifecycle (``core.lifecycle``) and feeds the scheduler
+   (RUNNABLE jobs in, finished attempts out);
+3. runs one scheduling cycle (``core.scheduler``) over the queues and compute environments;
+4. executes: pod deletions, pod creations for dispatches (a dispatch is assumed in the scheduler
+   before its pod exists and undone if the create fails; a 409 means the pod of that attempt
+   already exists, so a restarted operator never makes a second one), then one merge patch of
+   status per changed job, events, and queue / compute environment status.
+
+Pod names are deterministic per job and attempt, so every write here is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchyard import API_VERSION, GROUP, VERSION
+from batchyard.adapters.kube import ApiError, Kube
+from batchyard.adapters.state import ClusterState, JobEntry, JobKey
+from batchyard.api.batchjob import BatchJob, BatchJobStatus
+from batchyard.api.computeenvironment import ComputeEnvironment
+from batchyard.api.jobdefinition import JobDefinitionSpec
+from batchyard.core import deps, lifecycle
+from batchyard.core.capacity import CEView, Resources
+from batchyard.core.consumables import ConsumableView
+from batchyard.core.fairshare import PolicyView
+from batchyard.core.jobstate import JobState
+from batchyard.core.retry import ExitRule, parse_action
+from batchyard.core.revisions import record_revisions, resolve
+from batchyard.core.scheduler import (
+    Block,
+    Cancel,
+    CycleResult,
+    Dispatch,
+    JobView,
+    QueueView,
+    Scheduler,
+    TimeLimitAction,
+    Unblock,
+    World,
+)
+from batchyard.render import pod as render
+
+log = logging.getLogger("batchyard.loop")
+
+TERMINAL = ("SUCCEEDED", "FAILED")
+UNBOUNDED_VCPUS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    keep_pods: bool = False  # keep finished pods for debugging
+    finished_job_ttl_seconds: float = 7 * 24 * 3600  # AWS keeps finished jobs at least 7 days
+    tick_seconds: float = 1.0  # the loop wakes at least this often (timeouts, time limits)
+    create_concurrency: int = 16
+
+
+@dataclass
+class Plan:
+    """What one cycle decided, to be executed by ``execute``."""
+
+    steps: dict[JobKey, lifecycle.Step] = field(default_factory=dict)
+    dispatches: list[tuple[Dispatch, JobKey]] = field(default_factory=list)
+    definition_status: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    result: CycleResult | None = None
+
+
+def _path(plural: str, name: str, namespace: str | None = None, sub: str = "") -> str:
+    ns = f"/namespaces/{namespace}" if namespace else ""
+    return f"/apis/{GROUP}/{VERSION}{ns}/{plural}/{name}{'/' + sub if sub else ''}"
+
+
+def status_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch turning ``old`` into ``new`` at the top level of status."""
+    return {k: new.get(k) for k in set(old) | set(new) if old.get(k) != new.get(k)}
+
+
+class Controller:
+    def __init__(self, kube: Kube, state: ClusterState, settings: Settings | None = None) -> None:
+        self.kube = kube
+        self.state = state
+        self.settings = settings or Settings()
+        self.scheduler = Scheduler()
+        self.known: set[JobKey] = set()  # jobs the scheduler has been told about
+        self.cycles = 0
+        self.on_cycle: list[Callable[[float], None]] = []
+        self._queue_written: dict[str, dict[str, Any]] = {}
+        self._ce_written: dict[str, dict[str, Any]] = {}
+        self._sem = asyncio.Semaphore(self.settings.create_concurrency)
+
+    # -- the loop ----------------------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            wait = self._next_wake(time.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.state.event.wait(), timeout=wait)
+            self.state.event.clear()
+            if not self.state.synced:
+                continue
+            try:
+                await self.reconcile_once()
+            except Exception:  # the loop must survive anything one cycle does
+                log.exception("scheduler cycle failed; retrying")
+                await asyncio.sleep(1)
+
+    def _next_wake(self, now: float) -> float:
+        due = [e.wake_at for e in self.state.jobs.values() if e.wake_at is not None]
+        soonest = min(due, default=now + self.settings.tick_seconds)
+        return max(0.0, min(soonest - now, self.settings.tick_seconds))
+
+    async def reconcile_once(self) -> None:
+        started = time.perf_counter()
+        now = time.time()
+        plan = self.decide(now)
+        await self.execute(plan, now)
+        self.cycles += 1
+        for hook in self.on_cycle:
+            hook(time.perf_counter() - started)
+
+    # -- deciding (synchronous: no awaits) -------------------------------------------------------
+    def decide(self, now: float) -> Plan:
+        plan = Plan()
+        st = self.state
+        for key in list(st.dirty_definitions):
+            jd = st.definitions.get(key)
+            if jd is not None:
+                new = record_revisions(jd, lifecycle.iso(now))
+                if new is not None:
+                    st.definitions[key] = jd.model_copy(update={"status": new})
+                    plan.definition_status[key] = new.model_dump(mode="json", exclude_none=True)
+        st.dirty_definitions.clear()
+
+        for key in st.forgotten_jobs:
+            self.scheduler.remove(key, now)
+            self.known.discard(key)
+        st.forgotten_jobs.clear()
+
+        due = {k for k, e in st.jobs.items() if e.wake_at is not None and e.wake_at <= now}
+        dirty = st.dirty_jobs | due
+        st.dirty_jobs = set()
+        for key in dirty:
+            entry = st.jobs.get(key)
+            if entry is None:
+                continue
+            entry.wake_at = None
+            self._restore(key, entry, now)
+            step = lifecycle.advance(entry.job, entry.status, self._context(entry), now)
+            self._feed_scheduler(key, entry, step, now)
+            entry.status = step.status
+            entry.wake_at = step.wake_at
+            plan.steps[key] = step
+            if step.status.status in TERMINAL:
+                entry.wake_at = self._ttl_deadline(step.status)
+                self._wake_dependents(entry)
+
+        plan.result = self.scheduler.cycle(self._world(), now)
+        for decision in plan.result.decisions:
+            key = decision.job_key  # type: ignore[assignment]
+            entry = st.jobs.get(key)
+            if entry is None:
+                continue
+            if isinstance(decision, Dispatch):
+                plan.dispatches.append((decision, key))
+            elif isinstance(decision, Block | Unblock | Cancel):
+                step = plan.steps.get(key) or lifecycle.Step(status=entry.status.model_copy(deep=True), now=now)
+                if isinstance(decision, Block):
+                    step.status.statusReason = decision.status_reason
+                elif isinstance(decision, Unblock):
+                    step.status.statusReason = None
+                else:
+                    step.status.status = JobState.FAILED.value
+                    step.status.statusReason = decision.status_reason
+                    step.status.isCancelled = True
+                    step.status.stoppedAt = lifecycle.iso(now)
+                    step.events.append(lifecycle.Event("Warning", "Failed", decision.status_reason))
+                    self.known.discard(key)
+                    self._wake_dependents(entry)
+                entry.status = step.status
+                plan.steps[key] = step
+        return plan
+
+    def _restore(self, key: JobKey, entry: JobEntry, now: float) -> None:
+        """First sight of a job already RUNNABLE/STARTING/RUNNING (operator restart): tell the scheduler."""
+        if key in self.known:
+            return
+        state = entry.status.status
+        if state == "RUNNABLE":
+            view = self._job_view(key, entry, retried=bool(entry.status.attempts))
+            if view is not None:
+                self.scheduler.add_runnable(view, now)
+                self.known.add(key)
+        elif state in ("STARTING", "RUNNING"):
+            view = self._job_view(key, entry)
+            attempt = entry.status.attempts[-1] if entry.status.attempts else None
+            if view is not None and attempt is not None:
+                ce = attempt.computeEnvironment or entry.status.computeEnvironment or ""
+                self.scheduler.add_running(view, ce, None, now, state=state)
+                self.known.add(key)
+
+    def _feed_scheduler(self, key: JobKey, entry: JobEntry, step: lifecycle.Step, now: float) -> None:
+        if step.release and key in self.known:
+            if self.scheduler.state_of(key) in ("STARTING", "RUNNING"):
+                self.scheduler.attempt_ended(key, now)
+            if not step.enqueue:
+                self.scheduler.remove(key, now)
+                self.known.discard(key)
+        if step.enqueue:
+            view = self._job_view(key, entry, retried=step.retried)
+            if view is not None:
+                self.scheduler.add_runnable(view, now)
+                self.known.add(key)
+        if step.status.status == "RUNNING" and entry.status.status == "STARTING":
+            self.scheduler.mark_running(key)
+
+    def _definition(self, entry: JobEntry) -> tuple[int, JobDefinitionSpec] | str:
+        job = entry.job
+        name = job.spec.jobDefinition.partition(":")[0]
+        jd = self.state.definitions.get((job.metadata.namespace or "", name))
+        return resolve(jd, job.spec.jobDefinition, entry.status.jobDefinitionRevision)
+
+    def _context(self, entry: JobEntry) -> lifecycle.Context:
+        job = entry.job
+        queue = self.state.queues.get(job.spec.jobQueue)
+        queue_problem = None
+        if queue is not None and entry.status.status is None:
+            if queue.spec.state == "DISABLED":
+                # AWS: a DISABLED queue accepts no new jobs (SubmitJob fails).
+                queue_problem = f"JobQueue {queue.metadata.name} is DISABLED and accepts no new jobs"
+            allowed = queue.spec.allowedNamespaces
+            if allowed and job.metadata.namespace not in allowed:
+                queue_problem = f"JobQueue {queue.metadata.name} does not accept jobs from namespace {job.metadata.namespace}"
+        resolved = self._definition(entry)
+        definition: lifecycle.Resolved | None = None
+        problem = None
+        if isinstance(resolved, str):
+            problem = resolved
+        else:
+            revision, spec = resolved
+            strategy = job.spec.retryStrategy or spec.retryStrategy
+            timeout = job.spec.timeout or spec.timeout
+            rules = tuple(
+                ExitRule(parse_action(r.action), r.onExitCode, r.onReason, r.onStatusReason)
+                for r in (strategy.evaluateOnExit or [] if strategy else [])
+            )
+            definition = lifecycle.Resolved(
+                revision=revision,
+                rules=rules,
+                attempts=(strategy.attempts if strategy and strategy.attempts else 1),
+                attempt_duration_seconds=timeout.attemptDurationSeconds if timeout else None,
+                problems=tuple(render.render_problems(job, spec)),
+            )
+        attempt = entry.status.attempts[-1] if entry.status.attempts else None
+        pod = None
+        if attempt is not None and attempt.podName:
+            found = self.state.pods.get((job.metadata.namespace or "", attempt.podName))
+            pod = found.obs if found is not None else None
+        return lifecycle.Context(
+            queue_exists=queue is not None,
+            queue_problem=queue_problem,
+            definition=definition,
+            definition_problem=problem,
+            dependencies=self._dependencies(entry),
+            pod=pod,
+            pod_seen=bool(attempt and attempt.podName in entry.pods_seen),
+            keep_pods=self.settings.keep_pods,
+        )
+
+    def _facts(self, entry: JobEntry) -> deps.JobFacts:
+        job = entry.job
+        return deps.JobFacts(
+            name=job.metadata.name or "",
+            uid=job.metadata.uid or "",
+            state=JobState(entry.status.status) if entry.status.status else JobState.SUBMITTED,
+            array_size=job.spec.arrayProperties.size if job.spec.arrayProperties else None,
+            depends_on=tuple(
+                deps.Dependency(d.jobId, deps.DependencyType.from_api(d.type)) for d in job.spec.dependsOn or []
+            ),
+        )
+
+    def _dependencies(self, entry: JobEntry) -> deps.Resolution:
+        if not entry.job.spec.dependsOn:
+            return deps.READY
+        namespace = entry.job.metadata.namespace or ""
+
+        def lookup(ref: str) -> deps.JobFacts | None:
+            key = self.state.uids.get(ref) or (namespace, ref)
+            found = self.state.jobs.get(key)
+            return self._facts(found) if found is not None and key[0] == namespace else None
+
+        return deps.resolve_job(self._facts(entry), lookup)
+
+    def _wake_dependents(self, entry: JobEntry) -> None:
+        job = entry.job
+        namespace = job.metadata.namespace or ""
+        refs = {job.metadata.name, job.metadata.uid}
+        for key, other in self.state.jobs.items():
+            if key[0] == namespace and other.status.status in (None, "SUBMITTED", "PENDING"):
+                if any(d.jobId in refs for d in other.job.spec.dependsOn or []):
+                    self.state.dirty_jobs.add(key)
+        if self.state.dirty_jobs:
+            self.state.wake()
+
+    def _ttl_deadline(self, status: BatchJobStatus) -> float | None:
+        stopped = lifecycle.epoch(status.stoppedAt)
+        return None if stopped is None else stopped + self.settings.finished_job_ttl_seconds
+
+    def _job_view(self, key: JobKey, entry: JobEntry, retried: bool = False) -> JobView | None:
+        resolved = self._definition(entry)
+        if isinstance(resolved, str):
+            return None
+        _, spec = resolved
+        job = entry.job
+        priority = job.spec.schedulingPriorityOverride
+        if priority is None:
+            priority = spec.schedulingPriority or 0
+        consumables = job.spec.consumableResourcePropertiesOverride or spec.consumableResourceProperties
+        return JobView(
+            key=key,
+            queue=job.spec.jobQueue,
+            submitted_at=lifecycle.epoch(entry.status.createdAt or job.metadata.creationTimestamp) or time.time(),
+            demand=render.job_demand(job, spec),
+            share_identifier=job.spec.shareIdentifier,
+            scheduling_priority=priority,
+            retried=retried,
+            consumables={
+                c.consumableResource: c.quantity for c in (consumables.consumableResourceList or [] if consumables else [])
+            },
+        )
+
+    def _world(self) -> World:
+        st = self.state
+        ces = []
+        for ce in st.compute_environments.values():
+            cr = ce.spec.computeResources
+            # An UNMANAGED environment has no maxvCpus: unmanagedvCpus (what AWS counts it as)
+            # caps it when set, else its nodes are the limit (the real scheduler keeps pods
+            # Pending until they fit).
+            unmanaged = ce.spec.type == "UNMANAGED"
+            unmanaged_cap = ce.spec.unmanagedvCpus or UNBOUNDED_VCPUS
+            ces.append(
+                CEView(
+                    name=ce.metadata.name or "",
+                    max_vcpus=(cr.maxvCpus if cr else 0) if not unmanaged else unmanaged_cap,
+                    managed=not unmanaged,
+                    state=ce.spec.state or "ENABLED",
+                    status=(ce.status.status if ce.status and ce.status.status else "VALID"),
+                    status_reason=(ce.status.statusReason or "") if ce.status else "",
+                )
+            )
+        queues = []
+        for q in st.queues.values():
+            policy = None
+            if q.spec.schedulingPolicy and q.spec.schedulingPolicy in st.policies:
+                fp = st.policies[q.spec.schedulingPolicy].spec.fairsharePolicy
+                if fp is not None:
+                    policy = PolicyView(
+                        share_decay_seconds=fp.shareDecaySeconds or 0,
+                        compute_reservation=fp.computeReservation or 0,
+                        weights={s.shareIdentifier: float(s.weightFactor or 1.0) for s in fp.shareDistribution or []},
+                    )
+            queues.append(
+                QueueView(
+                    name=q.metadata.name or "",
+                    priority=q.spec.priority,
+                    compute_environment_order=tuple(
+                        o.computeEnvironment for o in sorted(q.spec.computeEnvironmentOrder, key=lambda o: o.order)
+                    ),
+                    state=q.spec.state or "ENABLED",
+                    policy=policy,
+                    time_limit_actions=tuple(
+                        TimeLimitAction(a.reason, a.maxTimeSeconds, a.action, a.state)
+                        for a in q.spec.jobStateTimeLimitActions or []
+                    ),
+                )
+            )
+        consumables = [
+            ConsumableView(
+                name=c.metadata.name or "",
+                total_quantity=c.spec.totalQuantity,
+                resource_type=c.spec.resourceType or "REPLENISHABLE",
+            )
+            for c in st.consumables.values()
+        ]
+        return World.of(ces, queues, consumables)
+
+    # -- executing ---------------------------------------------------------------------------
+    async def execute(self, plan: Plan, now: float) -> None:
+        st = self.state
+        for key, status in plan.definition_status.items():
+            await self._patch_status("jobdefinitions", key[1], key[0], status)
+
+        deletes = [
+            (key[0], pod) for key, step in plan.steps.items() for pod in step.delete_pods
+        ]
+        creates = [self._dispatch(plan, d, key, now) for d, key in plan.dispatches]
+        ensures = [self._ensure_pod(key, now) for key, step in plan.steps.items() if step.ensure_pod]
+        await _gather_limited(self._sem, [*(self._delete_pod(ns, p) for ns, p in deletes), *creates, *ensures])
+
+        writes = []
+        for key, step in plan.steps.items():
+            entry = st.jobs.get(key)
+            if entry is None:
+                continue
+            writes.append(self._write_job(key, entry, step.events))
+        await _gather_limited(self._sem, writes)
+        if plan.result is not None:
+            await self._write_queues_and_ces(plan.result)
+        await self._expire(now)
+
+    async def _dispatch(self, plan: Plan, decision: Dispatch, key: JobKey, now: float) -> None:
+        entry = self.state.jobs.get(key)
+        if entry is None:
+            self.scheduler.undo(decision, now)
+            return
+        attempt = lifecycle.next_pod_name_attempt(entry.status)
+        try:
+            pod_name = await self._create_pod(entry, attempt, decision.compute_environment)
+        except ApiError as err:
+            self.scheduler.undo(decision, now)
+            if err.status in (400, 422):
+                # The definition produces a pod the API server refuses: it can never run.
+                step = lifecycle.Step(status=entry.status.model_copy(deep=True), now=now)
+                step.status.status = "FAILED"
+                step.status.statusReason = f"Invalid job definition: pod rejected: {err}"[:1024]
+                step.status.stoppedAt = lifecycle.iso(now)
+                step.events.append(lifecycle.Event("Warning", "Failed", step.status.statusReason))
+                self.scheduler.remove(key, now)
+                self.known.discard(key)
+                entry.status = step.status
+                plan.steps[key] = step
+            else:
+                log.warning("creating the pod of %s failed, will retry: %s", key, err)
+                self.state.dirty_jobs.add(key)
+            return
+        step = lifecycle.start_attempt(
+            entry.status, pod_name=pod_name, compute_environment=decision.compute_environment, now=now
+        )
+        previous = plan.steps.get(key)
+        if previous is not None:
+            step.events = previous.events + step.events
+        entry.status = step.status
+        plan.steps[key] = step
+
+    async def _ensure_pod(self, key: JobKey, now: float) -> None:
+        entry = self.state.jobs.get(key)
+        if entry is None or not entry.status.attempts:
+            return
+        attempt = entry.status.attempts[-1]
+        try:
+            await self._create_pod(entry, attempt.attempt, attempt.computeEnvironment or "")
+        except ApiError as err:
+            log.warning("re-creating the pod of %s failed: %s", key, err)
+
+    async def _create_pod(self, entry: JobEntry, attempt: int, ce_name: str) -> str:
+        job = entry.job
+        resolved = self._definition(entry)
+        if isinstance(resolved, str):
+            raise ApiError(422, {"message": resolved}, "RENDER", job.metadata.name or "")
+        revision, spec = resolved
+        ce: ComputeEnvironment | None = self.state.compute_environments.get(ce_name)
+        manifest = render.render_pod(
+            job,
+            spec,
+            revision=revision,
+            attempt=attempt,
+            array_index=None,
+            array_size=None,
+            queue=job.spec.jobQueue,
+            compute_environment=ce if ce is not None else ce_name,
+        )
+        namespace = job.metadata.namespace or ""
+        try:
+            await self.kube.create(f"/api/v1/namespaces/{namespace}/pods", manifest)
+        except ApiError as err:
+            if err.status != 409:  # 409: this attempt's pod exists already (idempotent create)
+                raise
+        return str(manifest["metadata"]["name"])
+
+    async def _delete_pod(self, namespace: str, name: str) -> None:
+        try:
+            await self.kube.delete(f"/api/v1/namespaces/{namespace}/pods/{name}")
+        except ApiError as err:
+            if err.status != 404:
+                log.warning("deleting pod %s/%s failed: %s", namespace, name, err)
+
+    async def _write_job(self, key: JobKey, entry: JobEntry, events: list[lifecycle.Event]) -> None:
+        new = entry.status.model_dump(mode="json", exclude_none=True)
+        new["observedGeneration"] = entry.job.metadata.generation
+        patch = status_diff(entry.written, new)
+        if patch:
+            try:
+                await self.kube.merge_patch(
+                    _path("batchjobs", key[1], key[0], "status"), {"status": patch}, verb="patch_status"
+                )
+                entry.written = new
+            except ApiError as err:
+                if err.status == 404:
+                    self.state.forget_job(key)
+                    return
+                log.warning("status write for %s failed, will retry: %s", key, err)
+                self.state.dirty_jobs.add(key)
+                return
+        for event in events:
+            await self._event(entry.job, event)
+
+    async def _event(self, job: BatchJob, event: lifecycle.Event) -> None:
+        namespace = job.metadata.namespace or "default"
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{job.metadata.name}.{uuid.uuid4().hex[:12]}", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": "BatchJob",
+                "name": job.metadata.name,
+                "namespace": namespace,
+                "uid": job.metadata.uid,
+            },
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "type": event.type,
+            "source": {"component": "batchyard"},
+            "firstTimestamp": lifecycle.iso(time.time()),
+            "lastTimestamp": lifecycle.iso(time.time()),
+            "count": 1,
+        }
+        try:
+            await self.kube.create(f"/api/v1/namespaces/{namespace}/events", body)
+        except ApiError as err:
+            log.debug("event for %s not recorded: %s", job.metadata.name, err)
+
+    async def _patch_status(self, plural: str, name: str, namespace: str | None, status: Mapping[str, Any]) -> bool:
+        try:
+            await self.kube.merge_patch(_path(plural, name, namespace, "status"), {"status": status}, verb="patch_status")
+            return True
+        except ApiError as err:
+            log.warning("status write for %s %s failed: %s", plural, name, err)
+            return False
+
+    async def _write_queues_and_ces(self, result: CycleResult) -> None:
+        st = self.state
+        for name, q in st.queues.items():
+            qs = result.queues.get(name)
+            counts = {s: 0 for s in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")}
+            for entry in st.jobs.values():
+                if entry.job.spec.jobQueue == name and entry.status.status in counts:
+                    counts[entry.status.status] += 1
+            blocked = qs.blocked if qs is not None else None
+            conditions = [
+                {
+                    "type": "Blocked",
+                    "status": "True" if blocked is not None and blocked.queue_blocked else "False",
+                    "reason": (blocked.reason_code.replace(":", "_") if blocked and blocked.queue_blocked else "NotBlocked"),
+                    "message": (blocked.status_reason if blocked and blocked.queue_blocked else "the queue's head job can start"),
+                    "lastTransitionTime": lifecycle.iso(blocked.since if blocked else time.time()),
+                }
+            ]
+            status = {
+                "status": "VALID",
+                "jobCounts": {k.lower(): v for k, v in counts.items()},
+                "observedGeneration": q.metadata.generation,
+            }
+            comparable = {**status, "blocked": conditions[0]["status"], "reason": conditions[0]["reason"]}
+            if self._queue_written.get(name) != comparable:
+                status["conditions"] = conditions
+                if await self._patch_status("jobqueues", name, None, status):
+                    self._queue_written[name] = comparable
+                if blocked is not None and blocked.queue_blocked and blocked.new:
+                    log.info("queue %s blocked: %s", name, blocked.status_reason)
+        for name, ce in st.compute_environments.items():
+            usage = result.compute_environments.get(name)
+            in_use = usage.in_use if usage is not None else Resources()
+            ce_status: dict[str, Any] = {
+                "status": (ce.status.status if ce.status and ce.status.status else "VALID"),
+                "vcpusInUse": in_use.vcpus,
+                "observedGeneration": ce.metadata.generation,
+            }
+            if self._ce_written.get(name) != ce_status and await self._patch_status("computeenvironments", name, None, ce_status):
+                self._ce_written[name] = ce_status
+
+    async def _expire(self, now: float) -> None:
+        """Delete finished BatchJobs after the TTL (AWS keeps them at least 7 days)."""
+        expired = [
+            (key, e)
+            for key, e in self.state.jobs.items()
+            if e.status.status in TERMINAL and (lifecycle.epoch(e.status.stoppedAt) or now) + self.settings.finished_job_ttl_seconds <= now
+        ]
+        for key, _ in expired:
+            try:
+                await self.kube.delete(_path("batchjobs", key[1], key[0]))
+            except ApiError as err:
+                if err.status != 404:
+                    log.warning("deleting expired job %s failed: %s", key, err)
+                    continue
+            self.state.forget_job(key)
+
+
+async def _gather_limited(sem: asyncio.Semaphore, coros: Iterable[Awaitable[None]]) -> None:
+    async def run(c: Awaitable[None]) -> None:
+        async with sem:
+            await c
+
+    await asyncio.gather(*(run(c) for c in coros))

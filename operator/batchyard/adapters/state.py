@@ -1,0 +1,209 @@
+"""The in-memory cluster state the scheduler loop reads, fed by watch events.
+
+Handlers (kopf) and the pod watch call ``upsert_*``/``forget_*``; the loop reads the maps and
+the dirty set. Nothing here decides anything. Two rules keep it correct:
+
+* The operator is the only writer of BatchJob status. After the first sight of a job (which
+  restores its status after a restart), the status kept here is the one the loop last decided;
+  a watch event only refreshes spec and metadata, so a stale event can never roll status back.
+* Objects are kept small: parsed models for our kinds, and a few fields per pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchyard.api.batchjob import BatchJob, BatchJobStatus
+from batchyard.api.computeenvironment import ComputeEnvironment
+from batchyard.api.consumableresource import ConsumableResource
+from batchyard.api.jobdefinition import JobDefinition
+from batchyard.api.jobqueue import JobQueue
+from batchyard.api.schedulingpolicy import SchedulingPolicy
+from batchyard.core.lifecycle import PodObs, epoch
+
+JobKey = tuple[str, str]  # (namespace, name)
+
+JOB_UID_LABEL = "batchyard.io/job-uid"
+ATTEMPT_LABEL = "batchyard.io/attempt"
+ARRAY_INDEX_LABEL = "batchyard.io/array-index"
+
+
+@dataclass(slots=True)
+class JobEntry:
+    job: BatchJob
+    status: BatchJobStatus  # authoritative: what the loop decided last
+    written: dict[str, Any]  # the status as last written to the API server (for diffs)
+    pods_seen: set[str] = field(default_factory=set)
+    wake_at: float | None = None
+
+
+@dataclass(slots=True)
+class PodEntry:
+    namespace: str
+    job_uid: str
+    attempt: int
+    array_index: int | None
+    obs: PodObs
+
+
+def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
+    """Reduce a pod to what the lifecycle reads; None if it is not one of ours."""
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    uid = labels.get(JOB_UID_LABEL)
+    if not uid:
+        return None
+    status = body.get("status") or {}
+    exit_code = reason = message = None
+    running_since = None
+    for cs in status.get("containerStatuses") or []:
+        state = cs.get("state") or {}
+        term = state.get("terminated")
+        if term is not None:
+            # AWS (EKS): the job fails if any container fails; report the first non-zero exit.
+            if exit_code is None or (exit_code == 0 and term.get("exitCode", 0) != 0):
+                exit_code = term.get("exitCode")
+                reason = term.get("reason")
+                message = term.get("message")
+        running = state.get("running")
+        if running is not None and running_since is None:
+            running_since = epoch(running.get("startedAt"))
+    index = labels.get(ARRAY_INDEX_LABEL)
+    return PodEntry(
+        namespace=meta.get("namespace", ""),
+        job_uid=uid,
+        attempt=int(labels.get(ATTEMPT_LABEL, "1")),
+        array_index=int(index) if index is not None else None,
+        obs=PodObs(
+            name=meta["name"],
+            phase=status.get("phase", "Pending"),
+            node=(body.get("spec") or {}).get("nodeName"),
+            exit_code=exit_code,
+            reason=reason,
+            message=message,
+            running_since=running_since,
+            deleting=bool(meta.get("deletionTimestamp")),
+        ),
+    )
+
+
+class ClusterState:
+    """Maps of the objects the loop reads, a dirty set of jobs, and the loop's wake-up event."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[JobKey, JobEntry] = {}
+        self.uids: dict[str, JobKey] = {}
+        self.definitions: dict[tuple[str, str], JobDefinition] = {}
+        self.queues: dict[str, JobQueue] = {}
+        self.compute_environments: dict[str, ComputeEnvironment] = {}
+        self.policies: dict[str, SchedulingPolicy] = {}
+        self.consumables: dict[str, ConsumableResource] = {}
+        self.pods: dict[tuple[str, str], PodEntry] = {}
+        self.dirty_jobs: set[JobKey] = set()
+        self.dirty_definitions: set[tuple[str, str]] = set()
+        self.forgotten_jobs: set[JobKey] = set()
+        self.world_changed = True
+        self.event = asyncio.Event()
+        self.synced = False
+
+    def wake(self) -> None:
+        self.event.set()
+
+    # -- BatchJobs --------------------------------------------------------------------------
+    def upsert_job(self, body: Mapping[str, Any]) -> None:
+        job = BatchJob.from_body(body)
+        key = (job.metadata.namespace or "", job.metadata.name or "")
+        entry = self.jobs.get(key)
+        if entry is not None and entry.job.metadata.uid != job.metadata.uid:
+            self.forget_job(key)  # deleted and re-created under the same name
+            entry = None
+        if entry is None:
+            status = job.status or BatchJobStatus()
+            written = status.model_dump(exclude_none=True, mode="json")
+            self.jobs[key] = JobEntry(job=job, status=status, written=written)
+            if job.metadata.uid:
+                self.uids[job.metadata.uid] = key
+        else:
+            entry.job = job
+        self.dirty_jobs.add(key)
+
+    def forget_job(self, key: JobKey) -> None:
+        entry = self.jobs.pop(key, None)
+        if entry is not None:
+            self.uids.pop(entry.job.metadata.uid or "", None)
+            self.forgotten_jobs.add(key)
+        self.dirty_jobs.discard(key)
+
+    # -- pods -------------------------------------------------------------------------------
+    def upsert_pod(self, body: Mapping[str, Any]) -> None:
+        pod = observe_pod(body)
+        if pod is None:
+            return
+        self.pods[(pod.namespace, pod.obs.name)] = pod
+        self._touch_pod_owner(pod)
+
+    def forget_pod(self, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        pod = self.pods.pop((meta.get("namespace", ""), meta.get("name", "")), None)
+        if pod is not None:
+            self._touch_pod_owner(pod)
+
+    def _touch_pod_owner(self, pod: PodEntry) -> None:
+        key = self.uids.get(pod.job_uid)
+        if key is not None:
+            entry = self.jobs[key]
+            entry.pods_seen.add(pod.obs.name)
+            self.dirty_jobs.add(key)
+
+    # -- definitions and cluster-scoped kinds -------------------------------------------------
+    def upsert_definition(self, body: Mapping[str, Any]) -> None:
+        jd = JobDefinition.from_body(body)
+        key = (jd.metadata.namespace or "", jd.metadata.name or "")
+        old = self.definitions.get(key)
+        if old is not None and old.status is not None and jd.status is not None:
+            # Our own status writes are authoritative, as for jobs.
+            jd = jd.model_copy(update={"status": old.status})
+        self.definitions[key] = jd
+        self.dirty_definitions.add(key)
+        # Jobs waiting for this definition (or its first revision) may proceed.
+        self.dirty_jobs.update(k for k, e in self.jobs.items() if k[0] == key[0] and not _terminal(e))
+
+    def forget_definition(self, namespace: str, name: str) -> None:
+        self.definitions.pop((namespace, name), None)
+
+    def upsert_cluster_object(self, plural: str, body: Mapping[str, Any]) -> None:
+        name = (body.get("metadata") or {}).get("name", "")
+        if plural == "jobqueues":
+            self.queues[name] = JobQueue.from_body(body)
+            # Jobs that arrived before their queue may proceed.
+            self.dirty_jobs.update(
+                k for k, e in self.jobs.items() if e.job.spec.jobQueue == name and e.status.status is None
+            )
+        elif plural == "computeenvironments":
+            self.compute_environments[name] = ComputeEnvironment.from_body(body)
+        elif plural == "schedulingpolicies":
+            self.policies[name] = SchedulingPolicy.from_body(body)
+        elif plural == "consumableresources":
+            self.consumables[name] = ConsumableResource.from_body(body)
+        self.world_changed = True
+
+    def forget_cluster_object(self, plural: str, name: str) -> None:
+        {
+            "jobqueues": self.queues,
+            "computeenvironments": self.compute_environments,
+            "schedulingpolicies": self.policies,
+            "consumableresources": self.consumables,
+        }[plural].pop(name, None)
+        self.world_changed = True
+
+
+def _terminal(entry: JobEntry) -> bool:
+    return entry.status.status in ("SUCCEEDED", "FAILED")
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,68 @@
+"""List-then-watch with a server-side label selector, for the objects kopf should not stream.
+
+kopf filters labels in Python, after the API server has sent every object. On a shared cluster
+most pods are not ours, so job pods are watched here with `labelSelector` sent to the server,
+and the stream resumes from the last resourceVersion (relisting after 410 Gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from batchyard.adapters.kube import ApiError, Kube, sleep_backoff
+
+log = logging.getLogger("batchyard.watch")
+
+Handler = Callable[[str, Mapping[str, Any]], None]
+
+
+async def list_objects(kube: Kube, path: str, selector: str = "") -> tuple[list[dict[str, Any]], str]:
+    params = {"labelSelector": selector} if selector else {}
+    items: list[dict[str, Any]] = []
+    cont = ""
+    while True:
+        page = await kube.list(path, {**params, "limit": "500", **({"continue": cont} if cont else {})})
+        items.extend(page.get("items") or [])
+        cont = (page.get("metadata") or {}).get("continue") or ""
+        if not cont:
+            return items, page["metadata"]["resourceVersion"]
+
+
+async def list_watch(
+    kube: Kube, path: str, selector: str, handle: Handler, synced: asyncio.Event | None = None
+) -> None:
+    """Forever: list (handle each as ADDED), then watch and handle events; relist on 410."""
+    failures = 0
+    while True:
+        try:
+            items, rv = await list_objects(kube, path, selector)
+            for item in items:
+                handle("ADDED", item)
+            if synced is not None:
+                synced.set()
+            while True:
+                async for event in kube.watch(path, {"labelSelector": selector} if selector else {}, rv):
+                    kind = event.get("type")
+                    obj = event.get("object") or {}
+                    if kind == "ERROR":
+                        if obj.get("code") == 410:
+                            raise ApiError(410, obj, "WATCH", path)
+                        continue
+                    rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
+                    if kind != "BOOKMARK":
+                        handle(str(kind), obj)
+                failures = 0
+        except asyncio.CancelledError:
+            raise
+        except ApiError as err:
+            if err.status != 410:
+                log.warning("watch of %s failed: %s", path, err)
+                failures += 1
+                await sleep_backoff(failures)
+        except Exception as err:  # network trouble: back off and relist
+            log.warning("watch of %s broke: %r", path, err)
+            failures += 1
+            await sleep_backoff(failures)

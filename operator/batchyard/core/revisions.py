@@ -1,0 +1,87 @@
+"""Job definition revisions: which revision a job runs, and when a definition gets a new one.
+
+Why this exists: AWS job definitions are immutable revisions (RegisterJobDefinition makes
+revision N+1; a submitted job keeps the revision it was submitted with). A Kubernetes object has
+one mutable spec, so the operator records every distinct spec as a revision in the
+JobDefinition's status, with a full copy, and jobs pin a revision number at submission.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from batchyard.api.jobdefinition import JobDefinition, JobDefinitionRevision, JobDefinitionSpec, JobDefinitionStatus
+
+
+def spec_hash(spec: JobDefinitionSpec) -> str:
+    # inactiveRevisions is bookkeeping, not part of what a job runs.
+    data = spec.model_dump(mode="json", exclude_none=True, exclude={"inactiveRevisions"})
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def record_revisions(jd: JobDefinition, now_iso: str) -> JobDefinitionStatus | None:
+    """The definition's new status if its spec is a new revision or revision states changed."""
+    status = jd.status.model_copy(deep=True) if jd.status else JobDefinitionStatus()
+    revisions = list(status.revisions or [])
+    digest = spec_hash(jd.spec)
+    changed = False
+    latest = revisions[-1] if revisions else None
+    if latest is None or latest.specHash != digest:
+        # AWS: registering a changed definition makes revision N+1; older revisions stay usable.
+        number = (latest.revision if latest else 0) + 1
+        revisions.append(
+            JobDefinitionRevision(
+                revision=number,
+                specHash=digest,
+                state="ACTIVE",
+                createdAt=now_iso,
+                spec=jd.spec.model_copy(update={"inactiveRevisions": None}),
+            )
+        )
+        changed = True
+    inactive = set(jd.spec.inactiveRevisions or [])
+    for i, rev in enumerate(revisions):
+        state = "INACTIVE" if rev.revision in inactive else "ACTIVE"
+        if rev.state != state:
+            revisions[i] = rev.model_copy(update={"state": state})
+            changed = True
+    if jd.metadata.generation is not None and status.observedGeneration != jd.metadata.generation:
+        status.observedGeneration = jd.metadata.generation
+        changed = True
+    if not changed:
+        return None
+    status.revisions = revisions
+    status.latestRevision = revisions[-1].revision
+    return status
+
+
+def resolve(jd: JobDefinition | None, ref: str, pinned: int | None) -> tuple[int, JobDefinitionSpec] | str:
+    """(revision, spec) a job runs, or why it can't run.
+
+    ``ref`` is the job's spec.jobDefinition (``name`` or ``name:revision``); ``pinned`` the
+    revision recorded at submission, which always wins (AWS: a job keeps its revision).
+    """
+    name, _, rev_text = ref.partition(":")
+    if jd is None:
+        return f"JobDefinition {name} does not exist in the job's namespace"
+    revisions = (jd.status.revisions if jd.status else None) or []
+    if not revisions:
+        return f"JobDefinition {name} has no recorded revision yet"
+    wanted = pinned if pinned is not None else (int(rev_text) if rev_text else None)
+    if wanted is None:
+        # AWS: "name" without a revision means the latest ACTIVE revision.
+        active = [r for r in revisions if r.state == "ACTIVE"]
+        if not active:
+            return f"JobDefinition {name} has no ACTIVE revision"
+        chosen = active[-1]
+    else:
+        found = [r for r in revisions if r.revision == wanted]
+        if not found:
+            return f"JobDefinition {name} has no revision {wanted}"
+        chosen = found[0]
+        if pinned is None and chosen.state != "ACTIVE":
+            return f"JobDefinition {name}:{wanted} is INACTIVE"
+    if chosen.spec is None:
+        return f"JobDefinition {name}:{chosen.revision} has no recorded spec"
+    return chosen.revision, chosen.spec
