@@ -32,7 +32,7 @@ from batchyard.api.batchjob import BatchJob, BatchJobStatus
 from batchyard.api.computeenvironment import ComputeEnvironment
 from batchyard.api.jobdefinition import JobDefinitionSpec
 from batchyard.core import deps, lifecycle
-from batchyard.core.capacity import CEView, Resources
+from batchyard.core.capacity import CEView, NodeView, Resources
 from batchyard.core.consumables import ConsumableView
 from batchyard.core.fairshare import PolicyView
 from batchyard.core.jobstate import JobState
@@ -66,6 +66,14 @@ class Settings:
     create_concurrency: int = 16
 
 
+@dataclass(frozen=True)
+class CECapacity:
+    nodes: tuple[NodeView, ...] | None = None
+    max_node: Resources | None = None
+    status: str = "VALID"
+    status_reason: str = ""
+
+
 @dataclass
 class Plan:
     """What one cycle decided, to be executed by ``execute``."""
@@ -95,8 +103,13 @@ class Controller:
         self.known: set[JobKey] = set()  # jobs the scheduler has been told about
         self.cycles = 0
         self.on_cycle: list[Callable[[float], None]] = []
-        self._queue_written: dict[str, dict[str, Any]] = {}
-        self._ce_written: dict[str, dict[str, Any]] = {}
+        # Status writers for the cluster-scoped kinds (queues, consumables: adapters.objectstatus;
+        # compute environments: adapters.scaler), called after each cycle with its result.
+        self.object_status_writers: list[Callable[[CycleResult], Awaitable[None]]] = []
+        self.last_result: CycleResult | None = None
+        # Compute-environment facts owned by the node-pool reconciler (adapters.scaler): its
+        # nodes (None: capacity appears on demand), largest launchable node, and VALID/INVALID.
+        self.ce_capacity: dict[str, CECapacity] = {}
         self._sem = asyncio.Semaphore(self.settings.create_concurrency)
 
     # -- the loop ----------------------------------------------------------------------------
@@ -348,14 +361,18 @@ class Controller:
             # Pending until they fit).
             unmanaged = ce.spec.type == "UNMANAGED"
             unmanaged_cap = ce.spec.unmanagedvCpus or UNBOUNDED_VCPUS
+            name = ce.metadata.name or ""
+            cap = self.ce_capacity.get(name, CECapacity())
             ces.append(
                 CEView(
-                    name=ce.metadata.name or "",
+                    name=name,
                     max_vcpus=(cr.maxvCpus if cr else 0) if not unmanaged else unmanaged_cap,
                     managed=not unmanaged,
                     state=ce.spec.state or "ENABLED",
-                    status=(ce.status.status if ce.status and ce.status.status else "VALID"),
-                    status_reason=(ce.status.statusReason or "") if ce.status else "",
+                    status=cap.status,
+                    status_reason=cap.status_reason,
+                    nodes=cap.nodes,
+                    max_node=cap.max_node,
                 )
             )
         queues = []
@@ -398,7 +415,7 @@ class Controller:
     async def execute(self, plan: Plan, now: float) -> None:
         st = self.state
         for key, status in plan.definition_status.items():
-            await self._patch_status("jobdefinitions", key[1], key[0], status)
+            await self.patch_status("jobdefinitions", key[1], key[0], status)
 
         deletes = [
             (key[0], pod) for key, step in plan.steps.items() for pod in step.delete_pods
@@ -415,7 +432,9 @@ class Controller:
             writes.append(self._write_job(key, entry, step.events))
         await _gather_limited(self._sem, writes)
         if plan.result is not None:
-            await self._write_queues_and_ces(plan.result)
+            self.last_result = plan.result
+            for write in self.object_status_writers:
+                await write(plan.result)
         await self._expire(now)
 
     async def _dispatch(self, plan: Plan, decision: Dispatch, key: JobKey, now: float) -> None:
@@ -540,54 +559,13 @@ class Controller:
         except ApiError as err:
             log.debug("event for %s not recorded: %s", job.metadata.name, err)
 
-    async def _patch_status(self, plural: str, name: str, namespace: str | None, status: Mapping[str, Any]) -> bool:
+    async def patch_status(self, plural: str, name: str, namespace: str | None, status: Mapping[str, Any]) -> bool:
         try:
             await self.kube.merge_patch(_path(plural, name, namespace, "status"), {"status": status}, verb="patch_status")
             return True
         except ApiError as err:
             log.warning("status write for %s %s failed: %s", plural, name, err)
             return False
-
-    async def _write_queues_and_ces(self, result: CycleResult) -> None:
-        st = self.state
-        for name, q in st.queues.items():
-            qs = result.queues.get(name)
-            counts = {s: 0 for s in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")}
-            for entry in st.jobs.values():
-                if entry.job.spec.jobQueue == name and entry.status.status in counts:
-                    counts[entry.status.status] += 1
-            blocked = qs.blocked if qs is not None else None
-            conditions = [
-                {
-                    "type": "Blocked",
-                    "status": "True" if blocked is not None and blocked.queue_blocked else "False",
-                    "reason": (blocked.reason_code.replace(":", "_") if blocked and blocked.queue_blocked else "NotBlocked"),
-                    "message": (blocked.status_reason if blocked and blocked.queue_blocked else "the queue's head job can start"),
-                    "lastTransitionTime": lifecycle.iso(blocked.since if blocked else time.time()),
-                }
-            ]
-            status = {
-                "status": "VALID",
-                "jobCounts": {k.lower(): v for k, v in counts.items()},
-                "observedGeneration": q.metadata.generation,
-            }
-            comparable = {**status, "blocked": conditions[0]["status"], "reason": conditions[0]["reason"]}
-            if self._queue_written.get(name) != comparable:
-                status["conditions"] = conditions
-                if await self._patch_status("jobqueues", name, None, status):
-                    self._queue_written[name] = comparable
-                if blocked is not None and blocked.queue_blocked and blocked.new:
-                    log.info("queue %s blocked: %s", name, blocked.status_reason)
-        for name, ce in st.compute_environments.items():
-            usage = result.compute_environments.get(name)
-            in_use = usage.in_use if usage is not None else Resources()
-            ce_status: dict[str, Any] = {
-                "status": (ce.status.status if ce.status and ce.status.status else "VALID"),
-                "vcpusInUse": in_use.vcpus,
-                "observedGeneration": ce.metadata.generation,
-            }
-            if self._ce_written.get(name) != ce_status and await self._patch_status("computeenvironments", name, None, ce_status):
-                self._ce_written[name] = ce_status
 
     async def _expire(self, now: float) -> None:
         """Delete finished BatchJobs after the TTL (AWS keeps them at least 7 days)."""

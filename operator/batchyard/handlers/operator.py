@@ -18,6 +18,7 @@ import kopf
 from batchyard import GROUP, VERSION
 from batchyard.adapters.controller import Controller, Settings
 from batchyard.adapters.kube import Kube
+from batchyard.adapters.objectstatus import QueueStatusWriter
 from batchyard.adapters.state import JOB_UID_LABEL, ClusterState
 from batchyard.adapters.watch import list_objects, list_watch
 
@@ -39,6 +40,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     kube = await Kube.connect()
     state = ClusterState()
     controller = Controller(kube, state, settings_from_env())
+    controller.object_status_writers.append(QueueStatusWriter(controller))
     for plural in CLUSTER_PLURALS:
         items, _rv = await list_objects(kube, f"/apis/{GROUP}/{VERSION}/{plural}")
         for item in items:
