@@ -567,6 +567,12 @@ INVALID: list[tuple[str, Callable[[], dict[str, Any]], Mutation, str]] = [
         "containerProperties.vcpus",
     ),
     (
+        "containerProperties without an image",
+        an_ecs_job_definition,
+        removing("spec.containerProperties.image"),
+        "spec.containerProperties.image",
+    ),
+    (
         "deprecated memory below 4 MiB",
         an_ecs_job_definition,
         setting("spec.containerProperties.memory", 3),

@@ -233,8 +233,8 @@ class ContainerProperties(Spec):
     )
 
     image: Annotated[str, Field(min_length=1, max_length=255)] | None = None
-    """Container image (up to 255 characters). Required for jobs; optional only in node-range
-    overrides."""
+    """Container image (up to 255 characters). Required in spec.containerProperties; in a node range
+    it may be omitted only where a wider range supplies it."""
     command: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=256)] | None = None
     """Command (entrypoint and arguments); elements `Ref::name` are replaced by parameters."""
     vcpus: Annotated[int, Field(ge=1)] | None = None

@@ -106,6 +106,11 @@ class JobDefinitionSpec(Spec):
                 "spec.ecsProperties or spec.eksProperties",
             ),
             rule(
+                "!has(self.containerProperties) || has(self.containerProperties.image)",
+                "spec.containerProperties.image is required",
+                field_path=".containerProperties",
+            ),
+            rule(
                 "!has(self.eksProperties) || (!has(self.platformCapabilities) && !has(self.propagateTags))",
                 "spec.platformCapabilities and spec.propagateTags must not be set with spec.eksProperties",
             ),
