@@ -107,7 +107,7 @@ CLUSTER = (
     grant(" ".join(CLUSTER_KINDS), "get list watch")
     | grant(" ".join(f"{k}/status" for k in CLUSTER_KINDS), "patch")
     | grant("nodes", "get list watch patch")
-    | grant("namespaces", "list watch")
+    | grant("namespaces", "get list watch")
     | grant("customresourcedefinitions.apiextensions.k8s.io", "list watch")
 )
 NAMESPACED = (
@@ -165,8 +165,9 @@ def test_service_account_can_do_exactly_what_the_operator_uses(
 
 
 def test_namespace_limited_install_grants_jobs_only_in_its_namespaces(
-    devcluster: DevCluster, namespace: str
+    crds_installed: DevCluster, namespace: str
 ) -> None:
+    devcluster = crds_installed
     other = f"t-{uuid.uuid4().hex[:10]}"
     devcluster.kubectl("create", "namespace", other)
     try:
@@ -177,11 +178,11 @@ def test_namespace_limited_install_grants_jobs_only_in_its_namespaces(
         ):
             toggles = (
                 grant("nodes", "create delete")
-                | grant("nodepools.karpenter.sh", "get list watch create patch delete")
-                | grant(
-                    "machinedeployments.cluster.x-k8s.io machinedeployments.cluster.x-k8s.io/scale",
-                    "get patch update",
-                )
+                | grant("pods", "list")  # kwok: any pod left on a node it removes
+                | grant("nodepools.karpenter.sh", "get list create patch delete")
+                | grant("machinedeployments.cluster.x-k8s.io", "create")
+                | grant("machinedeployments.cluster.x-k8s.io/scale", "get patch")
+                | grant("machines.cluster.x-k8s.io", "list patch")
             )
             served = can_i_list(devcluster, namespace, rel.namespace, rel.service_account)
             assert served - baseline(devcluster, namespace) == CLUSTER | toggles | NAMESPACED | peering(

@@ -74,7 +74,7 @@ BASE_CLUSTER = (
     g("batchyard.io", CLUSTER_KINDS, "get list watch")
     | g("batchyard.io", " ".join(f"{k}/status" for k in CLUSTER_KINDS.split()), "patch")
     | g("", "nodes", "get list watch patch")
-    | g("", "namespaces", "list watch")
+    | g("", "namespaces", "get list watch")
     | g("apiextensions.k8s.io", "customresourcedefinitions", "list watch")
 )
 PEERING = g("kopf.dev", "clusterkopfpeerings", "list watch") | g(
@@ -90,8 +90,12 @@ NAMESPACED = (
     | g("events.k8s.io", "events", "create patch")
 )
 KWOK = g("", "nodes", "create delete")
-KARPENTER = g("karpenter.sh", "nodepools", "get list watch create patch delete")
-CAPI = g("cluster.x-k8s.io", "machinedeployments machinedeployments/scale", "get patch update")
+KARPENTER = g("karpenter.sh", "nodepools", "get list create patch delete")
+CAPI = (
+    g("cluster.x-k8s.io", "machinedeployments", "create")
+    | g("cluster.x-k8s.io", "machinedeployments/scale", "get patch")
+    | g("cluster.x-k8s.io", "machines", "list patch")
+)
 
 
 # --- CRDs and the plain manifest -----------------------------------------------------------------
@@ -189,6 +193,11 @@ def test_values_schema_rejects_bad_settings_with_a_clear_message(
             ["operator.watchNamespaces={team-a}"],
             BASE_CLUSTER,
             id="limited to namespaces: the ClusterRole keeps only cluster-scoped grants",
+        ),
+        pytest.param(
+            ["operator.watchNamespaces={team-a}", "nodePools.kwok.enabled=true"],
+            BASE_CLUSTER | KWOK | g("", "pods", "list"),
+            id="limited to namespaces with kwok: listing pods on a node before removing it",
         ),
     ],
 )

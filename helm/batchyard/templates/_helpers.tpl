@@ -63,10 +63,11 @@ Permissions the operator needs wherever it works: the cluster-scoped Batchyard k
 - apiGroups: [""]
   resources: ["nodes"]
   verbs: ["get", "list", "watch", "patch"{{ if .Values.nodePools.kwok.enabled }}, "create", "delete"{{ end }}]
-# kopf: namespace discovery and CRD scanning.
+# kopf: namespace discovery and CRD scanning; compute environments check that their
+# eksConfiguration.kubernetesNamespace exists (get).
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
@@ -81,16 +82,30 @@ Permissions the operator needs wherever it works: the cluster-scoped Batchyard k
   verbs: ["get", "patch"]
 {{- end }}
 {{- if .Values.nodePools.karpenter.enabled }}
-# Karpenter provider: one NodePool per compute environment.
+# Karpenter provider: one NodePool per compute environment (read, create, resize, and
+# delete the ones labelled with a compute environment that is gone).
 - apiGroups: ["karpenter.sh"]
   resources: ["nodepools"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 {{- end }}
 {{- if .Values.nodePools.clusterAPI.enabled }}
-# Cluster API provider: scale the MachineDeployment named by the compute environment.
+# Cluster API provider: create the compute environment's MachineDeployment if missing, resize
+# it through its scale subresource, and mark the Machines of drained nodes for deletion.
 - apiGroups: ["cluster.x-k8s.io"]
-  resources: ["machinedeployments", "machinedeployments/scale"]
-  verbs: ["get", "patch", "update"]
+  resources: ["machinedeployments"]
+  verbs: ["create"]
+- apiGroups: ["cluster.x-k8s.io"]
+  resources: ["machinedeployments/scale"]
+  verbs: ["get", "patch"]
+- apiGroups: ["cluster.x-k8s.io"]
+  resources: ["machines"]
+  verbs: ["list", "patch"]
+{{- end }}
+{{- if and .Values.nodePools.kwok.enabled .Values.operator.watchNamespaces }}
+# kwok provider: before removing a node it checks that no pod (from any namespace) runs there.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 {{- end }}
 {{- end }}
 
