@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from batch import apply, batch_job, environment, events, job_definition, pods, wait_status
+from batch import (
+    apply,
+    batch_job,
+    ce_nodes,
+    compute_environment,
+    environment,
+    events,
+    get,
+    job_definition,
+    job_queue,
+    job_status,
+    pods,
+    wait_status,
+)
 from waiting import wait_for
 
-from batchyard.devcluster import DevCluster
+from batchyard.devcluster import DevCluster, node_manifest
 
 pytestmark = pytest.mark.cluster
 
@@ -27,3 +42,207 @@ def test_exit_zero_succeeds_with_one_attempt(devcluster: DevCluster, operator: o
     wait_for(lambda: not pods(devcluster, namespace), what="the finished pod to be deleted")
     reasons = {e["reason"] for e in events(devcluster, namespace, "j")}
     assert {"Runnable", "Starting", "Running", "Succeeded"} <= reasons
+
+
+RETRY_137 = {
+    "attempts": 3,
+    "evaluateOnExit": [{"onExitCode": "137", "action": "RETRY"}, {"onReason": "*", "action": "EXIT"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("codes", "final", "attempts", "reason"),
+    [
+        pytest.param("137,0", "SUCCEEDED", 2, None, id="137 is retried, then exit 0 succeeds"),
+        pytest.param("1", "FAILED", 1, "Essential container in task exited", id="exit 1 matches EXIT: no retry"),
+        pytest.param("137", "FAILED", 3, "Essential container in task exited", id="attempts exhausted"),
+    ],
+)
+def test_retry_strategy_decides_by_exit_code(
+    devcluster: DevCluster, operator: object, namespace: str, codes: str, final: str, attempts: int,
+    reason: str | None,
+) -> None:  # fmt: skip
+    _, queue = environment(devcluster, namespace)
+    apply(
+        devcluster,
+        job_definition("retry", namespace, retryStrategy=RETRY_137),
+        batch_job("j", namespace, queue, "retry", exit_code=codes),
+    )
+
+    status = wait_status(devcluster, namespace, "j", "SUCCEEDED", "FAILED", timeout=90)
+
+    assert status["status"] == final
+    assert [a["attempt"] for a in status["attempts"]] == list(range(1, attempts + 1))
+    expected_codes = [int(c) for c in codes.split(",")]
+    for a in status["attempts"]:
+        assert a["exitCode"] == expected_codes[min(a["attempt"], len(expected_codes)) - 1]
+        assert a["podName"].endswith(f"-a{a['attempt']}")
+    if reason is not None:
+        assert status["statusReason"] == reason
+        assert status["attempts"][-1]["statusReason"] == reason
+    if attempts > 1:
+        assert any(e["reason"] == "Retrying" for e in events(devcluster, namespace, "j"))
+
+
+def test_timeout_fails_the_attempt_without_retry(devcluster: DevCluster, operator: object, namespace: str) -> None:
+    _, queue = environment(devcluster, namespace)
+    apply(
+        devcluster,
+        job_definition("slow", namespace, timeout={"attemptDurationSeconds": 60}, retryStrategy={"attempts": 3}),
+        batch_job("j", namespace, queue, "slow", exit_code=None),  # runs until stopped
+    )
+    running = wait_status(devcluster, namespace, "j", "RUNNING")
+    pod_name = running["attempts"][0]["podName"]
+
+    status = wait_status(devcluster, namespace, "j", "SUCCEEDED", "FAILED", timeout=120)
+
+    assert status["status"] == "FAILED"
+    assert status["statusReason"] == "Job attempt duration exceeded timeout"
+    assert len(status["attempts"]) == 1  # timeouts are not retried
+    assert status["attempts"][0]["statusReason"] == "Job attempt duration exceeded timeout"
+    wait_for(lambda: not any(p["metadata"]["name"] == pod_name for p in pods(devcluster, namespace)),
+             what="the timed-out pod to be stopped")  # fmt: skip
+
+
+def test_cancel_runnable_fails_with_the_users_reason(devcluster: DevCluster, operator: object, namespace: str) -> None:
+    # A queue whose only compute environment is DISABLED: the job waits in RUNNABLE.
+    ce, queue = f"{namespace}-off", f"{namespace}-q"
+    apply(devcluster, compute_environment(ce, state="DISABLED"), job_queue(queue, [ce]))
+    apply(devcluster, job_definition("d", namespace), batch_job("j", namespace, queue, "d"))
+    wait_status(devcluster, namespace, "j", "RUNNABLE")
+
+    devcluster.kubectl("patch", "batchjob", "j", "-n", namespace, "--type", "merge",
+                       "-p", json.dumps({"spec": {"cancel": {"reason": "not needed any more"}}}))  # fmt: skip
+    status = wait_status(devcluster, namespace, "j", "FAILED")
+
+    assert status["statusReason"] == "not needed any more"
+    assert status["isCancelled"] is True
+    assert not status.get("attempts")
+
+
+def test_cancel_running_is_a_no_op_and_terminate_stops_it(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    _, queue = environment(devcluster, namespace)
+    apply(devcluster, job_definition("d", namespace), batch_job("j", namespace, queue, "d", exit_code=None))
+    running = wait_status(devcluster, namespace, "j", "RUNNING")
+    pod_name = running["attempts"][0]["podName"]
+
+    devcluster.kubectl("patch", "batchjob", "j", "-n", namespace, "--type", "merge",
+                       "-p", json.dumps({"spec": {"cancel": {"reason": "too late"}}}))  # fmt: skip
+    wait_for(lambda: any(e["reason"] == "CancelIgnored" for e in events(devcluster, namespace, "j")),
+             what="the ignored cancel to be reported")  # fmt: skip
+    assert job_status(devcluster, namespace, "j")["status"] == "RUNNING"
+
+    devcluster.kubectl("patch", "batchjob", "j", "-n", namespace, "--type", "merge",
+                       "-p", json.dumps({"spec": {"terminate": {"reason": "operator says stop"}}}))  # fmt: skip
+    status = wait_status(devcluster, namespace, "j", "FAILED")
+
+    assert status["statusReason"] == "operator says stop"
+    assert status["isTerminated"] is True
+    assert status["attempts"][0]["statusReason"] == "operator says stop"
+    wait_for(lambda: not any(p["metadata"]["name"] == pod_name for p in pods(devcluster, namespace)),
+             what="the terminated job's pod to be gone")  # fmt: skip
+
+
+def test_parameters_overrides_and_batch_environment_reach_the_pod(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    ce, queue = environment(devcluster, namespace)
+    jd = job_definition(
+        "params", namespace,
+        parameters={"greeting": "hello", "target": "world"},
+        container={"command": ["echo", "Ref::greeting", "Ref::target"],
+                   "environment": [{"name": "FROM_DEFINITION", "value": "d"}]},
+    )  # fmt: skip
+    job = batch_job(
+        "j", namespace, queue, "params", exit_code=None,
+        parameters={"target": "batchyard"},
+        containerOverrides={"environment": [{"name": "FROM_OVERRIDE", "value": "o"}]},
+    )  # fmt: skip
+    apply(devcluster, jd, job)
+    status = wait_status(devcluster, namespace, "j", "RUNNING")
+    pod = get(devcluster, "pod", status["attempts"][0]["podName"], namespace)
+
+    container = pod["spec"]["containers"][0]
+    assert container["command"] == ["echo", "hello", "batchyard"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["FROM_DEFINITION"] == "d"
+    assert env["FROM_OVERRIDE"] == "o"
+    assert env["AWS_BATCH_JOB_ID"] == status["jobId"]
+    assert env["AWS_BATCH_JOB_ATTEMPT"] == "1"
+    assert env["AWS_BATCH_JQ_NAME"] == queue
+    assert env["AWS_BATCH_CE_NAME"] == ce
+    assert "AWS_BATCH_JOB_ARRAY_INDEX" not in env
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 30
+    owner = pod["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("BatchJob", "j", status["jobId"])
+    assert pod["spec"]["nodeSelector"]["batchyard.io/compute-environment"] == ce
+
+
+def test_gpu_job_requests_gpus_and_runs_on_a_gpu_node(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    ce, queue = environment(devcluster, namespace, nodes=0)
+    ce_nodes(devcluster, ce, 1, cpu="8")  # a CPU node first: the GPU job must not go there
+    gpu_node = f"{ce}-gpu"
+    taints = [{"key": "batchyard.io/compute-environment", "value": ce, "effect": e} for e in ("NoSchedule", "NoExecute")]
+    taints.append({"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"})
+    devcluster.add_nodes([node_manifest(gpu_node, cpu="16", memory="64Gi", gpus=4,
+                                        labels={"batchyard.io/compute-environment": ce}, taints=taints)])  # fmt: skip
+    jd = job_definition("gpu", namespace, container={"resourceRequirements": [
+        {"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "2048"}, {"type": "GPU", "value": "2"}]})  # fmt: skip
+    apply(devcluster, jd, batch_job("j", namespace, queue, "gpu", exit_code=None))
+
+    status = wait_status(devcluster, namespace, "j", "RUNNING")
+    pod = get(devcluster, "pod", status["attempts"][0]["podName"], namespace)
+    resources = pod["spec"]["containers"][0]["resources"]
+    assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == "2"
+    assert pod["spec"]["nodeName"] == gpu_node
+    assert status["attempts"][0]["nodeName"] == gpu_node
+
+
+@pytest.mark.parametrize(
+    ("queue_exists", "definition_exists", "reason"),
+    [
+        pytest.param(False, True, "JobQueue nowhere does not exist", id="missing queue"),
+        pytest.param(True, False, "JobDefinition ghost does not exist in the job's namespace", id="missing definition"),
+    ],
+)
+def test_missing_queue_or_definition_fails_with_a_clear_reason(
+    devcluster: DevCluster, operator: object, namespace: str, queue_exists: bool, definition_exists: bool,
+    reason: str,
+) -> None:  # fmt: skip
+    _, queue = environment(devcluster, namespace, nodes=0)
+    apply(devcluster, job_definition("real", namespace))
+    job = batch_job("j", namespace, queue if queue_exists else "nowhere", "real" if definition_exists else "ghost")
+    apply(devcluster, job)
+
+    status = wait_status(devcluster, namespace, "j", "FAILED", timeout=30)
+
+    assert reason in status["statusReason"]
+    assert not status.get("attempts")
+
+
+def test_restarted_operator_creates_no_second_pod(devcluster: DevCluster, operator: object, namespace: str) -> None:
+    """A second operator started mid-run (as after a crash) adopts the running attempts."""
+    from batchyard.devcluster.operator import OperatorThread
+
+    _, queue = environment(devcluster, namespace, max_vcpus=64, nodes=2)
+    apply(devcluster, job_definition("d", namespace))
+    apply(devcluster, *[batch_job(f"j{i}", namespace, queue, "d", exit_code=None) for i in range(5)])
+    for i in range(5):
+        wait_status(devcluster, namespace, f"j{i}", "RUNNING")
+    before = sorted(p["metadata"]["name"] for p in pods(devcluster, namespace))
+
+    second = OperatorThread(devcluster.kubeconfig).start()
+    try:
+        wait_for(lambda: second.controller.cycles > 3, what="the second operator to run a few cycles")
+        after = sorted(p["metadata"]["name"] for p in pods(devcluster, namespace))
+        assert after == before
+        assert len(after) == 5
+        for i in range(5):
+            assert len(job_status(devcluster, namespace, f"j{i}")["attempts"]) == 1
+    finally:
+        second.stop()
