@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -27,9 +28,11 @@ from typing import Any
 
 from batchyard import API_VERSION, GROUP, VERSION
 from batchyard.adapters.kube import ApiError, Kube
+from batchyard.adapters.objectstatus import QueuePositions
 from batchyard.adapters.state import ClusterState, JobEntry, JobKey
 from batchyard.api.batchjob import BatchJob, BatchJobStatus
 from batchyard.api.computeenvironment import ComputeEnvironment
+from batchyard.api.consumableresource import ConsumableResource
 from batchyard.api.jobdefinition import JobDefinitionSpec
 from batchyard.core import deps, lifecycle
 from batchyard.core.capacity import CEView, NodeView, Resources
@@ -64,6 +67,13 @@ class Settings:
     finished_job_ttl_seconds: float = 7 * 24 * 3600  # AWS keeps finished jobs at least 7 days
     tick_seconds: float = 1.0  # the loop wakes at least this often (timeouts, time limits)
     create_concurrency: int = 16
+    # Test knob (env BATCHYARD_TIME_LIMIT_SCALE): multiplies every jobStateTimeLimitActions
+    # maxTimeSeconds. The CRD keeps AWS's 600 s minimum; cluster tests run with a small scale.
+    time_limit_scale: float = 1.0
+    # status.queuePosition: the first N RUNNABLE jobs of each queue, refreshed at most this often
+    # (see adapters.objectstatus.QueuePositions).
+    queue_positions: int = 100
+    queue_position_interval_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -107,10 +117,13 @@ class Controller:
         # compute environments: adapters.scaler), called after each cycle with its result.
         self.object_status_writers: list[Callable[[CycleResult], Awaitable[None]]] = []
         self.last_result: CycleResult | None = None
+        # Called once per job state change that reached the API server: (entry, old, new).
+        self.on_transition: list[Callable[[JobEntry, str | None, str | None], None]] = []
         # Compute-environment facts owned by the node-pool reconciler (adapters.scaler): its
         # nodes (None: capacity appears on demand), largest launchable node, and VALID/INVALID.
         self.ce_capacity: dict[str, CECapacity] = {}
         self._sem = asyncio.Semaphore(self.settings.create_concurrency)
+        self.queue_positions = QueuePositions(self)
 
     # -- the loop ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -201,6 +214,7 @@ class Controller:
                     self._wake_dependents(entry)
                 entry.status = step.status
                 plan.steps[key] = step
+        self.queue_positions.refresh(plan, now)
         return plan
 
     def _restore(self, key: JobKey, entry: JobEntry, now: float) -> None:
@@ -351,6 +365,9 @@ class Controller:
             },
         )
 
+    def _time_limit(self, seconds: int) -> int:
+        return math.ceil(seconds * self.settings.time_limit_scale)  # the scale is a test knob (Settings)
+
     def _world(self) -> World:
         st = self.state
         ces = []
@@ -396,7 +413,7 @@ class Controller:
                     state=q.spec.state or "ENABLED",
                     policy=policy,
                     time_limit_actions=tuple(
-                        TimeLimitAction(a.reason, a.maxTimeSeconds, a.action, a.state)
+                        TimeLimitAction(a.reason, self._time_limit(a.maxTimeSeconds), a.action, a.state)
                         for a in q.spec.jobStateTimeLimitActions or []
                     ),
                 )
@@ -406,6 +423,7 @@ class Controller:
                 name=c.metadata.name or "",
                 total_quantity=c.spec.totalQuantity,
                 resource_type=c.spec.resourceType or "REPLENISHABLE",
+                consumed=_consumed(c),
             )
             for c in st.consumables.values()
         ]
@@ -425,12 +443,19 @@ class Controller:
         await _gather_limited(self._sem, [*(self._delete_pod(ns, p) for ns, p in deletes), *creates, *ensures])
 
         writes = []
+        before: dict[JobKey, tuple[JobEntry, str | None]] = {}
         for key, step in plan.steps.items():
             entry = st.jobs.get(key)
             if entry is None:
                 continue
+            before[key] = (entry, entry.written.get("status"))
             writes.append(self._write_job(key, entry, step.events))
         await _gather_limited(self._sem, writes)
+        for entry, old in before.values():
+            new = entry.written.get("status")
+            if new != old:
+                for hook in self.on_transition:
+                    hook(entry, old, new)
         if plan.result is not None:
             self.last_result = plan.result
             for write in self.object_status_writers:
@@ -582,6 +607,17 @@ class Controller:
                     log.warning("deleting expired job %s failed: %s", key, err)
                     continue
             self.state.forget_job(key)
+
+
+def _consumed(c: ConsumableResource) -> int:
+    """NON_REPLENISHABLE units used up, as persisted in status (totalQuantity there is the spec's
+    total minus them); trusted only while the status reflects the current spec generation."""
+    st = c.status
+    if c.spec.resourceType != "NON_REPLENISHABLE" or st is None or st.totalQuantity is None:
+        return 0
+    if st.observedGeneration != c.metadata.generation:
+        return 0
+    return max(0, c.spec.totalQuantity - st.totalQuantity)
 
 
 async def _gather_limited(sem: asyncio.Semaphore, coros: Iterable[Awaitable[None]]) -> None:

@@ -18,7 +18,7 @@ import kopf
 from batchyard import GROUP, VERSION
 from batchyard.adapters.controller import Controller, Settings
 from batchyard.adapters.kube import Kube
-from batchyard.adapters.objectstatus import QueueStatusWriter
+from batchyard.adapters.objectstatus import ConsumableStatusWriter, QueueStatusWriter
 from batchyard.adapters.state import JOB_UID_LABEL, ClusterState
 from batchyard.adapters.watch import list_objects, list_watch
 
@@ -29,6 +29,7 @@ def settings_from_env() -> Settings:
     return Settings(
         keep_pods=os.environ.get("BATCHYARD_KEEP_PODS", "").lower() in ("1", "true", "yes"),
         finished_job_ttl_seconds=float(os.environ.get("BATCHYARD_FINISHED_JOB_TTL_SECONDS", 7 * 24 * 3600)),
+        time_limit_scale=float(os.environ.get("BATCHYARD_TIME_LIMIT_SCALE", 1.0)),
     )
 
 
@@ -41,6 +42,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     state = ClusterState()
     controller = Controller(kube, state, settings_from_env())
     controller.object_status_writers.append(QueueStatusWriter(controller))
+    controller.object_status_writers.append(ConsumableStatusWriter(controller))
     for plural in CLUSTER_PLURALS:
         items, _rv = await list_objects(kube, f"/apis/{GROUP}/{VERSION}/{plural}")
         for item in items:
