@@ -23,6 +23,7 @@ from batchyard.api.consumableresource import ConsumableResource
 from batchyard.api.jobdefinition import JobDefinition
 from batchyard.api.jobqueue import JobQueue
 from batchyard.api.schedulingpolicy import SchedulingPolicy
+from batchyard.core.capacity import ZERO, Resources, parse_cpu, parse_memory_mib
 from batchyard.core.lifecycle import PodObs, epoch
 
 JobKey = tuple[str, str]  # (namespace, name)
@@ -30,6 +31,8 @@ JobKey = tuple[str, str]  # (namespace, name)
 JOB_UID_LABEL = "batchyard.io/job-uid"
 ATTEMPT_LABEL = "batchyard.io/attempt"
 ARRAY_INDEX_LABEL = "batchyard.io/array-index"
+CE_LABEL = "batchyard.io/compute-environment"
+GPU_RESOURCE = "nvidia.com/gpu"
 
 
 @dataclass(slots=True)
@@ -48,6 +51,29 @@ class PodEntry:
     attempt: int
     array_index: int | None
     obs: PodObs
+    # For node-pool sizing (adapters.scaler): what the pod requests and the compute environment
+    # it was placed in (the pod's CE label value).
+    requests: Resources = ZERO
+    compute_environment: str | None = None
+
+
+def pod_requests(spec: Mapping[str, Any]) -> Resources:
+    """The pod's effective requests: the sum over containers, at least the largest init container."""
+
+    def of(c: Mapping[str, Any]) -> Resources:
+        r = (c.get("resources") or {}).get("requests") or {}
+        cpu, memory = parse_cpu(str(r.get("cpu", "0"))), parse_memory_mib(str(r.get("memory", "0")))
+        return Resources(cpu, memory, int(r.get(GPU_RESOURCE, 0)))
+
+    total = ZERO
+    for c in spec.get("containers") or ():
+        total = total + of(c)
+    for c in spec.get("initContainers") or ():
+        i = of(c)
+        total = Resources(
+            max(total.milli_cpu, i.milli_cpu), max(total.memory_mib, i.memory_mib), max(total.gpus, i.gpus)
+        )
+    return total
 
 
 def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
@@ -88,6 +114,8 @@ def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
             running_since=running_since,
             deleting=bool(meta.get("deletionTimestamp")),
         ),
+        requests=pod_requests(body.get("spec") or {}),
+        compute_environment=labels.get(CE_LABEL),
     )
 
 

@@ -471,6 +471,11 @@ class Scheduler:
         """Sum of the demand of the queue's RUNNABLE jobs (for node-pool sizing)."""
         return self._demand.get(queue, ZERO)
 
+    def demand_of(self, key: JobKey) -> Resources | None:
+        """The demand of a job the scheduler holds (with ``snapshot``: per-job node-pool sizing)."""
+        entry = self._jobs.get(key)
+        return entry.job.demand if entry is not None else None
+
     def share_admission(self, queue: str, share_identifier: str, now: float) -> str | None:
         """None if a job with ``share_identifier`` may be submitted to ``queue``, else the reason."""
         fs = self._fs(queue)

@@ -19,6 +19,7 @@ from batchyard import GROUP, VERSION
 from batchyard.adapters.controller import Controller, Settings
 from batchyard.adapters.kube import Kube
 from batchyard.adapters.objectstatus import ConsumableStatusWriter, QueueStatusWriter
+from batchyard.adapters.scaler import NodePoolReconciler
 from batchyard.adapters.state import JOB_UID_LABEL, ClusterState
 from batchyard.adapters.watch import list_objects, list_watch
 
@@ -43,6 +44,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     controller = Controller(kube, state, settings_from_env())
     controller.object_status_writers.append(QueueStatusWriter(controller))
     controller.object_status_writers.append(ConsumableStatusWriter(controller))
+    scaler = NodePoolReconciler(kube, controller)  # owns ComputeEnvironment status and nodes
     for plural in CLUSTER_PLURALS:
         items, _rv = await list_objects(kube, f"/apis/{GROUP}/{VERSION}/{plural}")
         for item in items:
@@ -63,9 +65,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.state = state
     memo.controller = controller
     memo.kube = kube
+    memo.scaler = scaler
     memo.tasks = [
         asyncio.create_task(list_watch(kube, "/api/v1/pods", JOB_UID_LABEL, on_pod, pods_synced)),
         asyncio.create_task(controller.run()),
+        asyncio.create_task(scaler.run()),
     ]
     await pods_synced.wait()
     state.synced = True

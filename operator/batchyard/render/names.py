@@ -13,6 +13,9 @@ import hashlib
 import re
 from typing import Final
 
+from batchyard.core.nodepool import CE_LABEL, CE_TAINT_EFFECTS, CE_TAINT_KEY
+from batchyard.core.nodepool import GPU_RESOURCE as NODEPOOL_GPU_RESOURCE
+
 # --- keys the operator owns ---------------------------------------------------------------------
 
 GROUP: Final = "batchyard.io"
@@ -31,12 +34,13 @@ MANAGED_BY: Final = "batchyard"
 # The label and taint the node-pool code puts on every node of a compute environment: pods select
 # the label and tolerate the taint, so only Batchyard job pods (and DaemonSets that tolerate it)
 # land on Batchyard nodes. AWS: "AWS Batch combines labels and taints to ensure jobs run only on
-# AWS Batch managed nodes and that other pods don't run on those nodes."
-NODE_LABEL_COMPUTE_ENVIRONMENT: Final = LABEL_COMPUTE_ENVIRONMENT
-NODE_TAINT_COMPUTE_ENVIRONMENT: Final = LABEL_COMPUTE_ENVIRONMENT
+# AWS Batch managed nodes and that other pods don't run on those nodes." The node side owns them
+# (core.nodepool); they are imported here so the two can never disagree.
+NODE_LABEL_COMPUTE_ENVIRONMENT: Final = CE_LABEL
+NODE_TAINT_COMPUTE_ENVIRONMENT: Final = CE_TAINT_KEY
 # AWS: Batch nodes carry their taint with both effects (the DaemonSet tolerations in "Run a
 # DaemonSet on AWS Batch managed nodes" list NoSchedule and NoExecute).
-NODE_TAINT_EFFECTS: Final = ("NoSchedule", "NoExecute")
+NODE_TAINT_EFFECTS: Final = CE_TAINT_EFFECTS
 
 # AWS EKS pod labels ("Tutorial: Map a running pod back to its job"), kept so that AWS tooling
 # habits (`kubectl get pods -l batch.amazonaws.com/job-id=<id>`) work here too.
@@ -49,7 +53,7 @@ ANNOTATION_JOB_DEFINITION: Final = "batchyard.io/job-definition"
 # decide a fake pod's exit code, reason, message and delay).
 KWOK_ANNOTATION_PREFIX: Final = "kwok.batchyard.io/"
 
-GPU_RESOURCE: Final = "nvidia.com/gpu"
+GPU_RESOURCE: Final = NODEPOOL_GPU_RESOURCE
 
 # --- validity -----------------------------------------------------------------------------------
 

@@ -29,6 +29,8 @@ from batchyard.api.batchjob import BatchJob
 from batchyard.api.computeenvironment import ComputeEnvironment
 from batchyard.api.jobdefinition import JobDefinitionSpec
 from batchyard.core.capacity import Resources
+from batchyard.core.instances import UnknownInstanceType
+from batchyard.core.nodepool import instance_types_of, tolerates_gpu_nodes
 from batchyard.core.params import ArrayChild, BatchEnvContext, MultiNode, batch_env, child_job_id, node_job_id
 from batchyard.render.mnp import layout_problems, main_node, node_choice, num_nodes
 from batchyard.render.model import ContainerPlan, PodPlan
@@ -167,6 +169,17 @@ def _ce_parts(
     return name, ce.metadata.uid, node_labels, tolerations, by_ce_label
 
 
+def _gpu_only(ce: ComputeEnvironment | str) -> bool:
+    """True when a MANAGED compute environment's instance types are all GPU types."""
+    if isinstance(ce, str) or ce.spec.type != "MANAGED":
+        return False
+    try:
+        types = instance_types_of(ce)
+    except UnknownInstanceType:
+        return False
+    return bool(types) and all(t.gpu for t in types)
+
+
 def _container(c: ContainerPlan, batch_vars: list[tuple[str, str]]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": c.name, "image": c.image}
     if c.image_pull_policy:
@@ -295,8 +308,10 @@ def render_pod(
         for effect in NODE_TAINT_EFFECTS
     ]
     tolerations.extend(ce_tolerations)
-    if any(GPU_RESOURCE in c.limits for c in [*plan.containers, *plan.init_containers]):
-        # GPU nodes are commonly tainted nvidia.com/gpu:NoSchedule; a GPU job must tolerate it.
+    gpu_job = any(GPU_RESOURCE in c.limits for c in [*plan.containers, *plan.init_containers])
+    if tolerates_gpu_nodes(int(gpu_job), _gpu_only(compute_environment)):
+        # GPU nodes are tainted nvidia.com/gpu:NoSchedule (core.nodepool); a GPU job tolerates it,
+        # and so does a CPU job placed in a compute environment that has only GPU types.
         tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
     spec["tolerations"] = tolerations
 
