@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchyard import API_VERSION, GROUP, VERSION
+from batchyard.adapters.arrayjobs import ArrayRunner
 from batchyard.adapters.kube import ApiError, Kube
 from batchyard.adapters.objectstatus import QueuePositions
 from batchyard.adapters.state import ClusterState, JobEntry, JobKey
@@ -91,6 +92,7 @@ class Plan:
     steps: dict[JobKey, lifecycle.Step] = field(default_factory=dict)
     dispatches: list[tuple[Dispatch, JobKey]] = field(default_factory=list)
     definition_status: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    arrays: set[JobKey] = field(default_factory=set)  # array parents whose children moved
     result: CycleResult | None = None
 
 
@@ -100,8 +102,21 @@ def _path(plural: str, name: str, namespace: str | None = None, sub: str = "") -
 
 
 def status_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON merge patch turning ``old`` into ``new`` at the top level of status."""
-    return {k: new.get(k) for k in set(old) | set(new) if old.get(k) != new.get(k)}
+    """The JSON merge patch (RFC 7386) turning ``old`` into ``new``.
+
+    Objects merge key by key on the server, so a key that disappeared must be sent as null at
+    every depth (a child index range that is no longer RUNNABLE, say); lists are replaced whole.
+    """
+    patch: dict[str, Any] = {}
+    for k in set(old) | set(new):
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            patch[k] = status_diff(a, b)
+        else:
+            patch[k] = b
+    return patch
 
 
 class Controller:
@@ -110,7 +125,7 @@ class Controller:
         self.state = state
         self.settings = settings or Settings()
         self.scheduler = Scheduler()
-        self.known: set[JobKey] = set()  # jobs the scheduler has been told about
+        self.known: set[tuple[Any, ...]] = set()  # job (and array child) keys the scheduler holds
         self.cycles = 0
         self.on_cycle: list[Callable[[float], None]] = []
         # Status writers for the cluster-scoped kinds (queues, consumables: adapters.objectstatus;
@@ -124,6 +139,8 @@ class Controller:
         self.ce_capacity: dict[str, CECapacity] = {}
         self._sem = asyncio.Semaphore(self.settings.create_concurrency)
         self.queue_positions = QueuePositions(self)
+        self.arrays = ArrayRunner(self)
+        self.ensure_child_pods: list[tuple[str, str, int]] = []
 
     # -- the loop ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -167,9 +184,10 @@ class Controller:
                     plan.definition_status[key] = new.model_dump(mode="json", exclude_none=True)
         st.dirty_definitions.clear()
 
-        for key in st.forgotten_jobs:
-            self.scheduler.remove(key, now)
-            self.known.discard(key)
+        if st.forgotten_jobs:
+            for k in [k for k in self.known if k[:2] in st.forgotten_jobs]:
+                self.scheduler.remove(k, now)
+                self.known.discard(k)
         st.forgotten_jobs.clear()
 
         due = {k for k, e in st.jobs.items() if e.wake_at is not None and e.wake_at <= now}
@@ -180,6 +198,16 @@ class Controller:
             if entry is None:
                 continue
             entry.wake_at = None
+            if entry.job.spec.arrayProperties is not None:
+                entry.dirty_children |= entry.timed_children
+                step = self.arrays.step(key, entry, now)
+                entry.status = step.status
+                entry.wake_at = step.wake_at if entry.wake_at is None else entry.wake_at
+                plan.steps[key] = step
+                plan.arrays.add(key)
+                if step.status.status in TERMINAL:
+                    entry.wake_at = self._ttl_deadline(step.status)
+                continue
             self._restore(key, entry, now)
             step = lifecycle.advance(entry.job, entry.status, self._context(entry), now)
             self._feed_scheduler(key, entry, step, now)
@@ -192,12 +220,25 @@ class Controller:
 
         plan.result = self.scheduler.cycle(self._world(), now)
         for decision in plan.result.decisions:
-            key = decision.job_key  # type: ignore[assignment]
+            dkey: Any = decision.job_key
+            key = (dkey[0], dkey[1])
             entry = st.jobs.get(key)
             if entry is None:
                 continue
             if isinstance(decision, Dispatch):
                 plan.dispatches.append((decision, key))
+            elif len(dkey) == 3:
+                # An array child: only Cancel changes it; a blocked child shows on the parent.
+                step = plan.steps.get(key) or lifecycle.Step(status=entry.status.model_copy(deep=True), now=now)
+                if isinstance(decision, Cancel):
+                    self.arrays.cancelled(key, entry, dkey[2], decision.status_reason, step)
+                elif isinstance(decision, Block):
+                    step.status.statusReason = decision.status_reason
+                else:
+                    step.status.statusReason = None
+                entry.status = step.status
+                plan.steps[key] = step
+                plan.arrays.add(key)
             elif isinstance(decision, Block | Unblock | Cancel):
                 step = plan.steps.get(key) or lifecycle.Step(status=entry.status.model_copy(deep=True), now=now)
                 if isinstance(decision, Block):
@@ -235,6 +276,9 @@ class Controller:
                 self.scheduler.add_running(view, ce, None, now, state=state)
                 self.known.add(key)
 
+    def _restored(self, key: JobKey) -> bool:
+        return key in self.known
+
     def _feed_scheduler(self, key: JobKey, entry: JobEntry, step: lifecycle.Step, now: float) -> None:
         if step.release and key in self.known:
             if self.scheduler.state_of(key) in ("STARTING", "RUNNING"):
@@ -256,7 +300,14 @@ class Controller:
         jd = self.state.definitions.get((job.metadata.namespace or "", name))
         return resolve(jd, job.spec.jobDefinition, entry.status.jobDefinitionRevision)
 
-    def _context(self, entry: JobEntry) -> lifecycle.Context:
+    def _context(
+        self,
+        entry: JobEntry,
+        *,
+        pod: lifecycle.PodObs | None = None,
+        pod_seen: bool | None = None,
+        dependencies: deps.Resolution | None = None,
+    ) -> lifecycle.Context:
         job = entry.job
         queue = self.state.queues.get(job.spec.jobQueue)
         queue_problem = None
@@ -288,18 +339,19 @@ class Controller:
                 problems=tuple(render.render_problems(job, spec)),
             )
         attempt = entry.status.attempts[-1] if entry.status.attempts else None
-        pod = None
-        if attempt is not None and attempt.podName:
+        if pod is None and pod_seen is None and attempt is not None and attempt.podName:
             found = self.state.pods.get((job.metadata.namespace or "", attempt.podName))
             pod = found.obs if found is not None else None
+        if pod_seen is None:
+            pod_seen = bool(attempt and attempt.podName in entry.pods_seen)
         return lifecycle.Context(
             queue_exists=queue is not None,
             queue_problem=queue_problem,
             definition=definition,
             definition_problem=problem,
-            dependencies=self._dependencies(entry),
+            dependencies=dependencies if dependencies is not None else self._dependencies(entry),
             pod=pod,
-            pod_seen=bool(attempt and attempt.podName in entry.pods_seen),
+            pod_seen=pod_seen,
             keep_pods=self.settings.keep_pods,
         )
 
@@ -313,11 +365,10 @@ class Controller:
             depends_on=tuple(
                 deps.Dependency(d.jobId, deps.DependencyType.from_api(d.type)) for d in job.spec.dependsOn or []
             ),
+            children=entry.children,
         )
 
-    def _dependencies(self, entry: JobEntry) -> deps.Resolution:
-        if not entry.job.spec.dependsOn:
-            return deps.READY
+    def _lookup(self, entry: JobEntry) -> deps.Lookup:
         namespace = entry.job.metadata.namespace or ""
 
         def lookup(ref: str) -> deps.JobFacts | None:
@@ -325,7 +376,12 @@ class Controller:
             found = self.state.jobs.get(key)
             return self._facts(found) if found is not None and key[0] == namespace else None
 
-        return deps.resolve_job(self._facts(entry), lookup)
+        return lookup
+
+    def _dependencies(self, entry: JobEntry) -> deps.Resolution:
+        if not entry.job.spec.dependsOn:
+            return deps.READY
+        return deps.resolve_job(self._facts(entry), self._lookup(entry))
 
     def _wake_dependents(self, entry: JobEntry) -> None:
         job = entry.job
@@ -342,7 +398,7 @@ class Controller:
         stopped = lifecycle.epoch(status.stoppedAt)
         return None if stopped is None else stopped + self.settings.finished_job_ttl_seconds
 
-    def _job_view(self, key: JobKey, entry: JobEntry, retried: bool = False) -> JobView | None:
+    def _job_view(self, key: Any, entry: JobEntry, retried: bool = False) -> JobView | None:
         resolved = self._definition(entry)
         if isinstance(resolved, str):
             return None
@@ -440,7 +496,18 @@ class Controller:
         ]
         creates = [self._dispatch(plan, d, key, now) for d, key in plan.dispatches]
         ensures = [self._ensure_pod(key, now) for key, step in plan.steps.items() if step.ensure_pod]
+        ensures += [self._ensure_child_pod(ckey) for ckey in self.ensure_child_pods]
+        self.ensure_child_pods = []
         await _gather_limited(self._sem, [*(self._delete_pod(ns, p) for ns, p in deletes), *creates, *ensures])
+        for key in plan.arrays:
+            entry = st.jobs.get(key)
+            if entry is None:
+                continue
+            step = plan.steps.get(key) or lifecycle.Step(status=entry.status.model_copy(deep=True), now=now)
+            step.status = entry.status if step.status is not entry.status else step.status
+            self.arrays.finish(entry, step, now)
+            entry.status = step.status
+            plan.steps[key] = step
 
         writes = []
         before: dict[JobKey, tuple[JobEntry, str | None]] = {}
@@ -467,11 +534,26 @@ class Controller:
         if entry is None:
             self.scheduler.undo(decision, now)
             return
-        attempt = lifecycle.next_pod_name_attempt(entry.status)
+        dkey: Any = decision.job_key
+        index: int | None = dkey[2] if len(dkey) == 3 else None
+        if index is not None:
+            assert entry.children is not None
+            attempt = entry.children.attempt_of(index)
+        else:
+            attempt = lifecycle.next_pod_name_attempt(entry.status)
         try:
-            pod_name = await self._create_pod(entry, attempt, decision.compute_environment)
+            pod_name = await self._create_pod(entry, attempt, decision.compute_environment, index)
         except ApiError as err:
             self.scheduler.undo(decision, now)
+            if index is not None:
+                # A child whose pod is refused: retried next cycle (422: its definition is the
+                # parent's, so the first child's refusal is reported on the parent).
+                log.warning("creating the pod of %s child %s failed: %s", key, index, err)
+                if err.status in (400, 422):
+                    self.arrays.cancelled(key, entry, index, f"pod rejected: {err}"[:512], plan.steps.get(key) or lifecycle.Step(status=entry.status, now=now))
+                    self.scheduler.remove(dkey, now)
+                plan.arrays.add(key)
+                return
             if err.status in (400, 422):
                 # The definition produces a pod the API server refuses: it can never run.
                 step = lifecycle.Step(status=entry.status.model_copy(deep=True), now=now)
@@ -486,6 +568,10 @@ class Controller:
             else:
                 log.warning("creating the pod of %s failed, will retry: %s", key, err)
                 self.state.dirty_jobs.add(key)
+            return
+        if index is not None:
+            self.arrays.started(key, entry, index, decision.compute_environment)
+            plan.arrays.add(key)
             return
         step = lifecycle.start_attempt(
             entry.status, pod_name=pod_name, compute_environment=decision.compute_environment, now=now
@@ -506,7 +592,18 @@ class Controller:
         except ApiError as err:
             log.warning("re-creating the pod of %s failed: %s", key, err)
 
-    async def _create_pod(self, entry: JobEntry, attempt: int, ce_name: str) -> str:
+    async def _ensure_child_pod(self, ckey: tuple[str, str, int]) -> None:
+        entry = self.state.jobs.get((ckey[0], ckey[1]))
+        if entry is None or entry.children is None:
+            return
+        try:
+            await self._create_pod(
+                entry, entry.children.attempt_of(ckey[2]), entry.status.computeEnvironment or "", ckey[2]
+            )
+        except ApiError as err:
+            log.warning("re-creating the pod of %s failed: %s", ckey, err)
+
+    async def _create_pod(self, entry: JobEntry, attempt: int, ce_name: str, index: int | None = None) -> str:
         job = entry.job
         resolved = self._definition(entry)
         if isinstance(resolved, str):
@@ -518,8 +615,8 @@ class Controller:
             spec,
             revision=revision,
             attempt=attempt,
-            array_index=None,
-            array_size=None,
+            array_index=index,
+            array_size=entry.children.size if index is not None and entry.children is not None else None,
             queue=job.spec.jobQueue,
             compute_environment=ce if ce is not None else ce_name,
         )

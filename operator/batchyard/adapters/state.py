@@ -23,6 +23,7 @@ from batchyard.api.consumableresource import ConsumableResource
 from batchyard.api.jobdefinition import JobDefinition
 from batchyard.api.jobqueue import JobQueue
 from batchyard.api.schedulingpolicy import SchedulingPolicy
+from batchyard.core.arrays import ArrayChildren
 from batchyard.core.capacity import ZERO, Resources, parse_cpu, parse_memory_mib
 from batchyard.core.lifecycle import PodObs, epoch
 
@@ -42,6 +43,11 @@ class JobEntry:
     written: dict[str, Any]  # the status as last written to the API server (for diffs)
     pods_seen: set[str] = field(default_factory=set)
     wake_at: float | None = None
+    # Array parents only (adapters.arrayjobs): the children, the ones to step next cycle, and
+    # the running ones with a timeout (stepped again when wake_at comes).
+    children: ArrayChildren | None = None
+    dirty_children: set[int] = field(default_factory=set)
+    timed_children: set[int] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -185,6 +191,8 @@ class ClusterState:
         if key is not None:
             entry = self.jobs[key]
             entry.pods_seen.add(pod.obs.name)
+            if pod.array_index is not None:
+                entry.dirty_children.add(pod.array_index)
             self.dirty_jobs.add(key)
 
     # -- definitions and cluster-scoped kinds -------------------------------------------------
@@ -220,12 +228,13 @@ class ClusterState:
         self.world_changed = True
 
     def forget_cluster_object(self, plural: str, name: str) -> None:
-        {
+        maps: dict[str, dict[str, Any]] = {
             "jobqueues": self.queues,
             "computeenvironments": self.compute_environments,
             "schedulingpolicies": self.policies,
             "consumableresources": self.consumables,
-        }[plural].pop(name, None)
+        }
+        maps[plural].pop(name, None)
         self.world_changed = True
 
 

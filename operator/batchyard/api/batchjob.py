@@ -321,6 +321,32 @@ class AttemptDetail(Loose):
     """When the attempt ended (RFC 3339)."""
 
 
+class ChildExitDetail(Loose):
+    """The last finished attempt of one array child."""
+
+    exitCode: int | None = None
+    """The container exit code."""
+    reason: str | None = None
+    """The container's terminated reason (or the attempt's statusReason), cut to 128 characters."""
+
+
+class ArrayChildrenDetail(Loose):
+    """Every child's state, kept compactly in the parent: children are not objects of their own.
+
+    Index sets use the Kubernetes Indexed Job notation ("0-6,8-49"). `batchyard describe
+    <job>:<index>` reads one child from here (and from its pod while it exists).
+    """
+
+    states: dict[str, str] | None = None
+    """Child indexes per state, e.g. {"SUCCEEDED": "0-6,8-49", "FAILED": "7"}."""
+    attempts: dict[str, str] | None = None
+    """Child indexes per current attempt number, for attempts 2 and up (attempt 1 is implied)."""
+    lastExits: dict[str, ChildExitDetail] | None = None
+    """Last exit per child index, for at most 500 children (first come, first kept)."""
+    lastExitsOmitted: int | None = None
+    """Exits not kept because lastExits was full."""
+
+
 class ArrayPropertiesDetail(Loose):
     """Array job progress (AWS ArrayPropertiesDetail)."""
 
@@ -330,6 +356,8 @@ class ArrayPropertiesDetail(Loose):
     """This child's index (children only, if children are ever materialized as objects)."""
     statusSummary: JobStateCounts | None = None
     """Children per state (parent only)."""
+    children: ArrayChildrenDetail | None = None
+    """Each child's state, attempt and last exit, compactly (parent only)."""
 
 
 class BatchJobStatus(Loose):

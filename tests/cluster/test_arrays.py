@@ -1,0 +1,123 @@
+"""Array jobs and dependencies against the real control plane."""
+
+from __future__ import annotations
+
+import pytest
+from batch import apply, batch_job, environment, get, job_definition, job_status, pods, wait_status
+from waiting import wait_for
+
+from batchyard.devcluster import DevCluster
+
+pytestmark = pytest.mark.cluster
+
+
+def test_array_of_50_with_one_failing_child(devcluster: DevCluster, operator: object, namespace: str) -> None:
+    _, queue = environment(devcluster, namespace, max_vcpus=32, nodes=2)
+    job = batch_job(
+        "arr", namespace, queue, "d", arrayProperties={"size": 50},
+        annotations={"kwok.batchyard.io/exit-code-index-7": "1"},
+    )  # fmt: skip
+    apply(devcluster, job_definition("d", namespace), job)
+
+    status = wait_status(devcluster, namespace, "arr", "SUCCEEDED", "FAILED", timeout=180)
+
+    assert status["status"] == "FAILED"
+    summary = status["arrayProperties"]["statusSummary"]
+    assert summary["SUCCEEDED"] == 49
+    assert summary["FAILED"] == 1
+    children = status["arrayProperties"]["children"]
+    assert children["states"] == {"SUCCEEDED": "0-6,8-49", "FAILED": "7"}
+    assert children["lastExits"]["7"]["exitCode"] == 1
+    assert status["statusReason"] == "1 of 50 child jobs failed"
+    wait_for(lambda: not pods(devcluster, namespace), what="the children's pods to be deleted")
+
+
+def test_sequential_array_runs_in_index_order(devcluster: DevCluster, operator: object, namespace: str) -> None:
+    _, queue = environment(devcluster, namespace, max_vcpus=32, nodes=1)
+    job = batch_job("seq", namespace, queue, "d", arrayProperties={"size": 5}, dependsOn=[{"type": "SEQUENTIAL"}])
+    apply(devcluster, job_definition("d", namespace), job)
+
+    seen_running: list[int] = []
+
+    def progress() -> bool:
+        for p in pods(devcluster, namespace):
+            idx = int(p["metadata"]["labels"]["batchyard.io/array-index"])
+            if idx not in seen_running:
+                seen_running.append(idx)
+        running = [p for p in pods(devcluster, namespace) if p["status"].get("phase") in ("Pending", "Running")]
+        assert len(running) <= 1, "a SEQUENTIAL array ran two children at once"
+        return job_status(devcluster, namespace, "seq").get("status") in ("SUCCEEDED", "FAILED")
+
+    wait_for(progress, timeout=120, interval=0.1, what="the sequential array to finish")
+    assert job_status(devcluster, namespace, "seq")["status"] == "SUCCEEDED"
+    assert seen_running == sorted(seen_running)
+
+
+def test_n_to_n_releases_each_index_after_its_twin(devcluster: DevCluster, operator: object, namespace: str) -> None:
+    _, queue = environment(devcluster, namespace, max_vcpus=32, nodes=2)
+    apply(devcluster, job_definition("d", namespace))
+    # A's children run 2 s each; B's child i may start only after A's child i succeeded.
+    apply(devcluster, batch_job("a", namespace, queue, "d", delay="2s", arrayProperties={"size": 10}))
+    apply(devcluster, batch_job("b", namespace, queue, "d", arrayProperties={"size": 10},
+                                dependsOn=[{"jobId": "a", "type": "N_TO_N"}]))  # fmt: skip
+
+    def b_started_early() -> None:
+        a = job_status(devcluster, namespace, "a").get("arrayProperties", {}).get("children", {}).get("states", {})
+        for p in pods(devcluster, namespace):
+            labels = p["metadata"]["labels"]
+            if labels["batchyard.io/job-name"] == "b":
+                idx = int(labels["batchyard.io/array-index"])
+                done = a.get("SUCCEEDED", "")
+                assert _in_ranges(idx, done), f"b:{idx} started before a:{idx} succeeded ({a})"
+
+    def finished() -> bool:
+        b_started_early()
+        return job_status(devcluster, namespace, "b").get("status") in ("SUCCEEDED", "FAILED")
+
+    wait_for(finished, timeout=180, interval=0.2, what="array b to finish")
+    assert job_status(devcluster, namespace, "a")["status"] == "SUCCEEDED"
+    assert job_status(devcluster, namespace, "b")["status"] == "SUCCEEDED"
+
+
+def _in_ranges(index: int, ranges: str) -> bool:
+    for part in filter(None, ranges.split(",")):
+        lo, _, hi = part.partition("-")
+        if int(lo) <= index <= int(hi or lo):
+            return True
+    return False
+
+
+def test_chain_where_the_first_fails(devcluster: DevCluster, operator: object, namespace: str) -> None:
+    _, queue = environment(devcluster, namespace)
+    apply(devcluster, job_definition("d", namespace))
+    apply(
+        devcluster,
+        batch_job("c", namespace, queue, "d", dependsOn=[{"jobId": "b"}]),  # submitted first: honoured
+        batch_job("b", namespace, queue, "d", dependsOn=[{"jobId": "a"}]),
+        batch_job("a", namespace, queue, "d", exit_code="1"),
+    )
+
+    assert wait_status(devcluster, namespace, "a", "FAILED", "SUCCEEDED")["status"] == "FAILED"
+    for name in ("b", "c"):
+        status = wait_status(devcluster, namespace, name, "FAILED", "SUCCEEDED")
+        assert status["status"] == "FAILED"
+        assert status["statusReason"] == "Dependent Job failed"
+        assert not status.get("attempts")
+
+
+def test_cancelling_one_child_fails_the_parent_when_all_are_done(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    ce, queue = environment(devcluster, namespace, max_vcpus=2, nodes=1)
+    apply(devcluster, job_definition("d", namespace))
+    # Capacity for two 1-vCPU children at a time: child 9 waits RUNNABLE long enough to cancel.
+    apply(devcluster, batch_job("arr", namespace, queue, "d", delay="1s", arrayProperties={"size": 10}))
+    devcluster.kubectl("patch", "batchjob", "arr", "-n", namespace, "--type", "merge", "-p",
+                       '{"spec":{"childRequests":[{"index":9,"action":"CANCEL","reason":"skip nine"}]}}')  # fmt: skip
+
+    status = wait_status(devcluster, namespace, "arr", "SUCCEEDED", "FAILED", timeout=120)
+
+    assert status["status"] == "FAILED"
+    assert status["arrayProperties"]["children"]["states"] == {"SUCCEEDED": "0-8", "FAILED": "9"}
+    assert status["arrayProperties"]["children"]["lastExits"]["9"]["reason"] == "skip nine"
+    assert get(devcluster, "batchjob", "arr", namespace)["metadata"]["name"] == "arr"
