@@ -19,6 +19,8 @@ from typing import Any
 
 import aiohttp
 
+from batchyard.adapters.metrics import count_api_call
+
 MERGE_PATCH = "application/merge-patch+json"
 
 
@@ -108,16 +110,22 @@ class Kube:
         self.calls[verb] += 1
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if data is not None else {}
-        async with session.request(method, path, data=data, params=params, headers=headers) as resp:
-            text = await resp.text()
-            if resp.status >= 300:
-                self.errors[verb] += 1
-                try:
-                    payload: Any = json.loads(text)
-                except ValueError:
-                    payload = text
-                raise ApiError(resp.status, payload, method, path)
-            return json.loads(text) if text else None
+        try:
+            async with session.request(method, path, data=data, params=params, headers=headers) as resp:
+                text = await resp.text()
+                status = resp.status
+        except aiohttp.ClientError:
+            count_api_call(verb, error=True)  # transport errors count too (metrics doc)
+            raise
+        count_api_call(verb, error=status >= 300)
+        if status >= 300:
+            self.errors[verb] += 1
+            try:
+                payload: Any = json.loads(text)
+            except ValueError:
+                payload = text
+            raise ApiError(status, payload, method, path)
+        return json.loads(text) if text else None
 
     async def get(self, path: str) -> Any:
         return await self.request("get", "GET", path)
@@ -149,6 +157,7 @@ class Kube:
         }
         timeout = aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30)
         async with session.get(path, params=query, timeout=timeout) as resp:
+            count_api_call("watch", error=resp.status >= 300)
             if resp.status >= 300:
                 self.errors["watch"] += 1
                 raise ApiError(resp.status, await resp.text(), "WATCH", path)

@@ -131,6 +131,11 @@ CONSUMABLE_IN_USE = Gauge(
     ["consumable_resource"],
     registry=REGISTRY,
 )
+LEADER = Gauge(
+    "batchyard_leader",
+    "1 while this replica holds the leader Lease and runs the scheduler loop, else 0.",
+    registry=REGISTRY,
+)
 CONSUMABLE_AVAILABLE = Gauge(
     "batchyard_consumable_resource_available",
     "Units of a consumable resource still available to jobs.",
@@ -190,6 +195,10 @@ def set_ce_vcpus(ce: str, desired: float, in_use: float) -> None:
 def set_consumable(name: str, in_use: float, available: float) -> None:
     CONSUMABLE_IN_USE.labels(consumable_resource=_label(name)).set(in_use)
     CONSUMABLE_AVAILABLE.labels(consumable_resource=_label(name)).set(available)
+
+
+def set_leader(leading: bool) -> None:
+    LEADER.set(1 if leading else 0)
 
 
 def count_api_call(verb: str, error: bool = False) -> None:

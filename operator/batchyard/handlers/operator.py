@@ -1,23 +1,36 @@
 """kopf handlers: they only parse events into the cluster state and wake the scheduler loop.
 
-Startup lists every kind once (so the loop never decides on a half-known cluster: a job must
-not fail for a missing queue that simply has not been listed yet), starts the pod watch (with a
-server-side label selector, see ``adapters.watch``) and the loop. Event handlers keep the state
-current afterwards; they write nothing, so kopf adds no annotations or finalizers of its own.
+The engine (``start_engine``) lists every kind once (so the loop never decides on a half-known
+cluster: a job must not fail for a missing queue that simply has not been listed yet), starts
+the pod watch (with a server-side label selector, see ``adapters.watch``) and the loop. Event
+handlers keep the state current afterwards; they write nothing, so kopf adds no annotations or
+finalizers of its own.
+
+High availability: with leader election on (``batchyard run``'s default), the engine runs only
+while this replica holds the Lease (``adapters.leader``); a standby runs kopf's watches but its
+handlers drop the events (``memo.engine.state`` is None), and each leader term starts from a
+fresh list of everything, because a BatchJob's status in the state is the loop's own. kopf
+peering is off (``standalone``): it would only pause kopf's streams, never our own tasks, and it
+pauses every replica of equal priority.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
 from batchyard import GROUP, VERSION
+from batchyard.adapters import metrics
 from batchyard.adapters.controller import Controller, Settings
+from batchyard.adapters.instrumentation import Instrumentation
 from batchyard.adapters.kube import Kube
+from batchyard.adapters.leader import LeaderElector
 from batchyard.adapters.objectstatus import ConsumableStatusWriter, QueueStatusWriter
 from batchyard.adapters.scaler import NodePoolReconciler
 from batchyard.adapters.state import JOB_UID_LABEL, ClusterState
@@ -26,10 +39,51 @@ from batchyard.adapters.watch import list_objects, list_watch
 CLUSTER_PLURALS = ("jobqueues", "computeenvironments", "schedulingpolicies", "consumableresources")
 
 
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    return default if not value else value in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Options:
+    """How this process runs (the chart's BATCHYARD_* variables; ``batchyard run`` flags)."""
+
+    namespaces: tuple[str, ...] = ()  # served namespaces; empty: all (cluster-wide)
+    leader_election: bool = False
+    lease_name: str = "batchyard"
+    lease_namespace: str = "default"
+    metrics_port: int | None = None  # None: no /metrics server
+
+    @classmethod
+    def from_env(cls, leader_election_default: bool = False) -> Options:
+        """In-process operators (tests) default to no leader election; `batchyard run` to on."""
+        env = os.environ.get
+        port = env("BATCHYARD_METRICS_PORT", "").strip()
+        return cls(
+            namespaces=tuple(n.strip() for n in env("BATCHYARD_NAMESPACES", "").split(",") if n.strip()),
+            leader_election=_flag("BATCHYARD_LEADER_ELECTION", leader_election_default),
+            lease_name=env("BATCHYARD_LEASE_NAME") or "batchyard",
+            lease_namespace=env("BATCHYARD_LEASE_NAMESPACE") or env("POD_NAMESPACE") or "default",
+            metrics_port=int(port) if port else None,
+        )
+
+
+@dataclass
+class Engine:
+    """What one leader term runs; shared by reference, so kopf's per-object memo copies see it."""
+
+    state: ClusterState | None = None
+    controller: Controller | None = None
+    instrumentation: Instrumentation | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
 def settings_from_env() -> Settings:
+    # The chart documents 0 as "keep finished jobs forever".
+    ttl = float(os.environ.get("BATCHYARD_FINISHED_JOB_TTL_SECONDS") or 7 * 24 * 3600)
     return Settings(
         keep_pods=os.environ.get("BATCHYARD_KEEP_PODS", "").lower() in ("1", "true", "yes"),
-        finished_job_ttl_seconds=float(os.environ.get("BATCHYARD_FINISHED_JOB_TTL_SECONDS", 7 * 24 * 3600)),
+        finished_job_ttl_seconds=ttl if ttl > 0 else math.inf,
         time_limit_scale=float(os.environ.get("BATCHYARD_TIME_LIMIT_SCALE", 1.0)),
     )
 
@@ -39,21 +93,48 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.scanning.disabled = True
-    kube = await Kube.connect()
+    options: Options = getattr(memo, "options", None) or Options.from_env()
+    memo.options = options
+    memo.engine = Engine()
+    kube = memo.kube = await Kube.connect()
+    if options.metrics_port is not None:
+        memo.metrics_server, _thread = metrics.start_metrics_server(options.metrics_port)
+    if not options.leader_election:
+        memo.tasks = await start_engine(memo, kube, options)
+        return
+    elector = memo.elector = LeaderElector(kube, options.lease_namespace, options.lease_name)
+
+    async def lead() -> None:
+        tasks = await start_engine(memo, kube, options)
+        try:
+            await asyncio.gather(*tasks)  # forever; a task that dies ends the term
+        finally:
+            await stop_engine(memo)
+
+    memo.tasks = [asyncio.create_task(elector.run(lead), name="batchyard-leader-election")]
+
+
+async def start_engine(memo: kopf.Memo, kube: Kube, options: Options) -> list[asyncio.Task[Any]]:
+    """List everything, start the pod watch and the loop; returns once the pods are listed."""
     state = ClusterState()
     controller = Controller(kube, state, settings_from_env())
     controller.object_status_writers.append(QueueStatusWriter(controller))
     controller.object_status_writers.append(ConsumableStatusWriter(controller))
+    instrumentation = Instrumentation(controller).install()
     scaler = NodePoolReconciler(kube, controller)  # owns ComputeEnvironment status and nodes
+    engine: Engine = memo.engine
+    engine.state, engine.controller, engine.instrumentation = state, controller, instrumentation
+    # Namespaced kinds per served namespace (a namespace-limited install has only Roles there).
+    scopes = [f"/namespaces/{ns}" for ns in options.namespaces] or [""]
     for plural in CLUSTER_PLURALS:
         items, _rv = await list_objects(kube, f"/apis/{GROUP}/{VERSION}/{plural}")
         for item in items:
             state.upsert_cluster_object(plural, item)
-    for item in (await list_objects(kube, f"/apis/{GROUP}/{VERSION}/jobdefinitions"))[0]:
-        state.upsert_definition(item)
-    for item in (await list_objects(kube, f"/apis/{GROUP}/{VERSION}/batchjobs"))[0]:
-        state.upsert_job(item)
-    pods_synced = asyncio.Event()
+    for scope in scopes:
+        for item in (await list_objects(kube, f"/apis/{GROUP}/{VERSION}{scope}/jobdefinitions"))[0]:
+            state.upsert_definition(item)
+        for item in (await list_objects(kube, f"/apis/{GROUP}/{VERSION}{scope}/batchjobs"))[0]:
+            state.upsert_job(item)
 
     def on_pod(kind: str, body: Any) -> None:
         if kind == "DELETED":
@@ -64,56 +145,96 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
     memo.state = state
     memo.controller = controller
-    memo.kube = kube
     memo.scaler = scaler
-    memo.tasks = [
-        asyncio.create_task(list_watch(kube, "/api/v1/pods", JOB_UID_LABEL, on_pod, pods_synced)),
+    synced = [asyncio.Event() for _ in scopes]
+    engine.tasks = [
+        *(
+            asyncio.create_task(list_watch(kube, f"/api/v1{scope}/pods", JOB_UID_LABEL, on_pod, event))
+            for scope, event in zip(scopes, synced, strict=True)
+        ),
         asyncio.create_task(controller.run()),
         asyncio.create_task(scaler.run()),
     ]
-    await pods_synced.wait()
+    for event in synced:
+        await event.wait()
     state.synced = True
     state.wake()
+    metrics.set_leader(True)
+    return engine.tasks
+
+
+async def stop_engine(memo: kopf.Memo) -> None:
+    """End a leader term: stop our tasks and drop the state (the next term lists afresh)."""
+    engine: Engine = memo.engine
+    for task in engine.tasks:
+        task.cancel()
+    await asyncio.gather(*engine.tasks, return_exceptions=True)
+    if engine.instrumentation is not None:
+        engine.instrumentation.close()
+    engine.state = engine.controller = engine.instrumentation = None
+    engine.tasks = []
+    metrics.set_leader(False)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    for task in getattr(memo, "tasks", []):
+    tasks = getattr(memo, "tasks", [])
+    for task in tasks:
         task.cancel()
-    await asyncio.gather(*getattr(memo, "tasks", []), return_exceptions=True)
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if getattr(memo, "engine", None) is not None and memo.engine.tasks:
+        await stop_engine(memo)
+    if getattr(memo, "metrics_server", None) is not None:
+        memo.metrics_server.shutdown()
+        memo.metrics_server.server_close()
     if hasattr(memo, "kube"):
         await memo.kube.close()
 
 
+def _state(memo: kopf.Memo) -> ClusterState | None:
+    """The current term's state; None on a standby replica (its events are dropped)."""
+    engine: Engine | None = getattr(memo, "engine", None)
+    return engine.state if engine is not None else None
+
+
 @kopf.on.event(GROUP, VERSION, "batchjobs")
 def batchjob_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    state = _state(memo)
+    if state is None:
+        return
     name = (body.get("metadata") or {}).get("name", "")
     namespace = (body.get("metadata") or {}).get("namespace", "")
     if type == "DELETED":
-        memo.state.forget_job((namespace, name))
+        state.forget_job((namespace, name))
     else:
-        memo.state.upsert_job(body)
-    memo.state.wake()
+        state.upsert_job(body)
+    state.wake()
 
 
 @kopf.on.event(GROUP, VERSION, "jobdefinitions")
 def jobdefinition_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    state = _state(memo)
+    if state is None:
+        return
     meta = body.get("metadata") or {}
     if type == "DELETED":
-        memo.state.forget_definition(meta.get("namespace", ""), meta.get("name", ""))
+        state.forget_definition(meta.get("namespace", ""), meta.get("name", ""))
     else:
-        memo.state.upsert_definition(body)
-    memo.state.wake()
+        state.upsert_definition(body)
+    state.wake()
 
 
 def _cluster_handler(plural: str) -> None:
     @kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-event")
     def handler(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        state = _state(memo)
+        if state is None:
+            return
         if type == "DELETED":
-            memo.state.forget_cluster_object(plural, (body.get("metadata") or {}).get("name", ""))
+            state.forget_cluster_object(plural, (body.get("metadata") or {}).get("name", ""))
         else:
-            memo.state.upsert_cluster_object(plural, body)
-        memo.state.wake()
+            state.upsert_cluster_object(plural, body)
+        state.wake()
 
 
 for _plural in CLUSTER_PLURALS:

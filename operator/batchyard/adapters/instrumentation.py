@@ -1,0 +1,153 @@
+"""Feeds the Prometheus metrics (``adapters.metrics``) from the scheduler loop's hooks.
+
+Why a module of its own: the loop (``adapters.controller``) exposes hooks and knows nothing of
+Prometheus; this module turns what the loop reports into series an AWS Batch user recognises:
+
+* ``on_transition`` (once per job state change that reached the API server): submissions,
+  dispatches per compute environment, retries, failures by a short reason category, and the
+  time an attempt waited RUNNABLE and ran RUNNING;
+* ``on_cycle``: the scheduler cycle's duration;
+* an object status writer (after each cycle): jobs by queue and state, compute-environment
+  vCPUs (in use from the cycle; desired from the CE status the node-pool reconciler writes) and
+  consumable resources.
+
+Counters only move on transitions the API server accepted, and a job first seen with a status
+(an operator restart or a new leader) counts nothing again: its written status is its old state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from batchyard.adapters import metrics
+from batchyard.adapters.controller import Controller
+from batchyard.adapters.state import JobEntry, JobKey
+from batchyard.api.batchjob import BatchJobStatus
+from batchyard.core.jobstate import Reason
+from batchyard.core.lifecycle import POD_LOST_REASON, epoch
+from batchyard.core.scheduler import CycleResult
+
+ACTIVE = ("STARTING", "RUNNING")
+_POD_LOST_PREFIX = POD_LOST_REASON.split("{", 1)[0]
+
+
+def failure_category(status: BatchJobStatus) -> str:
+    """A bounded label for why a job FAILED (the statusReason itself is free text)."""
+    reason = status.statusReason or ""
+    if status.isCancelled:
+        return "Cancelled"
+    if status.isTerminated:
+        return "Terminated"
+    if reason == Reason.TIMEOUT:
+        return "Timeout"
+    if reason == Reason.ESSENTIAL_CONTAINER_EXITED:
+        return "NonZeroExit"
+    if reason.startswith(Reason.INVALID_JOB_DEFINITION_PREFIX):
+        return "InvalidJobDefinition"
+    if reason == Reason.DEPENDENT_JOB_FAILED or reason.startswith(
+        (Reason.DEPENDENCY_CYCLE_PREFIX, Reason.DEPENDENCY_NOT_FOUND_PREFIX, Reason.INVALID_DEPENDENCY_PREFIX)
+    ):
+        return "DependencyFailed"
+    if reason.startswith(_POD_LOST_PREFIX):
+        return "PodLost"
+    if reason.startswith(("JobQueue", "Job queue")):
+        return "JobQueue"
+    last = status.attempts[-1] if status.attempts else None
+    if last is not None and last.exitCode not in (None, 0):
+        return "NonZeroExit"  # an evaluateOnExit EXIT or exhausted attempts with a custom reason
+    return "Other"
+
+
+@dataclass
+class Instrumentation:
+    """Registers itself on a Controller; one per leader term (``close`` clears its gauges)."""
+
+    controller: Controller
+    runnable_since: dict[JobKey, float] = field(default_factory=dict)
+    _queues: set[str] = field(default_factory=set)
+    _ces: set[str] = field(default_factory=set)
+    _consumables: set[str] = field(default_factory=set)
+
+    def install(self) -> Instrumentation:
+        self.controller.on_cycle.append(metrics.observe_cycle)
+        self.controller.on_transition.append(self.on_transition)
+        self.controller.object_status_writers.append(self.write)
+        return self
+
+    # -- per job --------------------------------------------------------------------------------
+    def on_transition(self, entry: JobEntry, old: str | None, new: str | None) -> None:
+        queue = entry.job.spec.jobQueue
+        key = (entry.job.metadata.namespace or "", entry.job.metadata.name or "")
+        now = time.time()
+        status = entry.status
+        if old is None and new is not None:
+            metrics.count_submission(queue)
+        if new == "RUNNABLE":
+            self.runnable_since[key] = now
+        if new in ACTIVE and old not in ACTIVE:
+            metrics.count_dispatch(queue, status.computeEnvironment or "")
+            metrics.observe_runnable_seconds(queue, now - self._runnable_start(key, status, now))
+        if old in ACTIVE and new not in ACTIVE:
+            attempt = status.attempts[-1] if status.attempts else None
+            started = epoch(attempt.startedAt) if attempt else None
+            stopped = epoch(attempt.stoppedAt) if attempt else None
+            if started is not None:
+                metrics.observe_running_seconds(queue, (stopped or now) - started)
+            if new == "RUNNABLE":
+                metrics.count_retry(queue)
+        if new == "FAILED":
+            metrics.count_failure(queue, failure_category(status))
+        if new in ("SUCCEEDED", "FAILED"):
+            self.runnable_since.pop(key, None)
+
+    def _runnable_start(self, key: JobKey, status: BatchJobStatus, now: float) -> float:
+        """When this attempt became RUNNABLE: seen by us, else (a new leader) from the status:
+        the previous attempt's end, or the submission."""
+        seen = self.runnable_since.pop(key, None)
+        if seen is not None:
+            return seen
+        previous = status.attempts[-2] if status.attempts and len(status.attempts) > 1 else None
+        fallback = epoch(previous.stoppedAt) if previous is not None else epoch(status.createdAt)
+        return fallback if fallback is not None else now
+
+    # -- per cycle ------------------------------------------------------------------------------
+    async def write(self, result: CycleResult) -> None:
+        st = self.controller.state
+        counts: dict[str, Counter[str]] = {name: Counter() for name in st.queues}
+        for entry in st.jobs.values():
+            counts.setdefault(entry.job.spec.jobQueue, Counter())[entry.status.status or "SUBMITTED"] += 1
+        for queue, by_state in counts.items():
+            metrics.set_queue_job_states(queue, by_state)
+        for gone in self._queues - counts.keys():
+            metrics.forget_queue(gone)
+        self._queues = set(counts)
+
+        ces = set(st.compute_environments) | set(result.compute_environments)
+        for name in ces:
+            usage = result.compute_environments.get(name)
+            ce = st.compute_environments.get(name)
+            # Desired vCPUs are the node-pool reconciler's (adapters.scaler) to decide; it
+            # publishes them in the CE status, which reaches us through the watch.
+            desired = ce.status.desiredvCpus if ce is not None and ce.status is not None else None
+            metrics.set_ce_vcpus(name, float(desired or 0), usage.vcpus_in_use if usage else 0.0)
+        for gone in self._ces - ces:
+            metrics.forget_compute_environment(gone)
+        self._ces = ces
+
+        for name, c in result.consumables.items():
+            metrics.set_consumable(name, float(c.in_use_quantity), float(c.available_quantity))
+        for gone in self._consumables - result.consumables.keys():
+            metrics.forget_consumable(gone)
+        self._consumables = set(result.consumables)
+
+    def close(self) -> None:
+        """A replica that stops leading must not export its last gauges as if current."""
+        for queue in self._queues:
+            metrics.forget_queue(queue)
+        for ce in self._ces:
+            metrics.forget_compute_environment(ce)
+        for name in self._consumables:
+            metrics.forget_consumable(name)
+        self._queues, self._ces, self._consumables = set(), set(), set()
