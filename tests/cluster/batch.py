@@ -131,3 +131,38 @@ def environment(cluster: DevCluster, namespace: str, max_vcpus: int = 16, nodes:
     if nodes:
         ce_nodes(cluster, ce, nodes)
     return ce, queue
+
+
+def consumable_resource(name: str, total: int, resource_type: str = "REPLENISHABLE") -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "ConsumableResource",
+        "metadata": {"name": name},
+        "spec": {"resourceType": resource_type, "totalQuantity": total},
+    }
+
+
+def scheduling_policy(
+    name: str, weights: dict[str, float], decay_seconds: int = 0, reservation: int = 0
+) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "SchedulingPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "fairsharePolicy": {
+                "shareDecaySeconds": decay_seconds,
+                "computeReservation": reservation,
+                "shareDistribution": [{"shareIdentifier": s, "weightFactor": w} for s, w in weights.items()],
+            }
+        },
+    }
+
+
+def job_rows(cluster: DevCluster, namespace: str) -> list[tuple[str, str, str]]:
+    """(name, status, shareIdentifier) of every BatchJob, as `kubectl get` columns (cheap to poll)."""
+    out = cluster.kubectl(
+        "get", "batchjobs", "-n", namespace, "--no-headers",
+        "-o", "custom-columns=N:.metadata.name,S:.status.status,SH:.spec.shareIdentifier",
+    ).stdout  # fmt: skip
+    return [(r[0], r[1], r[2]) for r in (line.split() for line in out.splitlines()) if len(r) == 3]

@@ -77,10 +77,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture(scope="session")
 def operator(crds_installed: DevCluster) -> Iterator[Any]:
-    """The real operator, in-process, against the session's control plane (started once)."""
+    """The real operator, in-process, against the session's control plane (started once).
+
+    BATCHYARD_TIME_LIMIT_SCALE: the JobQueue CRD keeps AWS's 600 s minimum for
+    jobStateTimeLimitActions maxTimeSeconds; the operator's test knob scales those times (600 s
+    act after 6 s) so a test can watch a blocked job get cancelled. Nothing else reads it."""
     from batchyard.devcluster.operator import OperatorThread
 
-    op = OperatorThread(crds_installed.kubeconfig).start()
+    op = OperatorThread(crds_installed.kubeconfig, env={"BATCHYARD_TIME_LIMIT_SCALE": "0.01"}).start()
     try:
         yield op
     finally:

@@ -1,0 +1,286 @@
+"""Scheduling against the real control plane: queue priority, maxvCpus, blocked jobs and job
+state time limit actions, fair share, consumable resources -- as a user sees them with kubectl.
+
+Tests sample `kubectl get batchjobs` while jobs run and assert on what those samples show
+(states, shares, queue positions), never on the operator's internals. Job state time limits use
+the operator's BATCHYARD_TIME_LIMIT_SCALE test knob (conftest: 600 s act after 6 s).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from batch import (
+    apply,
+    batch_job,
+    ce_nodes,
+    compute_environment,
+    consumable_resource,
+    environment,
+    events,
+    get,
+    job_definition,
+    job_queue,
+    job_rows,
+    job_status,
+    pods,
+    scheduling_policy,
+    wait_status,
+)
+from waiting import wait_for
+
+from batchyard.devcluster import DevCluster
+
+pytestmark = pytest.mark.cluster
+
+ACTIVE = ("STARTING", "RUNNING")
+DONE = ("SUCCEEDED", "FAILED")
+CE_MAX_RESOURCE = "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE"
+
+
+def run_and_sample(
+    cluster: DevCluster, namespace: str, total: int, timeout: float = 120, extra: Any = None
+) -> list[tuple[list[tuple[str, str, str]], Any]]:
+    """Poll `kubectl get batchjobs` (and ``extra()``) until all ``total`` jobs are done."""
+    samples = []
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = job_rows(cluster, namespace)
+        samples.append((rows, extra() if extra else None))
+        if len(rows) == total and all(s in DONE for _, s, _ in rows):
+            return samples
+        assert time.monotonic() < deadline, (
+            f"jobs not done after {timeout}s: {Counter(s for _, s, _ in rows)}"
+        )
+        time.sleep(0.2)
+
+
+def set_ce_state(cluster: DevCluster, ce: str, state: str) -> None:
+    cluster.kubectl(
+        "patch", "computeenvironment", ce, "--type", "merge", "-p", json.dumps({"spec": {"state": state}})
+    )
+
+
+def queue_positions(cluster: DevCluster, namespace: str) -> dict[str, str]:
+    out = cluster.kubectl(
+        "get", "batchjobs", "-n", namespace, "--no-headers",
+        "-o", "custom-columns=N:.metadata.name,P:.status.queuePosition",
+    ).stdout  # fmt: skip
+    return dict(line.split() for line in out.splitlines() if line.strip())
+
+
+def blocked_condition(cluster: DevCluster, queue: str) -> dict[str, Any]:
+    conditions = (get(cluster, "jobqueue", queue).get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "Blocked"), {})
+
+
+def test_higher_priority_queue_drains_first(devcluster: DevCluster, operator: object, namespace: str) -> None:
+    ce, hi, lo = f"{namespace}-ce", f"{namespace}-hi", f"{namespace}-lo"
+    # One vCPU: jobs run one at a time, so the order is the scheduler's, not a race.
+    apply(
+        devcluster,
+        compute_environment(ce, max_vcpus=1, state="DISABLED"),
+        job_queue(hi, [ce], priority=10),
+        job_queue(lo, [ce], priority=1),
+        job_definition("one", namespace),
+    )
+    ce_nodes(devcluster, ce, 1)
+    # The low-priority jobs are submitted first: FIFO across queues would run them first.
+    apply(devcluster, *[batch_job(f"lo-{i}", namespace, lo, "one", delay="200ms") for i in range(4)])
+    wait_for(
+        lambda: all(s == "RUNNABLE" for _, s, _ in job_rows(devcluster, namespace)), what="lo jobs RUNNABLE"
+    )
+    apply(devcluster, *[batch_job(f"hi-{i}", namespace, hi, "one", delay="200ms") for i in range(4)])
+
+    # While the compute environment is DISABLED every job waits, showing its place in its queue.
+    expected = {f"{p}-{i}": str(i) for p in ("lo", "hi") for i in range(4)}
+    try:
+        wait_for(lambda: queue_positions(devcluster, namespace) == expected, timeout=30, what="queue positions")
+    except AssertionError as err:
+        raise AssertionError(f"{err}: {queue_positions(devcluster, namespace)}") from None
+
+    set_ce_state(devcluster, ce, "ENABLED")
+    samples = run_and_sample(devcluster, namespace, total=8)
+
+    for rows, _ in samples:
+        state = {name: s for name, s, _ in rows}
+        if any(state[f"hi-{i}"] == "RUNNABLE" for i in range(4)):
+            started_lo = [n for n, s in state.items() if n.startswith("lo-") and s != "RUNNABLE"]
+            assert not started_lo, f"low-priority jobs started while high-priority jobs waited: {state}"
+    assert {s for _, s, _ in samples[-1][0]} == {"SUCCEEDED"}
+    # Finished jobs show no position.
+    assert set(queue_positions(devcluster, namespace).values()) == {"<none>"}
+
+
+def test_max_vcpus_four_runs_at_most_four_one_vcpu_jobs(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    ce, queue = environment(devcluster, namespace, max_vcpus=4, nodes=0)
+    ce_nodes(devcluster, ce, 1, cpu="16")  # the node has room for 16: only the CE's cap limits
+    apply(devcluster, job_definition("one", namespace))
+    apply(devcluster, *[batch_job(f"j{i}", namespace, queue, "one", delay="1s") for i in range(12)])
+
+    def live_pods() -> int:
+        return sum(p["status"].get("phase") in ("Pending", "Running") for p in pods(devcluster, namespace))
+
+    samples = run_and_sample(devcluster, namespace, total=12, extra=live_pods)
+
+    active = [sum(s in ACTIVE for _, s, _ in rows) for rows, _ in samples]
+    running_pods = [n for _, n in samples]
+    assert max(active) <= 4, active
+    assert max(running_pods) <= 4, running_pods
+    assert max(active) == 4, f"the cap was never reached, the test proves nothing: {active}"
+    assert {s for _, s, _ in samples[-1][0]} == {"SUCCEEDED"}
+
+
+def test_job_larger_than_any_ce_is_blocked_then_cancelled_by_time_limit(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    ce, queue = f"{namespace}-ce", f"{namespace}-q"
+    action = {"reason": CE_MAX_RESOURCE, "state": "RUNNABLE", "maxTimeSeconds": 600, "action": "CANCEL"}
+    apply(
+        devcluster,
+        compute_environment(ce, max_vcpus=4),
+        job_queue(queue, [ce], jobStateTimeLimitActions=[action]),
+        job_definition("big", namespace, container={"resourceRequirements": [
+            {"type": "VCPU", "value": "8"}, {"type": "MEMORY", "value": "512"}]}),
+        job_definition("small", namespace),
+    )  # fmt: skip
+    ce_nodes(devcluster, ce, 1, cpu="16")
+    apply(devcluster, batch_job("big", namespace, queue, "big"))
+    wait_status(devcluster, namespace, "big", "RUNNABLE")
+    apply(devcluster, batch_job("after", namespace, queue, "small"))
+
+    blocked = wait_for(
+        lambda: (
+            (s := job_status(devcluster, namespace, "big"))
+            .get("statusReason", "")
+            .startswith(CE_MAX_RESOURCE)
+            and s
+        ),
+        what="the AWS blocked reason on the big job",
+    )
+    blocked_at = time.monotonic()
+    assert blocked["status"] == "RUNNABLE"
+    assert blocked["statusReason"] == (
+        "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - CE(s) associated with the job queue cannot "
+        "meet the CPU requirement of the job."
+    )
+    condition = wait_for(
+        lambda: (c := blocked_condition(devcluster, queue)).get("status") == "True" and c,
+        what="the JobQueue Blocked condition",
+    )
+    assert condition["reason"] == "MISCONFIGURATION_COMPUTE_ENVIRONMENT_MAX_RESOURCE"
+    event = wait_for(
+        lambda: [e for e in events(devcluster, "default", queue) if e["reason"] == "Blocked"],
+        what="the JobQueue Blocked event",
+    )
+    assert len(event) == 1
+    assert event[0]["involvedObject"]["kind"] == "JobQueue"
+    assert CE_MAX_RESOURCE in event[0]["message"] and f"{namespace}/big" in event[0]["message"]
+    # No backfill: the small job behind the blocked head waits.
+    assert job_status(devcluster, namespace, "after")["status"] == "RUNNABLE"
+
+    final = wait_status(devcluster, namespace, "big", "FAILED", "SUCCEEDED", timeout=60)
+    assert final["status"] == "FAILED"
+    assert final["statusReason"] == f"Canceled by JobStateTimeLimit action due to reason: {CE_MAX_RESOURCE}"
+    assert final.get("isCancelled") is True
+    assert time.monotonic() - blocked_at > 2  # 600 s scaled to 6 s, counted from the block
+    assert not pods(
+        devcluster,
+        namespace,
+        f"batchyard.io/job-uid={get(devcluster, 'batchjob', 'big', namespace)['metadata']['uid']}",
+    )
+
+    # AWS: cancelling the blocked head lets the next job move to the head -- and it runs.
+    assert wait_status(devcluster, namespace, "after", "SUCCEEDED", "FAILED")["status"] == "SUCCEEDED"
+    wait_for(
+        lambda: blocked_condition(devcluster, queue).get("status") == "False", what="the queue unblocked"
+    )
+
+
+def test_fair_share_weights_one_and_three_get_capacity_three_to_one(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    ce, queue, policy = f"{namespace}-ce", f"{namespace}-q", f"{namespace}-fs"
+    apply(
+        devcluster,
+        compute_environment(ce, max_vcpus=16, state="DISABLED"),
+        # AWS: a lower weightFactor gets more: weight 1 gets three times the compute of weight 3.
+        scheduling_policy(policy, {"a": 1, "b": 3}),
+        job_queue(queue, [ce], schedulingPolicy=policy),
+        job_definition("one", namespace),
+    )
+    ce_nodes(devcluster, ce, 1, cpu="32")
+    jobs = [batch_job(f"{s}-{i:03d}", namespace, queue, "one", delay="1s", shareIdentifier=s)
+            for i in range(100) for s in ("b", "a")]  # fmt: skip
+    apply(devcluster, *jobs)
+    wait_for(
+        lambda: [s for _, s, _ in job_rows(devcluster, namespace)] == ["RUNNABLE"] * 200,
+        timeout=120,
+        what="all 200 jobs RUNNABLE",
+    )
+    set_ce_state(devcluster, ce, "ENABLED")
+    samples = run_and_sample(devcluster, namespace, total=200, timeout=300)
+
+    # Capacity held per share, summed over the samples in which both shares had jobs waiting.
+    held: Counter[str] = Counter()
+    contended = 0
+    for rows, _ in samples:
+        waiting = {share for _, s, share in rows if s == "RUNNABLE"}
+        if waiting >= {"a", "b"}:
+            contended += 1
+            held.update(share for _, s, share in rows if s in ACTIVE)
+    ratio = held["a"] / max(1, held["b"])
+    print(f"fair share: {contended} contended samples, a={held['a']} b={held['b']} vCPU-samples, {ratio:.2f}")
+    assert contended >= 5, f"too few samples under contention: {contended}"
+    assert 3 * 0.85 <= ratio <= 3 * 1.15, f"a:b = {held['a']}:{held['b']} = {ratio:.2f}, expected 3 +-15%"
+    assert Counter(s for _, s, _ in samples[-1][0]) == {"SUCCEEDED": 200}
+
+
+def test_consumable_resource_of_two_runs_at_most_two_jobs(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    ce, queue = environment(devcluster, namespace, max_vcpus=8, nodes=0)
+    ce_nodes(devcluster, ce, 1, cpu="8")
+    licence = f"{namespace}-licence"
+    needs = {"consumableResourceList": [{"consumableResource": licence, "quantity": 1}]}
+    apply(
+        devcluster,
+        consumable_resource(licence, 2),
+        job_definition("licensed", namespace, consumableResourceProperties=needs),
+    )
+    apply(devcluster, *[batch_job(f"j{i}", namespace, queue, "licensed", delay="1500ms") for i in range(6)])
+
+    def usage() -> tuple[int | None, int | None, str]:
+        status = get(devcluster, "consumableresource", licence).get("status") or {}
+        jobs = json.loads(devcluster.kubectl("get", "batchjobs", "-n", namespace, "-o", "json").stdout)[
+            "items"
+        ]
+        reasons = " | ".join((j.get("status") or {}).get("statusReason") or "" for j in jobs)
+        return status.get("inUseQuantity"), status.get("availableQuantity"), reasons
+
+    samples = run_and_sample(devcluster, namespace, total=6, extra=usage)
+
+    active = [sum(s in ACTIVE for _, s, _ in rows) for rows, _ in samples]
+    assert max(active) == 2, active
+    seen = {u[:2] for _, u in samples}
+    assert (2, 0) in seen, f"the ConsumableResource never showed 2 in use, 0 available: {seen}"
+    assert seen <= {(None, None), (0, 2), (1, 1), (2, 0)}, seen
+    assert any(
+        f"Waiting for consumable resource(s): {licence} (needs 1, available 0)" in u[2] for _, u in samples
+    )
+    assert {s for _, s, _ in samples[-1][0]} == {"SUCCEEDED"}
+    final = wait_for(
+        lambda: (
+            (s := get(devcluster, "consumableresource", licence).get("status") or {}).get("inUseQuantity")
+            == 0
+            and s
+        ),
+        what="the licences released",
+    )
+    assert final["availableQuantity"] == 2 and final["totalQuantity"] == 2
