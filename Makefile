@@ -51,18 +51,17 @@ generate: venv
 verify: venv
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(PY) -m batchyard.api.crdgen --out "$$tmp" 2>/dev/null && \
-	if diff -ru --exclude='.*' --exclude='kopf.dev_*' crds "$$tmp"; then echo "crds/ is up to date"; \
+	if diff -ru --exclude='.*' crds "$$tmp"; then echo "crds/ is up to date"; \
 	else echo "crds/ differs from the generator's output: run 'make generate'" >&2; exit 1; fi
 
 # Packaging: Helm (built from its Go module into the cache, ~1 min once), the chart's CRDs
-# (the generator's output plus kopf's hand-written peering CRDs from crds/), and the plain
+# (the generator's output), and the plain
 # manifest in deploy/, rendered from the chart so that the two never drift.
 helm: venv
 	$(PY) -m batchyard.devcluster.helm >/dev/null
 
 chart-crds: venv
 	$(PY) -m batchyard.api.crdgen --out helm/batchyard/crds
-	cp crds/kopf.dev_*.yaml helm/batchyard/crds/
 
 deploy-manifest: venv chart-crds
 	$(PY) -m batchyard.devcluster.helm deploy-manifest
@@ -73,6 +72,9 @@ verify-packaging: venv helm
 	$(PY) -m batchyard.devcluster.helm deploy-manifest --check
 
 verify: verify-packaging
+
+demo: venv binaries
+	$(PY) -m batchyard.cli.main demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

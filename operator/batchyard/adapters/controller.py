@@ -446,6 +446,7 @@ class Controller:
                     status_reason=cap.status_reason,
                     nodes=cap.nodes,
                     max_node=cap.max_node,
+                    instance_types=tuple(cr.instanceTypes or ()) if cr else (),
                 )
             )
         queues = []

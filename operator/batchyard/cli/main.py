@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from batchyard.cli import dev, jobs, run
+from batchyard.cli import demo, dev, jobs, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.register(sub)
     run.register(sub)
     jobs.register(sub)
+    demo.register(sub)
     return parser
 
 

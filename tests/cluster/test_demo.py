@@ -1,0 +1,26 @@
+"""`make demo` works: the README's first command, run as a user would (its own control plane)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+
+def test_demo_runs_every_job_to_its_expected_end() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchyard.cli.main", "demo", "--plain", "--timeout", "240"],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "all 6 jobs finished" in proc.stdout
+    assert "5 SUCCEEDED, 1 FAILED" in proc.stdout
+    assert "flaky          SUCCEEDED" in proc.stdout
+    # The flaky job needed a second attempt.
+    assert any(line.split()[1:5] == ["flaky", "single", "RUNNING", "2"] for line in proc.stdout.splitlines()
+               if line.startswith("t="))  # fmt: skip
