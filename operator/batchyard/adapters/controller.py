@@ -193,7 +193,7 @@ class Controller:
         due = {k for k, e in st.jobs.items() if e.wake_at is not None and e.wake_at <= now}
         dirty = st.dirty_jobs | due
         st.dirty_jobs = set()
-        for key in dirty:
+        for key in sorted(dirty, key=lambda k: e.arrival if (e := st.jobs.get(k)) is not None else -1):
             entry = st.jobs.get(key)
             if entry is None:
                 continue

@@ -12,6 +12,7 @@ the dirty set. Nothing here decides anything. Two rules keep it correct:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,9 @@ class JobEntry:
     children: ArrayChildren | None = None
     dirty_children: set[int] = field(default_factory=set)
     timed_children: set[int] = field(default_factory=set)
+    # Order of first sight (watch order = creation order): the loop steps jobs in this order, so
+    # jobs created within one second (createdAt's precision) queue FIFO, not in set order.
+    arrival: int = 0
 
 
 @dataclass(slots=True)
@@ -130,6 +134,7 @@ class ClusterState:
 
     def __init__(self) -> None:
         self.jobs: dict[JobKey, JobEntry] = {}
+        self._arrivals = itertools.count()
         self.uids: dict[str, JobKey] = {}
         self.definitions: dict[tuple[str, str], JobDefinition] = {}
         self.queues: dict[str, JobQueue] = {}
@@ -158,7 +163,7 @@ class ClusterState:
         if entry is None:
             status = job.status or BatchJobStatus()
             written = status.model_dump(exclude_none=True, mode="json")
-            self.jobs[key] = JobEntry(job=job, status=status, written=written)
+            self.jobs[key] = JobEntry(job=job, status=status, written=written, arrival=next(self._arrivals))
             if job.metadata.uid:
                 self.uids[job.metadata.uid] = key
         else:
