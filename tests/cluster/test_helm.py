@@ -49,9 +49,9 @@ def helm(cluster: DevCluster, *args: str) -> str:
 def install(cluster: DevCluster, *sets: str) -> Iterator[Release]:
     name = f"by-{uuid.uuid4().hex[:6]}"
     namespace = f"{name}-system"
-    # Each release gets its own peering object: a cluster-scoped name must not collide.
+    # Each release elects its leader with a Lease in its own namespace: releases never collide.
     args = ["install", name, str(CHART), "--namespace", namespace, "--create-namespace"]
-    for s in (f"peering.name={name}", *sets):
+    for s in sets:
         args += ["--set", s]
     helm(cluster, *args)
     manifest = helm(cluster, "get", "manifest", name, "--namespace", namespace)
@@ -120,18 +120,21 @@ NAMESPACED = (
 )
 
 
-def peering(kind: str, name: str) -> set[Grant]:
-    return grant(f"{kind}.kopf.dev", "list watch") | grant(f"{kind}.kopf.dev", "get patch", name)
+# Leader election, only in the operator's own namespace.
+LEASE = grant("leases.coordination.k8s.io", "create") | grant(
+    "leases.coordination.k8s.io", "get update", "batchyard"
+)
 
 
 def test_chart_installs_and_every_object_is_accepted(devcluster: DevCluster, release: Release) -> None:
     docs = [d for d in yaml.safe_load_all(release.manifest) if d]
     kinds = sorted({d["kind"] for d in docs})
     assert kinds == [
-        "ClusterKopfPeering",
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "Role",  # the leader Lease
+        "RoleBinding",
         "Service",
         "ServiceAccount",
     ]
@@ -151,7 +154,8 @@ def test_chart_crds_are_served(devcluster: DevCluster, release: Release) -> None
     names = [
         yaml.safe_load(p.read_text())["metadata"]["name"] for p in sorted((CHART / "crds").glob("*.yaml"))
     ]
-    assert "clusterkopfpeerings.kopf.dev" in names and "batchjobs.batchyard.io" in names
+    assert "batchjobs.batchyard.io" in names
+    assert not any(n.endswith(".kopf.dev") for n in names)  # no kopf peering: a Lease elects the leader
     devcluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names])
 
 
@@ -161,7 +165,9 @@ def test_service_account_can_do_exactly_what_the_operator_uses(
     extra = can_i_list(devcluster, namespace, release.namespace, release.service_account) - baseline(
         devcluster, namespace
     )
-    assert extra == CLUSTER | NAMESPACED | peering("clusterkopfpeerings", release.name)
+    assert extra == CLUSTER | NAMESPACED
+    own = can_i_list(devcluster, release.namespace, release.namespace, release.service_account)
+    assert own - baseline(devcluster, release.namespace) == CLUSTER | NAMESPACED | LEASE
 
 
 def test_namespace_limited_install_grants_jobs_only_in_its_namespaces(
@@ -185,16 +191,13 @@ def test_namespace_limited_install_grants_jobs_only_in_its_namespaces(
                 | grant("machines.cluster.x-k8s.io", "list patch")
             )
             served = can_i_list(devcluster, namespace, rel.namespace, rel.service_account)
-            assert served - baseline(devcluster, namespace) == CLUSTER | toggles | NAMESPACED | peering(
-                "kopfpeerings", rel.name
-            )
+            assert served - baseline(devcluster, namespace) == CLUSTER | toggles | NAMESPACED
             unserved = can_i_list(devcluster, other, rel.namespace, rel.service_account)
             assert unserved - baseline(devcluster, other) == CLUSTER | toggles
             own = can_i_list(devcluster, rel.namespace, rel.namespace, rel.service_account)
-            assert own - baseline(devcluster, rel.namespace) == CLUSTER | toggles | grant(
+            assert own - baseline(devcluster, rel.namespace) == CLUSTER | toggles | LEASE | grant(
                 "events events.events.k8s.io", "create patch"
             )
-            assert devcluster.kubectl("get", "kopfpeering", rel.name, "-n", namespace, "-o", "name").stdout
     finally:
         devcluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
 
@@ -206,10 +209,13 @@ def test_plain_manifest_applies_after_the_crds(crds_installed: DevCluster) -> No
     try:
         out = devcluster.kubectl("apply", "-f", str(manifest)).stdout
         assert "deployment.apps/batchyard created" in out
-        assert devcluster.kubectl("get", "clusterkopfpeering", "batchyard", "-o", "name").stdout
         sa = can_i_list(devcluster, "default", DEPLOY_NAMESPACE, "batchyard") - baseline(
             devcluster, DEPLOY_NAMESPACE
         )
-        assert sa == CLUSTER | NAMESPACED | peering("clusterkopfpeerings", "batchyard")
+        assert sa == CLUSTER | NAMESPACED
+        own = can_i_list(devcluster, DEPLOY_NAMESPACE, DEPLOY_NAMESPACE, "batchyard") - baseline(
+            devcluster, DEPLOY_NAMESPACE
+        )
+        assert own == CLUSTER | NAMESPACED | LEASE
     finally:
         devcluster.kubectl("delete", "-f", str(manifest), "--wait=false", check=False)

@@ -1,8 +1,9 @@
 """The Helm chart, the plain manifest, the Dockerfile and the dashboard stay in step with the code.
 
-What each test guards: the chart's CRDs are the generator's output (plus kopf's peering CRDs
-from crds/); deploy/batchyard.yaml is exactly `helm template` of the chart; the ClusterRole
-grants exactly the verbs the operator uses, per node-pool toggle, and nothing with a wildcard;
+What each test guards: the chart's CRDs are the generator's output (the same files as crds/;
+no kopf peering CRDs: replicas elect a leader with a Lease); deploy/batchyard.yaml is exactly
+`helm template` of the chart; the ClusterRole grants exactly the verbs the operator uses, per
+node-pool toggle, and nothing with a wildcard; the leader Lease is a Role in the release namespace;
 the Deployment wires kopf's liveness port to both probes and runs non-root and read-only; the
 image uses the package's Python and installs the package itself (so its dependencies are
 pyproject's); every series the Grafana dashboard queries exists in the metrics registry.
@@ -77,8 +78,9 @@ BASE_CLUSTER = (
     | g("", "namespaces", "get list watch")
     | g("apiextensions.k8s.io", "customresourcedefinitions", "list watch")
 )
-PEERING = g("kopf.dev", "clusterkopfpeerings", "list watch") | g(
-    "kopf.dev", "clusterkopfpeerings", "get patch", "batchyard"
+# Leader election: a Role in the release namespace (the ClusterRole has no lease grants).
+LEASE = g("coordination.k8s.io", "leases", "create") | g(
+    "coordination.k8s.io", "leases", "get update", "batchyard"
 )
 NAMESPACED = (
     g("batchyard.io", "batchjobs", "get list watch patch delete")
@@ -108,19 +110,7 @@ def test_chart_crds_are_the_generators_output_and_the_same_files_as_crds_dir() -
     stale = sorted(name for name, text in generated.items() if chart.get(name) != text)
     assert stale == [], f"helm/batchyard/crds is out of date for {stale}: run `make chart-crds`"
     assert sorted(chart) == sorted(repo), "helm/batchyard/crds and crds/ hold different files"
-    kopf = [n for n in repo if n.startswith("kopf.dev_")]
-    assert sorted(kopf) == ["kopf.dev_clusterkopfpeerings.yaml", "kopf.dev_kopfpeerings.yaml"]
-    assert all(chart[n] == repo[n] for n in kopf), "kopf peering CRDs differ: run `make chart-crds`"
-
-
-def test_kopf_peering_crds_have_no_status_subresource() -> None:
-    # kopf patches `status` through the main resource when there is no subresource; with one it
-    # would need the extra */status permission we don't grant.
-    for name in ("kopf.dev_clusterkopfpeerings.yaml", "kopf.dev_kopfpeerings.yaml"):
-        crd = yaml.safe_load((CHART / "crds" / name).read_text())
-        assert crd["spec"]["group"] == "kopf.dev"
-        assert [v["name"] for v in crd["spec"]["versions"]] == ["v1"]
-        assert "subresources" not in crd["spec"]["versions"][0]
+    assert sorted(chart) == sorted(generated), "a CRD file the generator does not make"
 
 
 def test_deploy_manifest_is_the_charts_output(helm: Path) -> None:
@@ -173,20 +163,20 @@ def test_values_schema_rejects_bad_settings_with_a_clear_message(
 @pytest.mark.parametrize(
     ("sets", "expected"),
     [
-        pytest.param([], BASE_CLUSTER | PEERING | NAMESPACED, id="defaults: all namespaces, no node pools"),
+        pytest.param([], BASE_CLUSTER | NAMESPACED, id="defaults: all namespaces, no node pools"),
         pytest.param(
             ["nodePools.kwok.enabled=true"],
-            BASE_CLUSTER | PEERING | NAMESPACED | KWOK,
+            BASE_CLUSTER | NAMESPACED | KWOK,
             id="kwok provider adds node create and delete",
         ),
         pytest.param(
             ["nodePools.karpenter.enabled=true"],
-            BASE_CLUSTER | PEERING | NAMESPACED | KARPENTER,
+            BASE_CLUSTER | NAMESPACED | KARPENTER,
             id="karpenter provider adds nodepools",
         ),
         pytest.param(
             ["nodePools.clusterAPI.enabled=true"],
-            BASE_CLUSTER | PEERING | NAMESPACED | CAPI,
+            BASE_CLUSTER | NAMESPACED | CAPI,
             id="cluster API provider adds machinedeployments and their scale",
         ),
         pytest.param(
@@ -208,14 +198,11 @@ def test_cluster_role_grants_exactly_what_the_operator_uses(
     assert grants(role["rules"]) == expected
 
 
-def test_namespace_limited_install_grants_jobs_pods_and_peering_per_namespace(helm: Path) -> None:
+def test_namespace_limited_install_grants_jobs_and_pods_per_namespace(helm: Path) -> None:
     docs = template(helm, "operator.watchNamespaces={team-a,team-b}", namespace="ops")
     roles = {(d["metadata"]["namespace"], d["metadata"]["name"]): d for d in docs if d["kind"] == "Role"}
-    peering = g("kopf.dev", "kopfpeerings", "list watch") | g(
-        "kopf.dev", "kopfpeerings", "get patch", "batchyard"
-    )
     for ns in ("team-a", "team-b"):
-        assert grants(roles[(ns, "by-batchyard")]["rules"]) == NAMESPACED | peering
+        assert grants(roles[(ns, "by-batchyard")]["rules"]) == NAMESPACED
     # events about cluster-scoped objects land in the operator's own namespace
     assert grants(roles[("ops", "by-batchyard-events")]["rules"]) == g("", "events", "create patch") | g(
         "events.k8s.io", "events", "create patch"
@@ -226,9 +213,39 @@ def test_namespace_limited_install_grants_jobs_pods_and_peering_per_namespace(he
         b["subjects"] == [{"kind": "ServiceAccount", "name": "by-batchyard", "namespace": "ops"}]
         for b in bindings
     )
-    peerings = [d for d in docs if d["kind"] == "KopfPeering"]
-    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
-    assert not any(d["kind"] == "ClusterKopfPeering" for d in docs)
+    assert grants(roles[("ops", "by-batchyard-leader")]["rules"]) == LEASE
+    assert not any(d["kind"] in ("KopfPeering", "ClusterKopfPeering") for d in docs)
+
+
+@pytest.mark.parametrize(
+    ("sets", "lease_role"),
+    [
+        pytest.param([], True, id="leader election on by default: a lease Role in the release namespace"),
+        pytest.param(["leaderElection.leaseName=other"], True, id="the Role names the configured Lease"),
+        pytest.param(["leaderElection.enabled=false"], False, id="off: no lease permissions at all"),
+    ],
+)
+def test_leader_election_grants_one_lease_in_the_release_namespace(
+    helm: Path, sets: list[str], lease_role: bool
+) -> None:
+    docs = template(helm, *sets, namespace="ops")
+    roles = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "by-batchyard-leader"]
+    env = {
+        e["name"]: e.get("value")
+        for e in one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["BATCHYARD_LEADER_ELECTION"] == ("true" if lease_role else "false")
+    if not lease_role:
+        assert roles == []
+        return
+    name = env["BATCHYARD_LEASE_NAME"]
+    assert roles[0]["metadata"]["namespace"] == "ops"
+    assert grants(roles[0]["rules"]) == g("coordination.k8s.io", "leases", "create") | g(
+        "coordination.k8s.io", "leases", "get update", name
+    )
+    binding = one(docs, "RoleBinding", "by-batchyard-leader")
+    assert binding["roleRef"]["name"] == "by-batchyard-leader"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "by-batchyard", "namespace": "ops"}]
 
 
 def test_no_rbac_rule_uses_a_wildcard(helm: Path) -> None:
@@ -263,7 +280,9 @@ def test_deployment_runs_the_operator_non_root_read_only_with_kopf_probes(helm: 
     assert env["BATCHYARD_FINISHED_JOB_TTL_SECONDS"] == "604800"
     assert env["BATCHYARD_LOG_LEVEL"] == "DEBUG"
     assert env["BATCHYARD_METRICS_PORT"] == "8080"
-    assert env["BATCHYARD_PEERING"] == "batchyard"
+    assert env["BATCHYARD_LEADER_ELECTION"] == "true"
+    assert env["BATCHYARD_LEASE_NAME"] == "batchyard"
+    assert "POD_NAMESPACE" in env  # the Lease lives in the operator's namespace
     assert c["resources"]["requests"].keys() == {"cpu", "memory"}
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert c["securityContext"]["readOnlyRootFilesystem"] is True

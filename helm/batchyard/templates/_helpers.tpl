@@ -71,16 +71,6 @@ Permissions the operator needs wherever it works: the cluster-scoped Batchyard k
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
-{{- if not .Values.operator.watchNamespaces }}
-# kopf peering: watch all peerings, write keep-alives only into our own.
-- apiGroups: ["kopf.dev"]
-  resources: ["clusterkopfpeerings"]
-  verbs: ["list", "watch"]
-- apiGroups: ["kopf.dev"]
-  resources: ["clusterkopfpeerings"]
-  resourceNames: [{{ .Values.peering.name | quote }}]
-  verbs: ["get", "patch"]
-{{- end }}
 {{- if .Values.nodePools.karpenter.enabled }}
 # Karpenter provider: one NodePool per compute environment (read, create, resize, and
 # delete the ones labelled with a compute environment that is gone).

@@ -39,7 +39,7 @@ DEPLOY_HEADER = f"""\
 # Batchyard operator, for `kubectl apply` without Helm. Generated from helm/batchyard with its
 # default values by `make deploy-manifest` (helm template). Do not edit: change the chart.
 #
-#   kubectl apply --server-side -f crds/        # the CRDs first (batchyard.io and kopf.dev)
+#   kubectl apply --server-side -f crds/        # the CRDs first
 #   kubectl apply -f deploy/batchyard.yaml
 ---
 apiVersion: v1
