@@ -289,8 +289,16 @@ class Controller:
         if step.enqueue:
             view = self._job_view(key, entry, retried=step.retried)
             if view is not None:
-                self.scheduler.add_runnable(view, now)
-                self.known.add(key)
+                refused = self.scheduler.add_runnable(view, now)
+                if refused is None:
+                    self.known.add(key)
+                else:
+                    # AWS: a job that would add a 501st active share identifier to its queue fails.
+                    step.status.status = JobState.FAILED.value
+                    step.status.statusReason = refused.status_reason
+                    step.status.stoppedAt = lifecycle.iso(now)
+                    step.events.append(lifecycle.Event("Warning", "Failed", refused.status_reason))
+                    step.wake_at = None
         if step.status.status == "RUNNING" and entry.status.status == "STARTING":
             self.scheduler.mark_running(key)
 
