@@ -83,6 +83,8 @@ class CECapacity:
     max_node: Resources | None = None
     status: str = "VALID"
     status_reason: str = ""
+    launching: bool = False  # the provider is launching nodes (see core.capacity.CEView)
+    instance_types: tuple[str, ...] = ()
 
 
 @dataclass
@@ -138,6 +140,7 @@ class Controller:
         # nodes (None: capacity appears on demand), largest launchable node, and VALID/INVALID.
         self.ce_capacity: dict[str, CECapacity] = {}
         self._sem = asyncio.Semaphore(self.settings.create_concurrency)
+        self._event_tasks: set[asyncio.Task[None]] = set()
         self.queue_positions = QueuePositions(self)
         self.arrays = ArrayRunner(self)
         self.ensure_child_pods: list[tuple[str, str, int]] = []
@@ -454,6 +457,8 @@ class Controller:
                     status_reason=cap.status_reason,
                     nodes=cap.nodes,
                     max_node=cap.max_node,
+                    launching=cap.launching,
+                    instance_types=cap.instance_types,
                     instance_types=tuple(cr.instanceTypes or ()) if cr else (),
                 )
             )
@@ -661,8 +666,19 @@ class Controller:
                 log.warning("status write for %s failed, will retry: %s", key, err)
                 self.state.dirty_jobs.add(key)
                 return
+        # Events are not on the critical path of the next cycle: post them in the background
+        # (bounded by the same semaphore), so a burst of transitions doesn't stall the loop.
         for event in events:
-            await self._event(entry.job, event)
+            self._spawn_event(entry.job, event)
+
+    def _spawn_event(self, job: BatchJob, event: lifecycle.Event) -> None:
+        async def post() -> None:
+            async with self._sem:
+                await self._event(job, event)
+
+        task = asyncio.get_running_loop().create_task(post())
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
 
     async def _event(self, job: BatchJob, event: lifecycle.Event) -> None:
         namespace = job.metadata.namespace or "default"
