@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 from batch import apply, batch_job, environment, get, job_definition, job_status, pods, wait_status
 from waiting import wait_for
@@ -30,6 +35,24 @@ def test_array_of_50_with_one_failing_child(devcluster: DevCluster, operator: ob
     assert children["lastExits"]["7"]["exitCode"] == 1
     assert status["statusReason"] == "1 of 50 child jobs failed"
     wait_for(lambda: not pods(devcluster, namespace), what="the children's pods to be deleted")
+
+    described = json.loads(batchyard(devcluster, "describe", "arr:7", "-n", namespace))
+    assert described["jobId"] == f"{status['jobId']}:7"
+    assert described["status"] == "FAILED"
+    assert described["lastExit"]["exitCode"] == 1
+    assert json.loads(batchyard(devcluster, "describe", "arr:8", "-n", namespace))["status"] == "SUCCEEDED"
+
+
+def batchyard(cluster: DevCluster, *args: str) -> str:
+    """Run the `batchyard` CLI as a user would, against the test control plane."""
+    assert cluster.binaries is not None
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchyard.cli.main", *args, "--kubectl", str(cluster.binaries.kubectl)],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
 
 
 def test_sequential_array_runs_in_index_order(devcluster: DevCluster, operator: object, namespace: str) -> None:
@@ -112,8 +135,7 @@ def test_cancelling_one_child_fails_the_parent_when_all_are_done(
     apply(devcluster, job_definition("d", namespace))
     # Capacity for two 1-vCPU children at a time: child 9 waits RUNNABLE long enough to cancel.
     apply(devcluster, batch_job("arr", namespace, queue, "d", delay="1s", arrayProperties={"size": 10}))
-    devcluster.kubectl("patch", "batchjob", "arr", "-n", namespace, "--type", "merge", "-p",
-                       '{"spec":{"childRequests":[{"index":9,"action":"CANCEL","reason":"skip nine"}]}}')  # fmt: skip
+    batchyard(devcluster, "cancel", "arr:9", "--reason", "skip nine", "-n", namespace)
 
     status = wait_status(devcluster, namespace, "arr", "SUCCEEDED", "FAILED", timeout=120)
 

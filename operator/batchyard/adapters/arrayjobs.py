@@ -38,21 +38,27 @@ ChildKey = tuple[str, str, int]
 CHILD_FAILED_REASON = "{failed} of {size} child jobs failed"
 
 
+def children_from_status(status: BatchJobStatus) -> ArrayChildren | None:
+    """The children recorded in a parent's status (None before they were spawned)."""
+    ap = status.arrayProperties
+    if ap is None or ap.children is None or not ap.size:
+        return None
+    detail = ap.children
+    return ArrayChildren.from_status(
+        {
+            "size": ap.size,
+            "states": detail.states or {},
+            "attempts": detail.attempts or {},
+            "lastExits": {k: [v.exitCode, v.reason] for k, v in (detail.lastExits or {}).items()},
+            "lastExitsOmitted": detail.lastExitsOmitted or 0,
+        }
+    )
+
+
 def children_of(entry: JobEntry) -> ArrayChildren | None:
     """The parent's children, restored from status on first use."""
     if entry.children is None:
-        ap = entry.status.arrayProperties
-        if ap is not None and ap.children is not None and ap.size:
-            detail = ap.children
-            entry.children = ArrayChildren.from_status(
-                {
-                    "size": ap.size,
-                    "states": detail.states or {},
-                    "attempts": detail.attempts or {},
-                    "lastExits": {k: [v.exitCode, v.reason] for k, v in (detail.lastExits or {}).items()},
-                    "lastExitsOmitted": detail.lastExitsOmitted or 0,
-                }
-            )
+        entry.children = children_from_status(entry.status)
     return entry.children
 
 

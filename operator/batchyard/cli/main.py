@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from batchyard.cli import demo, dev, jobs, run
+from batchyard.cli import demo, describe, dev, jobs, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.register(sub)
     jobs.register(sub)
     demo.register(sub)
+    describe.register(sub)
     return parser
 
 

@@ -1,0 +1,92 @@
+"""`batchyard describe <job>[:<index>]`: DescribeJobs for a job, or for one array child.
+
+Array children are not Kubernetes objects: a child's state, attempt and last exit live in the
+parent's status (compact index ranges), and its pod exists while it runs. This command puts the
+two together, as `aws batch describe-jobs --jobs <id>:<index>` would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+from typing import Any
+
+from batchyard import render
+from batchyard.adapters.arrayjobs import children_from_status
+from batchyard.api.batchjob import BatchJob
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("describe", help="describe a job, or one array child as <job>:<index>")
+    p.add_argument("job", help="BatchJob name, or <name>:<index> for an array child")
+    p.add_argument("--namespace", "-n", default=None)
+    p.add_argument("--kubectl", default=shutil.which("kubectl") or "kubectl")
+    p.set_defaults(func=cmd_describe)
+
+
+def child_detail(job: BatchJob, index: int, pod: dict[str, Any] | None) -> dict[str, Any]:
+    """The DescribeJobs-like view of child `index` (pure: the pod, if any, is passed in)."""
+    status = job.status
+    if job.spec.arrayProperties is None or status is None:
+        raise ValueError(f"{job.metadata.name} is not an array job (or has no status yet)")
+    size = job.spec.arrayProperties.size
+    if not 0 <= index < size:
+        raise ValueError(f"index {index} is outside 0..{size - 1}")
+    children = children_from_status(status)
+    detail: dict[str, Any] = {
+        "jobId": f"{status.jobId}:{index}",
+        "jobName": job.job_name,
+        "arrayProperties": {"index": index},
+        "jobQueue": job.spec.jobQueue,
+    }
+    if children is None:
+        detail["status"] = status.status or "SUBMITTED"
+        return detail
+    attempt = children.attempt_of(index)
+    detail.update(status=children.state_of(index).value, attempts=attempt)
+    last = children.exits.get(index)
+    if last is not None:
+        detail["lastExit"] = {"exitCode": last.exit_code, "reason": last.reason}
+    detail["podName"] = render.pod_name(job.metadata.name or "", attempt, index)
+    if pod is not None:
+        detail["pod"] = {
+            "phase": (pod.get("status") or {}).get("phase"),
+            "nodeName": (pod.get("spec") or {}).get("nodeName"),
+            "containers": [
+                {"name": cs.get("name"), "state": cs.get("state")}
+                for cs in (pod.get("status") or {}).get("containerStatuses") or []
+            ],
+        }
+    return detail
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    name, _, index_text = args.job.partition(":")
+    ns = ["-n", args.namespace] if args.namespace else []
+    out = subprocess.run([args.kubectl, "get", "batchjob", name, "-o", "json", *ns], capture_output=True, text=True)
+    if out.returncode != 0:
+        print(out.stderr.strip())
+        return 1
+    job = BatchJob.from_body(json.loads(out.stdout))
+    if not index_text:
+        print(json.dumps({"spec": job.spec.model_dump(exclude_none=True, mode="json"),
+                          "status": job.status.model_dump(exclude_none=True, mode="json") if job.status else {}},
+                         indent=2))  # fmt: skip
+        return 0
+    index = int(index_text)
+    pod_name = None
+    children = children_from_status(job.status) if job.status else None
+    if children is not None:
+        pod_name = render.pod_name(name, children.attempt_of(index), index)
+    pod = None
+    if pod_name:
+        got = subprocess.run([args.kubectl, "get", "pod", pod_name, "-o", "json", *ns], capture_output=True, text=True)
+        pod = json.loads(got.stdout) if got.returncode == 0 else None
+    try:
+        print(json.dumps(child_detail(job, index, pod), indent=2))
+    except ValueError as err:
+        print(err)
+        return 1
+    return 0
