@@ -18,10 +18,18 @@ from batchyard.adapters.state import ClusterState, observe_pod, pod_requests
 from batchyard.api.batchjob import BatchJob
 from batchyard.api.computeenvironment import ComputeEnvironment
 from batchyard.api.jobdefinition import JobDefinition
-from batchyard.core.capacity import Resources
+from batchyard.core.capacity import CEView, Resources
 from batchyard.core.instances import BUILTIN_CATALOGUE
 from batchyard.core.nodepool import CE_LABEL, GPU_TAINT_KEY
-from batchyard.core.scheduler import JobView
+from batchyard.core.scheduler import (
+    CAPACITY_INSUFFICIENT,
+    WAITING_CAPACITY,
+    Block,
+    JobView,
+    QueueView,
+    Scheduler,
+    World,
+)
 from batchyard.nodepools.kwok import kwok_node
 from batchyard.render.pod import render_pod
 
@@ -117,8 +125,9 @@ def test_demand_on_an_empty_pool_launches_nodes_up_to_max_vcpus_and_reports_it()
     nodes = [body for path, body in kube.created if path == "/api/v1/nodes"]
     # m5.xlarge holds three 1-vCPU jobs; maxvCpus 8 allows two 4-vCPU nodes
     assert [n["metadata"]["name"] for n in nodes] == ["ce1-0", "ce1-1"]
+    # no nodes yet, and the scheduler knows they are coming (jobs wait, the queue is not blocked)
     assert r.controller.ce_capacity["ce1"] == CECapacity(
-        nodes=(), max_node=r.controller.ce_capacity["ce1"].max_node
+        nodes=(), max_node=r.controller.ce_capacity["ce1"].max_node, launching=True
     )
     [status] = ce_status_patches(kube, "ce1")
     assert status["status"] == "VALID" and status["statusReason"] == HEALTHY
@@ -246,3 +255,21 @@ def test_job_pods_tolerate_the_gpu_taint_when_they_may_use_gpu_nodes(
     keys = {t["key"] for t in pod["spec"]["tolerations"]}
     assert (GPU_TAINT_KEY in keys) == tolerates_gpu
     assert pod["spec"]["nodeSelector"][CE_LABEL] == "ce1"
+
+
+@pytest.mark.parametrize(
+    ("launching", "code"),
+    [
+        pytest.param(True, WAITING_CAPACITY, id="nodes launching: the job waits, the queue is not blocked"),
+        pytest.param(False, CAPACITY_INSUFFICIENT, id="nothing launching: the provider did not deliver"),
+    ],
+)
+def test_a_full_pool_that_is_launching_nodes_is_a_wait_not_insufficient_capacity(
+    launching: bool, code: str
+) -> None:
+    sched = Scheduler()
+    sched.add_runnable(JobView(key="j", queue="q", submitted_at=0, demand=Resources.of(1, 512)), NOW)
+    world = World.of([CEView("ce1", 8, nodes=(), launching=launching)], [QueueView("q", 1, ("ce1",))])
+    [block] = sched.cycle(world, NOW).decisions
+    assert isinstance(block, Block) and block.reason_code == code
+    assert block.queue_blocked == (not launching)

@@ -84,7 +84,6 @@ class CECapacity:
     status: str = "VALID"
     status_reason: str = ""
     launching: bool = False  # the provider is launching nodes (see core.capacity.CEView)
-    instance_types: tuple[str, ...] = ()
 
 
 @dataclass
@@ -232,7 +231,9 @@ class Controller:
                 plan.dispatches.append((decision, key))
             elif len(dkey) == 3:
                 # An array child: only Cancel changes it; a blocked child shows on the parent.
-                step = plan.steps.get(key) or lifecycle.Step(status=entry.status.model_copy(deep=True), now=now)
+                step = plan.steps.get(key) or lifecycle.Step(
+                    status=entry.status.model_copy(deep=True), now=now
+                )
                 if isinstance(decision, Cancel):
                     self.arrays.cancelled(key, entry, dkey[2], decision.status_reason, step)
                 elif isinstance(decision, Block):
@@ -243,7 +244,9 @@ class Controller:
                 plan.steps[key] = step
                 plan.arrays.add(key)
             elif isinstance(decision, Block | Unblock | Cancel):
-                step = plan.steps.get(key) or lifecycle.Step(status=entry.status.model_copy(deep=True), now=now)
+                step = plan.steps.get(key) or lifecycle.Step(
+                    status=entry.status.model_copy(deep=True), now=now
+                )
                 if isinstance(decision, Block):
                     step.status.statusReason = decision.status_reason
                 elif isinstance(decision, Unblock):
@@ -374,7 +377,8 @@ class Controller:
             state=JobState(entry.status.status) if entry.status.status else JobState.SUBMITTED,
             array_size=job.spec.arrayProperties.size if job.spec.arrayProperties else None,
             depends_on=tuple(
-                deps.Dependency(d.jobId, deps.DependencyType.from_api(d.type)) for d in job.spec.dependsOn or []
+                deps.Dependency(d.jobId, deps.DependencyType.from_api(d.type))
+                for d in job.spec.dependsOn or []
             ),
             children=entry.children,
         )
@@ -399,9 +403,9 @@ class Controller:
         namespace = job.metadata.namespace or ""
         refs = {job.metadata.name, job.metadata.uid}
         for key, other in self.state.jobs.items():
-            if key[0] == namespace and other.status.status in (None, "SUBMITTED", "PENDING"):
-                if any(d.jobId in refs for d in other.job.spec.dependsOn or []):
-                    self.state.dirty_jobs.add(key)
+            waiting = key[0] == namespace and other.status.status in (None, "SUBMITTED", "PENDING")
+            if waiting and any(d.jobId in refs for d in other.job.spec.dependsOn or []):
+                self.state.dirty_jobs.add(key)
         if self.state.dirty_jobs:
             self.state.wake()
 
@@ -422,13 +426,15 @@ class Controller:
         return JobView(
             key=key,
             queue=job.spec.jobQueue,
-            submitted_at=lifecycle.epoch(entry.status.createdAt or job.metadata.creationTimestamp) or time.time(),
+            submitted_at=lifecycle.epoch(entry.status.createdAt or job.metadata.creationTimestamp)
+            or time.time(),
             demand=render.job_demand(job, spec),
             share_identifier=job.spec.shareIdentifier,
             scheduling_priority=priority,
             retried=retried,
             consumables={
-                c.consumableResource: c.quantity for c in (consumables.consumableResourceList or [] if consumables else [])
+                c.consumableResource: c.quantity
+                for c in (consumables.consumableResourceList or [] if consumables else [])
             },
         )
 
@@ -458,7 +464,6 @@ class Controller:
                     nodes=cap.nodes,
                     max_node=cap.max_node,
                     launching=cap.launching,
-                    instance_types=cap.instance_types,
                     instance_types=tuple(cr.instanceTypes or ()) if cr else (),
                 )
             )
@@ -471,14 +476,18 @@ class Controller:
                     policy = PolicyView(
                         share_decay_seconds=fp.shareDecaySeconds or 0,
                         compute_reservation=fp.computeReservation or 0,
-                        weights={s.shareIdentifier: float(s.weightFactor or 1.0) for s in fp.shareDistribution or []},
+                        weights={
+                            s.shareIdentifier: float(s.weightFactor or 1.0)
+                            for s in fp.shareDistribution or []
+                        },
                     )
             queues.append(
                 QueueView(
                     name=q.metadata.name or "",
                     priority=q.spec.priority,
                     compute_environment_order=tuple(
-                        o.computeEnvironment for o in sorted(q.spec.computeEnvironmentOrder, key=lambda o: o.order)
+                        o.computeEnvironment
+                        for o in sorted(q.spec.computeEnvironmentOrder, key=lambda o: o.order)
                     ),
                     state=q.spec.state or "ENABLED",
                     policy=policy,
@@ -505,14 +514,14 @@ class Controller:
         for key, status in plan.definition_status.items():
             await self.patch_status("jobdefinitions", key[1], key[0], status)
 
-        deletes = [
-            (key[0], pod) for key, step in plan.steps.items() for pod in step.delete_pods
-        ]
+        deletes = [(key[0], pod) for key, step in plan.steps.items() for pod in step.delete_pods]
         creates = [self._dispatch(plan, d, key, now) for d, key in plan.dispatches]
         ensures = [self._ensure_pod(key, now) for key, step in plan.steps.items() if step.ensure_pod]
         ensures += [self._ensure_child_pod(ckey) for ckey in self.ensure_child_pods]
         self.ensure_child_pods = []
-        await _gather_limited(self._sem, [*(self._delete_pod(ns, p) for ns, p in deletes), *creates, *ensures])
+        await _gather_limited(
+            self._sem, [*(self._delete_pod(ns, p) for ns, p in deletes), *creates, *ensures]
+        )
         for key in plan.arrays:
             entry = st.jobs.get(key)
             if entry is None:
@@ -564,7 +573,13 @@ class Controller:
                 # parent's, so the first child's refusal is reported on the parent).
                 log.warning("creating the pod of %s child %s failed: %s", key, index, err)
                 if err.status in (400, 422):
-                    self.arrays.cancelled(key, entry, index, f"pod rejected: {err}"[:512], plan.steps.get(key) or lifecycle.Step(status=entry.status, now=now))
+                    self.arrays.cancelled(
+                        key,
+                        entry,
+                        index,
+                        f"pod rejected: {err}"[:512],
+                        plan.steps.get(key) or lifecycle.Step(status=entry.status, now=now),
+                    )
                     self.scheduler.remove(dkey, now)
                 plan.arrays.add(key)
                 return
@@ -706,9 +721,13 @@ class Controller:
         except ApiError as err:
             log.debug("event for %s not recorded: %s", job.metadata.name, err)
 
-    async def patch_status(self, plural: str, name: str, namespace: str | None, status: Mapping[str, Any]) -> bool:
+    async def patch_status(
+        self, plural: str, name: str, namespace: str | None, status: Mapping[str, Any]
+    ) -> bool:
         try:
-            await self.kube.merge_patch(_path(plural, name, namespace, "status"), {"status": status}, verb="patch_status")
+            await self.kube.merge_patch(
+                _path(plural, name, namespace, "status"), {"status": status}, verb="patch_status"
+            )
             return True
         except ApiError as err:
             log.warning("status write for %s %s failed: %s", plural, name, err)
@@ -719,7 +738,8 @@ class Controller:
         expired = [
             (key, e)
             for key, e in self.state.jobs.items()
-            if e.status.status in TERMINAL and (lifecycle.epoch(e.status.stoppedAt) or now) + self.settings.finished_job_ttl_seconds <= now
+            if e.status.status in TERMINAL
+            and (lifecycle.epoch(e.status.stoppedAt) or now) + self.settings.finished_job_ttl_seconds <= now
         ]
         for key, _ in expired:
             try:

@@ -97,6 +97,9 @@ log = logging.getLogger("batchyard.scaler")
 LOOP_SECONDS = 1.0  # a pass at least this often (idle nodes age without any event)
 MIN_PASS_SECONDS = 0.2  # and at most this often (node events come in bursts)
 VALIDATE_SECONDS = 30.0  # a VALID compute environment is re-validated this often
+# A node not Ready this long after its creation no longer counts as launching: jobs waiting for
+# it then show CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY (the provider has not delivered).
+LAUNCH_SECONDS = 600.0
 DEMAND_LIMIT = 2000  # RUNNABLE jobs per queue looked at for sizing
 HEALTHY = "ComputeEnvironment Healthy"  # AWS statusReason of a VALID compute environment
 CREATING = "CREATING"
@@ -157,6 +160,7 @@ class _Pool:
     validated_at: float = 0.0
     written: dict[str, Any] | None = None  # comparable status last written
     ready_since: float = field(default_factory=time.time)
+    apply_failed: bool = False  # the last provider.apply raised
 
 
 @dataclass
@@ -292,7 +296,9 @@ class NodePoolReconciler:
             if name in specs:
                 demand = [*use.pending.get(name, ()), *routed.get(name, ())]
                 plan = plans[name] = plan_scale(specs[name], pool_nodes[name], demand, now)
-            capacity = self._capacity(pool, specs.get(name), pool_nodes.get(name), plan)
+            capacity = self._capacity(
+                pool, specs.get(name), pool_nodes.get(name), observed.get(name), plan, now
+            )
             if self.controller.ce_capacity.get(name) != capacity:
                 self.controller.ce_capacity[name] = capacity
                 changed = True
@@ -304,7 +310,9 @@ class NodePoolReconciler:
                 await pool.provider.apply(pool.ce, plan)
             except Exception as err:
                 log.warning("scaling compute environment %s failed: %s", name, err)
+                pool.apply_failed = True
             else:
+                pool.apply_failed = False
                 if plan.changes:
                     log.info(
                         "compute environment %s: +%s -%s nodes (desired %s vCPUs)",
@@ -401,8 +409,15 @@ class NodePoolReconciler:
         return {n: u.in_use for n, u in result.compute_environments.items() if n in specs}
 
     def _capacity(
-        self, pool: _Pool, spec: PoolSpec | None, nodes: list[PoolNode] | None, plan: ScalePlan | None
+        self,
+        pool: _Pool,
+        spec: PoolSpec | None,
+        nodes: list[PoolNode] | None,
+        observed: list[ObservedNode] | None,
+        plan: ScalePlan | None,
+        now: float,
     ) -> CECapacity:
+        """What the scheduler sees of the CE (module docstring: per provider)."""
         cls = CECapacity
         if pool.reason is not None:
             return cls(nodes=(), status="INVALID", status_reason=pool.reason)
@@ -415,10 +430,18 @@ class NodePoolReconciler:
                 else cls(nodes=(), max_node=max_node)
             )
         if spec is not None and not pool.provider.scales_nodes:
-            return cls(nodes=None, max_node=max_node)  # karpenter: nodes come from pending pods
+            # karpenter: nodes come from pending pods
+            return cls(nodes=None, max_node=max_node)
         removing = set(plan.remove) if plan is not None else set()
         views = node_views(n for n in nodes if n.name not in removing)
-        return cls(nodes=_cpu_first(views), max_node=max_node)
+        # Launching: nodes asked for in this pass, or created and not Ready yet (for a while).
+        launching = spec is not None and (
+            (plan is not None and bool(plan.add) and not pool.apply_failed)
+            or any(
+                not n.ready and not n.deleting and now - n.created_at < LAUNCH_SECONDS for n in observed or ()
+            )
+        )
+        return cls(nodes=_cpu_first(views), max_node=max_node, launching=launching)
 
     async def _forget(self, name: str, pool: _Pool) -> None:
         try:

@@ -162,6 +162,9 @@ class CEView:
     # detect MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT for CEs without known nodes.
     max_node: Resources | None = None
     instance_types: tuple[str, ...] = ()
+    # A managed CE whose provider is launching nodes for the waiting demand (asked for them, not
+    # Ready yet): a full node set then means "wait", not INSUFFICIENT_INSTANCE_CAPACITY.
+    launching: bool = False
 
     @property
     def usable(self) -> bool:
