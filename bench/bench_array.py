@@ -43,9 +43,13 @@ def main() -> None:
         print(f"machine: {machine()}; date {dt.date.today()}")
         print(f"array size {args.size}, child run time {args.delay}, 500 vCPUs (5 kwok nodes x 100)")
         print(f"final state {status['status']}; summary {status['arrayProperties']['statusSummary']}")
-        print(f"wall time submit -> parent {status['status']}: {total:.1f}s ({args.size / total:.1f} children/s)")
+        print(
+            f"wall time submit -> parent {status['status']}: {total:.1f}s ({args.size / total:.1f} children/s)"
+        )
         per_verb = {k: round(v / args.size, 3) for k, v in sorted(calls.items()) if v}
-        print(f"API writes per child: {writes(calls) / args.size:.3f}  (requests per child by verb: {per_verb})")
+        print(
+            f"API writes per child: {writes(calls) / args.size:.3f}  (requests per child by verb: {per_verb})"
+        )
         print(f"parent object size at the end: {len(body)} bytes of JSON "
               f"(status.arrayProperties: {len(json.dumps(status['arrayProperties']))} bytes)")  # fmt: skip
 

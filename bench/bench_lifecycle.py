@@ -73,7 +73,9 @@ def main() -> None:
         per_verb = {k: round(v / args.jobs, 2) for k, v in sorted(calls.items()) if v}
         print(f"machine: {machine()}; date {dt.date.today()}")
         print(f"jobs: {args.jobs}; wall time submit-to-all-finished: {total:.1f}s")
-        print(f"submit -> RUNNING latency: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms")
+        print(
+            f"submit -> RUNNING latency: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms"
+        )
         print(f"API writes per job: {writes(calls) / args.jobs:.2f}  (requests per job by verb: {per_verb})")
 
 

@@ -31,7 +31,9 @@ def machine() -> str:
 
 
 @contextmanager
-def bench_cluster(ce: str, queue: str, nodes: int, cpu: str, max_vcpus: int) -> Iterator[tuple[DevCluster, OperatorThread]]:
+def bench_cluster(
+    ce: str, queue: str, nodes: int, cpu: str, max_vcpus: int
+) -> Iterator[tuple[DevCluster, OperatorThread]]:
     cluster = DevCluster(workdir=Path(tempfile.mkdtemp(prefix="batchyard-bench-")))
     cluster.start()
     try:
@@ -39,8 +41,12 @@ def bench_cluster(ce: str, queue: str, nodes: int, cpu: str, max_vcpus: int) -> 
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         taints = [{"key": CE_LABEL, "value": ce, "effect": e} for e in ("NoSchedule", "NoExecute")]
         cluster.add_nodes(
-            [node_manifest(f"{ce}-{i}", cpu=cpu, memory="1Ti", pods="1000", labels={CE_LABEL: ce}, taints=taints)
-             for i in range(nodes)]  # fmt: skip
+            [
+                node_manifest(
+                    f"{ce}-{i}", cpu=cpu, memory="1Ti", pods="1000", labels={CE_LABEL: ce}, taints=taints
+                )
+                for i in range(nodes)
+            ]
         )
         objs: list[dict[str, Any]] = [
             {"apiVersion": "batchyard.io/v1alpha1", "kind": "ComputeEnvironment", "metadata": {"name": ce},

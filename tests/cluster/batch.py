@@ -36,7 +36,9 @@ def job_queue(name: str, ces: list[str], priority: int = 1, **spec: Any) -> dict
         "spec": {
             "priority": priority,
             "state": "ENABLED",
-            "computeEnvironmentOrder": [{"order": i + 1, "computeEnvironment": ce} for i, ce in enumerate(ces)],
+            "computeEnvironmentOrder": [
+                {"order": i + 1, "computeEnvironment": ce} for i, ce in enumerate(ces)
+            ],
             **spec,
         },
     }
@@ -88,7 +90,9 @@ def job_status(cluster: DevCluster, namespace: str, name: str) -> dict[str, Any]
     return status
 
 
-def wait_status(cluster: DevCluster, namespace: str, name: str, *states: str, timeout: float = 60) -> dict[str, Any]:
+def wait_status(
+    cluster: DevCluster, namespace: str, name: str, *states: str, timeout: float = 60
+) -> dict[str, Any]:
     return wait_for(
         lambda: (s := job_status(cluster, namespace, name)).get("status") in states and s,
         timeout=timeout,
@@ -118,7 +122,9 @@ def ce_nodes(cluster: DevCluster, ce: str, count: int = 1, cpu: str = "8", gpus:
         taints.append({"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"})
     cluster.add_nodes(
         [
-            node_manifest(f"{ce}-n{i}", cpu=cpu, memory="64Gi", gpus=gpus, labels={CE_LABEL: ce}, taints=taints)
+            node_manifest(
+                f"{ce}-n{i}", cpu=cpu, memory="64Gi", gpus=gpus, labels={CE_LABEL: ce}, taints=taints
+            )
             for i in range(count)
         ]
     )

@@ -55,9 +55,13 @@ def batchyard(cluster: DevCluster, *args: str) -> str:
     return proc.stdout
 
 
-def test_sequential_array_runs_in_index_order(devcluster: DevCluster, operator: object, namespace: str) -> None:
+def test_sequential_array_runs_in_index_order(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
     _, queue = environment(devcluster, namespace, max_vcpus=32, nodes=1)
-    job = batch_job("seq", namespace, queue, "d", arrayProperties={"size": 5}, dependsOn=[{"type": "SEQUENTIAL"}])
+    job = batch_job(
+        "seq", namespace, queue, "d", arrayProperties={"size": 5}, dependsOn=[{"type": "SEQUENTIAL"}]
+    )
     apply(devcluster, job_definition("d", namespace), job)
 
     seen_running: list[int] = []
@@ -67,7 +71,9 @@ def test_sequential_array_runs_in_index_order(devcluster: DevCluster, operator: 
             idx = int(p["metadata"]["labels"]["batchyard.io/array-index"])
             if idx not in seen_running:
                 seen_running.append(idx)
-        running = [p for p in pods(devcluster, namespace) if p["status"].get("phase") in ("Pending", "Running")]
+        running = [
+            p for p in pods(devcluster, namespace) if p["status"].get("phase") in ("Pending", "Running")
+        ]
         assert len(running) <= 1, "a SEQUENTIAL array ran two children at once"
         return job_status(devcluster, namespace, "seq").get("status") in ("SUCCEEDED", "FAILED")
 
@@ -76,7 +82,9 @@ def test_sequential_array_runs_in_index_order(devcluster: DevCluster, operator: 
     assert seen_running == sorted(seen_running)
 
 
-def test_n_to_n_releases_each_index_after_its_twin(devcluster: DevCluster, operator: object, namespace: str) -> None:
+def test_n_to_n_releases_each_index_after_its_twin(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
     _, queue = environment(devcluster, namespace, max_vcpus=32, nodes=2)
     apply(devcluster, job_definition("d", namespace))
     # A's children run 2 s each; B's child i may start only after A's child i succeeded.
@@ -85,7 +93,12 @@ def test_n_to_n_releases_each_index_after_its_twin(devcluster: DevCluster, opera
                                 dependsOn=[{"jobId": "a", "type": "N_TO_N"}]))  # fmt: skip
 
     def b_started_early() -> None:
-        a = job_status(devcluster, namespace, "a").get("arrayProperties", {}).get("children", {}).get("states", {})
+        a = (
+            job_status(devcluster, namespace, "a")
+            .get("arrayProperties", {})
+            .get("children", {})
+            .get("states", {})
+        )
         for p in pods(devcluster, namespace):
             labels = p["metadata"]["labels"]
             if labels["batchyard.io/job-name"] == "b":
@@ -131,7 +144,7 @@ def test_chain_where_the_first_fails(devcluster: DevCluster, operator: object, n
 def test_cancelling_one_child_fails_the_parent_when_all_are_done(
     devcluster: DevCluster, operator: object, namespace: str
 ) -> None:
-    ce, queue = environment(devcluster, namespace, max_vcpus=2, nodes=1)
+    _, queue = environment(devcluster, namespace, max_vcpus=2, nodes=1)
     apply(devcluster, job_definition("d", namespace))
     # Capacity for two 1-vCPU children at a time: child 9 waits RUNNABLE long enough to cancel.
     apply(devcluster, batch_job("arr", namespace, queue, "d", delay="1s", arrayProperties={"size": 10}))

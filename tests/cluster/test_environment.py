@@ -105,14 +105,22 @@ def test_gpu_pod_lands_only_on_a_gpu_node(devcluster: DevCluster, namespace: str
     ],
 )
 def test_kwok_ends_bare_pods_as_annotated(
-    devcluster: DevCluster, namespace: str, annotations: dict[str, str], phase: str, exit_code: int, reason: str
+    devcluster: DevCluster,
+    namespace: str,
+    annotations: dict[str, str],
+    phase: str,
+    exit_code: int,
+    reason: str,
 ) -> None:
     devcluster.add_node(f"{namespace}-node")
     annotations = {**annotations, "kwok.batchyard.io/delay": "200ms"}
     create(devcluster, namespace, pod("p", annotations=annotations, nodeName=f"{namespace}-node"))
 
     done = wait_for(
-        lambda: (p := pod_json(devcluster, namespace, "p"))["status"].get("phase") in ("Succeeded", "Failed") and p,
+        lambda: (
+            (p := pod_json(devcluster, namespace, "p"))["status"].get("phase") in ("Succeeded", "Failed")
+            and p
+        ),
         what="the pod to finish",
     )
     assert done["status"]["phase"] == phase
@@ -129,11 +137,13 @@ def test_exit_code_list_is_chosen_by_attempt_label(devcluster: DevCluster, names
         obj["metadata"]["labels"] = {"batchyard.io/attempt": attempt}
         create(devcluster, namespace, obj)
         done = wait_for(
-            lambda a=attempt: (p := pod_json(devcluster, namespace, f"attempt-{a}"))["status"]
-            .get("containerStatuses", [{}])[0]
-            .get("state", {})
-            .get("terminated")
-            and p,
+            lambda a=attempt: (
+                (p := pod_json(devcluster, namespace, f"attempt-{a}"))["status"]
+                .get("containerStatuses", [{}])[0]
+                .get("state", {})
+                .get("terminated")
+                and p
+            ),
             what=f"attempt {attempt} to finish",
         )
         assert done["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == expected

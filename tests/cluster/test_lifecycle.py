@@ -26,7 +26,9 @@ from batchyard.devcluster import DevCluster, node_manifest
 pytestmark = pytest.mark.cluster
 
 
-def test_exit_zero_succeeds_with_one_attempt(devcluster: DevCluster, operator: object, namespace: str) -> None:
+def test_exit_zero_succeeds_with_one_attempt(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
     _, queue = environment(devcluster, namespace)
     apply(devcluster, job_definition("hello", namespace), batch_job("j", namespace, queue, "hello"))
 
@@ -54,7 +56,9 @@ RETRY_137 = {
     ("codes", "final", "attempts", "reason"),
     [
         pytest.param("137,0", "SUCCEEDED", 2, None, id="137 is retried, then exit 0 succeeds"),
-        pytest.param("1", "FAILED", 1, "Essential container in task exited", id="exit 1 matches EXIT: no retry"),
+        pytest.param(
+            "1", "FAILED", 1, "Essential container in task exited", id="exit 1 matches EXIT: no retry"
+        ),
         pytest.param("137", "FAILED", 3, "Essential container in task exited", id="attempts exhausted"),
     ],
 )
@@ -84,11 +88,15 @@ def test_retry_strategy_decides_by_exit_code(
         assert any(e["reason"] == "Retrying" for e in events(devcluster, namespace, "j"))
 
 
-def test_timeout_fails_the_attempt_without_retry(devcluster: DevCluster, operator: object, namespace: str) -> None:
+def test_timeout_fails_the_attempt_without_retry(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
     _, queue = environment(devcluster, namespace)
     apply(
         devcluster,
-        job_definition("slow", namespace, timeout={"attemptDurationSeconds": 60}, retryStrategy={"attempts": 3}),
+        job_definition(
+            "slow", namespace, timeout={"attemptDurationSeconds": 60}, retryStrategy={"attempts": 3}
+        ),
         batch_job("j", namespace, queue, "slow", exit_code=None),  # runs until stopped
     )
     running = wait_status(devcluster, namespace, "j", "RUNNING")
@@ -104,7 +112,9 @@ def test_timeout_fails_the_attempt_without_retry(devcluster: DevCluster, operato
              what="the timed-out pod to be stopped")  # fmt: skip
 
 
-def test_cancel_runnable_fails_with_the_users_reason(devcluster: DevCluster, operator: object, namespace: str) -> None:
+def test_cancel_runnable_fails_with_the_users_reason(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
     # A queue whose only compute environment is DISABLED: the job waits in RUNNABLE.
     ce, queue = f"{namespace}-off", f"{namespace}-q"
     apply(devcluster, compute_environment(ce, state="DISABLED"), job_queue(queue, [ce]))
@@ -187,7 +197,10 @@ def test_gpu_job_requests_gpus_and_runs_on_a_gpu_node(
     ce, queue = environment(devcluster, namespace, nodes=0)
     ce_nodes(devcluster, ce, 1, cpu="8")  # a CPU node first: the GPU job must not go there
     gpu_node = f"{ce}-gpu"
-    taints = [{"key": "batchyard.io/compute-environment", "value": ce, "effect": e} for e in ("NoSchedule", "NoExecute")]
+    taints = [
+        {"key": "batchyard.io/compute-environment", "value": ce, "effect": e}
+        for e in ("NoSchedule", "NoExecute")
+    ]
     taints.append({"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"})
     devcluster.add_nodes([node_manifest(gpu_node, cpu="16", memory="64Gi", gpus=4,
                                         labels={"batchyard.io/compute-environment": ce}, taints=taints)])  # fmt: skip
@@ -207,7 +220,9 @@ def test_gpu_job_requests_gpus_and_runs_on_a_gpu_node(
     ("queue_exists", "definition_exists", "reason"),
     [
         pytest.param(False, True, "JobQueue nowhere does not exist", id="missing queue"),
-        pytest.param(True, False, "JobDefinition ghost does not exist in the job's namespace", id="missing definition"),
+        pytest.param(
+            True, False, "JobDefinition ghost does not exist in the job's namespace", id="missing definition"
+        ),
     ],
 )
 def test_missing_queue_or_definition_fails_with_a_clear_reason(
@@ -216,7 +231,9 @@ def test_missing_queue_or_definition_fails_with_a_clear_reason(
 ) -> None:  # fmt: skip
     _, queue = environment(devcluster, namespace, nodes=0)
     apply(devcluster, job_definition("real", namespace))
-    job = batch_job("j", namespace, queue if queue_exists else "nowhere", "real" if definition_exists else "ghost")
+    job = batch_job(
+        "j", namespace, queue if queue_exists else "nowhere", "real" if definition_exists else "ghost"
+    )
     apply(devcluster, job)
 
     status = wait_status(devcluster, namespace, "j", "FAILED", timeout=30)
@@ -225,7 +242,9 @@ def test_missing_queue_or_definition_fails_with_a_clear_reason(
     assert not status.get("attempts")
 
 
-def test_restarted_operator_creates_no_second_pod(devcluster: DevCluster, operator: object, namespace: str) -> None:
+def test_restarted_operator_creates_no_second_pod(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
     """A second operator started mid-run (as after a crash) adopts the running attempts."""
     from batchyard.devcluster.operator import OperatorThread
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from batchyard import render
 from batchyard.adapters.state import JobEntry, JobKey
 from batchyard.api.batchjob import (
     ArrayChildrenDetail,
@@ -25,11 +26,9 @@ from batchyard.api.batchjob import (
     ChildExitDetail,
     JobStateCounts,
 )
-
 from batchyard.core import deps, lifecycle
 from batchyard.core.arrays import ArrayChildren
 from batchyard.core.jobstate import TERMINAL_STATES, JobState, StopKind, on_cancel, on_terminate
-from batchyard import render
 
 if TYPE_CHECKING:
     from batchyard.adapters.controller import Controller
@@ -213,7 +212,9 @@ class ArrayRunner:
         """The job without parent-level requests (children get them through _parent_request)."""
         cached = self._bare.get(key)
         if cached is None or cached.metadata.resourceVersion != job.metadata.resourceVersion:
-            cached = job.model_copy(update={"spec": job.spec.model_copy(update={"cancel": None, "terminate": None})})
+            cached = job.model_copy(
+                update={"spec": job.spec.model_copy(update={"cancel": None, "terminate": None})}
+            )
             self._bare[key] = cached
         return cached
 

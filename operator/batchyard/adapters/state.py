@@ -99,12 +99,11 @@ def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
     for cs in status.get("containerStatuses") or []:
         state = cs.get("state") or {}
         term = state.get("terminated")
-        if term is not None:
-            # AWS (EKS): the job fails if any container fails; report the first non-zero exit.
-            if exit_code is None or (exit_code == 0 and term.get("exitCode", 0) != 0):
-                exit_code = term.get("exitCode")
-                reason = term.get("reason")
-                message = term.get("message")
+        # AWS (EKS): the job fails if any container fails; report the first non-zero exit.
+        if term is not None and (exit_code is None or (exit_code == 0 and term.get("exitCode", 0) != 0)):
+            exit_code = term.get("exitCode")
+            reason = term.get("reason")
+            message = term.get("message")
         running = state.get("running")
         if running is not None and running_since is None:
             running_since = epoch(running.get("startedAt"))

@@ -40,10 +40,18 @@ def _jobs(cluster: DevCluster) -> list[dict[str, Any]]:
 def _row(job: dict[str, Any]) -> tuple[str, str, str, str, str]:
     st = job.get("status") or {}
     summary = (st.get("arrayProperties") or {}).get("statusSummary") or {}
-    kind = f"array x{job['spec']['arrayProperties']['size']}" if job["spec"].get("arrayProperties") else "single"
+    kind = (
+        f"array x{job['spec']['arrayProperties']['size']}" if job["spec"].get("arrayProperties") else "single"
+    )
     progress = " ".join(f"{k[:4].lower()}={v}" for k, v in summary.items() if v) if summary else ""
     attempts = str(len(st.get("attempts") or [])) if not summary else ""
-    return (job["metadata"]["name"], kind, st.get("status", "-"), attempts, progress or (st.get("statusReason") or ""))
+    return (
+        job["metadata"]["name"],
+        kind,
+        st.get("status", "-"),
+        attempts,
+        progress or (st.get("statusReason") or ""),
+    )
 
 
 def _table(rows: list[tuple[str, ...]], nodes: int, elapsed: float) -> str:
@@ -65,10 +73,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "BATCHYARD_LEADER_ELECTION": "false"}
         log = open(workdir / "operator.log", "wb")  # noqa: SIM115 - handed to the child
         operator = subprocess.Popen(
-            [sys.executable, "-m", "batchyard.cli.main", "run", "--standalone"], env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "batchyard.cli.main", "run", "--standalone"],
+            env=env,
+            stdout=log,
+            stderr=log,
         )
         cluster.kubectl("apply", "-f", str(DEMO))
-        print(f"operator running (log: {workdir / 'operator.log'}); jobs applied from {DEMO.relative_to(REPO)}\n")
+        print(
+            f"operator running (log: {workdir / 'operator.log'}); jobs applied from {DEMO.relative_to(REPO)}\n"
+        )
         started = time.monotonic()
         live = sys.stdout.isatty() and not args.plain
         last: dict[str, tuple[str, ...]] = {}
@@ -85,7 +98,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             else:
                 for r in rows:
                     if last.get(r[0]) != r:
-                        print(f"t={time.monotonic() - started:5.1f}s  " + "  ".join(x for x in r if x), flush=True)
+                        print(
+                            f"t={time.monotonic() - started:5.1f}s  " + "  ".join(x for x in r if x),
+                            flush=True,
+                        )
                         last[r[0]] = r
             if jobs and all((j.get("status") or {}).get("status") in TERMINAL for j in jobs):
                 break

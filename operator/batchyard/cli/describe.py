@@ -65,7 +65,9 @@ def child_detail(job: BatchJob, index: int, pod: dict[str, Any] | None) -> dict[
 def cmd_describe(args: argparse.Namespace) -> int:
     name, _, index_text = args.job.partition(":")
     ns = ["-n", args.namespace] if args.namespace else []
-    out = subprocess.run([args.kubectl, "get", "batchjob", name, "-o", "json", *ns], capture_output=True, text=True)
+    out = subprocess.run(
+        [args.kubectl, "get", "batchjob", name, "-o", "json", *ns], capture_output=True, text=True
+    )
     if out.returncode != 0:
         print(out.stderr.strip())
         return 1
@@ -82,7 +84,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
         pod_name = render.pod_name(name, children.attempt_of(index), index)
     pod = None
     if pod_name:
-        got = subprocess.run([args.kubectl, "get", "pod", pod_name, "-o", "json", *ns], capture_output=True, text=True)
+        got = subprocess.run(
+            [args.kubectl, "get", "pod", pod_name, "-o", "json", *ns], capture_output=True, text=True
+        )
         pod = json.loads(got.stdout) if got.returncode == 0 else None
     try:
         print(json.dumps(child_detail(job, index, pod), indent=2))

@@ -18,8 +18,12 @@ def default_dir() -> Path:
 
 
 def register(sub: Any) -> None:
-    dev = sub.add_parser("dev", help="run a local Kubernetes control plane (etcd, apiserver, scheduler, kwok)")
-    dev.add_argument("--dir", type=Path, default=None, help="state directory (default ~/.cache/batchyard/dev)")
+    dev = sub.add_parser(
+        "dev", help="run a local Kubernetes control plane (etcd, apiserver, scheduler, kwok)"
+    )
+    dev.add_argument(
+        "--dir", type=Path, default=None, help="state directory (default ~/.cache/batchyard/dev)"
+    )
     dev_sub = dev.add_subparsers(dest="dev_command", required=True)
     up = dev_sub.add_parser("up", help="start the control plane and two fake nodes")
     up.add_argument("--nodes", type=int, default=2, help="kwok nodes to create (4 cpu, 16Gi each)")

@@ -38,11 +38,18 @@ def cmd_stop(args: argparse.Namespace) -> int:
     patch_type, patch = "merge", json.dumps(stop_patch(args.verb, args.reason, int(index) if index else None))
     if index:
         # A merge patch would replace earlier child requests: append when the list exists.
-        got = subprocess.run([args.kubectl, "get", "batchjob", name, "-o", "json", *ns], capture_output=True, text=True)
+        got = subprocess.run(
+            [args.kubectl, "get", "batchjob", name, "-o", "json", *ns], capture_output=True, text=True
+        )
         if got.returncode != 0:
             print(got.stderr.strip())
             return 1
         if json.loads(got.stdout)["spec"].get("childRequests"):
             entry = {"index": int(index), "action": args.verb.upper(), "reason": args.reason}
-            patch_type, patch = "json", json.dumps([{"op": "add", "path": "/spec/childRequests/-", "value": entry}])
-    return subprocess.run([args.kubectl, "patch", "batchjob", name, "--type", patch_type, "-p", patch, *ns]).returncode
+            patch_type, patch = (
+                "json",
+                json.dumps([{"op": "add", "path": "/spec/childRequests/-", "value": entry}]),
+            )
+    return subprocess.run(
+        [args.kubectl, "patch", "batchjob", name, "--type", patch_type, "-p", patch, *ns]
+    ).returncode

@@ -130,7 +130,9 @@ def _transition(step: Step, state: JobState, reason: str | None, kind: str = "No
     if state.is_terminal:
         # Kubernetes convention (as on batch/v1 Job): a Complete or Failed condition at the end.
         kind_ = "Complete" if state is JobState.SUCCEEDED else "Failed"
-        _set_condition(step.status, kind_, "True", state.value.capitalize(), reason or state.value, _now(step))
+        _set_condition(
+            step.status, kind_, "True", state.value.capitalize(), reason or state.value, _now(step)
+        )
 
 
 def _current_attempt(status: BatchJobStatus) -> AttemptDetail | None:
@@ -182,8 +184,8 @@ def advance(job: BatchJob, status: BatchJobStatus, ctx: Context, now: float) -> 
             step.events.append(
                 Event("Warning", "CancelIgnored", f"cancel has no effect in {state}; use spec.terminate")
             )
-            _set_condition(st, "CancelIgnored", "True", "JobAlreadyStarted",
-                           f"spec.cancel has no effect once a job is {state}; set spec.terminate", now)  # fmt: skip
+            message = f"spec.cancel has no effect once a job is {state}; set spec.terminate"
+            _set_condition(st, "CancelIgnored", "True", "JobAlreadyStarted", message, now)
 
     if state is None or state is JobState.SUBMITTED:
         return _admit(step, job, ctx, now)
@@ -197,8 +199,11 @@ def advance(job: BatchJob, status: BatchJobStatus, ctx: Context, now: float) -> 
 def _stop(step: Step, ctx: Context, now: float, reason: str, *, cancelled: bool = False,
           terminated: bool = False) -> Step:  # fmt: skip
     st = step.status
-    if ctx.pod is not None and not ctx.pod.finished:
-        step.delete_pods.append(ctx.pod.name)
+    # A running pod is stopped; a finished one is cleaned up now (unless kept), as no later pod
+    # event would bring the job back for its leftovers.
+    pod = ctx.pod
+    if pod is not None and not pod.deleting and (not pod.finished or not ctx.keep_pods):
+        step.delete_pods.append(pod.name)
     if _current_attempt(st) is not None and _current_attempt(st).stoppedAt is None:  # type: ignore[union-attr]
         exit = AttemptExit(
             exit_code=ctx.pod.exit_code if ctx.pod else None,
@@ -219,7 +224,8 @@ def _stop(step: Step, ctx: Context, now: float, reason: str, *, cancelled: bool 
 
 def _admit(step: Step, job: BatchJob, ctx: Context, now: float) -> Step:
     st = step.status
-    age = now - (epoch(job.metadata.creationTimestamp) or now)
+    # createdAt is the creationTimestamp, or the first step's time when the object has none.
+    age = now - (epoch(st.createdAt) or now)
     missing = []
     if not ctx.queue_exists:
         missing.append(f"JobQueue {job.spec.jobQueue} does not exist")
@@ -252,7 +258,7 @@ def _resolve_dependencies(step: Step, ctx: Context) -> Step:
     if isinstance(res, deps.Fail):
         # AWS: "If any of the job dependencies fail, the dependent job automatically
         # transitions from PENDING to FAILED."
-        st.stoppedAt = st.stoppedAt or st.createdAt
+        st.stoppedAt = iso(step.now)
         _transition(step, JobState.FAILED, res.reason, "Warning")
         return step
     if isinstance(res, deps.Wait):
@@ -273,10 +279,12 @@ def _follow_pod(step: Step, state: JobState, ctx: Context, now: float) -> Step:
     attempt = _current_attempt(st)
     pod = ctx.pod
     definition = ctx.definition
-    if pod is None or pod.deleting and not pod.finished:
-        if pod is None and not ctx.pod_seen:
+    if pod is None or (pod.deleting and not pod.finished):
+        if pod is None and not ctx.pod_seen and state is JobState.STARTING:
             # The dispatch recorded the attempt but the pod is not there (operator restart
             # between the two writes, or the watch is behind): create it, idempotently.
+            # A RUNNING attempt's pod existed (it was seen Running): gone means lost, and
+            # re-creating it would silently run the attempt twice.
             step.ensure_pod = True
             return step
         if pod is not None:
@@ -356,7 +364,9 @@ def start_attempt(status: BatchJobStatus, *, pod_name: str, compute_environment:
     st.computeEnvironment = compute_environment
     st.queuePosition = None
     _transition(step, JobState.STARTING, None)
-    step.events[-1] = Event("Normal", "Starting", f"attempt {number}: pod {pod_name} in {compute_environment}")
+    step.events[-1] = Event(
+        "Normal", "Starting", f"attempt {number}: pod {pod_name} in {compute_environment}"
+    )
     return step
 
 
@@ -370,6 +380,6 @@ def _set_condition(st: BatchJobStatus, type_: str, value: str, reason: str, mess
 
     conditions = [c for c in st.conditions or [] if c.type != type_]
     conditions.append(
-        Condition(type=type_, status=value, reason=reason, message=message, lastTransitionTime=iso(now))  # type: ignore[arg-type]
+        Condition(type=type_, status=value, reason=reason, message=message, lastTransitionTime=iso(now))
     )
     st.conditions = conditions

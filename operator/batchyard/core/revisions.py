@@ -11,7 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 
-from batchyard.api.jobdefinition import JobDefinition, JobDefinitionRevision, JobDefinitionSpec, JobDefinitionStatus
+from batchyard.api.jobdefinition import (
+    JobDefinition,
+    JobDefinitionRevision,
+    JobDefinitionSpec,
+    JobDefinitionStatus,
+)
 
 
 def spec_hash(spec: JobDefinitionSpec) -> str:

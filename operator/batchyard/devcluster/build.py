@@ -119,7 +119,9 @@ def build_k8s(root: Path, out: Path, log: Log) -> None:
     if not (work / "go.mod").exists():
         _run(["go", "mod", "init", "local/batchyard-k8s"], work, log)
         _run(["go", "mod", "edit", "-go=1.26.0"], work, log)
-    info = json.loads(_run(["go", "mod", "download", "-json", f"k8s.io/kubernetes@v{K8S_VERSION}"], work, log))
+    info = json.loads(
+        _run(["go", "mod", "download", "-json", f"k8s.io/kubernetes@v{K8S_VERSION}"], work, log)
+    )
     staging = [
         line.split("=>")[0].split()[-1]
         for line in Path(info["GoMod"]).read_text().splitlines()
@@ -159,7 +161,9 @@ def build_kwok(root: Path, out: Path, log: Log) -> None:
     env_out = _run(["go", "env", "GOMODCACHE"], work, log).strip()
     args = ["go", "install", "-trimpath", "-ldflags", "-s -w", f"sigs.k8s.io/kwok/cmd/kwok@v{KWOK_VERSION}"]
     log(f"  $ GOBIN={out} {' '.join(args)}")
-    proc = subprocess.run(args, cwd=work, env={**_go_env(), "GOBIN": str(out)}, capture_output=True, text=True)
+    proc = subprocess.run(
+        args, cwd=work, env={**_go_env(), "GOBIN": str(out)}, capture_output=True, text=True
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"kwok install failed:\n{proc.stderr[-4000:]}")
     stages = out / "stages"
@@ -202,7 +206,9 @@ def ensure_binaries(log: Log = _stderr) -> Binaries:
 def main() -> None:
     started = time.monotonic()
     bins = ensure_binaries()
-    _stderr(f"control-plane binaries ready in {time.monotonic() - started:.1f}s under {bins.etcd.parent.parent}")
+    _stderr(
+        f"control-plane binaries ready in {time.monotonic() - started:.1f}s under {bins.etcd.parent.parent}"
+    )
 
 
 if __name__ == "__main__":

@@ -190,7 +190,9 @@ class DevCluster:
         """Create kwok nodes (see `nodes.node_manifest`) and wait until kwok reports them Ready."""
         self.kubectl("create", "-f", "-", input="\n---\n".join(json.dumps(n) for n in nodes))
         names = [n["metadata"]["name"] for n in nodes]
-        self.kubectl("wait", "--for=condition=Ready", f"--timeout={int(wait)}s", *[f"node/{n}" for n in names])
+        self.kubectl(
+            "wait", "--for=condition=Ready", f"--timeout={int(wait)}s", *[f"node/{n}" for n in names]
+        )
 
     def add_node(self, name: str, **kwargs: Any) -> None:
         self.add_nodes([node_manifest(name, **kwargs)])
@@ -224,7 +226,7 @@ class DevCluster:
             stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
             start_new_session=True,
-            preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if self.die_with_parent else None,
         )
         log.close()
         self._procs[name] = proc
@@ -318,7 +320,10 @@ class DevCluster:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
-                {"name": "batchyard-dev", "cluster": {"server": self.server, "certificate-authority": str(self.ca_file)}}
+                {
+                    "name": "batchyard-dev",
+                    "cluster": {"server": self.server, "certificate-authority": str(self.ca_file)},
+                }
             ],
             "users": [{"name": "admin", "user": {"token": self.token}}],
             "contexts": [{"name": "batchyard-dev", "context": {"cluster": "batchyard-dev", "user": "admin"}}],
@@ -384,7 +389,11 @@ class DevCluster:
             env={"HOME": str(kwok_dir)},
         )
         self._wait("kube-scheduler", f"https://127.0.0.1:{self.ports['kube-scheduler']}/healthz", 60)
-        self._wait("kube-controller-manager", f"https://127.0.0.1:{self.ports['kube-controller-manager']}/healthz", 60)
+        self._wait(
+            "kube-controller-manager",
+            f"https://127.0.0.1:{self.ports['kube-controller-manager']}/healthz",
+            60,
+        )
 
     def _wait_for_default_namespace(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -33,7 +33,10 @@ def node_manifest(
         "kind": "Node",
         "metadata": {
             "name": name,
-            "annotations": {NODE_SELECTOR_ANNOTATION: NODE_SELECTOR_VALUE, "node.alpha.kubernetes.io/ttl": "0"},
+            "annotations": {
+                NODE_SELECTOR_ANNOTATION: NODE_SELECTOR_VALUE,
+                "node.alpha.kubernetes.io/ttl": "0",
+            },
             "labels": {
                 "kubernetes.io/hostname": name,
                 "kubernetes.io/os": "linux",
