@@ -1,0 +1,882 @@
+"""One job's lifecycle step (core.lifecycle): admission, dependencies, cancel/terminate, pods,
+retries, timeouts, lost attempts, cleanup. AWS rules: digest §2.2 (transitions), §2.3 (cancel
+vs terminate), §2.5 (statusReason strings), §2.6 (retries)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+
+from batchyard.api.batchjob import AttemptDetail, BatchJob, BatchJobStatus
+from batchyard.core import deps
+from batchyard.core.jobstate import JobState, Reason, can_transition
+from batchyard.core.lifecycle import (
+    MISSING_REFERENCE_GRACE_SECONDS,
+    Context,
+    PodObs,
+    Resolved,
+    Step,
+    advance,
+    epoch,
+    iso,
+    next_pod_name_attempt,
+    start_attempt,
+)
+from batchyard.core.retry import Action, ExitRule
+
+T0 = 1_700_000_000.0  # the job's creationTimestamp
+STARTED = T0 + 100  # when the current attempt's pod started running
+NOW = T0 + 600
+GRACE = MISSING_REFERENCE_GRACE_SECONDS
+ESSENTIAL = Reason.ESSENTIAL_CONTAINER_EXITED
+ATTEMPT_STATES = ("STARTING", "RUNNING")
+
+# --- builders ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobB:
+    """a_job("j").in_state("RUNNING", attempts=2).cancelled("no longer needed")"""
+
+    name: str
+    queue: str = "q"
+    definition: str = "d"
+    created: float | None = T0
+    state: str | None = None
+    attempts: int = 0
+    reason: str | None = None
+    started: float | None = None
+    cancel: str | None = None
+    terminate: str | None = None
+    conditions: tuple[dict[str, Any], ...] = ()
+    queue_position: int | None = None
+
+    def in_queue(self, queue: str) -> JobB:
+        return replace(self, queue=queue)
+
+    def using(self, definition: str) -> JobB:
+        return replace(self, definition=definition)
+
+    def created_at(self, ts: float | None) -> JobB:
+        return replace(self, created=ts)
+
+    def in_state(
+        self, state: str, attempts: int = 0, reason: str | None = None, started: float | None = None
+    ) -> JobB:
+        if state in ATTEMPT_STATES and attempts == 0:
+            attempts = 1
+        if state == "RUNNING" and started is None:
+            started = STARTED
+        return replace(self, state=state, attempts=attempts, reason=reason, started=started)
+
+    def cancelled(self, reason: str = "not needed") -> JobB:
+        return replace(self, cancel=reason)
+
+    def terminated(self, reason: str = "stop now") -> JobB:
+        return replace(self, terminate=reason)
+
+    def warned_cancel_ignored(self) -> JobB:
+        cond = {"type": "CancelIgnored", "status": "True", "reason": "JobAlreadyStarted", "message": "x"}
+        return replace(self, conditions=(*self.conditions, cond))
+
+    def at_queue_position(self, position: int) -> JobB:
+        return replace(self, queue_position=position)
+
+    def pod(self, attempt: int | None = None) -> str:
+        return f"{self.name}-a{attempt or self.attempts}"
+
+    def job(self) -> BatchJob:
+        spec: dict[str, Any] = {"jobQueue": self.queue, "jobDefinition": self.definition}
+        if self.cancel:
+            spec["cancel"] = {"reason": self.cancel}
+        if self.terminate:
+            spec["terminate"] = {"reason": self.terminate}
+        meta: dict[str, Any] = {"name": self.name, "namespace": "ns", "uid": f"uid-{self.name}"}
+        if self.created is not None:
+            meta["creationTimestamp"] = iso(self.created)
+        return BatchJob.from_body({"metadata": meta, "spec": spec})
+
+    def status(self) -> BatchJobStatus:
+        if self.state is None:
+            return BatchJobStatus()
+        attempts = []
+        for n in range(1, self.attempts + 1):
+            current = n == self.attempts and self.state in ATTEMPT_STATES
+            a = AttemptDetail(attempt=n, podName=self.pod(n), computeEnvironment="ce")
+            if not current:
+                a.startedAt, a.stoppedAt = iso(T0 + 10 * n), iso(T0 + 10 * n + 5)
+                a.exitCode, a.reason, a.statusReason = 1, "Error", ESSENTIAL
+            elif self.state == "RUNNING":
+                a.startedAt, a.nodeName = iso(self.started or STARTED), "n1"
+            attempts.append(a)
+        return BatchJobStatus.model_validate(
+            {
+                "status": self.state,
+                "statusReason": self.reason,
+                "jobId": f"uid-{self.name}",
+                "jobDefinitionRevision": 1,
+                "createdAt": iso(T0),
+                "startedAt": attempts[0].startedAt if attempts else None,
+                "stoppedAt": iso(T0 + 50) if self.state in ("SUCCEEDED", "FAILED") else None,
+                "attempts": [a.model_dump() for a in attempts] or None,
+                "queuePosition": self.queue_position,
+                "conditions": list(self.conditions) or None,
+            }
+        )
+
+
+def a_job(name: str) -> JobB:
+    return JobB(name)
+
+
+@dataclass(frozen=True)
+class PodB:
+    """a_pod("j-a1").running(since=...) / .exited(137, "OOMKilled") / .succeeded() / .deleting()"""
+
+    obs: PodObs
+
+    def pending(self) -> PodB:
+        return PodB(replace(self.obs, phase="Pending"))
+
+    def running(self, since: float | None = STARTED, node: str = "n1") -> PodB:
+        return PodB(replace(self.obs, phase="Running", running_since=since, node=node))
+
+    def exited(self, code: int | None, reason: str | None = "Error") -> PodB:
+        return PodB(replace(self.obs, phase="Failed", exit_code=code, reason=reason, node="n1"))
+
+    def succeeded(self) -> PodB:
+        return PodB(replace(self.obs, phase="Succeeded", exit_code=0, reason="Completed", node="n1"))
+
+    def unknown(self) -> PodB:
+        return PodB(replace(self.obs, phase="Unknown"))
+
+    def deleting(self) -> PodB:
+        return PodB(replace(self.obs, deleting=True))
+
+
+def a_pod(name: str) -> PodB:
+    return PodB(PodObs(name=name, phase="Pending"))
+
+
+def retry_on(exit_code: str | None = None, reason: str | None = None, status: str | None = None) -> ExitRule:
+    return ExitRule(Action.RETRY, exit_code, reason, status)
+
+
+def exit_on(exit_code: str | None = None, reason: str | None = None, status: str | None = None) -> ExitRule:
+    return ExitRule(Action.EXIT, exit_code, reason, status)
+
+
+DEFAULT_DEFINITION = Resolved(revision=1, rules=(), attempts=1, attempt_duration_seconds=None)
+
+
+@dataclass(frozen=True)
+class CtxB:
+    """a_context().retrying(3).with_pod(a_pod("j-a1").exited(1))"""
+
+    ctx: Context = field(
+        default_factory=lambda: Context(
+            queue_exists=True,
+            queue_problem=None,
+            definition=DEFAULT_DEFINITION,
+            definition_problem=None,
+            dependencies=deps.READY,
+            pod=None,
+        )
+    )
+
+    def _with(self, **changes: Any) -> CtxB:
+        return CtxB(replace(self.ctx, **changes))
+
+    def _definition(self, **changes: Any) -> CtxB:
+        return self._with(definition=replace(self.ctx.definition or DEFAULT_DEFINITION, **changes))
+
+    def without_queue(self) -> CtxB:
+        return self._with(queue_exists=False)
+
+    def queue_refusing(self, problem: str) -> CtxB:
+        return self._with(queue_problem=problem)
+
+    def without_definition(self, problem: str | None = None) -> CtxB:
+        return self._with(definition=None, definition_problem=problem)
+
+    def revision(self, number: int) -> CtxB:
+        return self._definition(revision=number)
+
+    def retrying(self, attempts: int, *rules: ExitRule) -> CtxB:
+        return self._definition(attempts=attempts, rules=rules)
+
+    def rules(self, *rules: ExitRule) -> CtxB:
+        return self._definition(rules=rules)
+
+    def timeout(self, seconds: int) -> CtxB:
+        return self._definition(attempt_duration_seconds=seconds)
+
+    def render_problems(self, *problems: str) -> CtxB:
+        return self._definition(problems=problems)
+
+    def waiting_for(self, *names: str) -> CtxB:
+        return self._with(dependencies=deps.Wait(names, Reason.dependencies_outstanding(names)))
+
+    def dependency_failed(self, reason: str = Reason.DEPENDENT_JOB_FAILED) -> CtxB:
+        return self._with(dependencies=deps.Fail(reason, ("a",)))
+
+    def with_pod(self, pod: PodB) -> CtxB:
+        return self._with(pod=pod.obs, pod_seen=True)
+
+    def pod_seen(self) -> CtxB:
+        return self._with(pod_seen=True)
+
+    def keeping_pods(self) -> CtxB:
+        return self._with(keep_pods=True)
+
+
+def a_context() -> CtxB:
+    return CtxB()
+
+
+FLAGS = ("enqueue", "retried", "release", "ensure_pod")
+
+
+@dataclass(frozen=True)
+class Expect:
+    """The parts of a Step every row checks, compared as a whole."""
+
+    state: str | None
+    reason: str | None = None
+    deleted: tuple[str, ...] = ()
+    flags: frozenset[str] = frozenset()
+    wake_at: float | None = None
+
+    @staticmethod
+    def of(step: Step) -> Expect:
+        return Expect(
+            state=step.status.status,
+            reason=step.status.statusReason,
+            deleted=tuple(step.delete_pods),
+            flags=frozenset(f for f in FLAGS if getattr(step, f)),
+            wake_at=step.wake_at,
+        )
+
+
+def flags(*names: str) -> frozenset[str]:
+    assert set(names) <= set(FLAGS), names
+    return frozenset(names)
+
+
+def run(job: JobB, ctx: CtxB, now: float = NOW) -> Step:
+    return advance(job.job(), job.status(), ctx.ctx, now)
+
+
+J = a_job("j")
+C = a_context()
+RELEASED = flags("release")
+REQUEUED = flags("enqueue", "retried", "release")
+LOST = "Pod j-a1 was deleted before the attempt finished"
+LOST_2 = "Pod j-a2 was deleted before the attempt finished"
+WAITING_A = Reason.dependencies_outstanding(("a",))
+POD = a_pod("j-a1")  # the first attempt's pod
+RUNNING = J.in_state("RUNNING")
+STARTING = J.in_state("STARTING")
+
+# --- the table --------------------------------------------------------------------------------
+
+P = pytest.param
+TERMINAL_ROWS = [
+    P(J.in_state("SUCCEEDED", 1), C.with_pod(POD.succeeded()), NOW,
+      Expect("SUCCEEDED", deleted=("j-a1",)), id="succeeded job: its finished pod is a leftover, deleted"),
+    P(J.in_state("FAILED", 1, "boom"), C.with_pod(POD.running()), NOW,
+      Expect("FAILED", "boom", deleted=("j-a1",)), id="failed job: a pod still running is deleted"),
+    P(J.in_state("SUCCEEDED", 1), C.with_pod(POD.succeeded()).keeping_pods(), NOW,
+      Expect("SUCCEEDED"), id="terminal job with keep_pods: the pod stays for inspection"),
+    P(J.in_state("FAILED", 1, "boom"), C.with_pod(POD.exited(1).deleting()), NOW,
+      Expect("FAILED", "boom"), id="terminal job: a pod already being deleted is not deleted again"),
+    P(J.in_state("SUCCEEDED", 1), C, NOW, Expect("SUCCEEDED"), id="terminal job without pod: nothing to do"),
+    P(J.in_state("SUCCEEDED", 1).terminated(), C, NOW, Expect("SUCCEEDED"),
+      id="AWS: terminate of a SUCCEEDED job is a no-op"),
+    P(J.in_state("FAILED", 0, "Dependent Job failed").cancelled(), C, NOW,
+      Expect("FAILED", "Dependent Job failed"), id="AWS: cancel of a FAILED job is a no-op"),
+    P(J.in_state("FAILED", 1, "boom"), C.waiting_for("a").without_queue(), NOW, Expect("FAILED", "boom"),
+      id="terminal job: queue, definition and dependencies are not looked at again"),
+]  # fmt: skip
+
+TERMINATE_ROWS = [
+    P(J.terminated("stop now"), C, NOW, Expect("FAILED", "stop now", flags=RELEASED),
+      id="AWS: terminate before admission fails the job with the user's reason"),
+    P(J.in_state("SUBMITTED").terminated(), C, NOW, Expect("FAILED", "stop now", flags=RELEASED),
+      id="AWS: terminate SUBMITTED -> FAILED"),
+    P(J.in_state("PENDING", reason=WAITING_A).terminated(), C.waiting_for("a"), NOW,
+      Expect("FAILED", "stop now", flags=RELEASED),
+      id="AWS: terminate PENDING -> FAILED without waiting for dependencies"),
+    P(J.in_state("RUNNABLE").terminated(), C, NOW, Expect("FAILED", "stop now", flags=RELEASED),
+      id="AWS: terminate RUNNABLE -> FAILED, the scheduler's hold is released"),
+    P(J.in_state("RUNNABLE", 1, ESSENTIAL).terminated(), C, NOW, Expect("FAILED", "stop now", flags=RELEASED),
+      id="terminate RUNNABLE between retries -> FAILED, no pod to stop"),
+    P(STARTING.terminated(), C.with_pod(POD.pending()), NOW,
+      Expect("FAILED", "stop now", ("j-a1",), RELEASED), id="AWS: terminate STARTING -> FAILED, pod stopped"),
+    P(STARTING.terminated(), C, NOW, Expect("FAILED", "stop now", flags=RELEASED),
+      id="terminate STARTING before the pod was seen: FAILED, nothing to delete yet"),
+    P(RUNNING.terminated(), C.with_pod(POD.running()), NOW,
+      Expect("FAILED", "stop now", ("j-a1",), RELEASED), id="AWS: terminate RUNNING -> FAILED, pod stopped"),
+    P(RUNNING.terminated(), C.with_pod(POD.running()).keeping_pods(), NOW,
+      Expect("FAILED", "stop now", ("j-a1",), RELEASED),
+      id="terminate stops a running pod even with keep_pods"),
+    P(RUNNING.terminated(), C.with_pod(POD.exited(1)), NOW,
+      Expect("FAILED", "stop now", ("j-a1",), RELEASED),
+      id="terminate racing a finished pod: FAILED, the finished pod is cleaned up now"),
+    P(RUNNING.terminated(), C.with_pod(POD.exited(1)).keeping_pods(), NOW,
+      Expect("FAILED", "stop now", flags=RELEASED), id="terminate with a finished pod and keep_pods: kept"),
+    P(RUNNING.terminated("t").cancelled("c"), C.with_pod(POD.running()), NOW,
+      Expect("FAILED", "t", ("j-a1",), RELEASED), id="terminate wins over cancel"),
+    P(RUNNING.terminated(), C.with_pod(POD.running()).retrying(5), NOW,
+      Expect("FAILED", "stop now", ("j-a1",), RELEASED), id="AWS: a terminated job is not retried"),
+]  # fmt: skip
+
+CANCEL_ROWS = [
+    P(J.cancelled("not needed"), C, NOW, Expect("FAILED", "not needed", flags=RELEASED),
+      id="AWS: cancel before admission fails the job with the user's reason"),
+    P(J.in_state("SUBMITTED").cancelled(), C, NOW, Expect("FAILED", "not needed", flags=RELEASED),
+      id="AWS: cancel SUBMITTED -> FAILED"),
+    P(J.in_state("PENDING", reason=WAITING_A).cancelled(), C.waiting_for("a"), NOW,
+      Expect("FAILED", "not needed", flags=RELEASED), id="cancel PENDING -> FAILED at once (digest §2.3)"),
+    P(J.in_state("RUNNABLE").cancelled(), C, NOW, Expect("FAILED", "not needed", flags=RELEASED),
+      id="AWS: cancel RUNNABLE -> FAILED"),
+    P(STARTING.cancelled(), C.with_pod(POD.pending()), NOW, Expect("STARTING"),
+      id="AWS: cancel STARTING is a no-op"),
+    P(RUNNING.cancelled(), C.with_pod(POD.running()), NOW, Expect("RUNNING"),
+      id="AWS: cancel RUNNING is a no-op"),
+    P(RUNNING.cancelled(), C.with_pod(POD.succeeded()), NOW,
+      Expect("SUCCEEDED", deleted=("j-a1",), flags=RELEASED),
+      id="ignored cancel: the pod is still followed to SUCCEEDED"),
+    P(RUNNING.cancelled(), C.with_pod(POD.exited(1)).retrying(2), NOW,
+      Expect("RUNNABLE", ESSENTIAL, ("j-a1",), REQUEUED),
+      id="ignored cancel: a failed attempt still retries (the cancel arrived too late)"),
+]  # fmt: skip
+
+ADMISSION_ROWS = [
+    P(J, C, T0, Expect("RUNNABLE", flags=flags("enqueue")),
+      id="AWS: SUBMITTED -> RUNNABLE without dependencies"),
+    P(J.in_state("SUBMITTED"), C, NOW, Expect("RUNNABLE", flags=flags("enqueue")),
+      id="a recorded SUBMITTED job is admitted like a new one"),
+    P(J, C.waiting_for("a"), T0, Expect("PENDING", WAITING_A),
+      id="AWS: SUBMITTED -> PENDING with dependencies"),
+    P(J, C.dependency_failed(), T0, Expect("FAILED", Reason.DEPENDENT_JOB_FAILED),
+      id="a dependency already FAILED fails the job at its first evaluation"),
+    P(J, C.dependency_failed("Dependency cycle: j -> a -> j"), T0,
+      Expect("FAILED", "Dependency cycle: j -> a -> j"),
+      id="a dependency cycle fails the job with the cycle"),
+    P(J, C.without_queue(), T0 + 1, Expect(None, wake_at=T0 + GRACE),
+      id="missing queue within the grace period: wait, wake when it ends"),
+    P(J, C.without_queue(), T0 + GRACE - 0.5, Expect(None, wake_at=T0 + GRACE),
+      id="missing queue just before the grace ends: still waits"),
+    P(J, C.without_queue(), T0 + GRACE, Expect("FAILED", "JobQueue q does not exist"),
+      id="missing queue when the grace ends: FAILED naming the queue"),
+    P(J.in_queue("gpu"), C.without_queue(), NOW, Expect("FAILED", "JobQueue gpu does not exist"),
+      id="missing queue long after submission: FAILED"),
+    P(J, C.without_definition(), T0 + 2, Expect(None, wake_at=T0 + GRACE),
+      id="missing definition within the grace period: wait"),
+    P(J.using("sleep"), C.without_definition(), NOW, Expect("FAILED", "JobDefinition sleep does not exist"),
+      id="missing definition after the grace: FAILED naming it"),
+    P(J.using("d:3"), C.without_definition("JobDefinition d has no revision 3"), NOW,
+      Expect("FAILED", "JobDefinition d has no revision 3"),
+      id="the resolver's reason is used when the definition can't be resolved"),
+    P(J, C.without_queue().without_definition(), NOW,
+      Expect("FAILED", "JobQueue q does not exist; JobDefinition d does not exist"),
+      id="queue and definition both missing: both named"),
+    P(J, C.queue_refusing("JobQueue q is DISABLED and accepts no new jobs"), T0,
+      Expect("FAILED", "JobQueue q is DISABLED and accepts no new jobs"),
+      id="a queue that refuses the job fails it at once, no grace"),
+    P(J, C.queue_refusing("refused").without_definition(), T0, Expect("FAILED", "refused"),
+      id="a refusing queue wins over a missing definition"),
+    P(J, C.render_problems("container image is empty"), T0,
+      Expect("FAILED", "Invalid job definition: container image is empty"),
+      id="AWS: an invalid job definition fails the job (not retried)"),
+    P(J, C.render_problems("a", "b").retrying(10), T0, Expect("FAILED", "Invalid job definition: a; b"),
+      id="all render problems are listed, retries do not apply"),
+    P(J, C.render_problems("x").waiting_for("a"), T0, Expect("FAILED", "Invalid job definition: x"),
+      id="an invalid definition fails before dependencies are waited for"),
+]  # fmt: skip
+
+PENDING_ROWS = [
+    P(J.in_state("PENDING", reason=WAITING_A), C, NOW, Expect("RUNNABLE", flags=flags("enqueue")),
+      id="AWS: PENDING -> RUNNABLE when all dependencies SUCCEEDED"),
+    P(J.in_state("PENDING", reason=WAITING_A), C.waiting_for("a"), NOW, Expect("PENDING", WAITING_A),
+      id="PENDING while the dependency runs: unchanged"),
+    P(J.in_state("PENDING", reason=Reason.dependencies_outstanding(("a", "b"))), C.waiting_for("a"), NOW,
+      Expect("PENDING", WAITING_A), id="PENDING: the reason follows what is still outstanding"),
+    P(J.in_state("PENDING", reason=WAITING_A), C.dependency_failed(), NOW,
+      Expect("FAILED", Reason.DEPENDENT_JOB_FAILED), id="AWS: PENDING -> FAILED when a dependency fails"),
+    P(J.in_state("PENDING", reason=WAITING_A), C.without_queue().without_definition(), NOW,
+      Expect("RUNNABLE", flags=flags("enqueue")),
+      id="PENDING is past admission: references are not re-checked"),
+    P(J.in_state("RUNNABLE"), C, NOW, Expect("RUNNABLE"), id="RUNNABLE belongs to the scheduler: no change"),
+    P(J.in_state("RUNNABLE"), C.dependency_failed(), NOW, Expect("RUNNABLE"),
+      id="RUNNABLE: dependencies are settled and not re-read"),
+]  # fmt: skip
+
+POD_ROWS = [
+    P(STARTING, C.with_pod(POD.pending()), NOW, Expect("STARTING"),
+      id="STARTING while the pod is Pending (image pull, init containers)"),
+    P(STARTING, C.with_pod(POD.unknown()), NOW, Expect("STARTING"),
+      id="pod phase Unknown: wait"),
+    P(STARTING, C.with_pod(POD.running()), NOW, Expect("RUNNING"),
+      id="AWS: STARTING -> RUNNING when the container runs"),
+    P(STARTING, C.with_pod(POD.running(since=NOW - 10)).timeout(60), NOW,
+      Expect("RUNNING", wake_at=NOW + 50),
+      id="STARTING -> RUNNING with a timeout: wake at startedAt + duration"),
+    P(STARTING, C.with_pod(POD.running(since=NOW - 61)).timeout(60), NOW,
+      Expect("FAILED", Reason.TIMEOUT, ("j-a1",), RELEASED),
+      id="seen Running only after the deadline (operator was down): times out at once"),
+    P(STARTING, C.with_pod(POD.pending()).timeout(60), NOW + 10_000, Expect("STARTING"),
+      id="AWS: STARTING is not included in timeouts"),
+    P(RUNNING, C.with_pod(POD.running()), NOW, Expect("RUNNING"),
+      id="RUNNING without a timeout: nothing to wake for"),
+    P(RUNNING, C.with_pod(POD.running()).timeout(3600), NOW,
+      Expect("RUNNING", wake_at=STARTED + 3600), id="RUNNING before its deadline: wake at the deadline"),
+    P(RUNNING, C.with_pod(POD.running()).timeout(60), STARTED + 60,
+      Expect("FAILED", Reason.TIMEOUT, ("j-a1",), RELEASED),
+      id="AWS: attemptDurationSeconds after startedAt -> pod stopped, FAILED"),
+    P(RUNNING, C.with_pod(POD.running()).timeout(60).retrying(3), NOW,
+      Expect("FAILED", Reason.TIMEOUT, ("j-a1",), RELEASED), id="AWS: a timed-out attempt is not retried"),
+    P(RUNNING, C.with_pod(POD.running()).timeout(60).retrying(3, retry_on(reason="*")),
+      NOW, Expect("FAILED", Reason.TIMEOUT, ("j-a1",), RELEASED),
+      id="AWS: not even when a RETRY rule would match"),
+    P(RUNNING, C.with_pod(POD.running()).timeout(60).keeping_pods(), NOW,
+      Expect("FAILED", Reason.TIMEOUT, ("j-a1",), RELEASED),
+      id="a timed-out pod is stopped even with keep_pods"),
+    P(J.in_state("RUNNING", 2, started=NOW - 30), C.with_pod(a_pod("j-a2").running()).timeout(60).retrying(3),
+      NOW, Expect("RUNNING", wake_at=NOW + 30),
+      id="AWS: the timeout countdown starts over for a new attempt"),
+    P(RUNNING, C.with_pod(POD.succeeded()).timeout(60), NOW,
+      Expect("SUCCEEDED", deleted=("j-a1",), flags=RELEASED),
+      id="a pod that finished before the deadline was noticed: its exit decides"),
+    P(RUNNING, C.with_pod(POD.succeeded()), NOW,
+      Expect("SUCCEEDED", deleted=("j-a1",), flags=RELEASED), id="AWS: RUNNING -> SUCCEEDED on exit 0"),
+    P(RUNNING, C.with_pod(POD.succeeded()).keeping_pods(), NOW,
+      Expect("SUCCEEDED", flags=RELEASED), id="keep_pods: a finished pod is kept"),
+    P(STARTING, C.with_pod(POD.succeeded()), NOW,
+      Expect("SUCCEEDED", deleted=("j-a1",), flags=RELEASED),
+      id="K8s: Pending and Succeeded coalesced by the watch: STARTING -> SUCCEEDED"),
+    P(RUNNING, C.with_pod(POD.exited(1)), NOW,
+      Expect("FAILED", ESSENTIAL, ("j-a1",), RELEASED),
+      id="AWS: by default one attempt: exit 1 -> FAILED (Essential container in task exited)"),
+    P(RUNNING, C.with_pod(POD.exited(1)).retrying(3), NOW,
+      Expect("RUNNABLE", ESSENTIAL, ("j-a1",), REQUEUED),
+      id="AWS: RUNNING -> RUNNABLE while attempts remain"),
+    P(J.in_state("RUNNING", 2), C.with_pod(a_pod("j-a2").exited(1)).retrying(3), NOW,
+      Expect("RUNNABLE", ESSENTIAL, ("j-a2",), REQUEUED), id="attempt 2 of 3 fails: retried again"),
+    P(J.in_state("RUNNING", 3), C.with_pod(a_pod("j-a3").exited(1)).retrying(3), NOW,
+      Expect("FAILED", ESSENTIAL, ("j-a3",), RELEASED), id="AWS: attempt 3 of 3 fails: attempts exhausted"),
+    P(RUNNING, C.with_pod(POD.exited(1)).retrying(3).keeping_pods(), NOW,
+      Expect("RUNNABLE", ESSENTIAL, flags=REQUEUED), id="keep_pods: a retried attempt's pod is kept"),
+    P(RUNNING, C.with_pod(POD.exited(137, "OOMKilled")).retrying(5, exit_on(reason="OOMKilled")),
+      NOW, Expect("FAILED", ESSENTIAL, ("j-a1",), RELEASED),
+      id="AWS: an EXIT rule matching the reason fails at once"),
+    P(RUNNING, C.with_pod(POD.exited(3)).retrying(5, exit_on(exit_code="1*")), NOW,
+      Expect("RUNNABLE", ESSENTIAL, ("j-a1",), REQUEUED), id="AWS: no rule matches -> retried"),
+    P(RUNNING, C.with_pod(POD.exited(12)).retrying(5, retry_on(exit_code="1*"), exit_on(reason="*")),
+      NOW, Expect("RUNNABLE", ESSENTIAL, ("j-a1",), REQUEUED),
+      id="AWS: first matching rule wins (RETRY before EXIT)"),
+    P(RUNNING, C.with_pod(POD.exited(2)).retrying(5, retry_on(exit_code="1*"), exit_on(reason="*")),
+      NOW, Expect("FAILED", ESSENTIAL, ("j-a1",), RELEASED),
+      id="AWS: catch-all EXIT after the RETRY entries"),
+    P(RUNNING, C.with_pod(POD.exited(1)).retrying(1, retry_on(reason="*")), NOW,
+      Expect("FAILED", ESSENTIAL, ("j-a1",), RELEASED), id="AWS: a RETRY rule cannot exceed attempts"),
+    P(STARTING, C.with_pod(POD.exited(None, "ContainerCannotRun")).retrying(2), NOW,
+      Expect("RUNNABLE", ESSENTIAL, ("j-a1",), REQUEUED),
+      id="K8s: pod failed before running: STARTING -> RUNNABLE"),
+    P(RUNNING, C.with_pod(POD.exited(1)).without_definition(), NOW,
+      Expect("FAILED", ESSENTIAL, ("j-a1",), RELEASED),
+      id="definition deleted while running: one attempt assumed, FAILED"),
+    P(RUNNING, C.with_pod(POD.exited(1).deleting()), NOW,
+      Expect("FAILED", ESSENTIAL, ("j-a1",), RELEASED),
+      id="a finished pod being deleted still reports its exit"),
+    P(RUNNING, C.with_pod(POD.running().deleting()), NOW, Expect("RUNNING"),
+      id="a running pod being deleted by someone else: wait for it to go or exit"),
+]  # fmt: skip
+
+LOST_ROWS = [
+    P(STARTING, C, NOW, Expect("STARTING", flags=flags("ensure_pod")),
+      id="STARTING, pod never seen (restart between writes): ensure the pod, idempotently"),
+    P(STARTING, C.pod_seen(), NOW, Expect("FAILED", LOST, flags=RELEASED),
+      id="STARTING, pod seen then gone: a lost attempt, one attempt only -> FAILED"),
+    P(STARTING, C.pod_seen().retrying(2), NOW, Expect("RUNNABLE", LOST, flags=REQUEUED),
+      id="AWS: instance failure is retried: lost attempt -> RUNNABLE"),
+    P(RUNNING, C.pod_seen().retrying(2), NOW, Expect("RUNNABLE", LOST, flags=REQUEUED),
+      id="RUNNING, pod gone (node lost): retried"),
+    P(J.in_state("RUNNING", 2), C.pod_seen().retrying(2), NOW, Expect("FAILED", LOST_2, flags=RELEASED),
+      id="lost on the last attempt: FAILED with the lost pod's name"),
+    P(RUNNING, C.pod_seen().retrying(5, exit_on(status="Pod *")), NOW,
+      Expect("FAILED", LOST, flags=RELEASED), id="an EXIT rule on the statusReason matches a lost pod"),
+    P(RUNNING, C.pod_seen().retrying(5, exit_on(exit_code="*")), NOW,
+      Expect("FAILED", LOST, flags=RELEASED), id="a lost pod has no exit code: onExitCode * matches it"),
+    P(RUNNING, C.retrying(2), NOW, Expect("RUNNABLE", LOST, flags=REQUEUED),
+      id="RUNNING, pod never seen by this operator (gone while it was down): lost, not re-created"),
+]  # fmt: skip
+
+ALL_ROWS = TERMINAL_ROWS + TERMINATE_ROWS + CANCEL_ROWS + ADMISSION_ROWS + PENDING_ROWS + POD_ROWS + LOST_ROWS
+
+
+@pytest.mark.parametrize(("job", "ctx", "now", "expect"), ALL_ROWS)
+def test_step(job: JobB, ctx: CtxB, now: float, expect: Expect) -> None:
+    step = run(job, ctx, now)
+
+    assert Expect.of(step) == expect
+
+
+@pytest.mark.parametrize(("job", "ctx", "now", "expect"), ALL_ROWS)
+def test_every_state_change_is_an_aws_transition(job: JobB, ctx: CtxB, now: float, expect: Expect) -> None:
+    before = JobState(job.state or "SUBMITTED")
+    after = run(job, ctx, now).status.status
+
+    assert after is None or after == before or can_transition(before, JobState(after))
+
+
+@pytest.mark.parametrize(("job", "ctx", "now", "expect"), ALL_ROWS)
+def test_a_step_does_not_mutate_its_input(job: JobB, ctx: CtxB, now: float, expect: Expect) -> None:
+    status = job.status()
+    before = status.model_dump()
+
+    advance(job.job(), status, ctx.ctx, now)
+
+    assert status.model_dump() == before
+
+
+@pytest.mark.parametrize(("job", "ctx", "now", "expect"), ALL_ROWS)
+def test_a_step_is_idempotent_once_applied(job: JobB, ctx: CtxB, now: float, expect: Expect) -> None:
+    """Stepping again with the same observations changes nothing more (no second event)."""
+    first = run(job, ctx, now)
+    if first.delete_pods or first.enqueue or first.ensure_pod:
+        return  # the world changes in between (pod deleted, job dispatched)
+    second = advance(job.job(), first.status, ctx.ctx, now)
+
+    assert second.status == first.status
+    assert second.events == []
+
+
+# --- what a step records ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("job", "ctx", "cancelled", "terminated"),
+    [
+        P(J.terminated(), C, True, None, id="AWS: terminate before STARTING is a cancel (new job)"),
+        P(J.in_state("SUBMITTED").terminated(), C, True, None, id="terminate SUBMITTED: isCancelled"),
+        P(J.in_state("PENDING").terminated(), C.waiting_for("a"), True, None,
+          id="terminate PENDING: isCancelled"),
+        P(J.in_state("RUNNABLE").terminated(), C, True, None, id="terminate RUNNABLE: isCancelled"),
+        P(STARTING.terminated(), C, None, True, id="terminate STARTING: isTerminated"),
+        P(RUNNING.terminated(), C.with_pod(POD.running()), None, True,
+          id="terminate RUNNING: isTerminated"),
+        P(J.in_state("RUNNABLE").cancelled(), C, True, None, id="cancel RUNNABLE: isCancelled"),
+        P(J.in_state("PENDING").cancelled(), C.waiting_for("a"), True, None,
+          id="cancel PENDING: isCancelled"),
+        P(RUNNING.cancelled(), C.with_pod(POD.running()), None, None,
+          id="ignored cancel: neither"),
+        P(RUNNING, C.with_pod(POD.running()).timeout(60), None, None,
+          id="timeout: neither"),
+    ],
+)  # fmt: skip
+def test_is_cancelled_and_is_terminated(
+    job: JobB, ctx: CtxB, cancelled: bool | None, terminated: bool | None
+) -> None:
+    st = run(job, ctx).status
+
+    assert (st.isCancelled, st.isTerminated) == (cancelled, terminated)
+
+
+@pytest.mark.parametrize(
+    ("job", "ctx", "now"),
+    [
+        P(J.terminated(), C, NOW, id="terminate"),
+        P(J.in_state("RUNNABLE").cancelled(), C, NOW, id="cancel"),
+        P(RUNNING, C.with_pod(POD.exited(1)), NOW, id="attempts exhausted"),
+        P(RUNNING, C.with_pod(POD.running()).timeout(60), NOW, id="timeout"),
+        P(RUNNING, C.with_pod(POD.succeeded()), NOW, id="success"),
+        P(J, C.without_queue(), NOW, id="missing queue"),
+        P(J, C.render_problems("x"), NOW, id="invalid definition"),
+        P(J.in_state("PENDING", reason=WAITING_A), C.dependency_failed(), NOW, id="dependency failed"),
+        P(J, C.dependency_failed(), NOW, id="dependency failed at admission"),
+    ],
+)
+def test_a_terminal_step_records_stopped_at_and_a_final_condition(job: JobB, ctx: CtxB, now: float) -> None:
+    st = run(job, ctx, now).status
+    final = [c for c in st.conditions or [] if c.type in ("Complete", "Failed")]
+
+    assert st.stoppedAt == iso(now)
+    assert len(final) == 1
+    cond = final[0]
+    assert cond.status == "True"
+    assert cond.type == ("Complete" if st.status == "SUCCEEDED" else "Failed")
+    assert st.status is not None
+    assert cond.reason == st.status.capitalize()
+    assert cond.message == (st.statusReason or st.status)
+    assert cond.lastTransitionTime == iso(now)
+
+
+def test_a_non_terminal_step_records_no_stopped_at_nor_final_condition() -> None:
+    st = run(RUNNING, C.with_pod(POD.exited(1)).retrying(2)).status
+
+    assert st.stoppedAt is None
+    assert not [c for c in st.conditions or [] if c.type in ("Complete", "Failed")]
+
+
+def test_terminate_clears_the_queue_position() -> None:
+    st = run(J.in_state("RUNNABLE").at_queue_position(3).terminated(), C).status
+
+    assert st.queuePosition is None
+
+
+def test_admission_fills_created_at_job_id_and_the_pinned_revision() -> None:
+    st = run(J, C.revision(4), T0 + 1).status
+
+    assert (st.createdAt, st.jobId, st.jobDefinitionRevision) == (iso(T0), "uid-j", 4)
+
+
+def test_created_at_falls_back_to_now_without_a_creation_timestamp() -> None:
+    st = run(J.created_at(None), C, NOW).status
+
+    assert st.createdAt == iso(NOW)
+
+
+def test_a_job_without_creation_timestamp_still_fails_a_missing_queue_after_the_grace() -> None:
+    job = J.created_at(None)
+    first = run(job, C.without_queue(), NOW)
+    assert first.status.status is None
+    assert first.wake_at == NOW + GRACE
+
+    later = advance(job.job(), first.status, C.without_queue().ctx, NOW + GRACE)
+
+    assert (later.status.status, later.status.statusReason) == ("FAILED", "JobQueue q does not exist")
+
+
+def test_a_grace_wait_records_nothing_visible_but_the_submission() -> None:
+    step = run(J, C.without_queue(), T0 + 1)
+
+    assert step.events == []
+    assert step.status.jobDefinitionRevision is None
+
+
+def test_starting_to_running_records_started_at_and_node() -> None:
+    step = run(STARTING, C.with_pod(POD.running(since=T0 + 200, node="n7")))
+    st = step.status
+    assert st.attempts is not None
+    attempt = st.attempts[-1]
+
+    assert (st.startedAt, attempt.startedAt, attempt.nodeName) == (iso(T0 + 200), iso(T0 + 200), "n7")
+    assert [(e.type, e.reason) for e in step.events] == [("Normal", "Running")]
+
+
+def test_running_since_unknown_falls_back_to_now() -> None:
+    st = run(STARTING, C.with_pod(POD.running(since=None)), NOW).status
+
+    assert st.startedAt == iso(NOW)
+
+
+def test_job_started_at_is_the_first_attempt_s() -> None:
+    """The job's startedAt is when it first ran; each attempt keeps its own."""
+    st = run(J.in_state("STARTING", 2), C.with_pod(a_pod("j-a2").running(since=T0 + 300))).status
+    assert st.attempts is not None
+
+    assert st.startedAt == iso(T0 + 10)
+    assert st.attempts[-1].startedAt == iso(T0 + 300)
+
+
+def test_a_failed_attempt_is_recorded_and_earlier_ones_untouched() -> None:
+    job = J.in_state("RUNNING", 2)
+    st = run(job, C.with_pod(a_pod("j-a2").exited(137, "OOMKilled")).retrying(3)).status
+    assert st.attempts is not None
+    first, second = st.attempts
+
+    assert first == job.status().attempts[0]  # type: ignore[index]
+    assert second.model_dump(exclude_none=True) == {
+        "attempt": 2,
+        "podName": "j-a2",
+        "computeEnvironment": "ce",
+        "nodeName": "n1",
+        "exitCode": 137,
+        "reason": "OOMKilled",
+        "statusReason": ESSENTIAL,
+        "startedAt": iso(STARTED),
+        "stoppedAt": iso(NOW),
+    }
+
+
+def test_a_successful_attempt_has_no_status_reason() -> None:
+    st = run(RUNNING, C.with_pod(POD.succeeded())).status
+    assert st.attempts is not None
+
+    assert (st.attempts[-1].exitCode, st.attempts[-1].reason, st.attempts[-1].statusReason) == (
+        0,
+        "Completed",
+        None,
+    )
+    assert st.attempts[-1].stoppedAt == iso(NOW)
+    assert st.statusReason is None
+
+
+def test_a_timed_out_attempt_records_the_timeout_reason() -> None:
+    st = run(RUNNING, C.with_pod(POD.running()).timeout(60)).status
+    assert st.attempts is not None
+
+    assert (st.attempts[-1].statusReason, st.attempts[-1].stoppedAt) == (Reason.TIMEOUT, iso(NOW))
+
+
+def test_a_lost_attempt_records_the_lost_reason_and_no_exit() -> None:
+    st = run(RUNNING, C.pod_seen().retrying(2)).status
+    assert st.attempts is not None
+    attempt = st.attempts[-1]
+
+    assert (attempt.exitCode, attempt.reason, attempt.statusReason) == (None, None, LOST)
+
+
+@pytest.mark.parametrize(
+    ("job", "ctx"),
+    [
+        P(RUNNING.terminated("stop now"), C.with_pod(POD.running()), id="RUNNING"),
+        P(STARTING.terminated("stop now"), C, id="STARTING without pod"),
+    ],
+)
+def test_a_stopped_attempt_records_the_user_s_reason(job: JobB, ctx: CtxB) -> None:
+    st = run(job, ctx).status
+    assert st.attempts is not None
+
+    assert (st.attempts[-1].statusReason, st.attempts[-1].stoppedAt) == ("stop now", iso(NOW))
+
+
+def test_stopping_between_retries_leaves_the_finished_attempt_alone() -> None:
+    job = J.in_state("RUNNABLE", 1, ESSENTIAL).cancelled()
+    st = run(job, C).status
+
+    assert st.attempts == job.status().attempts
+
+
+@pytest.mark.parametrize(
+    ("job", "ctx", "events"),
+    [
+        P(J, C, [("Normal", "Runnable", "RUNNABLE")], id="admitted"),
+        P(J, C.waiting_for("a"), [("Normal", "Pending", f"PENDING: {WAITING_A}")], id="waiting"),
+        P(J.in_state("PENDING", reason=Reason.dependencies_outstanding(("a", "b"))), C.waiting_for("a"), [],
+          id="a new PENDING reason is not an event"),
+        P(J, C.without_queue(), [("Warning", "Failed", "FAILED: JobQueue q does not exist")], id="invalid"),
+        P(J.in_state("RUNNABLE").cancelled(), C, [("Warning", "Failed", "FAILED: not needed")],
+          id="cancelled"),
+        P(RUNNING, C.with_pod(POD.exited(1)).retrying(2),
+          [("Warning", "Retrying", f"attempt 1 failed ({ESSENTIAL}); retrying")], id="retrying"),
+        P(RUNNING, C.with_pod(POD.succeeded()), [("Normal", "Succeeded", "SUCCEEDED")],
+          id="succeeded"),
+        P(RUNNING, C.with_pod(POD.running()).timeout(60),
+          [("Warning", "Failed", f"FAILED: {Reason.TIMEOUT}")], id="timed out"),
+        P(RUNNING.cancelled(), C.with_pod(POD.running()),
+          [("Warning", "CancelIgnored", "cancel has no effect in RUNNING; use spec.terminate")],
+          id="AWS: ignored cancel is reported (the API call still succeeds)"),
+        P(RUNNING.cancelled().warned_cancel_ignored(), C.with_pod(POD.running()), [],
+          id="... only once"),
+    ],
+)  # fmt: skip
+def test_events(job: JobB, ctx: CtxB, events: list[tuple[str, str, str]]) -> None:
+    step = run(job, ctx)
+
+    assert [(e.type, e.reason, e.message) for e in step.events] == events
+
+
+def test_an_ignored_cancel_sets_the_cancel_ignored_condition() -> None:
+    st = run(STARTING.cancelled(), C.with_pod(POD.pending())).status
+    cond = {c.type: c for c in st.conditions or []}["CancelIgnored"]
+
+    assert (cond.status, cond.reason, cond.lastTransitionTime) == ("True", "JobAlreadyStarted", iso(NOW))
+    assert cond.message == "spec.cancel has no effect once a job is STARTING; set spec.terminate"
+
+
+def test_conditions_are_kept_by_type() -> None:
+    job = RUNNING.cancelled().warned_cancel_ignored()
+    st = run(job, C.with_pod(POD.succeeded())).status
+
+    assert sorted(c.type for c in st.conditions or []) == ["CancelIgnored", "Complete"]
+
+
+# --- start_attempt and a whole life ------------------------------------------------------------
+
+
+def test_start_attempt_appends_the_next_attempt() -> None:
+    status = J.in_state("RUNNABLE", 1, ESSENTIAL).at_queue_position(0).status()
+    step = start_attempt(status, pod_name="j-a2", compute_environment="ce2", now=NOW)
+    st = step.status
+    assert st.attempts is not None
+
+    assert (st.status, st.statusReason, st.computeEnvironment, st.queuePosition) == (
+        "STARTING",
+        None,
+        "ce2",
+        None,
+    )
+    assert [a.attempt for a in st.attempts] == [1, 2]
+    assert st.attempts[-1].model_dump(exclude_none=True) == {
+        "attempt": 2,
+        "podName": "j-a2",
+        "computeEnvironment": "ce2",
+    }
+    assert [(e.type, e.reason, e.message) for e in step.events] == [
+        ("Normal", "Starting", "attempt 2: pod j-a2 in ce2")
+    ]
+    assert status.status == "RUNNABLE" and len(status.attempts or []) == 1  # input untouched
+
+
+@pytest.mark.parametrize(
+    ("job", "expected"),
+    [P(J, 1, id="new job: attempt 1"), P(J.in_state("RUNNABLE", 2), 3, id="after two attempts: 3")],
+)
+def test_next_pod_name_attempt(job: JobB, expected: int) -> None:
+    assert next_pod_name_attempt(job.status()) == expected
+
+
+def test_a_whole_life_retry_then_success() -> None:
+    """SUBMITTED -> RUNNABLE -> STARTING -> RUNNING -> RUNNABLE -> STARTING -> RUNNING -> SUCCEEDED."""
+    job = J.job()
+    ctx = C.retrying(3)
+    seen: list[str | None] = []
+
+    st = advance(job, BatchJobStatus(), ctx.ctx, T0).status
+    seen.append(st.status)
+    for n, exit_code in ((1, 1), (2, 0)):
+        pod = a_pod(f"j-a{n}")
+        st = start_attempt(st, pod_name=pod.obs.name, compute_environment="ce", now=T0 + 10 * n).status
+        seen.append(st.status)
+        st = advance(job, st, ctx.with_pod(pod.running(since=T0 + 10 * n + 1)).ctx, T0 + 10 * n + 2).status
+        seen.append(st.status)
+        done = pod.succeeded() if exit_code == 0 else pod.exited(exit_code)
+        st = advance(job, st, ctx.with_pod(done).ctx, T0 + 10 * n + 5).status
+        seen.append(st.status)
+
+    assert seen == ["RUNNABLE", "STARTING", "RUNNING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED"]
+    assert [(a.attempt, a.exitCode, a.statusReason) for a in st.attempts or []] == [
+        (1, 1, ESSENTIAL),
+        (2, 0, None),
+    ]
+    assert (st.startedAt, st.stoppedAt) == (iso(T0 + 11), iso(T0 + 25))
+
+
+# --- time helpers --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        P(None, None, id="absent"),
+        P("", None, id="empty"),
+        P("2023-11-14T22:13:20Z", T0, id="Z suffix"),
+        P("2023-11-14T23:13:20+01:00", T0, id="offset"),
+        P("2023-11-14T22:13:20.5Z", T0 + 0.5, id="fraction"),
+    ],
+)
+def test_epoch(text: str | None, expected: float | None) -> None:
+    assert epoch(text) == expected
+
+
+@pytest.mark.parametrize("ts", [T0, 0.0, T0 + 0.9], ids=["now-ish", "the epoch", "sub-second is truncated"])
+def test_iso_is_rfc3339_utc_and_round_trips_to_the_second(ts: float) -> None:
+    text = iso(ts)
+
+    assert text.endswith("Z") and "T" in text
+    assert epoch(text) == float(int(ts))
