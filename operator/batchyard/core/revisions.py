@@ -41,7 +41,7 @@ def record_revisions(jd: JobDefinition, now_iso: str) -> JobDefinitionStatus | N
                 specHash=digest,
                 state="ACTIVE",
                 createdAt=now_iso,
-                spec=jd.spec.model_copy(update={"inactiveRevisions": None}),
+                spec=jd.spec.model_copy(update={"inactiveRevisions": None}, deep=True),
             )
         )
         changed = True
