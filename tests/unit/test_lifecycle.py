@@ -146,8 +146,8 @@ class PodB:
     def exited(self, code: int | None, reason: str | None = "Error") -> PodB:
         return PodB(replace(self.obs, phase="Failed", exit_code=code, reason=reason, node="n1"))
 
-    def succeeded(self) -> PodB:
-        return PodB(replace(self.obs, phase="Succeeded", exit_code=0, reason="Completed", node="n1"))
+    def succeeded(self, code: int | None = 0) -> PodB:
+        return PodB(replace(self.obs, phase="Succeeded", exit_code=code, reason="Completed", node="n1"))
 
     def unknown(self) -> PodB:
         return PodB(replace(self.obs, phase="Unknown"))
@@ -458,6 +458,13 @@ POD_ROWS = [
     P(STARTING, C.with_pod(POD.succeeded()), NOW,
       Expect("SUCCEEDED", deleted=("j-a1",), flags=RELEASED),
       id="K8s: Pending and Succeeded coalesced by the watch: STARTING -> SUCCEEDED"),
+    P(RUNNING, C.with_pod(POD.exited(0, "Terminated")).retrying(2), NOW,
+      Expect("RUNNABLE", ESSENTIAL, ("j-a1",), REQUEUED),
+      id="K8s: pod Failed with exit 0 (node shutdown, eviction) is a failed attempt, retried"),
+    P(RUNNING, C.with_pod(POD.exited(0, "Terminated")), NOW, Expect("FAILED", ESSENTIAL, ("j-a1",), RELEASED),
+      id="K8s: pod Failed with exit 0 is never SUCCEEDED"),
+    P(RUNNING, C.with_pod(POD.succeeded(code=None)), NOW, Expect("SUCCEEDED", deleted=("j-a1",), flags=RELEASED),
+      id="K8s: pod Succeeded without a reported exit code is a success (the phase decides)"),
     P(RUNNING, C.with_pod(POD.exited(1)), NOW,
       Expect("FAILED", ESSENTIAL, ("j-a1",), RELEASED),
       id="AWS: by default one attempt: exit 1 -> FAILED (Essential container in task exited)"),
@@ -880,3 +887,39 @@ def test_iso_is_rfc3339_utc_and_round_trips_to_the_second(ts: float) -> None:
 
     assert text.endswith("Z") and "T" in text
     assert epoch(text) == float(int(ts))
+
+
+# --- digest §2.3, cancel vs terminate by state, as one table ----------------------------------
+
+# state -> (after CancelJob, after TerminateJob); "=" is a no-op.
+CANCEL_VS_TERMINATE = {
+    "SUBMITTED": ("FAILED", "FAILED"),
+    "PENDING": ("FAILED", "FAILED"),
+    "RUNNABLE": ("FAILED", "FAILED"),
+    "STARTING": ("=", "FAILED"),
+    "RUNNING": ("=", "FAILED"),
+    "SUCCEEDED": ("=", "="),
+    "FAILED": ("=", "="),
+}
+
+
+@pytest.mark.parametrize(
+    ("state", "request_", "expected"),
+    [
+        P(state, kind, outcomes[i], id=f"{kind} in {state} -> {outcomes[i]}")
+        for state, outcomes in CANCEL_VS_TERMINATE.items()
+        for i, kind in enumerate(("cancel", "terminate"))
+    ],
+)
+def test_cancel_vs_terminate_by_state(state: str, request_: str, expected: str) -> None:
+    job = J.in_state(state, reason="before")
+    job = job.cancelled("why") if request_ == "cancel" else job.terminated("why")
+    pod = POD.running() if state == "RUNNING" else POD.pending()
+    ctx = C.with_pod(pod) if state in ATTEMPT_STATES else C
+
+    st = run(job, ctx).status
+
+    if expected == "=":
+        assert (st.status, st.statusReason) == (state, "before")
+    else:
+        assert (st.status, st.statusReason) == (expected, "why")

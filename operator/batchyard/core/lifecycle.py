@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from batchyard.api.batchjob import AttemptDetail, BatchJob, BatchJobStatus
 from batchyard.core import deps
 from batchyard.core.jobstate import JobState, Reason, on_cancel, on_terminate
-from batchyard.core.retry import AttemptExit, ExitRule, Fail, Retry, after_attempt
+from batchyard.core.retry import AttemptExit, ExitRule, Fail, Retry, after_attempt, after_failed_attempt
 
 # Watch streams of different kinds are not ordered with each other: a job may arrive before the
 # queue or definition it names. Missing references fail the job only after this long.
@@ -325,7 +325,15 @@ def _attempt_over(step: Step, ctx: Context, now: float, exit: AttemptExit, pod: 
     definition = ctx.definition
     rules: Sequence[ExitRule] = definition.rules if definition else ()
     allowed = definition.attempts if definition else 1
-    outcome = after_attempt(rules, allowed, number, exit)
+    outcome: JobState | Retry | Fail
+    if pod is not None and pod.finished:
+        # K8s (restartPolicy Never): phase Succeeded means every container exited 0; phase Failed
+        # means a container failed or the system stopped the pod (eviction, node shutdown), even
+        # when the exit code reported is 0. The phase decides; a Failed pod is never a success.
+        success = pod.phase == "Succeeded"
+        outcome = JobState.SUCCEEDED if success else after_failed_attempt(rules, allowed, number, exit)
+    else:
+        outcome = after_attempt(rules, allowed, number, exit)
     step.release = True
     if pod is not None and not ctx.keep_pods and pod.name not in step.delete_pods:
         step.delete_pods.append(pod.name)
