@@ -156,3 +156,20 @@ def test_cancelling_one_child_fails_the_parent_when_all_are_done(
     assert status["arrayProperties"]["children"]["states"] == {"SUCCEEDED": "0-8", "FAILED": "9"}
     assert status["arrayProperties"]["children"]["lastExits"]["9"]["reason"] == "skip nine"
     assert get(devcluster, "batchjob", "arr", namespace)["metadata"]["name"] == "arr"
+
+
+def test_terminating_the_parent_stops_every_child(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    _, queue = environment(devcluster, namespace, max_vcpus=4, nodes=1)
+    apply(devcluster, job_definition("d", namespace))
+    apply(devcluster, batch_job("arr", namespace, queue, "d", exit_code=None, arrayProperties={"size": 6}))
+    wait_for(lambda: len(pods(devcluster, namespace)) == 4, what="four children to run")
+
+    batchyard(devcluster, "terminate", "arr", "--reason", "stop the lot", "-n", namespace)
+    status = wait_status(devcluster, namespace, "arr", "FAILED")
+
+    assert status["statusReason"] == "stop the lot"
+    assert status["isTerminated"] is True
+    assert status["arrayProperties"]["statusSummary"]["FAILED"] == 6
+    wait_for(lambda: not pods(devcluster, namespace), what="every child's pod to be stopped")

@@ -265,3 +265,71 @@ def test_restarted_operator_creates_no_second_pod(
             assert len(job_status(devcluster, namespace, f"j{i}")["attempts"]) == 1
     finally:
         second.stop()
+
+
+def test_definition_edits_make_revisions_and_jobs_keep_theirs(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    _, queue = environment(devcluster, namespace)
+    apply(devcluster, job_definition("jd", namespace, container={"command": ["echo", "one"]}))
+    apply(devcluster, batch_job("first", namespace, queue, "jd", exit_code=None))
+    first = wait_status(devcluster, namespace, "first", "RUNNING")
+    assert first["jobDefinitionRevision"] == 1
+
+    apply(devcluster, job_definition("jd", namespace, container={"command": ["echo", "two"]}))
+    wait_for(
+        lambda: (
+            (get(devcluster, "jobdefinition", "jd", namespace).get("status") or {}).get("latestRevision") == 2
+        ),
+        what="revision 2 to be recorded",
+    )
+    apply(
+        devcluster,
+        batch_job("second", namespace, queue, "jd", exit_code=None),
+        batch_job("pinned", namespace, queue, "jd:1", exit_code=None),
+    )
+    second = wait_status(devcluster, namespace, "second", "RUNNING")
+    pinned = wait_status(devcluster, namespace, "pinned", "RUNNING")
+
+    def command(status: dict[str, object]) -> list[str]:
+        attempts = status["attempts"]
+        assert isinstance(attempts, list)
+        result: list[str] = get(devcluster, "pod", attempts[0]["podName"], namespace)["spec"]["containers"][
+            0
+        ]["command"]
+        return result
+
+    assert second["jobDefinitionRevision"] == 2
+    assert command(second) == ["echo", "two"]
+    assert pinned["jobDefinitionRevision"] == 1
+    assert command(pinned) == ["echo", "one"]
+    # The running job still runs revision 1: a later edit never changes a submitted job.
+    assert job_status(devcluster, namespace, "first")["jobDefinitionRevision"] == 1
+    assert command(first) == ["echo", "one"]
+
+    # Revision 1 made INACTIVE: a new job naming it explicitly is refused with a reason.
+    jd = job_definition("jd", namespace, container={"command": ["echo", "two"]})
+    jd["spec"]["inactiveRevisions"] = [1]
+    apply(devcluster, jd)
+    wait_for(
+        lambda: (
+            get(devcluster, "jobdefinition", "jd", namespace)["status"]["revisions"][0]["state"] == "INACTIVE"
+        ),
+        what="revision 1 to become INACTIVE",
+    )
+    apply(devcluster, batch_job("late", namespace, queue, "jd:1"))
+    late = wait_status(devcluster, namespace, "late", "FAILED")
+    assert "jd:1 is INACTIVE" in late["statusReason"]
+
+
+def test_deleting_a_running_job_stops_its_pod(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    _, queue = environment(devcluster, namespace)
+    apply(devcluster, job_definition("d", namespace), batch_job("j", namespace, queue, "d", exit_code=None))
+    wait_status(devcluster, namespace, "j", "RUNNING")
+    assert len(pods(devcluster, namespace)) == 1
+
+    devcluster.kubectl("delete", "batchjob", "j", "-n", namespace, "--wait=false")
+
+    wait_for(lambda: not pods(devcluster, namespace), what="the deleted job's pod to be gone")
