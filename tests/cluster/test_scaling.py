@@ -106,20 +106,28 @@ def test_twenty_jobs_bring_up_two_nodes_within_max_vcpus_and_the_nodes_go_afterw
     )
 
     seen_nodes: set[str] = set()
+    reasons: set[str] = set()
     peak_cpu = peak_desired = 0
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         seen_nodes |= {n["metadata"]["name"] for n in nodes_of(devcluster, ce)}
         peak_cpu = max(peak_cpu, bound_cpu(job_pods(devcluster, namespace)))
         peak_desired = max(peak_desired, ce_status(devcluster, ce).get("desiredvCpus") or 0)
-        rows = devcluster.kubectl(
-            "get", "batchjobs", "-n", namespace, "--no-headers", "-o", "custom-columns=S:.status.status"
-        ).stdout.split()
+        out = devcluster.kubectl(
+            "get", "batchjobs", "-n", namespace, "--no-headers",
+            "-o", "custom-columns=S:.status.status,R:.status.statusReason",
+        ).stdout  # fmt: skip
+        rows = [line.split(None, 1)[0] for line in out.splitlines() if line.strip()]
+        reasons |= {
+            line.split(None, 1)[1].strip() for line in out.splitlines() if len(line.split(None, 1)) > 1
+        }
         if len(rows) == 20 and all(s in ("SUCCEEDED", "FAILED") for s in rows):
             break
         time.sleep(0.2)
 
     assert rows.count("SUCCEEDED") == 20, rows
+    # while the nodes launch the jobs wait; the provider never "failed to deliver"
+    assert not any("INSUFFICIENT_INSTANCE_CAPACITY" in r for r in reasons), reasons
     # m5.xlarge = 4 vCPUs: maxvCpus 8 allows exactly two nodes, and each holds three 1-vCPU jobs
     assert len(seen_nodes) == 2, seen_nodes
     assert 0 < peak_cpu <= 8000

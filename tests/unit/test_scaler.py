@@ -127,7 +127,7 @@ def test_demand_on_an_empty_pool_launches_nodes_up_to_max_vcpus_and_reports_it()
     assert [n["metadata"]["name"] for n in nodes] == ["ce1-0", "ce1-1"]
     # no nodes yet, and the scheduler knows they are coming (jobs wait, the queue is not blocked)
     assert r.controller.ce_capacity["ce1"] == CECapacity(
-        nodes=(), max_node=r.controller.ce_capacity["ce1"].max_node, launching=True
+        nodes=(), max_node=r.controller.ce_capacity["ce1"].max_node, scaling=True
     )
     [status] = ce_status_patches(kube, "ce1")
     assert status["status"] == "VALID" and status["statusReason"] == HEALTHY
@@ -258,18 +258,18 @@ def test_job_pods_tolerate_the_gpu_taint_when_they_may_use_gpu_nodes(
 
 
 @pytest.mark.parametrize(
-    ("launching", "code"),
+    ("scaling", "code"),
     [
-        pytest.param(True, WAITING_CAPACITY, id="nodes launching: the job waits, the queue is not blocked"),
-        pytest.param(False, CAPACITY_INSUFFICIENT, id="nothing launching: the provider did not deliver"),
+        pytest.param(
+            True, WAITING_CAPACITY, id="the pool is scaling: the job waits, the queue is not blocked"
+        ),
+        pytest.param(False, CAPACITY_INSUFFICIENT, id="the provider does not deliver: insufficient capacity"),
     ],
 )
-def test_a_full_pool_that_is_launching_nodes_is_a_wait_not_insufficient_capacity(
-    launching: bool, code: str
-) -> None:
+def test_a_full_pool_that_is_scaling_is_a_wait_not_insufficient_capacity(scaling: bool, code: str) -> None:
     sched = Scheduler()
     sched.add_runnable(JobView(key="j", queue="q", submitted_at=0, demand=Resources.of(1, 512)), NOW)
-    world = World.of([CEView("ce1", 8, nodes=(), launching=launching)], [QueueView("q", 1, ("ce1",))])
+    world = World.of([CEView("ce1", 8, nodes=(), scaling=scaling)], [QueueView("q", 1, ("ce1",))])
     [block] = sched.cycle(world, NOW).decisions
     assert isinstance(block, Block) and block.reason_code == code
-    assert block.queue_blocked == (not launching)
+    assert block.queue_blocked == (not scaling)

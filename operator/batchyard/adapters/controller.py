@@ -83,7 +83,7 @@ class CECapacity:
     max_node: Resources | None = None
     status: str = "VALID"
     status_reason: str = ""
-    launching: bool = False  # the provider is launching nodes (see core.capacity.CEView)
+    scaling: bool = False  # the node pool follows demand (see core.capacity.CEView)
 
 
 @dataclass
@@ -463,7 +463,7 @@ class Controller:
                     status_reason=cap.status_reason,
                     nodes=cap.nodes,
                     max_node=cap.max_node,
-                    launching=cap.launching,
+                    scaling=cap.scaling,
                     instance_types=tuple(cr.instanceTypes or ()) if cr else (),
                 )
             )

@@ -35,7 +35,10 @@ A pass, every ``LOOP_SECONDS`` and whenever a node or the scheduler's demand cha
 What the scheduler sees per provider: kwok and Cluster API create the nodes from the plan, so
 their nodes bind (``CEView.nodes``: CPU nodes first, then GPU nodes, see below); Karpenter
 launches from pending pods, so only maxvCpus and the largest launchable node bound it
-(``nodes=None``, ``max_node``); an unmanaged CE's nodes bind and never scale.
+(``nodes=None``, ``max_node``); an unmanaged CE's nodes bind and never scale. A kwok or Cluster
+API pool whose provider carries out its plans is ``scaling``: a job waiting for room there waits
+(WAITING:CAPACITY) while nodes come or running jobs end, as on AWS; when the provider fails (an
+API error, a node NotReady for ``LAUNCH_SECONDS``) it shows CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY.
 
 A compute environment the loop has not reconciled yet shows as CREATING (AWS's status while a
 compute environment is being created), so the scheduler waits for it instead of dispatching
@@ -97,8 +100,8 @@ log = logging.getLogger("batchyard.scaler")
 LOOP_SECONDS = 1.0  # a pass at least this often (idle nodes age without any event)
 MIN_PASS_SECONDS = 0.2  # and at most this often (node events come in bursts)
 VALIDATE_SECONDS = 30.0  # a VALID compute environment is re-validated this often
-# A node not Ready this long after its creation no longer counts as launching: jobs waiting for
-# it then show CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY (the provider has not delivered).
+# A node not Ready this long after its creation means the provider is not delivering: jobs that
+# wait for room then show CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY.
 LAUNCH_SECONDS = 600.0
 DEMAND_LIMIT = 2000  # RUNNABLE jobs per queue looked at for sizing
 HEALTHY = "ComputeEnvironment Healthy"  # AWS statusReason of a VALID compute environment
@@ -434,14 +437,13 @@ class NodePoolReconciler:
             return cls(nodes=None, max_node=max_node)
         removing = set(plan.remove) if plan is not None else set()
         views = node_views(n for n in nodes if n.name not in removing)
-        # Launching: nodes asked for in this pass, or created and not Ready yet (for a while).
-        launching = spec is not None and (
-            (plan is not None and bool(plan.add) and not pool.apply_failed)
-            or any(
-                not n.ready and not n.deleting and now - n.created_at < LAUNCH_SECONDS for n in observed or ()
-            )
+        # Scaling (jobs wait for room rather than the provider "failing to deliver"): the provider
+        # carried out the last plan and no node has been stuck NotReady for LAUNCH_SECONDS.
+        stuck = any(
+            not n.ready and not n.deleting and now - n.created_at >= LAUNCH_SECONDS for n in observed or ()
         )
-        return cls(nodes=_cpu_first(views), max_node=max_node, launching=launching)
+        scaling = spec is not None and not pool.apply_failed and not stuck
+        return cls(nodes=_cpu_first(views), max_node=max_node, scaling=scaling)
 
     async def _forget(self, name: str, pool: _Pool) -> None:
         try:

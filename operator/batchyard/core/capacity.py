@@ -162,9 +162,10 @@ class CEView:
     # detect MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT for CEs without known nodes.
     max_node: Resources | None = None
     instance_types: tuple[str, ...] = ()
-    # A managed CE whose provider is launching nodes for the waiting demand (asked for them, not
-    # Ready yet): a full node set then means "wait", not INSUFFICIENT_INSTANCE_CAPACITY.
-    launching: bool = False
+    # A managed CE whose node pool follows demand (nodes are being added, or its instances
+    # already add up to maxvCpus and running jobs must end): full nodes then mean "wait", not
+    # INSUFFICIENT_INSTANCE_CAPACITY (which stays for a provider that fails to deliver).
+    scaling: bool = False
 
     @property
     def usable(self) -> bool:

@@ -46,8 +46,8 @@ The cycle (AWS rules cited inline):
 
    Batchyard waiting reasons (the job says why, but the queue is not "blocked" in the AWS sense:
    no condition, no event): ``WAITING:CAPACITY`` (CEs at maxvCpus, or an unmanaged CE's nodes
-   are full, with running jobs that will release capacity; or a managed CE whose provider is
-   launching nodes, ``CEView.launching``), ``WAITING:CONSUMABLE_RESOURCE``,
+   are full, with running jobs that will release capacity; or a managed CE whose node pool is
+   scaling to the demand, ``CEView.scaling``), ``WAITING:CONSUMABLE_RESOURCE``,
    ``WAITING:COMPUTE_RESERVATION``, ``WAITING:COMPUTE_ENVIRONMENT`` (CEs DISABLED or not yet
    VALID).
 6. ``jobStateTimeLimitActions``: AWS "Specifies an action that Batch will take after the job has
@@ -904,15 +904,17 @@ def _classify(d: Resources, q: QueueView, ces: list[CEWork | None]) -> _Outcome:
             "no node of any CE is large enough for the job's vCPU/memory/GPU",
         )
     starved = [c for c in possible if c.ce.managed and c.under_max(d)]
-    if starved and all(c.ce.launching for c in starved):
-        # AWS reports no blocked reason while a compute environment scales out normally; the
-        # provider failing to deliver (launching stops, room doesn't come) is the case below.
+    if starved and all(c.ce.scaling for c in starved):
+        # AWS reports no blocked reason while a compute environment scales out normally (or
+        # holds maxvCpus of instances, counted in instance vCPUs, not job vCPUs); the provider
+        # failing to deliver is the case below.
         names = ", ".join(c.ce.name for c in starved)
         return _Outcome(
             WAITING_CAPACITY,
-            f"Waiting for capacity: compute environment(s) {names} are launching nodes",
+            f"Waiting for capacity: the node pool of compute environment(s) {names} is scaling "
+            "to the demand (or holds maxvCpus until running jobs end)",
             False,
-            "the node provider is launching nodes",
+            "the node pool is scaling",
         )
     if starved:
         types = sorted({t for c in starved for t in c.ce.instance_types}) or [c.ce.name for c in starved]
