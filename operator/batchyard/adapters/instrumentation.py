@@ -30,6 +30,8 @@ from batchyard.core.lifecycle import POD_LOST_REASON, epoch
 from batchyard.core.scheduler import CycleResult
 
 ACTIVE = ("STARTING", "RUNNING")
+TERMINAL = ("SUCCEEDED", "FAILED")
+JOBS_GAUGE_SECONDS = 1.0
 _POD_LOST_PREFIX = POD_LOST_REASON.split("{", 1)[0]
 
 
@@ -60,15 +62,25 @@ def failure_category(status: BatchJobStatus) -> str:
     return "Other"
 
 
+def _runnable_fallback(status: BatchJobStatus, index: int, now: float) -> float:
+    """When attempt ``index`` became RUNNABLE, from the status (a new leader never saw it): the
+    end of the attempt before it, or the submission."""
+    previous = status.attempts[index - 1] if status.attempts and index > 0 else None
+    since = epoch(previous.stoppedAt) if previous is not None else epoch(status.createdAt)
+    return since if since is not None else now
+
+
 @dataclass
 class Instrumentation:
     """Registers itself on a Controller; one per leader term (``close`` clears its gauges)."""
 
     controller: Controller
-    runnable_since: dict[JobKey, float] = field(default_factory=dict)
+    runnable_since: dict[JobKey, float] = field(default_factory=dict)  # became RUNNABLE (seen here)
+    attempts_seen: dict[JobKey, int] = field(default_factory=dict)  # attempts at the last transition
     _queues: set[str] = field(default_factory=set)
     _ces: set[str] = field(default_factory=set)
     _consumables: set[str] = field(default_factory=set)
+    _counted_at: float = float("-inf")
 
     def install(self) -> Instrumentation:
         self.controller.on_cycle.append(metrics.observe_cycle)
@@ -82,47 +94,51 @@ class Instrumentation:
         key = (entry.job.metadata.namespace or "", entry.job.metadata.name or "")
         now = time.time()
         status = entry.status
+        attempts = status.attempts or []
         if old is None and new is not None:
             metrics.count_submission(queue)
+        # Attempts, not states, tell dispatches and retries apart: a failed attempt can be retried
+        # and re-dispatched within one cycle (RUNNING -> STARTING, never written as RUNNABLE).
+        n = len(attempts)
+        seen = self.attempts_seen.pop(key, None)
+        if seen is None:  # first transition we see (a new leader): trust the states
+            seen = n - 1 if new in ACTIVE and old not in ACTIVE else n
+        if old in ACTIVE and 0 < seen <= n and (new not in ACTIVE or n > seen):
+            ended = attempts[seen - 1]
+            started = epoch(ended.startedAt)
+            if started is not None:
+                metrics.observe_running_seconds(queue, (epoch(ended.stoppedAt) or now) - started)
+            if new not in TERMINAL:
+                metrics.count_retry(queue)
+        for index in range(max(seen, 0), n):
+            attempt = attempts[index]
+            metrics.count_dispatch(queue, attempt.computeEnvironment or status.computeEnvironment or "")
+            since = self.runnable_since.pop(key, None) or _runnable_fallback(status, index, now)
+            metrics.observe_runnable_seconds(queue, now - since)
         if new == "RUNNABLE":
             self.runnable_since[key] = now
-        if new in ACTIVE and old not in ACTIVE:
-            metrics.count_dispatch(queue, status.computeEnvironment or "")
-            metrics.observe_runnable_seconds(queue, now - self._runnable_start(key, status, now))
-        if old in ACTIVE and new not in ACTIVE:
-            attempt = status.attempts[-1] if status.attempts else None
-            started = epoch(attempt.startedAt) if attempt else None
-            stopped = epoch(attempt.stoppedAt) if attempt else None
-            if started is not None:
-                metrics.observe_running_seconds(queue, (stopped or now) - started)
-            if new == "RUNNABLE":
-                metrics.count_retry(queue)
         if new == "FAILED":
             metrics.count_failure(queue, failure_category(status))
-        if new in ("SUCCEEDED", "FAILED"):
+        if new in TERMINAL:
             self.runnable_since.pop(key, None)
-
-    def _runnable_start(self, key: JobKey, status: BatchJobStatus, now: float) -> float:
-        """When this attempt became RUNNABLE: seen by us, else (a new leader) from the status:
-        the previous attempt's end, or the submission."""
-        seen = self.runnable_since.pop(key, None)
-        if seen is not None:
-            return seen
-        previous = status.attempts[-2] if status.attempts and len(status.attempts) > 1 else None
-        fallback = epoch(previous.stoppedAt) if previous is not None else epoch(status.createdAt)
-        return fallback if fallback is not None else now
+        else:
+            self.attempts_seen[key] = n
 
     # -- per cycle ------------------------------------------------------------------------------
     async def write(self, result: CycleResult) -> None:
         st = self.controller.state
-        counts: dict[str, Counter[str]] = {name: Counter() for name in st.queues}
-        for entry in st.jobs.values():
-            counts.setdefault(entry.job.spec.jobQueue, Counter())[entry.status.status or "SUBMITTED"] += 1
-        for queue, by_state in counts.items():
-            metrics.set_queue_job_states(queue, by_state)
-        for gone in self._queues - counts.keys():
-            metrics.forget_queue(gone)
-        self._queues = set(counts)
+        now = time.monotonic()
+        # Counting every job is O(jobs): at most once per JOBS_GAUGE_SECONDS, however busy the loop.
+        if now - self._counted_at >= JOBS_GAUGE_SECONDS:
+            self._counted_at = now
+            counts: dict[str, Counter[str]] = {name: Counter() for name in st.queues}
+            for entry in st.jobs.values():
+                counts.setdefault(entry.job.spec.jobQueue, Counter())[entry.status.status or "SUBMITTED"] += 1
+            for queue, by_state in counts.items():
+                metrics.set_queue_job_states(queue, by_state)
+            for gone in self._queues - counts.keys():
+                metrics.forget_queue(gone)
+            self._queues = set(counts)
 
         ces = set(st.compute_environments) | set(result.compute_environments)
         for name in ces:

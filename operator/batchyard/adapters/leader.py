@@ -68,6 +68,7 @@ class LeaderElector:
     _observed: tuple[Any, ...] | None = None
     _observed_at: float = 0.0
     _rv: str = ""
+    _renewed_at: float = 0.0  # monotonic start of our last successful write of the Lease
 
     @property
     def path(self) -> str:
@@ -77,6 +78,7 @@ class LeaderElector:
     async def try_acquire_or_renew(self) -> bool:
         """One round: create, renew or take over the Lease. True if we hold it afterwards."""
         now = time.time()
+        started = time.monotonic()
         try:
             lease = await self.kube.get(f"{self.path}/{self.name}")
         except ApiError as err:
@@ -90,6 +92,7 @@ class LeaderElector:
                     return False
                 raise
             self._remember(created)
+            self._renewed_at = started
             return True
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
@@ -108,6 +111,7 @@ class LeaderElector:
                 return False
             raise
         self._remember(updated)
+        self._renewed_at = started
         return True
 
     def _remember(self, lease: dict[str, Any]) -> None:
@@ -190,27 +194,37 @@ class LeaderElector:
             await asyncio.sleep(self.retry_seconds)
 
     async def _renew_until_lost(self, task: asyncio.Task[None]) -> None:
-        last_renewed = time.monotonic()
+        """Renew every `renew_seconds` until `task` ends or the Lease is lost.
+
+        Lost means taken by another replica, or not renewed within `renew_deadline_seconds` of
+        the start of the last successful renewal: a candidate only takes over `lease_seconds`
+        after it saw that renewal, so we have stopped (our API calls cancelled) before then.
+        """
         while not task.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(task), timeout=self.renew_seconds)
             if task.done():
                 return
-            try:
-                ok = await asyncio.wait_for(self.try_acquire_or_renew(), timeout=self.renew_seconds)
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:
-                log.warning("renewing lease %s/%s failed: %r", self.namespace, self.name, err)
-                ok = False
+            remaining = self.renew_deadline_seconds - (time.monotonic() - self._renewed_at)
+            ok = False
+            if remaining > 0:
+                try:
+                    ok = await asyncio.wait_for(self.try_acquire_or_renew(), timeout=remaining)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as err:  # includes the timeout: judged by the deadline below
+                    log.warning("renewing lease %s/%s failed: %r", self.namespace, self.name, err)
             if ok:
-                last_renewed = time.monotonic()
-            elif self._observed is not None and self._observed[0] not in (self.identity, None, ""):
-                log.warning(
-                    "lease %s/%s taken by %s: stepping down", self.namespace, self.name, self._observed[0]
-                )
+                continue
+            holder = self._observed[0] if self._observed is not None else None
+            if holder not in (self.identity, None, ""):
+                log.warning("lease %s/%s taken by %s: stepping down", self.namespace, self.name, holder)
                 return
-            elif time.monotonic() - last_renewed > self.renew_deadline_seconds:
-                log.warning("lease %s/%s not renewed for %.0f s: stepping down", self.namespace, self.name,
-                            self.renew_deadline_seconds)  # fmt: skip
+            if time.monotonic() - self._renewed_at >= self.renew_deadline_seconds:
+                log.warning(
+                    "lease %s/%s not renewed for %.0f s: stepping down",
+                    self.namespace,
+                    self.name,
+                    self.renew_deadline_seconds,
+                )
                 return
