@@ -62,6 +62,7 @@ class LeaderElector:
     renew_seconds: float = 5.0
     renew_deadline_seconds: float = 10.0
     retry_seconds: float = 2.0
+    clock: Callable[[], float] = time.monotonic  # our own clock for expiry (tests pass a fake)
     is_leader: bool = False
     transitions: int = 0  # terms this replica has led (for tests and logs)
     # The record last seen and when (monotonic, our own clock): expiry is judged from these.
@@ -78,7 +79,7 @@ class LeaderElector:
     async def try_acquire_or_renew(self) -> bool:
         """One round: create, renew or take over the Lease. True if we hold it afterwards."""
         now = time.time()
-        started = time.monotonic()
+        started = self.clock()
         try:
             lease = await self.kube.get(f"{self.path}/{self.name}")
         except ApiError as err:
@@ -99,7 +100,7 @@ class LeaderElector:
         self._remember(lease)
         if holder != self.identity:
             duration = float(spec.get("leaseDurationSeconds") or self.lease_seconds)
-            unchanged_for = time.monotonic() - self._observed_at
+            unchanged_for = self.clock() - self._observed_at
             if holder and unchanged_for < duration:
                 return False  # held by a live replica (as far as we have seen)
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if holder == self.identity else 1)
@@ -119,7 +120,7 @@ class LeaderElector:
         record = (spec.get("holderIdentity"), spec.get("renewTime"), spec.get("leaseTransitions"))
         if record != self._observed:
             self._observed = record
-            self._observed_at = time.monotonic()
+            self._observed_at = self.clock()
         self._rv = (lease.get("metadata") or {}).get("resourceVersion", "")
 
     def _lease_body(
@@ -205,7 +206,7 @@ class LeaderElector:
                 await asyncio.wait_for(asyncio.shield(task), timeout=self.renew_seconds)
             if task.done():
                 return
-            remaining = self.renew_deadline_seconds - (time.monotonic() - self._renewed_at)
+            remaining = self.renew_deadline_seconds - (self.clock() - self._renewed_at)
             ok = False
             if remaining > 0:
                 try:
@@ -220,7 +221,7 @@ class LeaderElector:
             if holder not in (self.identity, None, ""):
                 log.warning("lease %s/%s taken by %s: stepping down", self.namespace, self.name, holder)
                 return
-            if time.monotonic() - self._renewed_at >= self.renew_deadline_seconds:
+            if self.clock() - self._renewed_at >= self.renew_deadline_seconds:
                 log.warning(
                     "lease %s/%s not renewed for %.0f s: stepping down",
                     self.namespace,
