@@ -270,7 +270,9 @@ class ArrayRunner:
             if step.status.startedAt is None:
                 step.status.startedAt = lifecycle.iso(now)
             return
-        if last is not None and (last.exitCode is not None or last.statusReason):
+        # Only unsuccessful attempts are worth the space: the table is bounded (500 children),
+        # and a success says nothing a state range doesn't.
+        if last is not None and new is not JobState.SUCCEEDED and (last.exitCode is not None or last.statusReason):
             children.record_exit(index, last.exitCode, last.reason or last.statusReason)
         if cstep.release:
             self._release(key, index, now, keep=cstep.enqueue)
