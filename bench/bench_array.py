@@ -53,7 +53,10 @@ def main() -> None:
         obj = json.loads(body)
         parts = {k: len(json.dumps(obj.get(k))) for k in ("metadata", "spec", "status")}
         parts.update({f"status.{k}": len(json.dumps(v)) for k, v in status.items()})
-        print("largest parts (bytes): " + ", ".join(f"{k} {v}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1])[:6]))
+        print(
+            "largest parts (bytes): "
+            + ", ".join(f"{k} {v}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1])[:6])
+        )
         print(f"parent object size at the end: {len(body)} bytes of JSON "
               f"(status.arrayProperties: {len(json.dumps(status['arrayProperties']))} bytes)")  # fmt: skip
 

@@ -1,6 +1,6 @@
 """Warm start time and memory of the local control plane (binaries already built).
 
-    python bench/bench_devcluster.py [--runs 3]
+python bench/bench_devcluster.py [--runs 3]
 """
 
 from __future__ import annotations
@@ -38,7 +38,11 @@ def main() -> None:
     print(f"control plane ready (default ServiceAccount exists): median {statistics.median(starts):.1f}s")
     print(f"... plus 2 kwok nodes Ready: median {statistics.median(readies):.1f}s")
     last = rss[-1]
-    print("resident memory (MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in last.items()) + f"; total {sum(last.values()):.0f}")
+    print(
+        "resident memory (MiB): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in last.items())
+        + f"; total {sum(last.values()):.0f}"
+    )
 
 
 if __name__ == "__main__":

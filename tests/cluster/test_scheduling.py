@@ -99,7 +99,9 @@ def test_higher_priority_queue_drains_first(devcluster: DevCluster, operator: ob
     # While the compute environment is DISABLED every job waits, showing its place in its queue.
     expected = {f"{p}-{i}": str(i) for p in ("lo", "hi") for i in range(4)}
     try:
-        wait_for(lambda: queue_positions(devcluster, namespace) == expected, timeout=30, what="queue positions")
+        wait_for(
+            lambda: queue_positions(devcluster, namespace) == expected, timeout=30, what="queue positions"
+        )
     except AssertionError as err:
         raise AssertionError(f"{err}: {queue_positions(devcluster, namespace)}") from None
 

@@ -58,7 +58,9 @@ class QueueStatusWriter:
             comparable = {**status, "blocked": condition["status"], "reason": condition["reason"]}
             if self.written.get(name) == comparable:
                 continue
-            if await self.controller.patch_status("jobqueues", name, None, {**status, "conditions": [condition]}):
+            if await self.controller.patch_status(
+                "jobqueues", name, None, {**status, "conditions": [condition]}
+            ):
                 self.written[name] = comparable
 
     async def _blocked_event(self, queue: str, uid: str | None, blocked: BlockInfo) -> None:

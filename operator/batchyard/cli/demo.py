@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def _row(job: dict[str, Any]) -> tuple[str, str, str, str, str]:
     )
 
 
-def _table(rows: list[tuple[str, ...]], nodes: int, elapsed: float) -> str:
+def _table(rows: Sequence[tuple[str, ...]], nodes: int, elapsed: float) -> str:
     head = ("JOB", "KIND", "STATUS", "ATTEMPTS", "PROGRESS / REASON")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [head, *rows]]
