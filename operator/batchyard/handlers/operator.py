@@ -191,19 +191,23 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await memo.kube.close()
 
 
-def _state(memo: kopf.Memo) -> ClusterState | None:
-    """The current term's state; None on a standby replica (its events are dropped)."""
+def _state(memo: kopf.Memo, namespace: str | None = None) -> ClusterState | None:
+    """The current term's state; None on a standby replica (its events are dropped), and for a
+    namespace this operator does not serve (an in-process operator may watch cluster-wide)."""
     engine: Engine | None = getattr(memo, "engine", None)
+    options: Options | None = getattr(memo, "options", None)
+    if namespace is not None and options is not None and options.namespaces and namespace not in options.namespaces:
+        return None
     return engine.state if engine is not None else None
 
 
 @kopf.on.event(GROUP, VERSION, "batchjobs")
 def batchjob_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    state = _state(memo)
-    if state is None:
-        return
     name = (body.get("metadata") or {}).get("name", "")
     namespace = (body.get("metadata") or {}).get("namespace", "")
+    state = _state(memo, namespace)
+    if state is None:
+        return
     if type == "DELETED":
         state.forget_job((namespace, name))
     else:
@@ -213,10 +217,10 @@ def batchjob_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> Non
 
 @kopf.on.event(GROUP, VERSION, "jobdefinitions")
 def jobdefinition_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    state = _state(memo)
+    meta = body.get("metadata") or {}
+    state = _state(memo, meta.get("namespace", ""))
     if state is None:
         return
-    meta = body.get("metadata") or {}
     if type == "DELETED":
         state.forget_definition(meta.get("namespace", ""), meta.get("name", ""))
     else:
