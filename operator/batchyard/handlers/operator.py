@@ -196,7 +196,12 @@ def _state(memo: kopf.Memo, namespace: str | None = None) -> ClusterState | None
     namespace this operator does not serve (an in-process operator may watch cluster-wide)."""
     engine: Engine | None = getattr(memo, "engine", None)
     options: Options | None = getattr(memo, "options", None)
-    if namespace is not None and options is not None and options.namespaces and namespace not in options.namespaces:
+    if (
+        namespace is not None
+        and options is not None
+        and options.namespaces
+        and namespace not in options.namespaces
+    ):
         return None
     return engine.state if engine is not None else None
 
@@ -248,7 +253,7 @@ for _plural in CLUSTER_PLURALS:
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """In a pod: the service account; elsewhere: $KUBECONFIG read now (not at import time)."""
-    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(
+    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(
         **kwargs
-    )
+    ) or kopf.login_with_kubeconfig(**kwargs)
     return info
