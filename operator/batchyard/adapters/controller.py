@@ -60,6 +60,7 @@ log = logging.getLogger("batchyard.loop")
 
 TERMINAL = ("SUCCEEDED", "FAILED")
 UNBOUNDED_VCPUS = 1_000_000
+DEFAULT_SHARE_DECAY_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -474,7 +475,9 @@ class Controller:
                 fp = st.policies[q.spec.schedulingPolicy].spec.fairsharePolicy
                 if fp is not None:
                     policy = PolicyView(
-                        share_decay_seconds=fp.shareDecaySeconds or 0,
+                        # AWS API reference: 0 (or unset) means the minimum window of 600 seconds
+                        # (the user guide's "only current usage" is the older text; see the field).
+                        share_decay_seconds=fp.shareDecaySeconds or DEFAULT_SHARE_DECAY_SECONDS,
                         compute_reservation=fp.computeReservation or 0,
                         weights={
                             s.shareIdentifier: float(s.weightFactor or 1.0)

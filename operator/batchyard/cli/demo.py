@@ -116,7 +116,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"\nall {len(done)} jobs finished in {elapsed:.1f}s: {ok} SUCCEEDED, {len(done) - ok} FAILED")
         for name, s in sorted(done.items()):
             reason = f" ({s['statusReason']})" if s.get("statusReason") else ""
-            print(f"  {name:14} {s.get('status')}{reason}")
+            attempts = len(s.get("attempts") or [])
+            tries = f" after {attempts} attempts" if attempts > 1 else ""
+            print(f"  {name:14} {s.get('status')}{tries}{reason}")
         expected_failures = {"broken"}
         failed = {n for n, s in done.items() if s.get("status") == "FAILED"}
         return 0 if failed == expected_failures else 1
