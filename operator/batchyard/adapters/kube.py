@@ -51,7 +51,7 @@ async def load_credentials() -> Credentials:
 
     cfg = client.Configuration()
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-        config.load_incluster_config(client_configuration=cfg)
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     else:
         # The library reads $KUBECONFIG at import time; read it now instead.
         await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=cfg)
@@ -69,7 +69,7 @@ async def load_credentials() -> Credentials:
         ctx.verify_mode = ssl.CERT_NONE
     if cfg.cert_file:
         ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
-    return Credentials(server=cfg.host.rstrip("/"), headers=headers, ssl=ctx)
+    return Credentials(server=str(cfg.host).rstrip("/"), headers=headers, ssl=ctx)
 
 
 @dataclass
