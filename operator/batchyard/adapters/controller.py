@@ -310,10 +310,19 @@ class Controller:
             self.scheduler.mark_running(key)
 
     def _definition(self, entry: JobEntry) -> tuple[int, JobDefinitionSpec] | str:
+        """The revision the job runs. Once pinned it is kept with the job, so a definition
+        deleted (or edited) while the job runs changes nothing for it (AWS: revisions are
+        immutable)."""
+        pinned = entry.status.jobDefinitionRevision
+        if pinned is not None and entry.definition is not None and entry.definition[0] == pinned:
+            return entry.definition
         job = entry.job
         name = job.spec.jobDefinition.partition(":")[0]
         jd = self.state.definitions.get((job.metadata.namespace or "", name))
-        return resolve(jd, job.spec.jobDefinition, entry.status.jobDefinitionRevision)
+        resolved = resolve(jd, job.spec.jobDefinition, pinned)
+        if pinned is not None and not isinstance(resolved, str):
+            entry.definition = resolved
+        return resolved
 
     def _context(
         self,

@@ -21,7 +21,7 @@ from typing import Any
 from batchyard.api.batchjob import BatchJob, BatchJobStatus
 from batchyard.api.computeenvironment import ComputeEnvironment
 from batchyard.api.consumableresource import ConsumableResource
-from batchyard.api.jobdefinition import JobDefinition
+from batchyard.api.jobdefinition import JobDefinition, JobDefinitionSpec
 from batchyard.api.jobqueue import JobQueue
 from batchyard.api.schedulingpolicy import SchedulingPolicy
 from batchyard.core.arrays import ArrayChildren
@@ -46,6 +46,8 @@ class JobEntry:
     wake_at: float | None = None
     # Array parents only (adapters.arrayjobs): the children, the ones to step next cycle, and
     # the running ones with a timeout (stepped again when wake_at comes).
+    # The pinned job definition revision (revision, spec), once resolved: see Controller._definition.
+    definition: tuple[int, JobDefinitionSpec] | None = None
     children: ArrayChildren | None = None
     dirty_children: set[int] = field(default_factory=set)
     timed_children: set[int] = field(default_factory=set)
