@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from batchyard.devcluster.kwok import NODE_SELECTOR_ANNOTATION, NODE_SELECTOR_VALUE
+from batchyard.nodepools.kwok import fake_node
 
 GPU_RESOURCE = "nvidia.com/gpu"
 
@@ -24,43 +24,9 @@ def node_manifest(
     labels: Mapping[str, str] | None = None,
     taints: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Any]:
-    """A Node that kwok manages; `taints` are dicts with key, value (optional) and effect."""
+    """A Node that kwok manages (see `nodepools.kwok.fake_node`); `taints` are dicts with key,
+    value (optional) and effect."""
     capacity = {"cpu": cpu, "memory": memory, "pods": pods}
     if gpus:
         capacity[GPU_RESOURCE] = str(gpus)
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "annotations": {
-                NODE_SELECTOR_ANNOTATION: NODE_SELECTOR_VALUE,
-                "node.alpha.kubernetes.io/ttl": "0",
-            },
-            "labels": {
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-                "type": "kwok",
-                **(labels or {}),
-            },
-        },
-        "spec": {"taints": [dict(t) for t in taints]},
-        "status": {
-            "capacity": dict(capacity),
-            "allocatable": dict(capacity),
-            "nodeInfo": {
-                "architecture": "amd64",
-                "operatingSystem": "linux",
-                "kubeletVersion": "fake",
-                "kubeProxyVersion": "fake",
-                "bootID": "",
-                "machineID": "",
-                "systemUUID": "",
-                "osImage": "",
-                "kernelVersion": "",
-                "containerRuntimeVersion": "",
-            },
-            "phase": "Running",
-        },
-    }
+    return fake_node(name, dict(capacity), dict(capacity), dict(labels or {}), [dict(t) for t in taints])

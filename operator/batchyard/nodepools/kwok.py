@@ -40,22 +40,33 @@ def kwok_node(ce: ComputeEnvironment, name: str, t: InstanceType) -> dict[str, A
     allocatable = {"cpu": f"{alloc.milli_cpu}m", "memory": f"{alloc.memory_mib}Mi", "pods": str(t.max_pods)}
     if t.gpus:
         capacity[GPU_RESOURCE] = allocatable[GPU_RESOURCE] = str(t.gpus)
-    labels = {
-        "kubernetes.io/hostname": name,
-        "kubernetes.io/os": "linux",
-        "kubernetes.io/arch": "amd64",
-        "type": "kwok",
-        **node_labels(ce_name, t.name, ce.spec.nodeLabels),
-    }
     taints = node_taints(
         ce_name, t.gpu, [tt.model_dump(exclude_none=True) for tt in ce.spec.nodeTaints or ()]
     )
+    return fake_node(name, capacity, allocatable, node_labels(ce_name, t.name, ce.spec.nodeLabels), taints)
+
+
+def fake_node(
+    name: str,
+    capacity: dict[str, str],
+    allocatable: dict[str, str],
+    labels: dict[str, str],
+    taints: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A Node that kwok manages: its node-initialize stage keeps the capacity and allocatable
+    set here, so the real scheduler fits pods against exactly these numbers."""
     return {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
             "name": name,
-            "labels": labels,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+                **labels,
+            },
             "annotations": {KWOK_ANNOTATION: KWOK_ANNOTATION_VALUE, "node.alpha.kubernetes.io/ttl": "0"},
         },
         "spec": {"taints": taints},
