@@ -254,6 +254,8 @@ class ArrayRunner:
         )
         ctx = self.c._context(entry, pod=pod, pod_seen=name in entry.pods_seen, dependencies=deps.READY)
         cstep = lifecycle.advance(self._bare_job(key, entry.job), child_status, ctx, now)
+        if pod is not None and pod.node and cstep.status.status in ("STARTING", "RUNNING"):
+            self.c.scheduler.bind((*key, index), pod.node)
         new = JobState(cstep.status.status) if cstep.status.status else state
         step.delete_pods.extend(cstep.delete_pods)
         if cstep.ensure_pod:
@@ -272,7 +274,11 @@ class ArrayRunner:
             return
         # Only unsuccessful attempts are worth the space: the table is bounded (500 children),
         # and a success says nothing a state range doesn't.
-        if last is not None and new is not JobState.SUCCEEDED and (last.exitCode is not None or last.statusReason):
+        if (
+            last is not None
+            and new is not JobState.SUCCEEDED
+            and (last.exitCode is not None or last.statusReason)
+        ):
             children.record_exit(index, last.exitCode, last.reason or last.statusReason)
         if cstep.release:
             self._release(key, index, now, keep=cstep.enqueue)

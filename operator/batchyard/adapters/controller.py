@@ -212,8 +212,12 @@ class Controller:
                     entry.wake_at = self._ttl_deadline(step.status)
                 continue
             self._restore(key, entry, now)
-            step = lifecycle.advance(entry.job, entry.status, self._context(entry), now)
+            ctx = self._context(entry)
+            step = lifecycle.advance(entry.job, entry.status, ctx, now)
             self._feed_scheduler(key, entry, step, now)
+            if ctx.pod is not None and ctx.pod.node and step.status.status in ("STARTING", "RUNNING"):
+                # kube-scheduler may pick another node than the first fit we charged: follow it.
+                self.scheduler.bind(key, ctx.pod.node)
             entry.status = step.status
             entry.wake_at = step.wake_at
             plan.steps[key] = step
@@ -545,17 +549,19 @@ class Controller:
             plan.steps[key] = step
 
         writes = []
-        before: dict[JobKey, tuple[JobEntry, str | None]] = {}
+        before: dict[JobKey, tuple[JobEntry, str | None, int]] = {}
         for key, step in plan.steps.items():
             entry = st.jobs.get(key)
             if entry is None:
                 continue
-            before[key] = (entry, entry.written.get("status"))
+            before[key] = (entry, entry.written.get("status"), len(entry.written.get("attempts") or []))
             writes.append(self._write_job(key, entry, step.events))
         await _gather_limited(self._sem, writes)
-        for entry, old in before.values():
+        for entry, old, old_attempts in before.values():
             new = entry.written.get("status")
-            if new != old:
+            # A new attempt without a visible state change (STARTING -> retried -> STARTING in one
+            # cycle) is a transition too.
+            if new != old or len(entry.written.get("attempts") or []) != old_attempts:
                 for hook in self.on_transition:
                     hook(entry, old, new)
         if plan.result is not None:
