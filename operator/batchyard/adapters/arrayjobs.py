@@ -223,6 +223,18 @@ class ArrayRunner:
         assert children is not None
         state = children.state_of(index)
         if state.is_terminal:
+            # A pod that outlived its recorded result (the operator stopped between the status
+            # write and the delete): remove it now.
+            leftover = self.c.state.pods.get(
+                (entry.job.metadata.namespace or "", self.pod_name(entry, index))
+            )
+            if (
+                leftover is not None
+                and leftover.job_uid == entry.job.metadata.uid
+                and not leftover.obs.deleting
+                and not self.c.settings.keep_pods
+            ):
+                step.delete_pods.append(leftover.obs.name)
             return
         if state in (JobState.SUBMITTED, JobState.PENDING):
             res = deps.resolve_child(self.c._facts(entry), index, self.c._lookup(entry))
@@ -244,7 +256,7 @@ class ArrayRunner:
         attempt = children.attempt_of(index)
         name = self.pod_name(entry, index)
         found = self.c.state.pods.get((entry.job.metadata.namespace or "", name))
-        pod = found.obs if found is not None else None
+        pod = found.obs if found is not None and found.job_uid == entry.job.metadata.uid else None
         started = lifecycle.iso(pod.running_since) if pod is not None and pod.running_since else None
         child_status = BatchJobStatus(
             status=state.value,
@@ -321,6 +333,8 @@ class ArrayRunner:
         assert entry.children is not None
         entry.children.set_state(index, JobState.STARTING)
         entry.status.computeEnvironment = ce
+        # Step it again next cycle even if no pod event comes (an adopted pod may be done).
+        entry.dirty_children.add(index)
 
     def cancelled(self, key: JobKey, entry: JobEntry, index: int, reason: str, step: lifecycle.Step) -> None:
         assert entry.children is not None

@@ -30,7 +30,7 @@ from batchyard import API_VERSION, GROUP, VERSION
 from batchyard.adapters.arrayjobs import ArrayRunner
 from batchyard.adapters.kube import ApiError, Kube
 from batchyard.adapters.objectstatus import QueuePositions
-from batchyard.adapters.state import ClusterState, JobEntry, JobKey
+from batchyard.adapters.state import JOB_UID_LABEL, ClusterState, JobEntry, JobKey
 from batchyard.api.batchjob import BatchJob, BatchJobStatus
 from batchyard.api.computeenvironment import ComputeEnvironment
 from batchyard.api.consumableresource import ConsumableResource
@@ -61,6 +61,7 @@ log = logging.getLogger("batchyard.loop")
 TERMINAL = ("SUCCEEDED", "FAILED")
 UNBOUNDED_VCPUS = 1_000_000
 DEFAULT_SHARE_DECAY_SECONDS = 600
+POD_CONFLICT_RETRY_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,9 @@ class Controller:
     def decide(self, now: float) -> Plan:
         plan = Plan()
         st = self.state
+        # The scheduler reads policies when jobs are restored or enqueued: give it the world first.
+        world = self._world()
+        self.scheduler.set_world(world)
         for key in list(st.dirty_definitions):
             jd = st.definitions.get(key)
             if jd is not None:
@@ -225,7 +229,7 @@ class Controller:
                 entry.wake_at = self._ttl_deadline(step.status)
                 self._wake_dependents(entry)
 
-        plan.result = self.scheduler.cycle(self._world(), now)
+        plan.result = self.scheduler.cycle(world, now)
         for decision in plan.result.decisions:
             dkey: Any = decision.job_key
             key = (dkey[0], dkey[1])
@@ -257,11 +261,7 @@ class Controller:
                 elif isinstance(decision, Unblock):
                     step.status.statusReason = None
                 else:
-                    step.status.status = JobState.FAILED.value
-                    step.status.statusReason = decision.status_reason
-                    step.status.isCancelled = True
-                    step.status.stoppedAt = lifecycle.iso(now)
-                    step.events.append(lifecycle.Event("Warning", "Failed", decision.status_reason))
+                    lifecycle.fail(step, now, decision.status_reason, cancelled=True)
                     self.known.discard(key)
                     self._wake_dependents(entry)
                 entry.status = step.status
@@ -305,10 +305,7 @@ class Controller:
                     self.known.add(key)
                 else:
                     # AWS: a job that would add a 501st active share identifier to its queue fails.
-                    step.status.status = JobState.FAILED.value
-                    step.status.statusReason = refused.status_reason
-                    step.status.stoppedAt = lifecycle.iso(now)
-                    step.events.append(lifecycle.Event("Warning", "Failed", refused.status_reason))
+                    lifecycle.fail(step, now, refused.status_reason)
                     step.wake_at = None
         if step.status.status == "RUNNING" and entry.status.status == "STARTING":
             self.scheduler.mark_running(key)
@@ -369,7 +366,8 @@ class Controller:
         attempt = entry.status.attempts[-1] if entry.status.attempts else None
         if pod is None and pod_seen is None and attempt is not None and attempt.podName:
             found = self.state.pods.get((job.metadata.namespace or "", attempt.podName))
-            pod = found.obs if found is not None else None
+            # A pod of the same name may belong to an older job of the same name.
+            pod = found.obs if found is not None and found.job_uid == job.metadata.uid else None
         if pod_seen is None:
             pod_seen = bool(attempt and attempt.podName in entry.pods_seen)
         return lifecycle.Context(
@@ -530,14 +528,15 @@ class Controller:
         for key, status in plan.definition_status.items():
             await self.patch_status("jobdefinitions", key[1], key[0], status)
 
-        deletes = [(key[0], pod) for key, step in plan.steps.items() for pod in step.delete_pods]
+        # Pods are deleted only after the statuses are written: a finished attempt's result
+        # must reach the API server before its pod goes, or a restart in between would see a
+        # RUNNING job without a pod and run it again.
+        deletes = [(key, pod) for key, step in plan.steps.items() for pod in step.delete_pods]
         creates = [self._dispatch(plan, d, key, now) for d, key in plan.dispatches]
         ensures = [self._ensure_pod(key, now) for key, step in plan.steps.items() if step.ensure_pod]
         ensures += [self._ensure_child_pod(ckey) for ckey in self.ensure_child_pods]
         self.ensure_child_pods = []
-        await _gather_limited(
-            self._sem, [*(self._delete_pod(ns, p) for ns, p in deletes), *creates, *ensures]
-        )
+        await _gather_limited(self._sem, [*creates, *ensures])
         for key in plan.arrays:
             entry = st.jobs.get(key)
             if entry is None:
@@ -557,6 +556,7 @@ class Controller:
             before[key] = (entry, entry.written.get("status"), len(entry.written.get("attempts") or []))
             writes.append(self._write_job(key, entry, step.events))
         await _gather_limited(self._sem, writes)
+        await _gather_limited(self._sem, [self._delete_pod(key, pod) for key, pod in deletes])
         for entry, old, old_attempts in before.values():
             new = entry.written.get("status")
             # A new attempt without a visible state change (STARTING -> retried -> STARTING in one
@@ -571,6 +571,15 @@ class Controller:
         await self._expire(now)
 
     async def _dispatch(self, plan: Plan, decision: Dispatch, key: JobKey, now: float) -> None:
+        try:
+            await self._dispatch_once(plan, decision, key, now)
+        except Exception:  # network trouble, a render bug: nothing may be left half-assumed
+            log.exception("dispatching %s failed; it stays RUNNABLE", decision.job_key)
+            if self.scheduler.state_of(decision.job_key) in ("STARTING", "RUNNING"):
+                self.scheduler.undo(decision, now)
+            self.state.dirty_jobs.add(key)
+
+    async def _dispatch_once(self, plan: Plan, decision: Dispatch, key: JobKey, now: float) -> None:
         entry = self.state.jobs.get(key)
         if entry is None:
             self.scheduler.undo(decision, now)
@@ -586,6 +595,11 @@ class Controller:
             pod_name = await self._create_pod(entry, attempt, decision.compute_environment, index)
         except ApiError as err:
             self.scheduler.undo(decision, now)
+            if err.status == 409:
+                # The name is taken by a pod of another job (a deleted job of the same name whose
+                # pod is still going away): try again shortly.
+                entry.wake_at = now + POD_CONFLICT_RETRY_SECONDS
+                return
             if index is not None:
                 # A child whose pod is refused: retried next cycle (422: its definition is the
                 # parent's, so the first child's refusal is reported on the parent).
@@ -604,10 +618,8 @@ class Controller:
             if err.status in (400, 422):
                 # The definition produces a pod the API server refuses: it can never run.
                 step = lifecycle.Step(status=entry.status.model_copy(deep=True), now=now)
-                step.status.status = "FAILED"
-                step.status.statusReason = f"Invalid job definition: pod rejected: {err}"[:1024]
-                step.status.stoppedAt = lifecycle.iso(now)
-                step.events.append(lifecycle.Event("Warning", "Failed", step.status.statusReason))
+                lifecycle.fail(step, now, f"Invalid job definition: pod rejected: {err}"[:1024])
+                self._wake_dependents(entry)
                 self.scheduler.remove(key, now)
                 self.known.discard(key)
                 entry.status = step.status
@@ -616,6 +628,9 @@ class Controller:
                 log.warning("creating the pod of %s failed, will retry: %s", key, err)
                 self.state.dirty_jobs.add(key)
             return
+        # Look at the attempt again next cycle even if no event comes (an adopted pod that
+        # already finished produces none).
+        self.state.dirty_jobs.add(key)
         if index is not None:
             self.arrays.started(key, entry, index, decision.compute_environment)
             plan.arrays.add(key)
@@ -668,19 +683,30 @@ class Controller:
             compute_environment=ce if ce is not None else ce_name,
         )
         namespace = job.metadata.namespace or ""
+        name = str(manifest["metadata"]["name"])
         try:
             await self.kube.create(f"/api/v1/namespaces/{namespace}/pods", manifest)
         except ApiError as err:
-            if err.status != 409:  # 409: this attempt's pod exists already (idempotent create)
+            if err.status != 409:
                 raise
-        return str(manifest["metadata"]["name"])
+            # 409: this attempt's pod exists already (a repeated decision: adopt it), unless it
+            # belongs to an older job of the same name.
+            existing = await self.kube.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
+            owner = ((existing.get("metadata") or {}).get("labels") or {}).get(JOB_UID_LABEL)
+            if owner != job.metadata.uid:
+                raise
+        return name
 
-    async def _delete_pod(self, namespace: str, name: str) -> None:
+    async def _delete_pod(self, key: JobKey, name: str) -> None:
         try:
-            await self.kube.delete(f"/api/v1/namespaces/{namespace}/pods/{name}")
+            await self.kube.delete(f"/api/v1/namespaces/{key[0]}/pods/{name}")
         except ApiError as err:
             if err.status != 404:
-                log.warning("deleting pod %s/%s failed: %s", namespace, name, err)
+                log.warning("deleting pod %s/%s failed, will retry: %s", key[0], name, err)
+                self.state.dirty_jobs.add(key)
+        except Exception as err:
+            log.warning("deleting pod %s/%s failed, will retry: %r", key[0], name, err)
+            self.state.dirty_jobs.add(key)
 
     async def _write_job(self, key: JobKey, entry: JobEntry, events: list[lifecycle.Event]) -> None:
         new = entry.status.model_dump(mode="json", exclude_none=True)
@@ -697,6 +723,10 @@ class Controller:
                     self.state.forget_job(key)
                     return
                 log.warning("status write for %s failed, will retry: %s", key, err)
+                self.state.dirty_jobs.add(key)
+                return
+            except Exception as err:
+                log.warning("status write for %s failed, will retry: %r", key, err)
                 self.state.dirty_jobs.add(key)
                 return
         # Events are not on the critical path of the next cycle: post them in the background
@@ -785,4 +815,6 @@ async def _gather_limited(sem: asyncio.Semaphore, coros: Iterable[Awaitable[None
         async with sem:
             await c
 
-    await asyncio.gather(*(run(c) for c in coros))
+    for result in await asyncio.gather(*(run(c) for c in coros), return_exceptions=True):
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            log.error("an API action failed: %r", result)

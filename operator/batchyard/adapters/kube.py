@@ -62,7 +62,11 @@ async def load_credentials() -> Credentials:
         headers["Authorization"] = token if token.startswith("Bearer") else f"{prefix or 'Bearer'} {token}"
     ctx: ssl.SSLContext | bool
     if cfg.verify_ssl:
-        ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert) if cfg.ssl_ca_cert else ssl.create_default_context()
+        ctx = (
+            ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+            if cfg.ssl_ca_cert
+            else ssl.create_default_context()
+        )
     else:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False

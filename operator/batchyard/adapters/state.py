@@ -171,7 +171,12 @@ class ClusterState:
             entry.job = job
         self.dirty_jobs.add(key)
 
-    def forget_job(self, key: JobKey) -> None:
+    def forget_job(self, key: JobKey, uid: str | None = None) -> None:
+        """Drop a job; with ``uid``, only that incarnation (a stale DELETED of an older job of
+        the same name must not drop its successor)."""
+        current = self.jobs.get(key)
+        if uid is not None and current is not None and current.job.metadata.uid != uid:
+            return
         entry = self.jobs.pop(key, None)
         if entry is not None:
             self.uids.pop(entry.job.metadata.uid or "", None)

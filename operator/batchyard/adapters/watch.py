@@ -36,10 +36,17 @@ async def list_watch(
 ) -> None:
     """Forever: list (handle each as ADDED), then watch and handle events; relist on 410."""
     failures = 0
+    # What the handler believes exists: after a relist, whatever vanished during the gap is
+    # reported DELETED (a watch resumed after 410 never tells about those).
+    alive: dict[tuple[str, str], dict[str, Any]] = {}
     while True:
         try:
             items, rv = await list_objects(kube, path, selector)
+            listed = {_key(item) for item in items}
+            for key in [k for k in alive if k not in listed]:
+                handle("DELETED", alive.pop(key))
             for item in items:
+                alive[_key(item)] = _stub(item)
                 handle("ADDED", item)
             if synced is not None:
                 synced.set()
@@ -52,8 +59,13 @@ async def list_watch(
                             raise ApiError(410, obj, "WATCH", path)
                         continue
                     rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
-                    if kind != "BOOKMARK":
-                        handle(str(kind), obj)
+                    if kind == "BOOKMARK":
+                        continue
+                    if kind == "DELETED":
+                        alive.pop(_key(obj), None)
+                    else:
+                        alive[_key(obj)] = _stub(obj)
+                    handle(str(kind), obj)
                 failures = 0
         except asyncio.CancelledError:
             raise
@@ -66,3 +78,18 @@ async def list_watch(
             log.warning("watch of %s broke: %r", path, err)
             failures += 1
             await sleep_backoff(failures)
+
+
+def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace", ""), meta.get("name", "")
+
+
+def _stub(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Enough of an object to report its deletion (kept per live object, so small)."""
+    meta = obj.get("metadata") or {}
+    return {
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "labels") if k in meta},
+        "spec": {},
+        "status": {},
+    }

@@ -245,6 +245,18 @@ def _admit(step: Step, job: BatchJob, ctx: Context, now: float) -> Step:
     return _resolve_dependencies(step, ctx)
 
 
+def fail(step: Step, now: float, reason: str, *, cancelled: bool = False) -> Step:
+    """-> FAILED with ``reason`` for causes decided outside the step (a queue's time-limit
+    action, a pod the API server refuses, the fair-share identifier limit): same status fields,
+    event and Failed condition as every other failure."""
+    step.status.stoppedAt = iso(now)
+    step.status.queuePosition = None
+    if cancelled:
+        step.status.isCancelled = True
+    _transition(step, JobState.FAILED, reason, "Warning")
+    return step
+
+
 def _fail_invalid(step: Step, now: float, reason: str) -> Step:
     # AWS: "jobs that fail because of an invalid job definition aren't retried".
     step.status.stoppedAt = iso(now)

@@ -214,7 +214,7 @@ def batchjob_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> Non
     if state is None:
         return
     if type == "DELETED":
-        state.forget_job((namespace, name))
+        state.forget_job((namespace, name), uid=(body.get("metadata") or {}).get("uid"))
     else:
         state.upsert_job(body)
     state.wake()
