@@ -333,3 +333,19 @@ def test_deleting_a_running_job_stops_its_pod(
     devcluster.kubectl("delete", "batchjob", "j", "-n", namespace, "--wait=false")
 
     wait_for(lambda: not pods(devcluster, namespace), what="the deleted job's pod to be gone")
+
+
+def test_deleting_a_queue_terminates_its_jobs(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    _, queue = environment(devcluster, namespace)
+    apply(devcluster, job_definition("d", namespace), batch_job("j", namespace, queue, "d", exit_code=None))
+    wait_status(devcluster, namespace, "j", "RUNNING")
+
+    devcluster.kubectl("delete", "jobqueue", queue)
+    status = wait_status(devcluster, namespace, "j", "FAILED")
+
+    # AWS DeleteJobQueue: "All jobs in the queue are eventually terminated".
+    assert status["statusReason"] == f"JobQueue {queue} was deleted"
+    assert status["isTerminated"] is True
+    wait_for(lambda: not pods(devcluster, namespace), what="the job's pod to be stopped")

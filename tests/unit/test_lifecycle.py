@@ -881,12 +881,23 @@ def test_epoch(text: str | None, expected: float | None) -> None:
     assert epoch(text) == expected
 
 
-@pytest.mark.parametrize("ts", [T0, 0.0, T0 + 0.9], ids=["now-ish", "the epoch", "sub-second is truncated"])
-def test_iso_is_rfc3339_utc_and_round_trips_to_the_second(ts: float) -> None:
-    text = iso(ts)
+@pytest.mark.parametrize(
+    ("ts", "text"),
+    [
+        P(T0, "2023-11-14T22:13:20.000Z", id="now-ish"),
+        P(0.0, "1970-01-01T00:00:00.000Z", id="the epoch"),
+        P(T0 + 0.9, "2023-11-14T22:13:20.900Z", id="milliseconds are kept (AWS reports ms)"),
+        P(T0 + 0.0004, "2023-11-14T22:13:20.000Z", id="below a millisecond is truncated"),
+    ],
+)
+def test_iso_is_rfc3339_utc_with_milliseconds(ts: float, text: str) -> None:
+    assert iso(ts) == text
+    assert epoch(text) == pytest.approx(ts, abs=0.001)
 
-    assert text.endswith("Z") and "T" in text
-    assert epoch(text) == float(int(ts))
+
+def test_iso_strings_sort_like_the_times_they_name() -> None:
+    times = [T0, T0 + 0.5, T0 + 1, T0 + 1.001, T0 + 60]
+    assert sorted(iso(t) for t in reversed(times)) == [iso(t) for t in times]
 
 
 # --- digest §2.3, cancel vs terminate by state, as one table ----------------------------------

@@ -31,7 +31,7 @@ from batchyard.adapters.arrayjobs import ArrayRunner
 from batchyard.adapters.kube import ApiError, Kube
 from batchyard.adapters.objectstatus import QueuePositions
 from batchyard.adapters.state import JOB_UID_LABEL, ClusterState, JobEntry, JobKey
-from batchyard.api.batchjob import BatchJob, BatchJobStatus
+from batchyard.api.batchjob import BatchJob, BatchJobStatus, StopRequest
 from batchyard.api.computeenvironment import ComputeEnvironment
 from batchyard.api.consumableresource import ConsumableResource
 from batchyard.api.jobdefinition import JobDefinitionSpec
@@ -62,6 +62,8 @@ TERMINAL = ("SUCCEEDED", "FAILED")
 UNBOUNDED_VCPUS = 1_000_000
 DEFAULT_SHARE_DECAY_SECONDS = 600
 POD_CONFLICT_RETRY_SECONDS = 2.0
+EXPIRY_SCAN_SECONDS = 10.0
+MAX_EXPIRIES_PER_SCAN = 200
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,10 @@ class Controller:
         self.ce_capacity: dict[str, CECapacity] = {}
         self._sem = asyncio.Semaphore(self.settings.create_concurrency)
         self._event_tasks: set[asyncio.Task[None]] = set()
+        self._next_expiry_scan = 0.0
+        # Jobs whose (child's) end may release dependents this cycle: their status is written
+        # before any pod is created, so nobody sees a dependent start before its dependency ended.
+        self.finished_first: set[JobKey] = set()
         self.queue_positions = QueuePositions(self)
         self.arrays = ArrayRunner(self)
         self.ensure_child_pods: list[tuple[str, str, int]] = []
@@ -182,6 +188,7 @@ class Controller:
         # The scheduler reads policies when jobs are restored or enqueued: give it the world first.
         world = self._world()
         self.scheduler.set_world(world)
+        self.arrays.begin_cycle()
         for key in list(st.dirty_definitions):
             jd = st.definitions.get(key)
             if jd is not None:
@@ -217,17 +224,19 @@ class Controller:
                 continue
             self._restore(key, entry, now)
             ctx = self._context(entry)
-            step = lifecycle.advance(entry.job, entry.status, ctx, now)
+            step = lifecycle.advance(self._queue_gone(entry, ctx), entry.status, ctx, now)
             self._feed_scheduler(key, entry, step, now)
             if ctx.pod is not None and ctx.pod.node and step.status.status in ("STARTING", "RUNNING"):
                 # kube-scheduler may pick another node than the first fit we charged: follow it.
                 self.scheduler.bind(key, ctx.pod.node)
+            was_terminal = entry.status.status in TERMINAL
             entry.status = step.status
             entry.wake_at = step.wake_at
             plan.steps[key] = step
             if step.status.status in TERMINAL:
                 entry.wake_at = self._ttl_deadline(step.status)
-                self._wake_dependents(entry)
+                if not was_terminal:  # only the transition can release dependents
+                    self._wake_dependents(entry)
 
         plan.result = self.scheduler.cycle(world, now)
         for decision in plan.result.decisions:
@@ -286,6 +295,16 @@ class Controller:
                 ce = attempt.computeEnvironment or entry.status.computeEnvironment or ""
                 self.scheduler.add_running(view, ce, None, now, state=state)
                 self.known.add(key)
+
+    def _queue_gone(self, entry: JobEntry, ctx: lifecycle.Context) -> BatchJob:
+        """AWS DeleteJobQueue: "All jobs in the queue are eventually terminated". A job admitted
+        to a queue that no longer exists is terminated with a reason saying so."""
+        job = entry.job
+        admitted = entry.status.status not in (None, "SUBMITTED", "SUCCEEDED", "FAILED")
+        if ctx.queue_exists or not admitted or job.spec.terminate is not None:
+            return job
+        reason = StopRequest(reason=f"JobQueue {job.spec.jobQueue} was deleted")
+        return job.model_copy(update={"spec": job.spec.model_copy(update={"terminate": reason})})
 
     def _restored(self, key: JobKey) -> bool:
         return key in self.known
@@ -413,6 +432,7 @@ class Controller:
     def _wake_dependents(self, entry: JobEntry) -> None:
         job = entry.job
         namespace = job.metadata.namespace or ""
+        self.finished_first.add((namespace, job.metadata.name or ""))
         refs = {job.metadata.name, job.metadata.uid}
         for key, other in self.state.jobs.items():
             waiting = key[0] == namespace and other.status.status in (None, "SUBMITTED", "PENDING")
@@ -536,6 +556,19 @@ class Controller:
         ensures = [self._ensure_pod(key, now) for key, step in plan.steps.items() if step.ensure_pod]
         ensures += [self._ensure_child_pod(ckey) for ckey in self.ensure_child_pods]
         self.ensure_child_pods = []
+        # What each job looked like before this cycle's writes (for the transition hooks).
+        before: dict[JobKey, tuple[JobEntry, str | None, int]] = {
+            key: (entry, entry.written.get("status"), len(entry.written.get("attempts") or []))
+            for key in plan.steps
+            if (entry := st.jobs.get(key)) is not None
+        }
+        first = [k for k in self.finished_first if k in plan.steps and k in st.jobs]
+        self.finished_first = set()
+        for key in first:
+            if key in plan.arrays:
+                self.arrays.finish(st.jobs[key], plan.steps[key], now)
+                st.jobs[key].status = plan.steps[key].status
+        await _gather_limited(self._sem, [self._write_job(k, st.jobs[k], []) for k in first])
         await _gather_limited(self._sem, [*creates, *ensures])
         for key in plan.arrays:
             entry = st.jobs.get(key)
@@ -548,12 +581,13 @@ class Controller:
             plan.steps[key] = step
 
         writes = []
-        before: dict[JobKey, tuple[JobEntry, str | None, int]] = {}
         for key, step in plan.steps.items():
             entry = st.jobs.get(key)
             if entry is None:
                 continue
-            before[key] = (entry, entry.written.get("status"), len(entry.written.get("attempts") or []))
+            before.setdefault(
+                key, (entry, entry.written.get("status"), len(entry.written.get("attempts") or []))
+            )
             writes.append(self._write_job(key, entry, step.events))
         await _gather_limited(self._sem, writes)
         await _gather_limited(self._sem, [self._delete_pod(key, pod) for key, pod in deletes])
@@ -783,20 +817,26 @@ class Controller:
 
     async def _expire(self, now: float) -> None:
         """Delete finished BatchJobs after the TTL (AWS keeps them at least 7 days)."""
+        if now < self._next_expiry_scan:
+            return
+        self._next_expiry_scan = now + EXPIRY_SCAN_SECONDS
+        ttl = self.settings.finished_job_ttl_seconds
         expired = [
-            (key, e)
+            key
             for key, e in self.state.jobs.items()
-            if e.status.status in TERMINAL
-            and (lifecycle.epoch(e.status.stoppedAt) or now) + self.settings.finished_job_ttl_seconds <= now
-        ]
-        for key, _ in expired:
+            if e.status.status in TERMINAL and (lifecycle.epoch(e.status.stoppedAt) or now) + ttl <= now
+        ][:MAX_EXPIRIES_PER_SCAN]  # a burst of expiries must not stall scheduling
+
+        async def delete(key: JobKey) -> None:
             try:
                 await self.kube.delete(_path("batchjobs", key[1], key[0]))
             except ApiError as err:
                 if err.status != 404:
                     log.warning("deleting expired job %s failed: %s", key, err)
-                    continue
+                    return
             self.state.forget_job(key)
+
+        await _gather_limited(self._sem, [delete(k) for k in expired])
 
 
 def _consumed(c: ConsumableResource) -> int:

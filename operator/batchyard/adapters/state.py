@@ -215,9 +215,19 @@ class ClusterState:
             # Our own status writes are authoritative, as for jobs.
             jd = jd.model_copy(update={"status": old.status})
         self.definitions[key] = jd
+        if old is not None and old.metadata.generation == jd.metadata.generation:
+            return  # the echo of our own status write: nothing to decide
         self.dirty_definitions.add(key)
-        # Jobs waiting for this definition (or its first revision) may proceed.
-        self.dirty_jobs.update(k for k, e in self.jobs.items() if k[0] == key[0] and not _terminal(e))
+        # Jobs not yet admitted that name this definition may proceed (admitted jobs have
+        # pinned their revision: an edit changes nothing for them).
+        name = key[1]
+        self.dirty_jobs.update(
+            k
+            for k, e in self.jobs.items()
+            if k[0] == key[0]
+            and e.status.status in (None, "SUBMITTED")
+            and e.job.spec.jobDefinition.partition(":")[0] == name
+        )
 
     def forget_definition(self, namespace: str, name: str) -> None:
         self.definitions.pop((namespace, name), None)
@@ -247,6 +257,11 @@ class ClusterState:
         }
         maps[plural].pop(name, None)
         self.world_changed = True
+        if plural == "jobqueues":
+            # Its jobs must learn that it is gone (AWS: they are terminated).
+            self.dirty_jobs.update(
+                k for k, e in self.jobs.items() if e.job.spec.jobQueue == name and not _terminal(e)
+            )
 
 
 def _terminal(entry: JobEntry) -> bool:

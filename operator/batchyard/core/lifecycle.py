@@ -40,7 +40,10 @@ POD_LOST_REASON = "Pod {pod} was deleted before the attempt finished"
 
 
 def iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 in UTC with milliseconds (AWS reports milliseconds; whole seconds would make
+    sub-second attempts last 0 s). Every status timestamp uses this one form, so they also sort
+    as strings."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def epoch(value: str | None) -> float | None:
@@ -157,7 +160,8 @@ def advance(job: BatchJob, status: BatchJobStatus, ctx: Context, now: float) -> 
     st = step.status
     state = _state(st)
     if st.createdAt is None:
-        st.createdAt = job.metadata.creationTimestamp or iso(now)
+        created = epoch(job.metadata.creationTimestamp)
+        st.createdAt = iso(created if created is not None else now)
     if st.jobId is None:
         st.jobId = job.metadata.uid
 
