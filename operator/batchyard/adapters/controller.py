@@ -226,6 +226,10 @@ class Controller:
             ctx = self._context(entry)
             step = lifecycle.advance(self._queue_gone(entry, ctx), entry.status, ctx, now)
             self._feed_scheduler(key, entry, step, now)
+            if step.status.status == "RUNNABLE" and key not in self.known and ctx.definition is None:
+                # Its pinned revision can't be read (the JobDefinition was deleted): say so
+                # rather than wait forever.
+                lifecycle.fail(step, now, ctx.definition_problem or "the job definition can't be read")
             if ctx.pod is not None and ctx.pod.node and step.status.status in ("STARTING", "RUNNING"):
                 # kube-scheduler may pick another node than the first fit we charged: follow it.
                 self.scheduler.bind(key, ctx.pod.node)
@@ -659,7 +663,15 @@ class Controller:
                 entry.status = step.status
                 plan.steps[key] = step
             else:
+                # Quota, admission webhooks, RBAC: the job stays at the head of its queue and
+                # says why, and the dispatch is tried again next cycle.
                 log.warning("creating the pod of %s failed, will retry: %s", key, err)
+                step = plan.steps.get(key) or lifecycle.Step(
+                    status=entry.status.model_copy(deep=True), now=now
+                )
+                step.status.statusReason = f"Pod could not be created, retrying: {err}"[:1024]
+                entry.status = step.status
+                plan.steps[key] = step
                 self.state.dirty_jobs.add(key)
             return
         # Look at the attempt again next cycle even if no event comes (an adopted pod that
