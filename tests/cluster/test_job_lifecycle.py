@@ -349,3 +349,42 @@ def test_deleting_a_queue_terminates_its_jobs(
     assert status["statusReason"] == f"JobQueue {queue} was deleted"
     assert status["isTerminated"] is True
     wait_for(lambda: not pods(devcluster, namespace), what="the job's pod to be stopped")
+
+
+def test_multinode_jobs_are_refused_with_a_reason(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    _, queue = environment(devcluster, namespace, nodes=0)
+    mnp = {
+        "apiVersion": "batchyard.io/v1alpha1",
+        "kind": "JobDefinition",
+        "metadata": {"name": "mpi", "namespace": namespace},
+        "spec": {
+            "type": "multinode",
+            "nodeProperties": {
+                "numNodes": 2,
+                "mainNode": 0,
+                "nodeRangeProperties": [
+                    {
+                        "targetNodes": "0:",
+                        "eksProperties": {
+                            "podProperties": {
+                                "containers": [
+                                    {
+                                        "image": "busybox",
+                                        "resources": {"limits": {"cpu": "1", "memory": "512Mi"}},
+                                    }
+                                ]
+                            }
+                        },
+                    }
+                ],
+            },
+        },
+    }
+    apply(devcluster, mnp, batch_job("j", namespace, queue, "mpi"))
+
+    status = wait_status(devcluster, namespace, "j", "FAILED")
+
+    assert "multi-node parallel jobs (type multinode) are not supported" in status["statusReason"]
+    assert not pods(devcluster, namespace)
