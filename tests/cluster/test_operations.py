@@ -420,3 +420,35 @@ def test_operator_runs_a_lifecycle_with_the_charts_service_account(
     finally:
         helm(cluster, "uninstall", release, "--namespace", system, "--wait")
         cluster.kubectl("delete", "namespace", system, "--wait=false", check=False)
+
+
+# --- finished jobs are deleted after the TTL; keep-pods keeps them for debugging ----------------
+
+
+def test_finished_jobs_expire_after_the_ttl_and_pods_can_be_kept(
+    cluster: DevCluster, ns: str, operators: Any
+) -> None:
+    _, queue, jd = setup_queue(cluster, ns)
+    op = operators(
+        cluster.kubeconfig,
+        metrics=False,
+        BATCHYARD_NAMESPACES=ns,
+        BATCHYARD_LEASE_NAMESPACE=ns,
+        BATCHYARD_LEASE_NAME="ttl",
+        BATCHYARD_FINISHED_JOB_TTL_SECONDS="5",
+        BATCHYARD_KEEP_PODS="true",
+    )
+    apply(cluster, batch_job("short-lived", ns, queue, jd))
+    final = wait_all_terminal(cluster, ns, 1, timeout=60, why=op.tail)
+    assert final["short-lived"]["status"]["status"] == "SUCCEEDED"
+    pod_name = final["short-lived"]["status"]["attempts"][0]["podName"]
+    # BATCHYARD_KEEP_PODS: the finished attempt's pod stays for debugging (until its job goes).
+    assert [p["metadata"]["name"] for p in job_pods(cluster, ns)] == [pod_name]
+
+    wait_for(
+        lambda: cluster.kubectl("get", "batchjob", "short-lived", "-n", ns, check=False).returncode != 0,
+        timeout=60,
+        what=f"the finished job to be deleted after its 5 s TTL\n{op.tail()}",
+    )
+    # Its pod goes with it (owner reference).
+    wait_for(lambda: not job_pods(cluster, ns), timeout=60, what="the expired job's pod to be collected")
