@@ -14,6 +14,7 @@ from batchyard.core import deps
 from batchyard.core.jobstate import JobState, Reason, can_transition
 from batchyard.core.lifecycle import (
     MISSING_REFERENCE_GRACE_SECONDS,
+    STUCK_TERMINATING_SECONDS,
     Context,
     PodObs,
     Resolved,
@@ -29,6 +30,7 @@ from batchyard.core.retry import Action, ExitRule
 T0 = 1_700_000_000.0  # the job's creationTimestamp
 STARTED = T0 + 100  # when the current attempt's pod started running
 NOW = T0 + 600
+STUCK = "Pod j-a1 did not stop after it was deleted (its node may be unreachable)"
 GRACE = MISSING_REFERENCE_GRACE_SECONDS
 ESSENTIAL = Reason.ESSENTIAL_CONTAINER_EXITED
 ATTEMPT_STATES = ("STARTING", "RUNNING")
@@ -152,8 +154,8 @@ class PodB:
     def unknown(self) -> PodB:
         return PodB(replace(self.obs, phase="Unknown"))
 
-    def deleting(self) -> PodB:
-        return PodB(replace(self.obs, deleting=True))
+    def deleting(self, since: float | None = None) -> PodB:
+        return PodB(replace(self.obs, deleting=True, deleting_since=since))
 
 
 def a_pod(name: str) -> PodB:
@@ -501,6 +503,15 @@ POD_ROWS = [
       id="a finished pod being deleted still reports its exit"),
     P(RUNNING, C.with_pod(POD.running().deleting()), NOW, Expect("RUNNING"),
       id="a running pod being deleted by someone else: wait for it to go or exit"),
+    P(RUNNING, C.with_pod(POD.running().deleting(since=NOW - 10)), NOW,
+      Expect("RUNNING", wake_at=NOW - 10 + STUCK_TERMINATING_SECONDS),
+      id="deleted 10 s ago and still running: wait, and look again when it would be stuck"),
+    P(RUNNING, C.with_pod(POD.running().deleting(since=NOW - STUCK_TERMINATING_SECONDS)), NOW,
+      Expect("FAILED", STUCK, flags=RELEASED),
+      id="stuck Terminating (unreachable node): the attempt is lost, one attempt only -> FAILED"),
+    P(RUNNING, C.with_pod(POD.running().deleting(since=NOW - 200)).retrying(3), NOW,
+      Expect("RUNNABLE", STUCK, flags=flags("enqueue", "retried", "release")),
+      id="stuck Terminating with attempts left: retried like a lost host"),
 ]  # fmt: skip
 
 LOST_ROWS = [

@@ -88,6 +88,11 @@ def pod_requests(spec: Mapping[str, Any]) -> Resources:
     return total
 
 
+def _deleting_since(meta: Mapping[str, Any]) -> float | None:
+    ends = epoch(meta.get("deletionTimestamp"))
+    return None if ends is None else ends - float(meta.get("deletionGracePeriodSeconds") or 0)
+
+
 def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
     """Reduce a pod to what the lifecycle reads; None if it is not one of ours."""
     meta = body.get("metadata") or {}
@@ -124,6 +129,8 @@ def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
             message=message,
             running_since=running_since,
             deleting=bool(meta.get("deletionTimestamp")),
+            # deletionTimestamp is when the grace period ends: the request came that much earlier.
+            deleting_since=_deleting_since(meta),
         ),
         requests=pod_requests(body.get("spec") or {}),
         compute_environment=labels.get(CE_LABEL),

@@ -37,6 +37,9 @@ from batchyard.core.retry import AttemptExit, ExitRule, Fail, Retry, after_attem
 # queue or definition it names. Missing references fail the job only after this long.
 MISSING_REFERENCE_GRACE_SECONDS = 5.0
 POD_LOST_REASON = "Pod {pod} was deleted before the attempt finished"
+POD_STUCK_REASON = "Pod {pod} did not stop after it was deleted (its node may be unreachable)"
+# The pod's own 30 s grace period (AWS: SIGKILL after 30 s) plus a margin for the kubelet.
+STUCK_TERMINATING_SECONDS = 90.0
 
 
 def iso(ts: float) -> str:
@@ -64,6 +67,7 @@ class PodObs:
     message: str | None = None
     running_since: float | None = None
     deleting: bool = False
+    deleting_since: float | None = None  # when deletion was requested (deletionTimestamp - grace)
 
     @property
     def finished(self) -> bool:
@@ -304,7 +308,17 @@ def _follow_pod(step: Step, state: JobState, ctx: Context, now: float) -> Step:
             step.ensure_pod = True
             return step
         if pod is not None:
-            return step  # being deleted: wait for it to go or to report its exit
+            # Being deleted: wait for it to go or to report its exit, but not forever (a pod on
+            # an unreachable node stays Terminating): after the grace period and a margin, the
+            # attempt is lost, as if its host had gone.
+            if pod.deleting_since is None:
+                return step
+            give_up = pod.deleting_since + STUCK_TERMINATING_SECONDS
+            if now < give_up:
+                step.wake_at = give_up
+                return step
+            lost = POD_STUCK_REASON.format(pod=pod.name)
+            return _attempt_over(step, ctx, now, AttemptExit(status_reason=lost), None)
         lost = POD_LOST_REASON.format(pod=attempt.podName if attempt else "?")
         return _attempt_over(step, ctx, now, AttemptExit(status_reason=lost), None)
 
