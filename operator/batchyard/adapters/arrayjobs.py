@@ -154,8 +154,16 @@ class ArrayRunner:
                 if state is JobState.RUNNABLE:
                     self.c.scheduler.add_runnable(view, now)
                 else:
-                    ce = entry.status.computeEnvironment or ""
-                    self.c.scheduler.add_running(view, ce, None, now, state=state.value)
+                    # Charge the child where its pod runs (the pod's compute-environment label),
+                    # not where the parent's last child went.
+                    pod = self.c.state.pods.get((key[0], self.pod_name(entry, index)))
+                    ce = (
+                        (pod.compute_environment if pod is not None else None)
+                        or entry.status.computeEnvironment
+                        or ""
+                    )
+                    node = pod.obs.node if pod is not None else None
+                    self.c.scheduler.add_running(view, ce, node, now, state=state.value)
                 self.c.known.add((*key, index))
         # Pending children may be waiting on dependencies that finished while we were away.
         entry.dirty_children |= set(children.in_state(JobState.PENDING))

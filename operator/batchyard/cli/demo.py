@@ -23,6 +23,15 @@ from batchyard.devcluster import DevCluster
 REPO = Path(__file__).resolve().parents[3]
 DEMO = REPO / "examples" / "demo" / "demo.yaml"
 TERMINAL = ("SUCCEEDED", "FAILED")
+SHORT = {
+    "SUBMITTED": "submitted",
+    "PENDING": "pending",
+    "RUNNABLE": "runnable",
+    "STARTING": "starting",
+    "RUNNING": "running",
+    "SUCCEEDED": "ok",
+    "FAILED": "failed",
+}
 
 
 def register(sub: Any) -> None:
@@ -44,7 +53,7 @@ def _row(job: dict[str, Any]) -> tuple[str, str, str, str, str]:
     kind = (
         f"array x{job['spec']['arrayProperties']['size']}" if job["spec"].get("arrayProperties") else "single"
     )
-    progress = " ".join(f"{k[:4].lower()}={v}" for k, v in summary.items() if v) if summary else ""
+    progress = " ".join(f"{SHORT.get(k, k.lower())}={v}" for k, v in summary.items() if v) if summary else ""
     attempts = str(len(st.get("attempts") or [])) if not summary else ""
     return (
         job["metadata"]["name"],
