@@ -23,6 +23,7 @@ from batchyard.core.lifecycle import (
     epoch,
     iso,
     next_pod_name_attempt,
+    queue_refusal,
     start_attempt,
 )
 from batchyard.core.retry import Action, ExitRule
@@ -409,9 +410,15 @@ PENDING_ROWS = [
       Expect("PENDING", WAITING_A), id="PENDING: the reason follows what is still outstanding"),
     P(J.in_state("PENDING", reason=WAITING_A), C.dependency_failed(), NOW,
       Expect("FAILED", Reason.DEPENDENT_JOB_FAILED), id="AWS: PENDING -> FAILED when a dependency fails"),
-    P(J.in_state("PENDING", reason=WAITING_A), C.without_queue().without_definition(), NOW,
+    P(J.in_state("PENDING", reason=WAITING_A), C.without_definition(), NOW,
       Expect("RUNNABLE", flags=flags("enqueue")),
-      id="PENDING is past admission: references are not re-checked"),
+      id="PENDING is past admission: the definition is not re-checked"),
+    P(J.in_state("PENDING", reason=WAITING_A), C.without_queue(), NOW,
+      Expect("FAILED", "JobQueue q was deleted", flags=RELEASED),
+      id="AWS DeleteJobQueue: an admitted job whose queue is gone is terminated"),
+    P(J.in_state("RUNNING", 1), C.without_queue().with_pod(POD.running()), NOW,
+      Expect("FAILED", "JobQueue q was deleted", ("j-a1",), RELEASED),
+      id="queue deleted under a RUNNING job: terminated, its pod stopped"),
     P(J.in_state("RUNNABLE"), C, NOW, Expect("RUNNABLE"), id="RUNNABLE belongs to the scheduler: no change"),
     P(J.in_state("RUNNABLE"), C.dependency_failed(), NOW, Expect("RUNNABLE"),
       id="RUNNABLE: dependencies are settled and not re-read"),
@@ -945,3 +952,22 @@ def test_cancel_vs_terminate_by_state(state: str, request_: str, expected: str) 
         assert (st.status, st.statusReason) == (state, "before")
     else:
         assert (st.status, st.statusReason) == (expected, "why")
+
+
+@pytest.mark.parametrize(
+    ("state", "allowed", "namespace", "expected"),
+    [
+        P("ENABLED", None, "team-a", None, id="enabled, every namespace: accepted"),
+        P(None, None, "team-a", None, id="state unset means ENABLED"),
+        P("DISABLED", None, "team-a", "JobQueue q is DISABLED and accepts no new jobs",
+          id="AWS: a DISABLED queue accepts no new jobs"),
+        P("ENABLED", ["team-a"], "team-a", None, id="namespace allowed"),
+        P("ENABLED", ["team-a"], "team-b", "JobQueue q does not accept jobs from namespace team-b",
+          id="namespace not in allowedNamespaces"),
+        P("ENABLED", [], "team-b", None, id="an empty allowedNamespaces allows all"),
+    ],
+)  # fmt: skip
+def test_queue_refusal(
+    state: str | None, allowed: list[str] | None, namespace: str, expected: str | None
+) -> None:
+    assert queue_refusal("q", state, allowed, namespace) == expected

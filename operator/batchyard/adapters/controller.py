@@ -31,7 +31,7 @@ from batchyard.adapters.arrayjobs import ArrayRunner
 from batchyard.adapters.kube import ApiError, Kube
 from batchyard.adapters.objectstatus import QueuePositions
 from batchyard.adapters.state import JOB_UID_LABEL, ClusterState, JobEntry, JobKey
-from batchyard.api.batchjob import BatchJob, BatchJobStatus, StopRequest
+from batchyard.api.batchjob import BatchJob, BatchJobStatus
 from batchyard.api.computeenvironment import ComputeEnvironment
 from batchyard.api.consumableresource import ConsumableResource
 from batchyard.api.jobdefinition import JobDefinitionSpec
@@ -224,7 +224,7 @@ class Controller:
                 continue
             self._restore(key, entry, now)
             ctx = self._context(entry)
-            step = lifecycle.advance(self._queue_gone(entry, ctx), entry.status, ctx, now)
+            step = lifecycle.advance(entry.job, entry.status, ctx, now)
             self._feed_scheduler(key, entry, step, now)
             if step.status.status == "RUNNABLE" and key not in self.known and ctx.definition is None:
                 # Its pinned revision can't be read (the JobDefinition was deleted): say so
@@ -300,16 +300,6 @@ class Controller:
                 self.scheduler.add_running(view, ce, None, now, state=state)
                 self.known.add(key)
 
-    def _queue_gone(self, entry: JobEntry, ctx: lifecycle.Context) -> BatchJob:
-        """AWS DeleteJobQueue: "All jobs in the queue are eventually terminated". A job admitted
-        to a queue that no longer exists is terminated with a reason saying so."""
-        job = entry.job
-        admitted = entry.status.status not in (None, "SUBMITTED", "SUCCEEDED", "FAILED")
-        if ctx.queue_exists or not admitted or job.spec.terminate is not None:
-            return job
-        reason = StopRequest(reason=f"JobQueue {job.spec.jobQueue} was deleted")
-        return job.model_copy(update={"spec": job.spec.model_copy(update={"terminate": reason})})
-
     def _restored(self, key: JobKey) -> bool:
         return key in self.known
 
@@ -360,12 +350,12 @@ class Controller:
         queue = self.state.queues.get(job.spec.jobQueue)
         queue_problem = None
         if queue is not None and entry.status.status is None:
-            if queue.spec.state == "DISABLED":
-                # AWS: a DISABLED queue accepts no new jobs (SubmitJob fails).
-                queue_problem = f"JobQueue {queue.metadata.name} is DISABLED and accepts no new jobs"
-            allowed = queue.spec.allowedNamespaces
-            if allowed and job.metadata.namespace not in allowed:
-                queue_problem = f"JobQueue {queue.metadata.name} does not accept jobs from namespace {job.metadata.namespace}"
+            queue_problem = lifecycle.queue_refusal(
+                job.spec.jobQueue,
+                queue.spec.state,
+                queue.spec.allowedNamespaces,
+                job.metadata.namespace or "",
+            )
         resolved = self._definition(entry)
         definition: lifecycle.Resolved | None = None
         problem = None

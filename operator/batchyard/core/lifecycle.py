@@ -37,6 +37,9 @@ from batchyard.core.retry import AttemptExit, ExitRule, Fail, Retry, after_attem
 # queue or definition it names. Missing references fail the job only after this long.
 MISSING_REFERENCE_GRACE_SECONDS = 5.0
 POD_LOST_REASON = "Pod {pod} was deleted before the attempt finished"
+QUEUE_DELETED_REASON = "JobQueue {queue} was deleted"
+# States in which a job belongs to its queue (admission has happened, no result yet).
+ADMITTED_STATES = frozenset({JobState.PENDING, JobState.RUNNABLE, JobState.STARTING, JobState.RUNNING})
 POD_STUCK_REASON = "Pod {pod} did not stop after it was deleted (its node may be unreachable)"
 # The pod's own 30 s grace period (AWS: SIGKILL after 30 s) plus a margin for the kubelet.
 STUCK_TERMINATING_SECONDS = 90.0
@@ -125,6 +128,18 @@ class Step:
     wake_at: float | None = None  # the next time this job must be looked at without an event
 
 
+def queue_refusal(
+    queue: str, state: str | None, allowed_namespaces: Sequence[str] | None, namespace: str
+) -> str | None:
+    """Why an existing queue refuses a new job, or None (AWS SubmitJob fails for a DISABLED
+    queue; allowedNamespaces is Batchyard's per-namespace admission)."""
+    if state == "DISABLED":
+        return f"JobQueue {queue} is DISABLED and accepts no new jobs"
+    if allowed_namespaces and namespace not in allowed_namespaces:
+        return f"JobQueue {queue} does not accept jobs from namespace {namespace}"
+    return None
+
+
 def _state(status: BatchJobStatus) -> JobState | None:
     return JobState(status.status) if status.status else None
 
@@ -175,9 +190,13 @@ def advance(job: BatchJob, status: BatchJobStatus, ctx: Context, now: float) -> 
             step.delete_pods.append(ctx.pod.name)
         return step
 
-    # 2. Terminate (any non-terminal state).
-    if job.spec.terminate is not None:
-        outcome = on_terminate(state or JobState.SUBMITTED, job.spec.terminate.reason)
+    # 2. Terminate (any non-terminal state): the user's request, or the queue's deletion (AWS
+    # DeleteJobQueue: "All jobs in the queue are eventually terminated").
+    terminate = job.spec.terminate.reason if job.spec.terminate is not None else None
+    if terminate is None and not ctx.queue_exists and state in ADMITTED_STATES:
+        terminate = QUEUE_DELETED_REASON.format(queue=job.spec.jobQueue)
+    if terminate is not None:
+        outcome = on_terminate(state or JobState.SUBMITTED, terminate)
         if outcome.applied:
             return _stop(step, ctx, now, outcome.status_reason or Reason.TERMINATED_DEFAULT,
                          cancelled=outcome.is_cancelled, terminated=outcome.is_terminated)  # fmt: skip
