@@ -81,7 +81,6 @@ class ArrayRunner:
     def __init__(self, controller: Controller) -> None:
         self.c = controller
         self._bare: dict[JobKey, BatchJob] = {}
-        self._dependents: dict[JobKey, list[JobKey]] = {}
 
     # -- a parent's step ---------------------------------------------------------------------
     def step(self, key: JobKey, entry: JobEntry, now: float) -> lifecycle.Step:
@@ -328,32 +327,13 @@ class ArrayRunner:
         children = entry.children
         assert children is not None
         self.c.finished_first.add(key)
-        if index + 1 < children.size and any(d.type == "SEQUENTIAL" for d in entry.job.spec.dependsOn or []):
-            entry.dirty_children.add(index + 1)
-        for other_key in self._n_to_n_dependents(key, entry):
-            other = self.c.state.jobs.get(other_key)
+        for name, child in self.c.dependents_in(key[0]).affected_by_child(key[1], index):
+            other = self.c.state.jobs.get((key[0], name))
             if other is not None:
-                other.dirty_children.add(index)
-                self.c.state.dirty_jobs.add(other_key)
-
-    def _n_to_n_dependents(self, key: JobKey, entry: JobEntry) -> list[JobKey]:
-        """Arrays with an N_TO_N dependency on this one: one scan per parent per cycle, not one
-        per finished child."""
-        found = self._dependents.get(key)
-        if found is None:
-            refs = {entry.job.metadata.name, entry.job.metadata.uid}
-            found = self._dependents[key] = [
-                other_key
-                for other_key, other in self.c.state.jobs.items()
-                if other_key[0] == key[0]
-                and other is not entry
-                and other.children is not None
-                and any(d.type == "N_TO_N" and d.jobId in refs for d in other.job.spec.dependsOn or [])
-            ]
-        return found
+                other.dirty_children.add(child)
+                self.c.state.dirty_jobs.add((key[0], name))
 
     def begin_cycle(self) -> None:
-        self._dependents = {}
         # Forget cached bare copies of jobs that are gone.
         self._bare = {k: v for k, v in self._bare.items() if k in self.c.state.jobs}
 

@@ -148,6 +148,9 @@ class Controller:
         # Jobs whose (child's) end may release dependents this cycle: their status is written
         # before any pod is created, so nobody sees a dependent start before its dependency ended.
         self.finished_first: set[JobKey] = set()
+        # Reverse dependency indexes per namespace, and the jobs already in them.
+        self._dependents: dict[str, deps.DependentsIndex] = {}
+        self.indexed: set[JobKey] = set()
         self.queue_positions = QueuePositions(self)
         self.arrays = ArrayRunner(self)
         self.ensure_child_pods: list[tuple[str, str, int]] = []
@@ -202,11 +205,22 @@ class Controller:
             for k in [k for k in self.known if k[:2] in st.forgotten_jobs]:
                 self.scheduler.remove(k, now)
                 self.known.discard(k)
+            for ns, name in st.forgotten_jobs:
+                if (ns, name) in self.indexed:
+                    self.dependents_in(ns).remove(name)
+                    self.indexed.discard((ns, name))
         st.forgotten_jobs.clear()
 
         due = {k for k, e in st.jobs.items() if e.wake_at is not None and e.wake_at <= now}
         dirty = st.dirty_jobs | due
         st.dirty_jobs = set()
+        # Index every job's dependsOn (immutable) the first time it is seen, before any step, so
+        # a dependency that ends in this cycle finds its dependents.
+        for key in dirty - self.indexed:
+            entry = st.jobs.get(key)
+            if entry is not None:
+                self.dependents_in(key[0]).upsert(self._facts(entry))
+                self.indexed.add(key)
         for key in sorted(dirty, key=lambda k: e.arrival if (e := st.jobs.get(k)) is not None else -1):
             entry = st.jobs.get(key)
             if entry is None:
@@ -427,13 +441,19 @@ class Controller:
         job = entry.job
         namespace = job.metadata.namespace or ""
         self.finished_first.add((namespace, job.metadata.name or ""))
-        refs = {job.metadata.name, job.metadata.uid}
-        for key, other in self.state.jobs.items():
-            waiting = key[0] == namespace and other.status.status in (None, "SUBMITTED", "PENDING")
-            if waiting and any(d.jobId in refs for d in other.job.spec.dependsOn or []):
-                self.state.dirty_jobs.add(key)
+        for name in self.dependents_in(namespace).dependents_of(job.metadata.name or ""):
+            other = self.state.jobs.get((namespace, name))
+            if other is not None and other.status.status in (None, "SUBMITTED", "PENDING"):
+                self.state.dirty_jobs.add((namespace, name))
         if self.state.dirty_jobs:
             self.state.wake()
+
+    def dependents_in(self, namespace: str) -> deps.DependentsIndex:
+        """The reverse dependency index of one namespace (dependencies never cross namespaces)."""
+        index = self._dependents.get(namespace)
+        if index is None:
+            index = self._dependents[namespace] = deps.DependentsIndex()
+        return index
 
     def _ttl_deadline(self, status: BatchJobStatus) -> float | None:
         stopped = lifecycle.epoch(status.stoppedAt)
