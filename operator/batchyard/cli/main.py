@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from batchyard.cli import demo, describe, dev, jobs, run
+from batchyard.cli import demo, describe, dev, gateway, jobs, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.register(sub)
     demo.register(sub)
     describe.register(sub)
+    gateway.register(sub)
     return parser
 
 

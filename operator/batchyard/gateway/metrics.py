@@ -1,0 +1,22 @@
+"""Gateway metrics: requests by operation and result code, and request latency."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+REQUESTS = Counter(
+    "batchyard_gateway_requests_total",
+    "AWS Batch API requests answered by the gateway, by operation and result code",
+    ["operation", "code"],
+)
+LATENCY = Histogram(
+    "batchyard_gateway_request_seconds",
+    "AWS Batch API request latency, by operation",
+    ["operation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+def observe(operation: str, code: str, seconds: float) -> None:
+    REQUESTS.labels(operation, code).inc()
+    LATENCY.labels(operation).observe(seconds)
