@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from batchyard.cli import demo_gateway
 from batchyard.devcluster import DevCluster
 
 REPO = Path(__file__).resolve().parents[3]
@@ -77,6 +78,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cluster = DevCluster(workdir=workdir, die_with_parent=not args.keep)
     cluster.start()
     operator: subprocess.Popen[bytes] | None = None
+    gateway: subprocess.Popen[bytes] | None = None
+    endpoint: list[str] = []
     try:
         cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
@@ -89,6 +92,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             stderr=log,
         )
         cluster.kubectl("apply", "-f", str(DEMO))
+        gateway, endpoint = demo_gateway.start(cluster, workdir)
+        print("\n".join(endpoint))
         print(
             f"operator running (log: {workdir / 'operator.log'}); jobs applied from {DEMO.relative_to(REPO)}\n"
         )
@@ -128,10 +133,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
             attempts = len(s.get("attempts") or [])
             tries = f" after {attempts} attempts" if attempts > 1 else ""
             print(f"  {name:14} {s.get('status')}{tries}{reason}")
+        print("\n".join(endpoint))
         expected_failures = {"broken"}
         failed = {n for n, s in done.items() if s.get("status") == "FAILED"}
         return 0 if failed == expected_failures else 1
     finally:
+        if gateway is not None:
+            gateway.terminate()
         if operator is not None:
             operator.terminate()
             try:
