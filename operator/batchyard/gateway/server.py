@@ -277,7 +277,9 @@ class Gateway:
         request_id = str(uuid.uuid4())
         operation = "unknown"
         try:
-            found = route(request.method, request.path)
+            # Route on the raw path: a resource ARN in /v1/tags/{resourceArn} is percent-encoded
+            # and contains "/", which the decoded path would split.
+            found = route(request.method, request.raw_path.split("?", 1)[0])
             if found is None:
                 raise GatewayError(
                     "UnknownOperationException",
@@ -423,7 +425,7 @@ class Gateway:
                 await self._stop(call, str(job_id), str(p["reason"]), verb)
                 ok.append(job_id)
             except GatewayError as exc:
-                errors.append({"jobId": job_id, "errorCode": exc.code, "errorMessage": exc.message})
+                errors.append({"job": job_id, "code": exc.code, "message": exc.message})
         return {"successful": ok, "errors": errors}
 
     async def cancel_jobs(self, call: Call, p: dict[str, Any]) -> dict[str, Any]:
