@@ -264,8 +264,10 @@ def test_list_jobs_filters_and_250_job_pagination(
         batch.submit_job(jobName=f"bulk-{i}", jobQueue=queue, jobDefinition="alpha")["jobId"]
         for i in range(249)
     ]
+    # Kubernetes timestamps have whole seconds: leave a second on each side of the marker.
+    time.sleep(1.1)
     marker = int(time.time() * 1000)
-    time.sleep(0.01)
+    time.sleep(1.1)
     last = batch.submit_job(jobName="Special_One", jobQueue=queue, jobDefinition="beta")["jobId"]
     wait_for(lambda: len(batch.list_jobs(jobQueue=queue, jobStatus="RUNNABLE", maxResults=1000)["jobSummaryList"]) == 250,
              timeout=120, what="250 RUNNABLE jobs")  # fmt: skip
