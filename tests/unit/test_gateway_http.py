@@ -116,3 +116,20 @@ def test_tag_routes_carry_an_encoded_arn(endpoint: str) -> None:
         lambda: batch(endpoint).list_tags_for_resource(resourceArn="arn:aws:batch:us-east-1:a:unknown/x")
     )
     assert (status, code) == (400, "ClientException") and "resourceArn" in message
+
+
+def test_requests_are_counted_by_operation_and_code(endpoint: str) -> None:
+    from batchyard.gateway.metrics import REGISTRY
+
+    def count() -> float:
+        return (
+            REGISTRY.get_sample_value(
+                "batchyard_gateway_requests_total", {"operation": "ListJobs", "code": "400"}
+            )
+            or 0.0
+        )
+
+    before = count()
+    error(lambda: batch(endpoint, validate=False).list_jobs())
+    assert count() == before + 1
+    assert REGISTRY.get_sample_value("batchyard_gateway_request_seconds_count", {"operation": "ListJobs"})

@@ -11,6 +11,7 @@ import signal
 from typing import Any
 
 from batchyard.adapters.kube import load_credentials
+from batchyard.gateway import metrics
 from batchyard.gateway.server import Gateway, Settings, serve
 
 
@@ -68,8 +69,6 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if args.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(args.metrics_port)
+        metrics.serve(args.metrics_port)
     asyncio.run(run_gateway(args))
     return 0
