@@ -138,8 +138,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         failed = {n for n, s in done.items() if s.get("status") == "FAILED"}
         return 0 if failed == expected_failures else 1
     finally:
-        if gateway is not None:
-            gateway.terminate()
+        if gateway is not None and not args.keep:
+            gateway.terminate()  # with --keep it stays up beside the control plane, for the aws line
         if operator is not None:
             operator.terminate()
             try:
@@ -148,5 +148,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 operator.kill()
         if args.keep:
             print(f"control plane left running: export KUBECONFIG={cluster.kubeconfig}")
+            if gateway is not None:
+                print(f"AWS Batch gateway left running (pid {gateway.pid}); stop it with: kill {gateway.pid}")
         else:
             cluster.stop()
