@@ -379,6 +379,12 @@ def test_queue_snapshot_and_resource_crud(
         what="three jobs at the front of the queue",
     )
     assert [j["jobArn"].rsplit("/", 1)[1] for j in snap["frontOfQueue"]["jobs"]] == ids
+    needs = {"consumableResourceList": [{"consumableResource": f"{namespace}-lic", "quantity": 3}]}
+    holder = batch.submit_job(
+        jobName="Needs_Lic", jobQueue=queue, jobDefinition="hello", consumableResourcePropertiesOverride=needs
+    )
+    by_cr = batch.list_jobs_by_consumable_resource(consumableResource=cr["consumableResourceArn"])["jobs"]
+    assert [(j["jobArn"], j["quantity"]) for j in by_cr] == [(holder["jobArn"], 3)]
     with pytest.raises(ClientError, match="must be DISABLED"):
         batch.delete_job_queue(jobQueue=queue)
     batch.delete_consumable_resource(consumableResource=f"{namespace}-lic")

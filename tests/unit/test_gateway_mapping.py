@@ -394,3 +394,35 @@ def test_bad_signatures_are_403(make: Any, code: str, request: pytest.FixtureReq
     later = "6 minutes" in request.node.callspec.id
     signed_at = datetime.strptime(signed()[0]["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     assert check(headers, body, signed_at + timedelta(minutes=6) if later else None) == code
+
+
+def test_share_identifier_filter() -> None:
+    jobs = [
+        a_job("u0").spec(shareIdentifier="blue").status(status="RUNNABLE").build(),
+        a_job("u1").spec(shareIdentifier="red").status(status="RUNNING").build(),
+    ]
+    assert listed(jobs, filters=[{"name": "SHARE_IDENTIFIER", "values": ["blue"]}])[0] == ["u0"]
+
+
+def test_jobs_by_consumable_resource_from_override_or_pinned_definition_revision() -> None:
+    licence = {"consumableResourceList": [{"consumableResource": "lic", "quantity": 2}]}
+    definition = {
+        "metadata": {"name": "jd"},
+        "spec": {},
+        "status": {"revisions": [{"revision": 1, "spec": {"consumableResourceProperties": licence}}, {"revision": 2, "spec": {}}]},
+    }  # fmt: skip
+    jobs = [
+        a_job("pinned-1", "Old").status(status="RUNNING", jobDefinitionRevision=1).build(),
+        a_job("pinned-2").status(status="RUNNING", jobDefinitionRevision=2).build(),
+        a_job("override")
+        .spec(consumableResourcePropertiesOverride=licence)
+        .status(status="RUNNABLE")
+        .build(),
+    ]
+    got = m.jobs_by_consumable_resource(jobs, {"jd": definition}, "lic", [], ACCOUNT)
+    assert sorted(j["jobArn"].rsplit("/", 1)[1] for j in got) == ["override", "pinned-1"]
+    assert {j["quantity"] for j in got} == {2}
+    only_running = m.jobs_by_consumable_resource(
+        jobs, {"jd": definition}, "lic", [{"name": "JOB_STATUS", "values": ["RUNNING"]}], ACCOUNT
+    )
+    assert [j["jobName"] for j in only_running] == ["Old"]

@@ -339,6 +339,7 @@ class ListQuery:
     after_ms: int | None = None
     max_results: int = 100
     after_key: tuple[int, str] | None = None
+    share: str | None = None
 
 
 def _token(key: tuple[int, str]) -> str:
@@ -392,10 +393,11 @@ def parse_list_jobs(params: Mapping[str, Any]) -> ListQuery:
                 raise client_error(f"filters.values: {name} takes epoch milliseconds")
             q["before_ms" if name == "BEFORE_CREATED_AT" else "after_ms"] = int(value)
         elif name == "SHARE_IDENTIFIER":
-            raise client_error("filters.name: SHARE_IDENTIFIER is not supported by this gateway")
+            q["share"] = value
         else:
             raise client_error(
-                f"filters.name: {name!r} must be JOB_NAME, JOB_DEFINITION, BEFORE_CREATED_AT or AFTER_CREATED_AT"
+                f"filters.name: {name!r} must be JOB_NAME, JOB_DEFINITION, BEFORE_CREATED_AT, "
+                "AFTER_CREATED_AT or SHARE_IDENTIFIER"
             )
     return ListQuery(
         queue=name_from(str(params["jobQueue"]), "job-queue", "jobQueue") if params.get("jobQueue") else None,
@@ -440,6 +442,8 @@ def list_jobs(
             if not (nm.startswith(q.name) if q.name_prefix else nm == q.name):
                 continue
         if not _definition_matches(obj, q):
+            continue
+        if q.share is not None and obj["spec"].get("shareIdentifier") != q.share:
             continue
         if q.array_job_id is not None:
             for index, state in sorted(child_states(obj).items()):
@@ -778,3 +782,82 @@ def snapshot(jobs: Iterable[Mapping[str, Any]], queue: str, account: Account, no
             "lastUpdatedAt": now_ms,
         }
     }
+
+
+def _definition_properties(
+    definition: Mapping[str, Any] | None, revision: int | None
+) -> Mapping[str, Any] | None:
+    if definition is None:
+        return None
+    revisions = _status(definition).get("revisions") or []
+    chosen = [r for r in revisions if revision is not None and r.get("revision") == revision] or revisions[
+        -1:
+    ]
+    spec = (chosen[0].get("spec") if chosen else None) or definition.get("spec") or {}
+    props: Mapping[str, Any] | None = spec.get("consumableResourceProperties")
+    return props
+
+
+def jobs_by_consumable_resource(
+    jobs: Iterable[Mapping[str, Any]],
+    definitions: Mapping[str, Mapping[str, Any]],
+    resource: str,
+    filters: Sequence[Mapping[str, Any]],
+    account: Account,
+) -> list[dict[str, Any]]:
+    """ListJobsByConsumableResource: jobs whose (override or definition) requirements name `resource`.
+
+    AWS filters: JOB_STATUS (one state) and JOB_NAME (case-insensitive, trailing `*` = prefix).
+    """
+    status_filter: str | None = None
+    name_filter: tuple[str, bool] | None = None
+    for f in filters:
+        values = f.get("values") or []
+        if len(values) != 1:
+            raise client_error(f"filters.values: {f.get('name')} takes exactly one value")
+        if f.get("name") == "JOB_STATUS":
+            status_filter = str(values[0])
+        elif f.get("name") == "JOB_NAME":
+            name_filter = (str(values[0]).rstrip("*").lower(), str(values[0]).endswith("*"))
+        else:
+            raise client_error(f"filters.name: {f.get('name')!r} must be JOB_STATUS or JOB_NAME")
+    out = []
+    for obj in jobs:
+        spec = obj["spec"]
+        props = spec.get("consumableResourcePropertiesOverride") or _definition_properties(
+            definitions.get(str(spec["jobDefinition"]).partition(":")[0]),
+            _status(obj).get("jobDefinitionRevision"),
+        )
+        wanted = [
+            r
+            for r in (props or {}).get("consumableResourceList") or []
+            if r.get("consumableResource") == resource
+        ]
+        if not wanted:
+            continue
+        if status_filter is not None and job_state(obj) != status_filter:
+            continue
+        if name_filter is not None:
+            nm = job_name(obj).lower()
+            if not (nm.startswith(name_filter[0]) if name_filter[1] else nm == name_filter[0]):
+                continue
+        d = job_detail(obj, account)
+        out.append(
+            _drop_none(
+                {
+                    "jobArn": d["jobArn"],
+                    "jobQueueArn": d["jobQueue"],
+                    "jobName": d["jobName"],
+                    "jobDefinitionArn": d["jobDefinition"],
+                    "shareIdentifier": d.get("shareIdentifier"),
+                    "jobStatus": d["status"],
+                    "quantity": int(wanted[0]["quantity"]),
+                    "statusReason": d.get("statusReason"),
+                    "startedAt": d.get("startedAt"),
+                    "createdAt": d["createdAt"],
+                    "consumableResourceProperties": dict(props or {}),
+                }
+            )
+        )
+    out.sort(key=lambda j: (-int(j["createdAt"]), j["jobArn"]))
+    return out

@@ -798,10 +798,22 @@ class Gateway:
         return {"consumableResources": page, **({"nextToken": token} if token else {})}
 
     async def list_jobs_by_cr(self, call: Call, p: dict[str, Any]) -> dict[str, Any]:
-        raise client_error(
-            "ListJobsByConsumableResource is not supported by this gateway yet: "
-            "use ListJobs, or kubectl get batchjobs"
+        resource = self._cr_name(str(p["consumableResource"]))
+        await self.allowed(call, "list", "batchjobs")
+        try:
+            items = (await call.kube.list(ns_path(call.ns, "jobdefinitions"))).get("items") or []
+        except ApiError as exc:
+            raise api_error(exc, "job definitions") from None
+        definitions = {d["metadata"]["name"]: d for d in items}
+        jobs = m.jobs_by_consumable_resource(
+            self.cache.in_namespace(call.ns), definitions, resource, p.get("filters") or [], call.account
         )
+        for i, j in enumerate(jobs):
+            j["_key"] = f"{i:08d}"
+        page, token = m.paginate(jobs, "_key", p.get("maxResults"), p.get("nextToken"))
+        for j in jobs:
+            j.pop("_key", None)
+        return {"jobs": page, **({"nextToken": token} if token else {})}
 
     # --- tags -------------------------------------------------------------------------------------
 
