@@ -49,6 +49,11 @@ def setup(cluster: DevCluster) -> tuple[str, str]:
     return key_id, secret
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rate(n: int, clients: int, one: Any) -> float:
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
@@ -119,9 +124,12 @@ def main() -> None:
         direct(-1)
         via_gateway(-1)  # warm both paths (connections, the gateway's key and RBAC caches)
         direct_rates, gateway_rates = [], []
+        gateway_cpu = 0.0
         for _ in range(args.rounds):
             direct_rates.append(rate(args.jobs, args.clients, direct))
+            before = cpu_seconds(gateway.pid)
             gateway_rates.append(rate(args.jobs, args.clients, via_gateway))
+            gateway_cpu += cpu_seconds(gateway.pid) - before
         best_direct, best_gateway = max(direct_rates), max(gateway_rates)
 
         sample = ids[:100]
@@ -138,6 +146,7 @@ def main() -> None:
         print(f"jobs per round: {args.jobs}, clients: {args.clients}, rounds: {args.rounds}")
         print("direct BatchJob creates/s: " + ", ".join(f"{r:.0f}" for r in direct_rates))
         print("gateway SubmitJob/s (boto3): " + ", ".join(f"{r:.0f}" for r in gateway_rates))
+        print(f"gateway CPU per SubmitJob: {gateway_cpu / (args.jobs * args.rounds) * 1000:.1f} ms")
         print(f"ratio gateway / direct (best rounds): {best_gateway / best_direct:.2f} (target >= 0.7)")
         print(f"DescribeJobs of 100 ids, 200 calls: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
     finally:
