@@ -233,6 +233,14 @@ def test_cancel_runnable_and_terminate_running(
     wait_job(batch, waiting, "RUNNABLE")
     wait_job(batch, runs, "RUNNING")
 
+    array = batch.submit_job(
+        jobName="arr", jobQueue=waiting_queue, jobDefinition="hello", arrayProperties={"size": 3}
+    )["jobId"]
+    wait_job(batch, f"{array}:1", "RUNNABLE")
+    batch.cancel_job(jobId=f"{array}:1", reason="child not needed")  # spec.childRequests
+    batch.cancel_job(jobId=f"{array}:2", reason="this one neither")  # appended, not replacing
+    assert [wait_job(batch, f"{array}:{i}", *DONE)["status"] for i in (1, 2)] == ["FAILED", "FAILED"]
+    assert describe(batch, f"{array}:0")["status"] == "RUNNABLE"
     batch.cancel_job(jobId=waiting, reason="not needed")
     batch.terminate_job(jobId=runs, reason="stop now")
 

@@ -387,25 +387,46 @@ class Gateway:
                 size = int((obj["spec"].get("arrayProperties") or {}).get("size") or 0)
                 if index >= size:
                     raise client_error(f"jobId: array job {uid} has no child {index}")
-                current = await call.kube.get(path)
-                requests = current["spec"].get("childRequests")
-                if any(r.get("index") == index for r in requests or []):
+                got = await self._add_child_request(call, path, index, verb, reason)
+                if got is None:
                     return
-                entry = {"index": index, "action": verb.upper(), "reason": reason}
-                ops: list[dict[str, Any]] = [
-                    {
-                        "op": "test",
-                        "path": "/metadata/resourceVersion",
-                        "value": current["metadata"]["resourceVersion"],
-                    },
-                    {"op": "add", "path": "/spec/childRequests/-", "value": entry}
-                    if requests
-                    else {"op": "add", "path": "/spec/childRequests", "value": [entry]},
-                ]
-                got = await call.kube.request("patch", "PATCH", path, ops, content_type=JSON_PATCH)
         except ApiError as exc:
             raise api_error(exc, f"job {job_id}") from None
         self.cache.put(got)
+
+    async def _add_child_request(
+        self, call: Call, path: str, index: int, verb: str, reason: str
+    ) -> dict[str, Any] | None:
+        """Append one spec.childRequests entry (a JSON patch guarded by resourceVersion, retried).
+
+        A merge patch would replace the whole list, dropping other children's requests.
+        """
+        for attempt in range(5):
+            current = await call.kube.get(path)
+            requests = current["spec"].get("childRequests")
+            if any(r.get("index") == index for r in requests or []):
+                return None  # already requested: AWS answers success again
+            entry = {"index": index, "action": verb.upper(), "reason": reason}
+            ops: list[dict[str, Any]] = [
+                {
+                    "op": "test",
+                    "path": "/metadata/resourceVersion",
+                    "value": current["metadata"]["resourceVersion"],
+                },
+                {"op": "add", "path": "/spec/childRequests/-", "value": entry}
+                if requests
+                else {"op": "add", "path": "/spec/childRequests", "value": [entry]},
+            ]
+            try:
+                got: dict[str, Any] = await call.kube.request(
+                    "patch", "PATCH", path, ops, content_type=JSON_PATCH
+                )
+                return got
+            except ApiError as exc:
+                # 422 from the failed "test" (or 409): someone else wrote first; read again.
+                if exc.status not in (409, 422) or attempt == 4:
+                    raise
+        return None
 
     async def cancel_job(self, call: Call, p: dict[str, Any]) -> dict[str, Any]:
         # AWS: cancelling a STARTING or RUNNING job succeeds but has no effect.
