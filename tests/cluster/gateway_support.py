@@ -43,8 +43,14 @@ class GatewayProcess:
     log: Path
 
 
-def start_gateway(cluster: DevCluster, workdir: Path) -> Iterator[GatewayProcess]:
-    cluster.kubectl("create", "namespace", KEYS_NAMESPACE, check=False)
+def start_gateway(
+    cluster: DevCluster,
+    workdir: Path,
+    kubeconfig: Path | None = None,
+    secrets_namespace: str = KEYS_NAMESPACE,
+) -> Iterator[GatewayProcess]:
+    """`batchyard gateway` as a subprocess (as the admin of the dev cluster, or `kubeconfig`'s user)."""
+    cluster.kubectl("create", "namespace", secrets_namespace, check=False)
     apply_json(
         cluster,
         {
@@ -67,11 +73,11 @@ def start_gateway(cluster: DevCluster, workdir: Path) -> Iterator[GatewayProcess
     )
     port = free_port()
     log = workdir / "gateway.log"
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig or cluster.kubeconfig), "PYTHONUNBUFFERED": "1"}
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "batchyard.cli.main", "gateway", "--host", "127.0.0.1", "--port", str(port),
-             "--secrets-namespace", KEYS_NAMESPACE, "--metrics-port", "0", "--region", REGION],
+             "--secrets-namespace", secrets_namespace, "--metrics-port", "0", "--region", REGION],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
     gw = GatewayProcess(f"http://127.0.0.1:{port}", proc, log)
@@ -101,16 +107,22 @@ class Key:
     namespace: str
 
 
-def make_key(cluster: DevCluster, namespace: str, *, cluster_kinds: bool = True) -> Key:
+def make_key(
+    cluster: DevCluster,
+    namespace: str,
+    *,
+    cluster_kinds: bool = True,
+    keys_namespace: str = KEYS_NAMESPACE,
+    sa: str = "batch-user",
+) -> Key:
     """A ServiceAccount in `namespace` with RBAC on Batchyard's kinds, and an access key for it."""
-    sa = "batch-user"
     key = Key("AKID" + uuid.uuid4().hex[:16].upper(), uuid.uuid4().hex, namespace)
     objs: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": namespace}},
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
-            "metadata": {"name": "batch-user", "namespace": namespace},
+            "metadata": {"name": sa, "namespace": namespace},
             "rules": [
                 {
                     "apiGroups": ["batchyard.io"],
@@ -122,16 +134,16 @@ def make_key(cluster: DevCluster, namespace: str, *, cluster_kinds: bool = True)
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
-            "metadata": {"name": "batch-user", "namespace": namespace},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "batch-user"},
+            "metadata": {"name": sa, "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
             "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}],
         },
         {
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": {
-                "name": f"key-{namespace}",
-                "namespace": KEYS_NAMESPACE,
+                "name": f"key-{namespace}-{sa}",
+                "namespace": keys_namespace,
                 "labels": {"batchyard.io/gateway-credentials": "true"},
             },
             "stringData": {
@@ -147,7 +159,7 @@ def make_key(cluster: DevCluster, namespace: str, *, cluster_kinds: bool = True)
             {
                 "apiVersion": "rbac.authorization.k8s.io/v1",
                 "kind": "ClusterRoleBinding",
-                "metadata": {"name": f"batch-user-{namespace}"},
+                "metadata": {"name": f"{sa}-{namespace}"},
                 "roleRef": {
                     "apiGroup": "rbac.authorization.k8s.io",
                     "kind": "ClusterRole",

@@ -8,6 +8,7 @@ annotations, and the kwok stage reads `kwok.batchyard.io/*` annotations).
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 from batch import ce_nodes
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -598,3 +600,57 @@ def test_malformed_input_is_a_client_exception_naming_the_field(
     assert batchjobs(devcluster, namespace) == []
     assert client(gateway.url, key).describe_jobs(jobs=[])["jobs"] == []  # still serving
     assert "Traceback" not in Path(gateway.log).read_text()
+
+
+def test_the_charts_least_privilege_rbac_is_enough_and_no_more(
+    devcluster: DevCluster, operator: object, namespace: str, tmp_path: Path
+) -> None:
+    """The gateway as its own ServiceAccount with exactly the chart's RBAC (not the admin)."""
+    from batchyard.devcluster.helm import ensure_helm
+
+    release_ns = f"{namespace}-gw"
+    devcluster.kubectl("create", "namespace", release_ns)
+    try:
+        rendered = subprocess.run(
+            [str(ensure_helm(log=lambda _m: None)), "template", "by", str(Path(__file__).parents[2] / "helm" / "batchyard"),
+             "--namespace", release_ns, "--set", "gateway.enabled=true",
+             "--set", f"gateway.serviceAccounts[0].namespace={namespace},gateway.serviceAccounts[0].name=batch-user"],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        docs = [d for d in yaml.safe_load_all(rendered) if d and "gateway" in d["metadata"]["name"]]
+        rbac = [
+            d
+            for d in docs
+            if d["kind"] in ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+        ]
+        for d in rbac:  # cluster-scoped names are per test, so parallel sessions never collide
+            if d["kind"].startswith("Cluster"):
+                d["metadata"]["name"] += f"-{namespace}"
+            if d["kind"] == "ClusterRoleBinding":
+                d["roleRef"]["name"] += f"-{namespace}"
+        devcluster.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in rbac))
+        token = devcluster.kubectl("create", "token", "by-batchyard-gateway", "-n", release_ns).stdout.strip()
+        kubeconfig = json.loads(devcluster.kubeconfig.read_text())
+        kubeconfig["users"] = [{"name": "admin", "user": {"token": token}}]
+        (tmp_path / "kubeconfig").write_text(json.dumps(kubeconfig))
+        served = make_key(devcluster, namespace, keys_namespace=release_ns)
+        unserved = make_key(devcluster, namespace, keys_namespace=release_ns, sa="not-served")
+
+        gen = start_gateway(devcluster, tmp_path, tmp_path / "kubeconfig", secrets_namespace=release_ns)
+        gw = next(gen)
+        try:
+            ok = client(gw.url, served)
+            wait_for(lambda: _accepted(ok), timeout=30, what="the served key")
+            queue = aws_environment(ok, devcluster, namespace, state="DISABLED")
+            register(ok)
+            job = ok.submit_job(jobName="rbac", jobQueue=queue, jobDefinition="hello")["jobId"]
+            assert wait_job(ok, job, "RUNNABLE")["jobName"] == "rbac"
+            # A key whose ServiceAccount the chart does not list: the API server refuses impersonation.
+            with pytest.raises(ClientError) as err:
+                client(gw.url, unserved).submit_job(jobName="x", jobQueue=queue, jobDefinition="hello")
+            assert err.value.response["Error"]["Code"] == "AccessDeniedException"
+            assert [j["metadata"]["uid"] for j in batchjobs(devcluster, namespace)] == [job]
+        finally:
+            gen.close()
+    finally:
+        devcluster.kubectl("delete", "namespace", release_ns, "--wait=false", check=False)
