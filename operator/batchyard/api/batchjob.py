@@ -298,6 +298,17 @@ class JobStateCounts(Loose):
         return cls(**{s: counts.get(s, 0) for s in JOB_STATES})
 
 
+class AttemptContainerDetail(Loose):
+    """One container's end in an attempt (AWS EksAttemptContainerDetail)."""
+
+    name: str | None = None
+    """The container's name."""
+    exitCode: int | None = None
+    """Its exit code."""
+    reason: str | None = None
+    """Its terminated reason (e.g. OOMKilled, Error, Completed)."""
+
+
 class AttemptDetail(Loose):
     """One attempt (AWS AttemptDetail/EksAttemptDetail, flattened to the pod's main container)."""
 
@@ -318,7 +329,9 @@ class AttemptDetail(Loose):
     startedAt: Timestamp | None = None
     """When the attempt entered RUNNING (RFC 3339)."""
     stoppedAt: Timestamp | None = None
-    """When the attempt ended (RFC 3339)."""
+    """When the attempt ended: its containers' finish time (RFC 3339)."""
+    containers: Annotated[list[AttemptContainerDetail], Field(max_length=64)] | None = None
+    """Each container's exit, when the pod has more than one (AWS eksAttempts[].containers)."""
 
 
 class ChildExitDetail(Loose):
