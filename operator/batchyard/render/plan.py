@@ -6,6 +6,8 @@ the job runs (which image, which command, how much vCPU/memory/GPU), so all thre
 
 * Parameters: SubmitJob `parameters` over the definition's defaults; `Ref::` tokens in `command`
   (and EKS `args`) are replaced by `core.params.substitute`; unknown tokens stay literal as on AWS.
+* `command` of containerProperties/ecsProperties is Docker's CMD (the image's ENTRYPOINT stays):
+  it becomes the container's `args`. eksProperties keep Kubernetes' own `command`/`args`.
 * `containerOverrides` (containerProperties): `command` replaces; `environment` adds or replaces
   by name; `resourceRequirements` replace per type; deprecated `vcpus`/`memory` replace the
   deprecated fields only (AWS: they "can't override the memory and vCPU requirements that are
@@ -360,7 +362,10 @@ def _plan_container_properties(
         ContainerPlan(
             name=DEFAULT_CONTAINER,
             image=props.image,
-            command=substitute(command, params),
+            # AWS: containerProperties.command "maps to Cmd in the Create a container section of
+            # the Docker Remote API and the COMMAND parameter to docker run": the image's
+            # ENTRYPOINT stays, so it is the container's args, not its command.
+            args=substitute(command, params),
             env=_merge_env(
                 plan,
                 f"{where}.environment",
@@ -410,7 +415,8 @@ def _plan_ecs(
             ContainerPlan(
                 name=name,
                 image=c.image,
-                command=substitute(o.command if o.command is not None else c.command, params),
+                # ECS container definitions' command is Docker's CMD too: the container's args.
+                args=substitute(o.command if o.command is not None else c.command, params),
                 env=_merge_env(
                     plan,
                     f"{cw}.environment",
@@ -569,6 +575,15 @@ def _plan_eks(
                     image_pull_policy=c.imagePullPolicy,
                 )
             )
+    everything = [*plan.containers, *plan.init_containers]
+    for resource, name in (("cpu", "vCPU"), ("memory", "memory")):
+        if everything and not any(resource in c.requests or resource in c.limits for c in everything):
+            # AWS "Memory and vCPU considerations for AWS Batch on Amazon EKS": "At least one
+            # vCPU requests or limits value must be specified" (and one memory value).
+            plan.problems.append(
+                f"{where}.containers: at least one {name} requests or limits value ({resource}) must be "
+                "specified (AWS: EKS jobs get no default)"
+            )
     plan.volumes.extend(v.model_dump(exclude_none=True) for v in pod.volumes or ())
     # Labels and annotations: the definition's, then the submission's (AWS: overrides add/replace).
     for source, md in (
@@ -580,6 +595,11 @@ def _plan_eks(
     ):
         if md is None:
             continue
+        if md.namespace is not None:
+            # Refused by the CRD too; here for objects stored before that rule.
+            plan.problems.append(
+                f"{source}.namespace is not supported: a job's pods run in the BatchJob's namespace"
+            )
         for key, value in (md.labels or {}).items():
             if not is_label_key(key) or not is_label_value(value):
                 plan.problems.append(

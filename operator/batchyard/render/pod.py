@@ -17,8 +17,8 @@ dnsPolicy=ClusterFirstWithHostNet"); `default_host_network` lets the operator co
 that default. ECS-style containerProperties jobs get normal pod networking.
 
 Namespace: the pod lives in the BatchJob's namespace. A compute environment's kubernetesNamespace
-and a podProperties metadata.namespace are not honoured: an owner reference can't cross
-namespaces, and without it a deleted job would leak its pods.
+and a podProperties metadata.namespace are refused (CRD rules; a render problem for older objects):
+an owner reference can't cross namespaces, and without it a deleted job would leak its pods.
 """
 
 from __future__ import annotations
