@@ -890,17 +890,26 @@ def test_more_than_50_combined_tags_fail_the_job() -> None:
 @pytest.mark.parametrize(
     ("containers", "missing"),
     [
-        pytest.param([ctr(resources=None)], ["vCPU", "memory"], id="AWS: no cpu and no memory at all: refused"),
-        pytest.param([ctr(resources={"limits": {"cpu": "1"}})], ["memory"], id="cpu only: memory missing"),
-        pytest.param([ctr(resources={"requests": {"memory": "64Mi"}})], ["vCPU"], id="memory only: vCPU missing"),
         pytest.param(
-            [ctr("a", resources={"limits": {"cpu": "1"}}), ctr("b", resources={"limits": {"memory": "64Mi"}})],
+            [ctr(resources=None)], ["vCPU", "memory"], id="AWS: no cpu and no memory at all: refused"
+        ),
+        pytest.param([ctr(resources={"limits": {"cpu": "1"}})], ["memory"], id="cpu only: memory missing"),
+        pytest.param(
+            [ctr(resources={"requests": {"memory": "64Mi"}})], ["vCPU"], id="memory only: vCPU missing"
+        ),
+        pytest.param(
+            [
+                ctr("a", resources={"limits": {"cpu": "1"}}),
+                ctr("b", resources={"limits": {"memory": "64Mi"}}),
+            ],
             [],
             id="one value each, on different containers: accepted",
         ),
     ],
 )
-def test_an_eks_job_needs_a_vcpu_and_a_memory_value(containers: list[dict[str, Any]], missing: list[str]) -> None:
+def test_an_eks_job_needs_a_vcpu_and_a_memory_value(
+    containers: list[dict[str, Any]], missing: list[str]
+) -> None:
     problems = render_problems(a_job(), a_definition(**eks(*containers)))
 
     assert [p for p in problems if "at least one" in p] == [
