@@ -934,3 +934,39 @@ def test_a_pod_namespace_is_refused_not_ignored(where: str) -> None:
         d = a_definition(**eks(ctr()))
 
     assert any("namespace is not supported" in p for p in render_problems(job, d))
+
+
+def test_a_non_essential_ecs_container_becomes_a_native_sidecar() -> None:
+    d = a_definition(
+        ecsProperties={
+            "taskProperties": [
+                {
+                    "containers": [
+                        {"name": "app", "image": "app:1", "resourceRequirements": rr(vcpu="1", memory="512")},
+                        {
+                            "name": "proxy",
+                            "image": "envoy:1",
+                            "essential": False,
+                            "resourceRequirements": rr(vcpu="0.5"),
+                        },
+                    ]
+                }
+            ]
+        }
+    )
+    pod = render(a_job(), d)
+
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["app"]
+    sidecar = pod["spec"]["initContainers"][0]
+    # K8s native sidecar: stopped by the kubelet once the essential containers ended, so it
+    # never keeps the job RUNNING, and its requests add to the pod's.
+    assert (sidecar["name"], sidecar["restartPolicy"]) == ("proxy", "Always")
+    assert job_demand(a_job(), d) == Resources(1500, 512, 0)
+
+
+def test_a_task_without_an_essential_container_is_refused() -> None:
+    d = a_definition(
+        ecsProperties={"taskProperties": [{"containers": [{"name": "a", "image": "a", "essential": False}]}]}
+    )
+
+    assert any("at least one container must be essential" in p for p in render_problems(a_job(), d))

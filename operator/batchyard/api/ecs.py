@@ -327,8 +327,9 @@ class TaskContainerProperties(Spec):
     command: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=256)] | None = None
     """Command; `Ref::name` elements are replaced by parameters."""
     essential: bool | None = None
-    """ECS: when an essential container exits, the task stops. On Kubernetes every container's exit
-    code counts (EKS rule); recorded for compatibility."""
+    """ECS: when an essential container exits, the task stops (default true). A non-essential
+    container runs as a Kubernetes native sidecar: it is stopped once the essential containers
+    ended and its exit code does not decide the job."""
     dependsOn: Annotated[list[TaskContainerDependency], Field(max_length=10)] | None = None
     """ECS start ordering; accepted and ignored."""
     environment: Environment | None = None

@@ -27,6 +27,9 @@ class ContainerPlan:
     security_context: dict[str, Any] = field(default_factory=dict)
     volume_mounts: list[dict[str, Any]] = field(default_factory=list)
     image_pull_policy: str | None = None
+    # A non-essential ECS container: rendered as a Kubernetes native sidecar (an init container
+    # with restartPolicy Always), stopped by the kubelet once the essential containers ended.
+    sidecar: bool = False
 
 
 @dataclass

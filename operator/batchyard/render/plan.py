@@ -411,8 +411,12 @@ def _plan_ecs(
         cw = f"{where}.containers[{i}]"
         o = by_name.get(name, TaskContainerOverrides())
         requests, limits = _ecs_resources(plan, cw, c.resourceRequirements, o.resourceRequirements)
-        plan.containers.append(
+        # ECS: when an essential container exits, the task stops; a non-essential one (a log
+        # router, a proxy) must not keep the job RUNNING: it becomes a native sidecar.
+        sidecar = c.essential is False
+        (plan.init_containers if sidecar else plan.containers).append(
             ContainerPlan(
+                sidecar=sidecar,
                 name=name,
                 image=c.image,
                 # ECS container definitions' command is Docker's CMD too: the container's args.
@@ -430,6 +434,9 @@ def _plan_ecs(
                 volume_mounts=_ecs_mounts(plan, cw, name, c.mountPoints, c.linuxParameters, volume_names),
             )
         )
+    if not plan.containers:
+        # ECS: "at least one container in a task must be essential".
+        plan.problems.append(f"{where}.containers: at least one container must be essential")
     if task.ephemeralStorage is not None and plan.containers:
         plan.containers[0].requests["ephemeral-storage"] = f"{task.ephemeralStorage.sizeInGiB}Gi"
     if task.pidMode == "task":

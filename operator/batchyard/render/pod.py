@@ -102,7 +102,10 @@ def _node_groups(job: BatchJob, definition: JobDefinitionSpec) -> list[tuple[int
 
 
 def _plan_demand(plan: PodPlan) -> Resources:
-    return pod_demand((c.requests for c in plan.containers), (c.requests for c in plan.init_containers))
+    # K8s: a native sidecar runs beside the containers, so its requests add to theirs.
+    sidecars = [c.requests for c in plan.init_containers if c.sidecar]
+    inits = [c.requests for c in plan.init_containers if not c.sidecar]
+    return pod_demand([*(c.requests for c in plan.containers), *sidecars], inits)
 
 
 def job_demand(job: BatchJob, definition: JobDefinitionSpec, node_index: int | None = None) -> Resources:
@@ -182,6 +185,8 @@ def _gpu_only(ce: ComputeEnvironment | str) -> bool:
 
 def _container(c: ContainerPlan, batch_vars: list[tuple[str, str]]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": c.name, "image": c.image}
+    if c.sidecar:
+        out["restartPolicy"] = "Always"
     if c.image_pull_policy:
         out["imagePullPolicy"] = c.image_pull_policy
     if c.command is not None:
