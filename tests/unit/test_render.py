@@ -970,3 +970,32 @@ def test_a_task_without_an_essential_container_is_refused() -> None:
     )
 
     assert any("at least one container must be essential" in p for p in render_problems(a_job(), d))
+
+
+def test_ecs_secrets_become_secret_key_references() -> None:
+    d = a_definition(**ecs(secrets=[{"name": "DB_PASSWORD", "valueFrom": "db-credentials:password"}]))
+    c = container(render(a_job(), d))
+
+    assert {
+        "name": "DB_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "db-credentials", "key": "password"}},
+    } in c["env"]
+    assert render_problems(a_job(), d) == []
+
+
+@pytest.mark.parametrize(
+    "value_from",
+    [
+        pytest.param(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf", id="a Secrets Manager ARN"
+        ),
+        pytest.param("arn:aws:ssm:us-east-1:123456789012:parameter/db", id="an SSM parameter ARN"),
+        pytest.param("db-credentials", id="no key"),
+        pytest.param("Bad_Name:key", id="not a Secret name"),
+    ],
+)
+def test_ecs_secrets_of_another_form_are_refused_naming_the_variable(value_from: str) -> None:
+    d = a_definition(**ecs(secrets=[{"name": "DB_PASSWORD", "valueFrom": value_from}]))
+
+    problems = render_problems(a_job(), d)
+    assert any("secrets[0] (DB_PASSWORD)" in p and "<secret-name>:<key>" in p for p in problems), problems

@@ -191,8 +191,6 @@ class KwokProvider(Spec):
 
     nodeNamePrefix: Annotated[str, Field(max_length=40, pattern=DNS_LABEL_PATTERN)] | None = None
     """Prefix of the fake node names (default: the compute environment's name)."""
-    startupSeconds: Annotated[int, Field(ge=0, le=3600)] | None = None
-    """Simulated node boot time."""
     options: ProviderOptions | None = None
     """Provider-specific settings."""
 

@@ -22,6 +22,8 @@ class ContainerPlan:
     command: list[str] | None = None
     args: list[str] | None = None
     env: list[tuple[str, str | None]] = field(default_factory=list)
+    # Environment variables from Secrets: (variable, secret name, key) -> secretKeyRef.
+    secret_env: list[tuple[str, str, str]] = field(default_factory=list)
     requests: dict[str, str] = field(default_factory=dict)
     limits: dict[str, str] = field(default_factory=dict)
     security_context: dict[str, Any] = field(default_factory=dict)

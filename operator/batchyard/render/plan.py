@@ -41,6 +41,7 @@ from batchyard.api.ecs import (
     LinuxParameters,
     MountPoint,
     ResourceRequirement,
+    Secret,
     TaskContainerOverrides,
     TaskContainerProperties,
     Volume,
@@ -175,6 +176,33 @@ def _merge_env(
         if not reserved_env_violations([e.name]):
             merged[e.name] = e.value
     return list(merged.items())
+
+
+# A Kubernetes Secret name (DNS-1123 subdomain) and a Secret data key.
+_SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+
+def _secret_env(plan: PodPlan, where: str, secrets: Sequence[Secret] | None) -> list[tuple[str, str, str]]:
+    """ECS `secrets` -> (variable, Secret name, key). AWS valueFrom is a Secrets Manager or SSM
+    ARN, which means nothing on Kubernetes: here it is `<secret-name>:<key>` of a Secret in the
+    job's namespace; any other form is a problem naming the variable."""
+    out: list[tuple[str, str, str]] = []
+    bad = reserved_env_violations(s.name for s in secrets or ())
+    if bad:
+        plan.problems.append(f"{where}: {reserved_env_message(bad)}")
+    for i, secret in enumerate(secrets or ()):
+        name, sep, key = secret.valueFrom.partition(":")
+        if not sep or not _SECRET_NAME.match(name) or len(name) > 253 or not _SECRET_KEY.match(key):
+            plan.problems.append(
+                f"{where}[{i}] ({secret.name}): valueFrom {secret.valueFrom[:80]!r} must be "
+                "<secret-name>:<key> of a Kubernetes Secret in the job's namespace (Secrets Manager "
+                "and SSM ARNs are not supported)"
+            )
+            continue
+        if not reserved_env_violations([secret.name]):
+            out.append((secret.name, name, key))
+    return out
 
 
 def _apply_defaults(plan: PodPlan) -> None:
@@ -373,6 +401,7 @@ def _plan_container_properties(
                 f"{ow}.environment",
                 ov.environment,
             ),
+            secret_env=_secret_env(plan, f"{where}.secrets", props.secrets),
             requests=requests,
             limits=limits,
             security_context=_security_context_from_ecs(
@@ -428,6 +457,7 @@ def _plan_ecs(
                     f"{ow}.containers ({name}).environment",
                     o.environment,
                 ),
+                secret_env=_secret_env(plan, f"{cw}.secrets", c.secrets),
                 requests=requests,
                 limits=limits,
                 security_context=_security_context_from_ecs(c.user, c.privileged, c.readonlyRootFilesystem),
