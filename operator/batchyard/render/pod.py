@@ -194,7 +194,7 @@ def _container(c: ContainerPlan, batch_vars: list[tuple[str, str]]) -> dict[str,
     if c.args is not None:
         out["args"] = c.args
     # AWS_BATCH_* first, so that user variables can refer to them with $(AWS_BATCH_JOB_ID).
-    env: list[dict[str, str]] = [{"name": n, "value": v} for n, v in batch_vars]
+    env: list[dict[str, Any]] = [{"name": n, "value": v} for n, v in batch_vars]
     env.extend({"name": n, "value": v} if v is not None else {"name": n} for n, v in c.env)
     env.extend(
         {"name": n, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
