@@ -1180,3 +1180,40 @@ def test_queue_refusal(
     state: str | None, allowed: list[str] | None, namespace: str, expected: str | None
 ) -> None:
     assert queue_refusal("q", state, allowed, namespace) == expected
+
+
+def test_admission_records_the_effective_priority_retry_strategy_timeout_and_parameters() -> None:
+    from batchyard.api.jobdefinition import JobDefinitionSpec
+    from batchyard.core.effective import effective
+
+    definition = JobDefinitionSpec.model_validate(
+        {
+            "type": "container",
+            "containerProperties": {"image": "busybox"},
+            "parameters": {"in": "a", "out": "b"},
+            "schedulingPriority": 5,
+            "retryStrategy": {"attempts": 2},
+            "timeout": {"attemptDurationSeconds": 600},
+        }
+    )
+    job = BatchJob.from_body(
+        {
+            "metadata": {"name": "j", "namespace": "ns", "uid": "u"},
+            "spec": {
+                "jobQueue": "q",
+                "jobDefinition": "d",
+                "parameters": {"out": "c"},
+                "schedulingPriorityOverride": 9,
+                "retryStrategy": {"attempts": 4},
+            },
+        }
+    )
+    eff = effective(job.spec, definition)
+    ctx = C._definition(effective=eff).ctx
+    st = advance(job, BatchJobStatus(), ctx, NOW).status
+
+    assert (st.schedulingPriority, st.parameters) == (9, {"in": "a", "out": "c"})
+    assert (
+        st.retryStrategy is not None and st.retryStrategy.attempts == 4
+    )  # the job's replaces the definition's
+    assert st.timeout is not None and st.timeout.attemptDurationSeconds == 600

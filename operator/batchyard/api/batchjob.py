@@ -397,6 +397,14 @@ class BatchJobStatus(Loose):
     """When the job reached SUCCEEDED or FAILED (RFC 3339)."""
     attempts: list[AttemptDetail] | None = None
     """Completed and current attempts, in order."""
+    schedulingPriority: int | None = None
+    """The effective scheduling priority (schedulingPriorityOverride, else the definition's)."""
+    retryStrategy: RetryStrategy | None = None
+    """The effective retry strategy (the job's, else the definition's), recorded at admission."""
+    timeout: JobTimeout | None = None
+    """The effective timeout (the job's, else the definition's), recorded at admission."""
+    parameters: Parameters | None = None
+    """The effective parameters (the definition's defaults, replaced by name by the job's)."""
     isCancelled: bool | None = None
     """The job was cancelled (spec.cancel or a queue's jobStateTimeLimitAction)."""
     isTerminated: bool | None = None

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from batchyard.api.batchjob import AttemptContainerDetail, AttemptDetail, BatchJob, BatchJobStatus
 from batchyard.core import deps
+from batchyard.core.effective import Effective
 from batchyard.core.jobstate import JobState, Reason, on_cancel, on_terminate
 from batchyard.core.retry import AttemptExit, ExitRule, Fail, Retry, after_attempt, after_failed_attempt
 
@@ -148,6 +149,7 @@ class Resolved:
     attempts: int
     attempt_duration_seconds: int | None
     problems: tuple[str, ...] = ()  # render problems: the job can never run
+    effective: Effective | None = None  # recorded in status at admission (DescribeJobs fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,6 +395,13 @@ def _admit(step: Step, job: BatchJob, ctx: Context, now: float) -> Step:
         return _fail_invalid(step, now, "; ".join(missing))
     assert ctx.definition is not None
     st.jobDefinitionRevision = ctx.definition.revision
+    eff = ctx.definition.effective
+    if eff is not None:
+        # AWS DescribeJobs reports what the job runs with, after the submission's overrides.
+        st.schedulingPriority = eff.scheduling_priority
+        st.retryStrategy = eff.retry_strategy
+        st.timeout = eff.timeout
+        st.parameters = eff.parameters or None
     if ctx.definition.problems:
         return _fail_invalid(step, now, Reason.invalid_job_definition("; ".join(ctx.definition.problems)))
     return _resolve_dependencies(step, ctx)
