@@ -341,6 +341,8 @@ class ChildExitDetail(Loose):
     """The container exit code."""
     reason: str | None = None
     """The container's terminated reason (or the attempt's statusReason), cut to 128 characters."""
+    statusReason: str | None = None
+    """The child's last statusReason, cut to 128 characters."""
 
 
 class ArrayChildrenDetail(Loose):
@@ -358,6 +360,12 @@ class ArrayChildrenDetail(Loose):
     """Last exit per child index, for at most 500 children (first come, first kept)."""
     lastExitsOmitted: int | None = None
     """Exits not kept because lastExits was full."""
+    times: dict[str, str] | None = None
+    """startedAt-stoppedAt per child index, in epoch milliseconds ("1764560000123-1764560004567";
+    stoppedAt empty while it runs), for at most 500 children (first come, first kept). A child's
+    createdAt is the parent's (AWS: when the parent spawned it)."""
+    timesOmitted: int | None = None
+    """Children whose times were not kept because times was full."""
 
 
 class ArrayPropertiesDetail(Loose):
