@@ -129,3 +129,15 @@ def test_a_container_that_cannot_start_and_since_when_the_pod_is_scheduled() -> 
         "no such image",
         epoch(T),
     )
+
+
+def test_a_sidecar_stopped_with_the_pod_is_not_a_failed_init_container() -> None:
+    body = a_pod(
+        "Succeeded",
+        containerStatuses=[terminated(0, reason="Completed")],
+        initContainerStatuses=[terminated(143, name="log")],
+    )
+    body["spec"]["initContainers"] = [{"name": "log", "restartPolicy": "Always"}]
+    o = obs(body)
+
+    assert (o.failed_init_container, o.exit_code, o.succeeded) == (None, 0, True)

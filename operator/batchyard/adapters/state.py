@@ -155,9 +155,20 @@ def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
         if waiting is not None and waiting_reason is None and waiting.get("reason"):
             waiting_reason, waiting_message = waiting.get("reason"), waiting.get("message")
     failed_init = None
+    # Native sidecars (restartPolicy Always) end with SIGTERM when the pod stops: not a failure.
+    sidecars = {
+        c.get("name")
+        for c in (body.get("spec") or {}).get("initContainers") or ()
+        if c.get("restartPolicy") == "Always"
+    }
     for cs in status.get("initContainerStatuses") or []:
         term = (cs.get("state") or {}).get("terminated")
-        if term is not None and term.get("exitCode", 0) != 0 and failed_init is None:
+        if (
+            term is not None
+            and term.get("exitCode", 0) != 0
+            and failed_init is None
+            and cs.get("name") not in sidecars
+        ):
             failed_init = cs.get("name", "")
             exit_code, reason, message = term.get("exitCode"), term.get("reason"), term.get("message")
         waiting = (cs.get("state") or {}).get("waiting")

@@ -133,10 +133,12 @@ class PodObs:
 
     @property
     def succeeded(self) -> bool:
-        if self.phase == "Failed" or self.disruption or self.failed_init_container:
+        # K8s: phase Succeeded means every container exited 0 (a disruption noticed after that
+        # changes nothing); Failed never is a success.
+        if self.phase in ("Succeeded", "Failed"):
+            return self.phase == "Succeeded"
+        if self.disruption or self.failed_init_container:
             return False
-        if self.phase == "Succeeded":
-            return True
         return self.essentials_done and all(c.exit_code == 0 for c in self.containers)
 
 
