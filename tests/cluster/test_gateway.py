@@ -654,3 +654,29 @@ def test_the_charts_least_privilege_rbac_is_enough_and_no_more(
             gen.close()
     finally:
         devcluster.kubectl("delete", "namespace", release_ns, "--wait=false", check=False)
+
+
+def test_ec2_only_fields_are_accepted_stored_and_described(
+    devcluster: DevCluster, gateway: GatewayProcess, namespace: str, key: Key
+) -> None:
+    # The README's create-compute-environment line, with the AWS CLI's shorthand syntax.
+    ce = f"{namespace}-managed"
+    aws_cli(gateway.url, key, "create-compute-environment", "--compute-environment-name", ce, "--type", "MANAGED",
+            "--compute-resources", "type=EC2,maxvCpus=16,minvCpus=0,subnets=subnet-1,instanceRole=ecsInstanceRole",
+            "--service-role", "arn:aws:iam::123456789012:role/AWSBatchServiceRole")  # fmt: skip
+    (detail,) = aws_cli(gateway.url, key, "describe-compute-environments", "--compute-environments", ce)[
+        "computeEnvironments"
+    ]
+    assert detail["computeResources"]["subnets"] == ["subnet-1"]
+    assert detail["computeResources"]["instanceRole"] == "ecsInstanceRole"
+    assert detail["serviceRole"].endswith("AWSBatchServiceRole")
+    # ...and do nothing here: the spec holds what Batchyard uses, the provider is the gateway's.
+    spec = json.loads(devcluster.kubectl("get", "computeenvironment", ce, "-o", "json").stdout)["spec"]
+    assert spec["computeResources"] == {"type": "EC2", "maxvCpus": 16, "minvCpus": 0}
+    assert spec["provider"] == {"type": "kwok"}
+    wait_for(
+        lambda: client(gateway.url, key).describe_compute_environments(computeEnvironments=[ce])["computeEnvironments"][0]["status"] == "VALID",
+        what="the operator to mark the compute environment VALID",
+    )  # fmt: skip
+    client(gateway.url, key).update_compute_environment(computeEnvironment=ce, state="DISABLED")
+    client(gateway.url, key).delete_compute_environment(computeEnvironment=ce)
