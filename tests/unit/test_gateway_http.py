@@ -133,3 +133,15 @@ def test_requests_are_counted_by_operation_and_code(endpoint: str) -> None:
     error(lambda: batch(endpoint, validate=False).list_jobs())
     assert count() == before + 1
     assert REGISTRY.get_sample_value("batchyard_gateway_request_seconds_count", {"operation": "ListJobs"})
+
+
+def test_an_oversized_body_is_a_client_exception_not_a_5xx(endpoint: str) -> None:
+    import urllib.error
+    import urllib.request
+
+    body = b'{"jobs": ["' + b"x" * (5 * 1024 * 1024) + b'"]}'
+    req = urllib.request.Request(endpoint + "/v1/describejobs", data=body, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=30)
+    assert err.value.code == 400
+    assert err.value.headers["X-Amzn-ErrorType"] == "ClientException"

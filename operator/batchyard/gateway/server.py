@@ -41,7 +41,10 @@ CREDENTIALS_LABEL = "batchyard.io/gateway-credentials"
 BASE = "/apis/batchyard.io/v1alpha1"
 JSON_PATCH = "application/json-patch+json"
 ACCESS_TTL = 5.0  # seconds an RBAC answer is reused for cache reads
-REVISION_WAIT = 15.0  # seconds RegisterJobDefinition waits for the operator to record a revision
+REVISION_WAIT = 15.0
+MAX_BODY = (
+    4 * 1024 * 1024
+)  # far above any valid request (a job definition is at most ~64 KiB)  # seconds RegisterJobDefinition waits for the operator to record a revision
 
 # AWS operations that exist in the model but have no meaning on Kubernetes (SageMaker service
 # environments and service jobs, quota shares).
@@ -268,7 +271,7 @@ class Gateway:
     # --- HTTP -------------------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app = web.Application(client_max_size=MAX_BODY)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 
@@ -287,7 +290,12 @@ class Gateway:
                     404,
                 )
             operation, uri = found
-            body = await request.read()
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                raise client_error(
+                    f"The request body is larger than {MAX_BODY // (1024 * 1024)} MiB"
+                ) from None
             signed = verify(
                 request.method,
                 f"{request.scheme}://{request.host}",
