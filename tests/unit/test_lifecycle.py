@@ -13,6 +13,7 @@ from batchyard.api.batchjob import AttemptDetail, BatchJob, BatchJobStatus
 from batchyard.core import deps
 from batchyard.core.jobstate import JobState, Reason, can_transition
 from batchyard.core.lifecycle import (
+    DEPENDENCY_SUBMIT_GRACE_SECONDS,
     MISSING_REFERENCE_GRACE_SECONDS,
     STUCK_TERMINATING_SECONDS,
     Context,
@@ -342,7 +343,15 @@ CANCEL_ROWS = [
     P(J.in_state("SUBMITTED").cancelled(), C, NOW, Expect("FAILED", "not needed", flags=RELEASED),
       id="AWS: cancel SUBMITTED -> FAILED"),
     P(J.in_state("PENDING", reason=WAITING_A).cancelled(), C.waiting_for("a"), NOW,
-      Expect("FAILED", "not needed", flags=RELEASED), id="cancel PENDING -> FAILED at once (digest §2.3)"),
+      Expect("PENDING", WAITING_A),
+      id="AWS CancelJob: PENDING is cancelled only after all dependency jobs are completed (digest §2.3)"),
+    P(J.cancelled(), C.waiting_for("a"), NOW, Expect("PENDING", WAITING_A),
+      id="AWS CancelJob: a new job with outstanding dependencies goes PENDING, cancelled later"),
+    P(J.in_state("PENDING", reason=WAITING_A).cancelled(), C, NOW,
+      Expect("FAILED", "not needed", flags=RELEASED), id="cancel PENDING -> FAILED once dependencies are done"),
+    P(J.in_state("PENDING", reason=WAITING_A).cancelled(), C.dependency_failed(), NOW,
+      Expect("FAILED", "not needed", flags=RELEASED),
+      id="cancel PENDING -> FAILED (cancelled) when a dependency failed"),
     P(J.in_state("RUNNABLE").cancelled(), C, NOW, Expect("FAILED", "not needed", flags=RELEASED),
       id="AWS: cancel RUNNABLE -> FAILED"),
     P(STARTING.cancelled(), C.with_pod(POD.pending()), NOW, Expect("STARTING"),
@@ -595,7 +604,7 @@ def test_a_step_is_idempotent_once_applied(job: JobB, ctx: CtxB, now: float, exp
         P(RUNNING.terminated(), C.with_pod(POD.running()), None, True,
           id="terminate RUNNING: isTerminated"),
         P(J.in_state("RUNNABLE").cancelled(), C, True, None, id="cancel RUNNABLE: isCancelled"),
-        P(J.in_state("PENDING").cancelled(), C.waiting_for("a"), True, None,
+        P(J.in_state("PENDING").cancelled(), C, True, None,
           id="cancel PENDING: isCancelled"),
         P(RUNNING.cancelled(), C.with_pod(POD.running()), None, None,
           id="ignored cancel: neither"),
@@ -971,3 +980,32 @@ def test_queue_refusal(
     state: str | None, allowed: list[str] | None, namespace: str, expected: str | None
 ) -> None:
     assert queue_refusal("q", state, allowed, namespace) == expected
+
+
+# --- a dependency that is never submitted (issue 11 item 12) ------------------------------------
+
+
+def _not_submitted(name: str) -> CtxB:
+    return C._with(dependencies=deps.Wait((name,), Reason.dependency_not_submitted(name), (name,)))
+
+
+@pytest.mark.parametrize(
+    ("now", "expect"),
+    [
+        P(T0 + 1, Expect("PENDING", "Waiting for dependency later to be submitted",
+                         wake_at=T0 + DEPENDENCY_SUBMIT_GRACE_SECONDS),
+          id="waits, with a timer at the bound"),
+        P(T0 + DEPENDENCY_SUBMIT_GRACE_SECONDS, Expect("FAILED", "Dependent Job not found: later"),
+          id="at the bound: FAILED naming the missing dependency"),
+    ],
+)  # fmt: skip
+def test_a_dependency_never_submitted_fails_after_the_documented_bound(now: float, expect: Expect) -> None:
+    job = J.in_state("PENDING", reason="Waiting for dependency later to be submitted")
+    assert Expect.of(run(job, _not_submitted("later"), now)) == expect
+
+
+def test_an_outstanding_dependency_that_exists_is_waited_for_without_bound() -> None:
+    job = J.in_state("PENDING", reason=WAITING_A)
+    assert Expect.of(run(job, C.waiting_for("a"), T0 + 10 * DEPENDENCY_SUBMIT_GRACE_SECONDS)) == Expect(
+        "PENDING", WAITING_A
+    )

@@ -327,6 +327,9 @@ class ArrayRunner:
         children = entry.children
         assert children is not None
         self.c.finished_first.add(key)
+        # Jobs on this one child ("name:index", core.deps.split_child_ref).
+        for name in self.c.dependents_in(key[0]).dependents_of_child(key[1], index):
+            self.c.state.dirty_jobs.add((key[0], name))
         for name, child in self.c.dependents_in(key[0]).affected_by_child(key[1], index):
             other = self.c.state.jobs.get((key[0], name))
             if other is not None:

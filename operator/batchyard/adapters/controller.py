@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchyard import API_VERSION, GROUP, VERSION
-from batchyard.adapters.arrayjobs import ArrayRunner
+from batchyard.adapters.arrayjobs import ArrayRunner, children_of
 from batchyard.adapters.kube import ApiError, Kube
 from batchyard.adapters.objectstatus import QueuePositions
 from batchyard.adapters.state import JOB_UID_LABEL, ClusterState, JobEntry, JobKey
@@ -229,12 +229,15 @@ class Controller:
             if entry.job.spec.arrayProperties is not None:
                 entry.dirty_children |= entry.timed_children
                 step = self.arrays.step(key, entry, now)
+                array_was_terminal = entry.status.status in TERMINAL
                 entry.status = step.status
                 entry.wake_at = step.wake_at if entry.wake_at is None else entry.wake_at
                 plan.steps[key] = step
                 plan.arrays.add(key)
                 if step.status.status in TERMINAL:
                     entry.wake_at = self._ttl_deadline(step.status)
+                    if not array_was_terminal:  # e.g. failed before spawning: N_TO_N dependents fail
+                        self._wake_dependents(entry)
                 continue
             self._restore(key, entry, now)
             ctx = self._context(entry)
@@ -419,7 +422,8 @@ class Controller:
                 deps.Dependency(d.jobId, deps.DependencyType.from_api(d.type))
                 for d in job.spec.dependsOn or []
             ),
-            children=entry.children,
+            # Restored from status on first use, so a dependency read before its own step is seen.
+            children=children_of(entry) if job.spec.arrayProperties is not None else None,
         )
 
     def _lookup(self, entry: JobEntry) -> deps.Lookup:
@@ -441,10 +445,18 @@ class Controller:
         job = entry.job
         namespace = job.metadata.namespace or ""
         self.finished_first.add((namespace, job.metadata.name or ""))
-        for name in self.dependents_in(namespace).dependents_of(job.metadata.name or ""):
+        index = self.dependents_in(namespace)
+        for name in index.dependents_of(job.metadata.name or ""):
             other = self.state.jobs.get((namespace, name))
             if other is not None and other.status.status in (None, "SUBMITTED", "PENDING"):
                 self.state.dirty_jobs.add((namespace, name))
+        if job.spec.arrayProperties is not None and entry.children is None:
+            # An array that ended before spawning: children waiting N_TO_N on it resolve now.
+            for name in index.n_to_n_dependents_of(job.metadata.name or ""):
+                other = self.state.jobs.get((namespace, name))
+                if other is not None and other.children is not None:
+                    other.dirty_children |= set(other.children.in_state(JobState.PENDING))
+                    self.state.dirty_jobs.add((namespace, name))
         if self.state.dirty_jobs:
             self.state.wake()
 

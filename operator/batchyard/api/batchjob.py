@@ -228,9 +228,9 @@ class BatchJobSpec(Spec):
         | None
     ) = None
     """Fair-share identifier: up to 255 letters and digits, optionally followed by `*`. Required on a
-    queue with a scheduling policy and forbidden on a queue without one (the job fails with a
-    statusReason). The user guide says a share identifier can't be given at submission; Batchyard
-    follows the SubmitJob API reference, which requires it."""
+    queue with a scheduling policy and forbidden on a queue without one (AWS SubmitJob): such a job
+    is FAILED at admission with a statusReason naming the rule. The user guide says a share
+    identifier can't be given at submission; Batchyard follows the SubmitJob API reference."""
     propagateTags: bool | None = None
     """Copy job and job definition tags to the pods as annotations (job tags win). More than 50
     combined tags fail the job (AWS)."""
@@ -245,9 +245,10 @@ class BatchJobSpec(Spec):
     ) = None
     """Overrides the quantity of consumable resources each instance of the job needs."""
     cancel: StopRequest | None = None
-    """Set to request CancelJob: a SUBMITTED, PENDING or RUNNABLE job becomes FAILED with this reason
-    (a PENDING job once its dependencies finish; an array parent cancels its children). A STARTING
-    or RUNNING job is not affected; use terminate. Example:
+    """Set to request CancelJob: a SUBMITTED, PENDING or RUNNABLE job becomes FAILED with this reason.
+    As in AWS, a SUBMITTED or PENDING job with outstanding dependencies stays PENDING and is cancelled
+    once all its dependencies have completed; an array parent cancels its children. A STARTING or
+    RUNNING job is not affected; use terminate. Example:
     `kubectl patch batchjob my-job --type merge -p '{"spec":{"cancel":{"reason":"not needed"}}}'`."""
     terminate: StopRequest | None = None
     """Set to request TerminateJob: the job becomes FAILED with this reason in any state; running pods

@@ -9,12 +9,14 @@ The step, in order (AWS rules cited inline):
 
 1. A terminal job only has leftovers cleaned up (a pod that outlived its recorded result).
 2. ``spec.terminate`` fails any non-terminal job with the user's reason, stopping its pod.
-3. ``spec.cancel`` fails a SUBMITTED, PENDING or RUNNABLE job; in STARTING/RUNNING it is a
-   no-op (AWS CancelJob), reported once with an event.
+3. ``spec.cancel`` fails a SUBMITTED, PENDING or RUNNABLE job -- a SUBMITTED or PENDING one only
+   once its dependencies are complete (AWS CancelJob); in STARTING/RUNNING it is a no-op,
+   reported once with an event.
 4. A new job is checked: its queue and job definition must exist (a short grace covers watch
    streams that deliver the job before its queue), the definition must render, and its
    dependencies decide PENDING, RUNNABLE or FAILED.
-5. PENDING re-resolves dependencies.
+5. PENDING re-resolves dependencies; a dependency that is never submitted fails the job after
+   ``DEPENDENCY_SUBMIT_GRACE_SECONDS``.
 6. STARTING/RUNNING follow the attempt's pod: Running -> RUNNING; a finished pod ends the
    attempt (exit 0 -> SUCCEEDED, else ``core.retry``); a RUNNING attempt past its
    attemptDurationSeconds is stopped and FAILS; a pod that vanished ends the attempt as lost.
@@ -36,6 +38,11 @@ from batchyard.core.retry import AttemptExit, ExitRule, Fail, Retry, after_attem
 # Watch streams of different kinds are not ordered with each other: a job may arrive before the
 # queue or definition it names. Missing references fail the job only after this long.
 MISSING_REFERENCE_GRACE_SECONDS = 5.0
+# AWS rejects a SubmitJob whose dependsOn names an unknown job id. Kubernetes admits the object
+# first and tools apply manifests in any order, so a dependency named before it exists is waited
+# for -- but not forever: after this long (from the job's createdAt) the job FAILS with
+# "Dependent Job not found: <name>". Ten minutes covers any apply order and an operator restart.
+DEPENDENCY_SUBMIT_GRACE_SECONDS = 600.0
 POD_LOST_REASON = "Pod {pod} was deleted before the attempt finished"
 QUEUE_DELETED_REASON = "JobQueue {queue} was deleted"
 # States in which a job belongs to its queue (admission has happened, no result yet).
@@ -201,8 +208,13 @@ def advance(job: BatchJob, status: BatchJobStatus, ctx: Context, now: float) -> 
             return _stop(step, ctx, now, outcome.status_reason or Reason.TERMINATED_DEFAULT,
                          cancelled=outcome.is_cancelled, terminated=outcome.is_terminated)  # fmt: skip
 
-    # 3. Cancel (before STARTING).
-    if job.spec.cancel is not None:
+    # 3. Cancel (before STARTING). AWS CancelJob (API model, digest §2.3): "Jobs that are in the
+    # SUBMITTED or PENDING state are cancelled after all dependency jobs are completed": while a
+    # dependency is outstanding the job stays (or becomes) PENDING and is cancelled once they end.
+    awaiting_dependencies = state in (None, JobState.SUBMITTED, JobState.PENDING) and isinstance(
+        ctx.dependencies, deps.Wait
+    )
+    if job.spec.cancel is not None and not awaiting_dependencies:
         outcome = on_cancel(state or JobState.SUBMITTED, job.spec.cancel.reason)
         if outcome.applied:
             return _stop(step, ctx, now, outcome.status_reason or Reason.CANCELLED_DEFAULT, cancelled=True)
@@ -300,6 +312,13 @@ def _resolve_dependencies(step: Step, ctx: Context) -> Step:
         st.stoppedAt = iso(step.now)
         _transition(step, JobState.FAILED, res.reason, "Warning")
         return step
+    if isinstance(res, deps.Wait) and res.not_submitted:
+        deadline = (epoch(st.createdAt) or step.now) + DEPENDENCY_SUBMIT_GRACE_SECONDS
+        if step.now >= deadline:
+            st.stoppedAt = iso(step.now)
+            _transition(step, JobState.FAILED, Reason.dependency_not_found(res.not_submitted), "Warning")
+            return step
+        step.wake_at = deadline
     if isinstance(res, deps.Wait):
         if st.status != JobState.PENDING.value or st.statusReason != res.reason:
             if st.status == JobState.PENDING.value:
