@@ -1009,3 +1009,29 @@ def test_an_outstanding_dependency_that_exists_is_waited_for_without_bound() -> 
     assert Expect.of(run(job, C.waiting_for("a"), T0 + 10 * DEPENDENCY_SUBMIT_GRACE_SECONDS)) == Expect(
         "PENDING", WAITING_A
     )
+
+
+@pytest.mark.parametrize(
+    ("policy", "share", "expected"),
+    [
+        P(None, None, None, id="FIFO queue, no shareIdentifier: admitted"),
+        P("fair", "teamA", None, id="fair-share queue, shareIdentifier: admitted"),
+        P(None, "teamA",
+          "shareIdentifier teamA is not allowed: JobQueue q has no scheduling policy (AWS SubmitJob: "
+          "don't specify shareIdentifier if the job queue doesn't have one)",
+          id="AWS: shareIdentifier on a queue without a scheduling policy is refused"),
+        P("fair", None,
+          "shareIdentifier is required: JobQueue q has the scheduling policy fair (AWS SubmitJob: if the "
+          "job queue has a scheduling policy, shareIdentifier must be specified)",
+          id="AWS: a fair-share queue refuses a job without a shareIdentifier"),
+    ],
+)  # fmt: skip
+def test_share_identifier_admission(policy: str | None, share: str | None, expected: str | None) -> None:
+    got = queue_refusal("q", "ENABLED", None, "ns", scheduling_policy=policy, share_identifier=share)
+    assert got == expected
+
+
+def test_a_refused_share_identifier_fails_the_job_at_admission() -> None:
+    reason = queue_refusal("q", None, None, "ns", scheduling_policy=None, share_identifier="A")
+    assert reason is not None
+    assert Expect.of(run(J, C.queue_refusing(reason))) == Expect("FAILED", reason)

@@ -60,7 +60,6 @@ log = logging.getLogger("batchyard.loop")
 
 TERMINAL = ("SUCCEEDED", "FAILED")
 UNBOUNDED_VCPUS = 1_000_000
-DEFAULT_SHARE_DECAY_SECONDS = 600
 POD_CONFLICT_RETRY_SECONDS = 2.0
 EXPIRY_SCAN_SECONDS = 10.0
 MAX_EXPIRIES_PER_SCAN = 200
@@ -372,6 +371,8 @@ class Controller:
                 queue.spec.state,
                 queue.spec.allowedNamespaces,
                 job.metadata.namespace or "",
+                scheduling_policy=queue.spec.schedulingPolicy,
+                share_identifier=job.spec.shareIdentifier,
             )
         resolved = self._definition(entry)
         definition: lifecycle.Resolved | None = None
@@ -532,9 +533,9 @@ class Controller:
                 fp = st.policies[q.spec.schedulingPolicy].spec.fairsharePolicy
                 if fp is not None:
                     policy = PolicyView(
-                        # AWS API reference: 0 (or unset) means the minimum window of 600 seconds
-                        # (the user guide's "only current usage" is the older text; see the field).
-                        share_decay_seconds=fp.shareDecaySeconds or DEFAULT_SHARE_DECAY_SECONDS,
+                        # AWS User Guide "Fair-share scheduling policies": "A value of zero
+                        # indicates that only current usage is measured" (unset is 0 too).
+                        share_decay_seconds=fp.shareDecaySeconds or 0,
                         compute_reservation=fp.computeReservation or 0,
                         weights={
                             s.shareIdentifier: float(s.weightFactor or 1.0)

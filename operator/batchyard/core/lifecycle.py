@@ -136,14 +136,35 @@ class Step:
 
 
 def queue_refusal(
-    queue: str, state: str | None, allowed_namespaces: Sequence[str] | None, namespace: str
+    queue: str,
+    state: str | None,
+    allowed_namespaces: Sequence[str] | None,
+    namespace: str,
+    *,
+    scheduling_policy: str | None = None,
+    share_identifier: str | None = None,
 ) -> str | None:
     """Why an existing queue refuses a new job, or None (AWS SubmitJob fails for a DISABLED
-    queue; allowedNamespaces is Batchyard's per-namespace admission)."""
+    queue; allowedNamespaces is Batchyard's per-namespace admission).
+
+    AWS SubmitJob ``shareIdentifier``: "Don't specify this parameter if the job queue doesn't have
+    a scheduling policy. If the job queue has a scheduling policy, then this parameter must be
+    specified." AWS's documents give no message text for either refusal, so ours names the rule.
+    """
     if state == "DISABLED":
         return f"JobQueue {queue} is DISABLED and accepts no new jobs"
     if allowed_namespaces and namespace not in allowed_namespaces:
         return f"JobQueue {queue} does not accept jobs from namespace {namespace}"
+    if share_identifier and not scheduling_policy:
+        return (
+            f"shareIdentifier {share_identifier} is not allowed: JobQueue {queue} has no scheduling "
+            "policy (AWS SubmitJob: don't specify shareIdentifier if the job queue doesn't have one)"
+        )
+    if scheduling_policy and not share_identifier:
+        return (
+            f"shareIdentifier is required: JobQueue {queue} has the scheduling policy {scheduling_policy} "
+            "(AWS SubmitJob: if the job queue has a scheduling policy, shareIdentifier must be specified)"
+        )
     return None
 
 

@@ -676,9 +676,12 @@ class Scheduler:
         backlog = self._backlogs.get(job.queue)
         if backlog is None:
             backlog = self._backlogs[job.queue] = QueueBacklog(job.queue)
+        q = self._world.queues.get(job.queue)
         item = order_key(
             job.scheduling_priority,
-            job.share_identifier is not None,
+            # AWS SubmitJob schedulingPriorityOverride: "This only affects jobs in job queues with
+            # a fair share policy": in a FIFO queue neither it nor a shareIdentifier reorders.
+            job.share_identifier is not None and q is not None and q.policy is not None,
             job.retried,
             job.submitted_at,
             entry.seq,
