@@ -121,12 +121,15 @@ def test_dependency_type_from_api(api_type: str | None, expected: DependencyType
         ),
         pytest.param(a_job("x", deps=on("x")), ["job x cannot depend on itself"], id="self by name, named"),
         pytest.param(
-            a_job("x", deps=on("uid-x")), ["job x cannot depend on itself (jobId uid-x)"], id="self by uid, named"
+            a_job("x", deps=on("uid-x")),
+            ["job x cannot depend on itself (jobId uid-x)"],
+            id="self by uid, named",
         ),
         pytest.param(
-            a_job("x", deps=on("x:1"), size=3), ["job x cannot depend on itself (jobId x:1)"],
+            a_job("x", deps=on("x:1"), size=3),
+            ["job x cannot depend on itself (jobId x:1)"],
             id="own child is self too",
-        ),  # fmt: skip
+        ),
         pytest.param(
             a_job("x", deps=on("a:1", type=T.N_TO_N), size=3),
             ["N_TO_N dependency a:1 must name a whole array job, not one child"],
@@ -532,10 +535,14 @@ def test_aws_array_job_workflow_submitted_up_front_waits() -> None:
     ("dependency", "expected"),
     [
         pytest.param(
-            unspawned("b", S.PENDING), Wait(("b:1",), "Waiting for dependencies: b:1"), id="not spawned: waits"
+            unspawned("b", S.PENDING),
+            Wait(("b:1",), "Waiting for dependencies: b:1"),
+            id="not spawned: waits",
         ),
         pytest.param(
-            unspawned("b", S.SUBMITTED), Wait(("b:1",), "Waiting for dependencies: b:1"), id="submitted: waits"
+            unspawned("b", S.SUBMITTED),
+            Wait(("b:1",), "Waiting for dependencies: b:1"),
+            id="submitted: waits",
         ),
         pytest.param(
             unspawned("b", S.FAILED),
@@ -571,7 +578,10 @@ def arr(state: JobState = S.PENDING, spawned: bool = True, **children: str) -> J
         pytest.param(arr(SUCCEEDED="3"), "arr:3", READY, id="child SUCCEEDED satisfies (by name)"),
         pytest.param(arr(SUCCEEDED="3"), f"{ARRAY_UID}:3", READY, id="child SUCCEEDED satisfies (by uid)"),
         pytest.param(
-            arr(RUNNING="3"), "arr:3", Wait(("arr:3",), "Waiting for dependencies: arr:3"), id="child running: waits"
+            arr(RUNNING="3"),
+            "arr:3",
+            Wait(("arr:3",), "Waiting for dependencies: arr:3"),
+            id="child running: waits",
         ),
         pytest.param(
             arr(SUCCEEDED="0,1,2", FAILED="3"),

@@ -1035,3 +1035,13 @@ def test_a_refused_share_identifier_fails_the_job_at_admission() -> None:
     reason = queue_refusal("q", None, None, "ns", scheduling_policy=None, share_identifier="A")
     assert reason is not None
     assert Expect.of(run(J, C.queue_refusing(reason))) == Expect("FAILED", reason)
+
+
+def test_an_impossible_consumable_requirement_fails_the_new_job_naming_the_resource() -> None:
+    problem = "consumable resource nope does not exist"
+    ctx = C._with(consumable_problems=(problem,))
+    # Within the grace the resource may still arrive on its watch stream: wait.
+    assert Expect.of(run(J, ctx, T0 + 1)).state is None
+    assert Expect.of(run(J, ctx, NOW)) == Expect(
+        "FAILED", f"Invalid consumable resource requirement: {problem}"
+    )

@@ -68,11 +68,15 @@ def test_aws_ffmpeg_example() -> None:
         ),
         pytest.param("Ref::input.csv", {"input": "data"}, "data.csv", id="token ends where the name ends"),
         pytest.param("Ref::input", {"in": "X", "input": "Y"}, "Y", id="the full name wins (whole)"),
-        pytest.param("Ref::inputs", {"in": "X", "input": "Y"}, "Ref::inputs", id="no prefix match (embedded)"),
         pytest.param(
-            "Ref::inputfile", {"codec": "mp4", "in": "A"}, "Ref::inputfile",
+            "Ref::inputs", {"in": "X", "input": "Y"}, "Ref::inputs", id="no prefix match (embedded)"
+        ),
+        pytest.param(
+            "Ref::inputfile",
+            {"codec": "mp4", "in": "A"},
+            "Ref::inputfile",
             id="a parameter whose name is a prefix does not replace (AWS leaves unknown refs)",
-        ),  # fmt: skip
+        ),
         pytest.param("-i=Ref::inputfile", {"in": "A"}, "-i=Ref::inputfile", id="embedded prefix is no match"),
         pytest.param("Ref::in_file", {"in": "A"}, "Ref::in_file", id="underscore belongs to the name"),
         pytest.param("Ref::in-x", {"in": "A"}, "Ref::in-x", id="hyphen belongs to the name"),

@@ -105,11 +105,14 @@ def test_blocked_higher_priority_queue_does_not_stop_lower_queues():
             id="AWS: a shareIdentifier with priority does not jump ahead in a FIFO queue",
         ),
         pytest.param(
-            [a_job("a1").submitted(1).share("A", 1), a_job("b").submitted(2).share("B", 50),
-             a_job("a2").submitted(3).share("A", 99)],
+            [
+                a_job("a1").submitted(1).share("A", 1),
+                a_job("b").submitted(2).share("B", 50),
+                a_job("a2").submitted(3).share("A", 99),
+            ],
             ["a1", "b", "a2"],
             id="FIFO across share identifiers, whatever their priorities",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_order_within_a_fifo_queue(jobs, expected):

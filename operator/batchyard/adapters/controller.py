@@ -37,7 +37,7 @@ from batchyard.api.consumableresource import ConsumableResource
 from batchyard.api.jobdefinition import JobDefinitionSpec
 from batchyard.core import deps, lifecycle
 from batchyard.core.capacity import CEView, NodeView, Resources
-from batchyard.core.consumables import ConsumableView
+from batchyard.core.consumables import ConsumableView, requirement_problems
 from batchyard.core.fairshare import PolicyView
 from batchyard.core.jobstate import JobState
 from batchyard.core.retry import ExitRule, parse_action
@@ -394,6 +394,18 @@ class Controller:
                 attempt_duration_seconds=timeout.attemptDurationSeconds if timeout else None,
                 problems=tuple(render.render_problems(job, spec)) + _unsupported(spec),
             )
+        consumable_problems: tuple[str, ...] = ()
+        if entry.status.status in (None, "SUBMITTED") and not isinstance(resolved, str):
+            # Admission only: a resource deleted later leaves RUNNABLE jobs waiting (AWS).
+            props = job.spec.consumableResourcePropertiesOverride or resolved[1].consumableResourceProperties
+            needs = {
+                c.consumableResource: c.quantity
+                for c in (props.consumableResourceList or [] if props else [])
+            }
+            if needs:
+                consumable_problems = tuple(
+                    requirement_problems(needs, {v.name: v for v in self._consumable_views()})
+                )
         attempt = entry.status.attempts[-1] if entry.status.attempts else None
         if pod is None and pod_seen is None and attempt is not None and attempt.podName:
             found = self.state.pods.get((job.metadata.namespace or "", attempt.podName))
@@ -410,6 +422,7 @@ class Controller:
             pod=pod,
             pod_seen=pod_seen,
             keep_pods=self.settings.keep_pods,
+            consumable_problems=consumable_problems,
         )
 
     def _facts(self, entry: JobEntry) -> deps.JobFacts:
@@ -558,16 +571,18 @@ class Controller:
                     ),
                 )
             )
-        consumables = [
+        return World.of(ces, queues, self._consumable_views())
+
+    def _consumable_views(self) -> list[ConsumableView]:
+        return [
             ConsumableView(
                 name=c.metadata.name or "",
                 total_quantity=c.spec.totalQuantity,
                 resource_type=c.spec.resourceType or "REPLENISHABLE",
                 consumed=_consumed(c),
             )
-            for c in st.consumables.values()
+            for c in self.state.consumables.values()
         ]
-        return World.of(ces, queues, consumables)
 
     # -- executing ---------------------------------------------------------------------------
     async def execute(self, plan: Plan, now: float) -> None:

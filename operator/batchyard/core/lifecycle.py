@@ -105,6 +105,8 @@ class Context:
     definition_problem: str | None  # why it could not be resolved (for statusReason)
     dependencies: deps.Resolution
     pod: PodObs | None  # the current attempt's pod, if observed
+    # consumables.requirement_problems of a new job (a missing resource, more than its total)
+    consumable_problems: tuple[str, ...] = ()
     pod_seen: bool = False  # this operator saw the current attempt's pod earlier
     keep_pods: bool = False
 
@@ -293,6 +295,9 @@ def _admit(step: Step, job: BatchJob, ctx: Context, now: float) -> Step:
         missing.append(ctx.definition_problem or f"JobDefinition {job.spec.jobDefinition} does not exist")
     if ctx.queue_problem:
         return _fail_invalid(step, now, ctx.queue_problem)
+    if ctx.consumable_problems:
+        # Within the grace a resource may still be arriving on its own watch stream.
+        missing.append("Invalid consumable resource requirement: " + "; ".join(ctx.consumable_problems))
     if missing:
         if age < MISSING_REFERENCE_GRACE_SECONDS:
             step.wake_at = now + MISSING_REFERENCE_GRACE_SECONDS - age
