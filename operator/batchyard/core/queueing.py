@@ -24,8 +24,7 @@ so the job returns to exactly the position it had.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Hashable, Iterator
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
