@@ -153,14 +153,22 @@ def test_a_spec_changed_back_is_a_new_revision_too() -> None:
     ]
 
 
-def test_a_generation_bump_alone_updates_observed_generation_only() -> None:
-    jd = a_definition().recorded().generation(7)
+def test_a_spec_changed_and_back_while_unseen_is_still_a_new_revision() -> None:
+    """A -> B -> A seen only as the final A (generation 1 -> 3): AWS made two registrations, and
+    the API server's generation says the spec changed, so the final spec is a new revision."""
+    jd = a_definition().recorded().generation(3)
 
     status = record_revisions(jd.build(), T2)
 
     assert status is not None
-    assert (status.observedGeneration, status.latestRevision) == (7, 1)
-    assert revisions_of(status) == [(1, "ACTIVE", "busybox")]
+    assert (status.observedGeneration, status.latestRevision) == (3, 2)
+    assert revisions_of(status) == [(1, "ACTIVE", "busybox"), (2, "ACTIVE", "busybox")]
+
+
+def test_a_restart_that_sees_the_recorded_generation_makes_no_revision() -> None:
+    jd = a_definition().generation(5).recorded()
+
+    assert record_revisions(jd.build(), T2) is None
 
 
 @pytest.mark.parametrize(

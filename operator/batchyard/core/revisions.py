@@ -2,8 +2,17 @@
 
 Why this exists: AWS job definitions are immutable revisions (RegisterJobDefinition makes
 revision N+1; a submitted job keeps the revision it was submitted with). A Kubernetes object has
-one mutable spec, so the operator records every distinct spec as a revision in the
+one mutable spec, so the operator records every spec change as a revision in the
 JobDefinition's status, with a full copy, and jobs pin a revision number at submission.
+
+What counts as a spec change: the API server bumps ``metadata.generation`` on every change of
+the spec, so a generation the status has not observed yet is a new revision even when the spec
+now hashes like the latest revision (A -> B -> A seen only as the final A, say while the
+operator was down or the watch coalesced the edits: AWS would have made two registrations). The
+one exception is an edit of ``inactiveRevisions`` alone (deregistration is bookkeeping, not a
+registration): a generation bump whose spec hashes like the latest revision and whose
+inactiveRevisions differ from the recorded states makes no revision. What an unseen
+intermediate spec (B) contained is lost; only the count and the final spec are recorded.
 """
 
 from __future__ import annotations
@@ -32,7 +41,16 @@ def record_revisions(jd: JobDefinition, now_iso: str) -> JobDefinitionStatus | N
     digest = spec_hash(jd.spec)
     changed = False
     latest = revisions[-1] if revisions else None
-    if latest is None or latest.specHash != digest:
+    inactive = set(jd.spec.inactiveRevisions or [])
+    unseen_edit = (
+        latest is not None
+        and jd.metadata.generation is not None
+        and status.observedGeneration is not None
+        and jd.metadata.generation > status.observedGeneration
+        # an edit of inactiveRevisions alone is a deregistration, not a registration
+        and inactive == {r.revision for r in revisions if r.state == "INACTIVE"}
+    )
+    if latest is None or latest.specHash != digest or unseen_edit:
         # AWS: registering a changed definition makes revision N+1; older revisions stay usable.
         number = (latest.revision if latest else 0) + 1
         revisions.append(
@@ -45,7 +63,6 @@ def record_revisions(jd: JobDefinition, now_iso: str) -> JobDefinitionStatus | N
             )
         )
         changed = True
-    inactive = set(jd.spec.inactiveRevisions or [])
     for i, rev in enumerate(revisions):
         state = "INACTIVE" if rev.revision in inactive else "ACTIVE"
         if rev.state != state:
