@@ -286,3 +286,72 @@ def test_consumable_resource_of_two_runs_at_most_two_jobs(
         what="the licences released",
     )
     assert final["availableQuantity"] == 2 and final["totalQuantity"] == 2
+
+
+def test_share_identifiers_are_refused_where_aws_refuses_them(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    """AWS SubmitJob shareIdentifier: "Don't specify this parameter if the job queue doesn't have
+    a scheduling policy. If the job queue has a scheduling policy, then this parameter must be
+    specified." Both refusals fail the job at admission, naming the rule; the good ones run."""
+    ce, fifo = environment(devcluster, namespace)
+    fair, policy = f"{namespace}-fair", f"{namespace}-fs"
+    apply(
+        devcluster,
+        scheduling_policy(policy, {"a": 1}),
+        job_queue(fair, [ce], schedulingPolicy=policy),
+        job_definition("one", namespace),
+        batch_job("tagged-in-fifo", namespace, fifo, "one", shareIdentifier="a"),
+        batch_job("untagged-in-fair", namespace, fair, "one"),
+        batch_job("plain-in-fifo", namespace, fifo, "one"),
+        batch_job("tagged-in-fair", namespace, fair, "one", shareIdentifier="a"),
+    )
+
+    refused = wait_status(devcluster, namespace, "tagged-in-fifo", *DONE)
+    assert refused["status"] == "FAILED"
+    assert refused["statusReason"].startswith(
+        f"shareIdentifier a is not allowed: JobQueue {fifo} has no scheduling"
+    )
+    missing = wait_status(devcluster, namespace, "untagged-in-fair", *DONE)
+    assert missing["status"] == "FAILED"
+    assert missing["statusReason"].startswith(
+        f"shareIdentifier is required: JobQueue {fair} has the scheduling"
+    )
+    for name in ("plain-in-fifo", "tagged-in-fair"):
+        assert wait_status(devcluster, namespace, name, *DONE)["status"] == "SUCCEEDED"
+
+
+def test_kubectl_get_jq_shows_job_counts_and_an_invalid_queue_s_reason(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    ce, _ = f"{namespace}-ce", None
+    queue, broken = f"{namespace}-q", f"{namespace}-broken"
+    apply(
+        devcluster,
+        compute_environment(ce, max_vcpus=1, state="DISABLED"),  # nothing starts: the jobs stay RUNNABLE
+        job_queue(queue, [ce]),
+        job_queue(broken, [ce, f"{namespace}-no-such-ce"], schedulingPolicy=f"{namespace}-no-such-policy"),
+        job_definition("one", namespace),
+        *(batch_job(f"j{i}", namespace, queue, "one") for i in range(3)),
+    )
+
+    def columns(name: str) -> list[str]:
+        out = devcluster.kubectl("get", "jq", name, "--no-headers").stdout.split()
+        return out  # NAME STATE STATUS PRIORITY RUNNABLE RUNNING AGE
+
+    row = wait_for(
+        lambda: (c := columns(queue))[4] == "3" and c, what="kubectl get jq to show 3 RUNNABLE jobs"
+    )
+    assert row[2] == "VALID" and row[5] == "0"
+    assert get(devcluster, "jobqueue", queue)["status"]["statusReason"] == "JobQueue Healthy"
+    status = wait_for(
+        lambda: (
+            (s := get(devcluster, "jobqueue", broken).get("status") or {}).get("status") == "INVALID" and s
+        ),
+        what="the queue naming missing objects to be INVALID",
+    )
+    assert status["statusReason"] == (
+        f"ComputeEnvironment {namespace}-no-such-ce does not exist; "
+        f"SchedulingPolicy {namespace}-no-such-policy does not exist"
+    )
+    assert columns(broken)[2] == "INVALID"
