@@ -324,7 +324,7 @@ def test_share_identifiers_are_refused_where_aws_refuses_them(
 def test_kubectl_get_jq_shows_job_counts_and_an_invalid_queue_s_reason(
     devcluster: DevCluster, operator: object, namespace: str
 ) -> None:
-    ce, _ = f"{namespace}-ce", None
+    ce = f"{namespace}-ce"
     queue, broken = f"{namespace}-q", f"{namespace}-broken"
     apply(
         devcluster,
@@ -355,3 +355,36 @@ def test_kubectl_get_jq_shows_job_counts_and_an_invalid_queue_s_reason(
         f"SchedulingPolicy {namespace}-no-such-policy does not exist"
     )
     assert columns(broken)[2] == "INVALID"
+
+
+def test_an_impossible_consumable_requirement_fails_and_does_not_block_the_queue(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    _, queue = environment(devcluster, namespace)
+    licence = f"{namespace}-lic"
+
+    def needing(name: str, quantity: int) -> dict[str, Any]:
+        override = {"consumableResourceList": [{"consumableResource": name, "quantity": quantity}]}
+        return {"consumableResourcePropertiesOverride": override}
+
+    apply(
+        devcluster,
+        consumable_resource(licence, 2),
+        job_definition("one", namespace),
+        batch_job("needs-missing", namespace, queue, "one", **needing(f"{namespace}-nope", 1)),
+        batch_job("needs-too-many", namespace, queue, "one", **needing(licence, 3)),
+        batch_job("behind", namespace, queue, "one"),
+    )
+
+    missing = wait_status(devcluster, namespace, "needs-missing", *DONE)
+    assert (missing["status"], missing["statusReason"]) == (
+        "FAILED",
+        f"Invalid consumable resource requirement: consumable resource {namespace}-nope does not exist",
+    )
+    too_many = wait_status(devcluster, namespace, "needs-too-many", *DONE)
+    assert (too_many["status"], too_many["statusReason"]) == (
+        "FAILED",
+        f"Invalid consumable resource requirement: the job needs 3 of consumable resource {licence}, "
+        "whose total quantity is 2",
+    )
+    assert wait_status(devcluster, namespace, "behind", *DONE)["status"] == "SUCCEEDED"
