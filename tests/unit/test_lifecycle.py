@@ -1045,3 +1045,16 @@ def test_an_impossible_consumable_requirement_fails_the_new_job_naming_the_resou
     assert Expect.of(run(J, ctx, NOW)) == Expect(
         "FAILED", f"Invalid consumable resource requirement: {problem}"
     )
+
+
+def test_a_submission_over_30_kib_fails_naming_aws_s_limit() -> None:
+    job = J.job()
+    big = job.model_copy(
+        update={"spec": job.spec.model_copy(update={"parameters": {f"p{i}": "x" * 200 for i in range(160)}})}
+    )
+    step = advance(big, J.status(), C.ctx, NOW)
+    assert step.status.status == "FAILED"
+    assert (step.status.statusReason or "").startswith("Job payload of ")
+    assert "over the maximum job payload size of 30 KiB" in (step.status.statusReason or "")
+    small = job.model_copy(update={"spec": job.spec.model_copy(update={"parameters": {"p": "x" * 100}})})
+    assert advance(small, J.status(), C.ctx, NOW).status.status == "RUNNABLE"

@@ -193,7 +193,10 @@ def test_a_queue_naming_missing_objects_is_invalid_naming_them() -> None:
     asyncio.run(QueueStatusWriter(controller)(controller.decide(NOW).result))  # type: ignore[arg-type]
     [patch] = [b["status"] for p, b in kube.patched if p.endswith("/jobqueues/q/status")]
     assert patch["status"] == "INVALID"
-    assert patch["statusReason"] == "ComputeEnvironment gone does not exist; SchedulingPolicy nope does not exist"
+    assert (
+        patch["statusReason"]
+        == "ComputeEnvironment gone does not exist; SchedulingPolicy nope does not exist"
+    )
 
 
 @pytest.mark.parametrize(

@@ -312,3 +312,41 @@ def test_resolve_runs_the_recorded_spec_not_the_live_one() -> None:
     assert not isinstance(result, str)
     assert result[1].containerProperties is not None
     assert (result[0], result[1].containerProperties.image) == (3, "c")
+
+
+# --- AWS's 24 KiB job definition size quota (issue 11 item 12) -----------------------------------
+
+HUGE = {"parameters": {f"p{i}": "x" * 200 for i in range(130)}}  # ~27 KiB of parameters
+
+
+def test_a_definition_over_24_kib_records_no_revision_and_says_why() -> None:
+    jd = a_definition().with_field("parameters", HUGE["parameters"]).generation(1)
+
+    status = record_revisions(jd.build(), T1)
+
+    assert status is not None and not status.revisions
+    [condition] = status.conditions or []
+    assert (condition.type, condition.status, condition.reason) == (
+        "Registered",
+        "False",
+        "DefinitionTooLarge",
+    )
+    assert "over the maximum job definition size of 24 KiB" in (condition.message or "")
+    # A job naming it fails with that reason instead of "no recorded revision yet".
+    refused = resolve(jd.build().model_copy(update={"status": status}), "d", None)
+    assert isinstance(refused, str) and "24 KiB" in refused
+    # Written once: the same refusal again changes nothing.
+    again = jd.build().model_copy(update={"status": status})
+    assert record_revisions(again, T2) is None
+
+
+def test_an_oversized_edit_keeps_the_earlier_revision_and_a_fix_clears_the_refusal() -> None:
+    jd = a_definition().recorded(T1)
+    big = replace(jd, extra=(("parameters", HUGE["parameters"]),), gen=2).recorded(T2)
+    assert big.status is not None and revisions_of(big.status) == [(1, "ACTIVE", "busybox")]
+    assert resolve(big.build(), "d", None) == (1, spec("busybox"))
+
+    fixed = replace(big, extra=(), image="busybox:2", gen=3).recorded(T3)
+
+    assert fixed.status is not None and not fixed.status.conditions
+    assert revisions_of(fixed.status)[-1] == (2, "ACTIVE", "busybox:2")

@@ -19,13 +19,32 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Final
 
+from batchyard.api.common import Condition
 from batchyard.api.jobdefinition import (
     JobDefinition,
     JobDefinitionRevision,
     JobDefinitionSpec,
     JobDefinitionStatus,
 )
+
+# AWS quota (User Guide "Service quotas"): "Maximum job definition size (for RegisterJobDefinition
+# API operations) 24 KiB". Measured as the spec's compact JSON, without inactiveRevisions.
+MAX_DEFINITION_BYTES: Final = 24 * 1024
+TOO_LARGE_CONDITION: Final = "Registered"
+
+
+def definition_size_problem(spec: JobDefinitionSpec) -> str | None:
+    """Why a spec can't be registered as a revision (too large), or None."""
+    data = spec.model_dump(mode="json", exclude_none=True, exclude={"inactiveRevisions"})
+    size = len(json.dumps(data, separators=(",", ":")).encode())
+    if size <= MAX_DEFINITION_BYTES:
+        return None
+    return (
+        f"the job definition spec is {size} bytes, over the maximum job definition size of 24 KiB "
+        f"({MAX_DEFINITION_BYTES} bytes, AWS RegisterJobDefinition quota): no revision was recorded"
+    )
 
 
 def spec_hash(spec: JobDefinitionSpec) -> str:
@@ -35,8 +54,36 @@ def spec_hash(spec: JobDefinitionSpec) -> str:
 
 
 def record_revisions(jd: JobDefinition, now_iso: str) -> JobDefinitionStatus | None:
-    """The definition's new status if its spec is a new revision or revision states changed."""
+    """The definition's new status if its spec is a new revision or revision states changed.
+
+    A spec over AWS's 24 KiB limit is refused as RegisterJobDefinition refuses it: no revision is
+    recorded (jobs keep resolving to the earlier revisions) and a ``Registered=False`` condition
+    with reason ``DefinitionTooLarge`` says why; it is cleared once a spec is recorded again.
+    """
     status = jd.status.model_copy(deep=True) if jd.status else JobDefinitionStatus()
+    too_large = definition_size_problem(jd.spec)
+    previous = [c for c in status.conditions or [] if c.type == TOO_LARGE_CONDITION]
+    if too_large is not None:
+        if (
+            previous
+            and previous[0].message == too_large
+            and status.observedGeneration == jd.metadata.generation
+        ):
+            return None
+        status.conditions = [
+            *(c for c in status.conditions or [] if c.type != TOO_LARGE_CONDITION),
+            Condition(
+                type=TOO_LARGE_CONDITION,
+                status="False",
+                reason="DefinitionTooLarge",
+                message=too_large,
+                lastTransitionTime=now_iso,
+            ),
+        ]
+        status.observedGeneration = jd.metadata.generation
+        return status
+    if previous:
+        status.conditions = [c for c in status.conditions or [] if c.type != TOO_LARGE_CONDITION] or None
     revisions = list(status.revisions or [])
     digest = spec_hash(jd.spec)
     changed = False
@@ -71,6 +118,7 @@ def record_revisions(jd: JobDefinition, now_iso: str) -> JobDefinitionStatus | N
     if jd.metadata.generation is not None and status.observedGeneration != jd.metadata.generation:
         status.observedGeneration = jd.metadata.generation
         changed = True
+    changed = changed or bool(previous)
     if not changed:
         return None
     status.revisions = revisions
@@ -89,6 +137,11 @@ def resolve(jd: JobDefinition | None, ref: str, pinned: int | None) -> tuple[int
         return f"JobDefinition {name} does not exist in the job's namespace"
     revisions = (jd.status.revisions if jd.status else None) or []
     if not revisions:
+        refused = [
+            c for c in (jd.status.conditions if jd.status else None) or [] if c.type == TOO_LARGE_CONDITION
+        ]
+        if refused:
+            return f"JobDefinition {name}: {refused[0].message}"
         return f"JobDefinition {name} has no recorded revision yet"
     wanted = pinned if pinned is not None else (int(rev_text) if rev_text else None)
     if wanted is None:
