@@ -210,3 +210,26 @@ def test_a_queue_naming_missing_objects_is_invalid_naming_them() -> None:
 )
 def test_queue_health(ces: list[str], policy: str | None, expected: tuple[str, str]) -> None:
     assert queue_health(ces, {"a"}, policy, {"p"}) == expected
+
+
+def test_share_decay_seconds_zero_means_only_current_usage() -> None:
+    """AWS User Guide "Fair-share scheduling policies": "A value of zero indicates that only
+    current usage is measured" (it used to become a 600 s half-life)."""
+    controller, _ = a_loop(jobs=0)
+    controller.state.upsert_cluster_object(
+        "schedulingpolicies",
+        {"metadata": {"name": "fs"}, "spec": {"fairsharePolicy": {"shareDecaySeconds": 0}}},
+    )
+    controller.state.upsert_cluster_object(
+        "jobqueues",
+        {
+            "metadata": {"name": "q", "uid": "q-uid", "generation": 1},
+            "spec": {
+                "priority": 1,
+                "schedulingPolicy": "fs",
+                "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "ce"}],
+            },
+        },
+    )
+    policy = controller._world().queues["q"].policy
+    assert policy is not None and policy.share_decay_seconds == 0

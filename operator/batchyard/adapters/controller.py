@@ -205,6 +205,7 @@ class Controller:
                 self.scheduler.remove(k, now)
                 self.known.discard(k)
             for ns, name in st.forgotten_jobs:
+                self.scheduler.forget_waiting((ns, name), now)
                 if (ns, name) in self.indexed:
                     self.dependents_in(ns).remove(name)
                     self.indexed.discard((ns, name))
@@ -338,6 +339,15 @@ class Controller:
                     step.wake_at = None
         if step.status.status == "RUNNING" and entry.status.status == "STARTING":
             self.scheduler.mark_running(key)
+        share = entry.job.spec.shareIdentifier
+        if share and step.status.status in ("SUBMITTED", "PENDING"):
+            # AWS: SUBMITTED and PENDING jobs make their share identifier active too.
+            refused = self.scheduler.note_waiting(key, entry.job.spec.jobQueue, share, now)
+            if refused is not None:
+                lifecycle.fail(step, now, refused.status_reason)
+                step.wake_at = None
+        elif share and not step.enqueue:
+            self.scheduler.forget_waiting(key, now)
 
     def _definition(self, entry: JobEntry) -> tuple[int, JobDefinitionSpec] | str:
         """The revision the job runs. Once pinned it is kept with the job, so a definition
