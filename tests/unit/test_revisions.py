@@ -350,3 +350,11 @@ def test_an_oversized_edit_keeps_the_earlier_revision_and_a_fix_clears_the_refus
 
     assert fixed.status is not None and not fixed.status.conditions
     assert revisions_of(fixed.status)[-1] == (2, "ACTIVE", "busybox:2")
+
+
+def test_a_stray_number_in_inactive_revisions_does_not_hide_later_unseen_edits() -> None:
+    jd = a_definition().with_revisions("a", "b")  # generation 2, revisions 1 and 2
+    deregistered = jd.deregistering(1, 99).generation(3).recorded(T3)  # 99 does not exist
+    assert deregistered.status is not None and deregistered.status.latestRevision == 2
+    edited = deregistered.generation(5).recorded(T3)  # a spec edit and back, unseen
+    assert edited.status is not None and edited.status.latestRevision == 3

@@ -95,7 +95,8 @@ def record_revisions(jd: JobDefinition, now_iso: str) -> JobDefinitionStatus | N
         and status.observedGeneration is not None
         and jd.metadata.generation > status.observedGeneration
         # an edit of inactiveRevisions alone is a deregistration, not a registration
-        and inactive == {r.revision for r in revisions if r.state == "INACTIVE"}
+        and inactive & {r.revision for r in revisions}
+        == {r.revision for r in revisions if r.state == "INACTIVE"}
     )
     if latest is None or latest.specHash != digest or unseen_edit:
         # AWS: registering a changed definition makes revision N+1; older revisions stay usable.
