@@ -250,12 +250,6 @@ INVALID: list[tuple[str, Callable[[], dict[str, Any]], Mutation, str]] = [
         "spec.dependsOn",
     ),
     (
-        "a job depending on one of its own children",
-        an_array_job,
-        setting("spec.dependsOn", [{"jobId": "bj-under-test:2"}]),
-        "spec.dependsOn",
-    ),
-    (
         "SEQUENTIAL on a job that is not an array",
         a_job,
         setting("spec.dependsOn", [{"type": "SEQUENTIAL"}]),
