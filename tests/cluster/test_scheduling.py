@@ -213,7 +213,9 @@ def test_fair_share_weights_one_and_three_get_capacity_three_to_one(
         devcluster,
         compute_environment(ce, max_vcpus=16, state="DISABLED"),
         # AWS: a lower weightFactor gets more: weight 1 gets three times the compute of weight 3.
-        scheduling_policy(policy, {"a": 1, "b": 3}),
+        # A 600 s decay, as this test always ran with (0 used to mean 600 s; now, as the User
+        # Guide says, it means only current usage, which makes the sampled ratio noisier).
+        scheduling_policy(policy, {"a": 1, "b": 3}, decay_seconds=600),
         job_queue(queue, [ce], schedulingPolicy=policy),
         job_definition("one", namespace),
     )
