@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from batchyard.cli import demo, describe, dev, jobs, listing, logs, run, submit
+from batchyard.cli import console, demo, describe, dev, jobs, listing, logs, run, submit
 from batchyard.cli.common import CommandError, UsageError
 
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     describe.register(sub)
     logs.register(sub)
     jobs.register(sub)
+    console.register(sub)
     demo.register(sub)
     return parser
 
