@@ -50,7 +50,8 @@ class QueueStatusWriter:
             }
             status = {
                 "status": "VALID",
-                "jobCounts": {k.lower(): v for k, v in counts[name].items()},
+                # The CRD (JobStateCounts) has the AWS state names as keys; lower-case keys were pruned.
+                "jobCounts": dict(counts[name]),
                 "observedGeneration": q.metadata.generation,
             }
             if blocked is not None and blocked.new:
