@@ -1,5 +1,6 @@
 """The web console in a real headless Chromium (Debian's `chromium`) against the local control
-plane, with jobs in every state the cluster can hold still. Set BATCHYARD_SCREENSHOTS=docs to
+plane, with jobs in every state the cluster can hold still (SUBMITTED and STARTING pass too fast
+to hold on kwok). Set BATCHYARD_SCREENSHOTS=docs to
 refresh the screenshots committed under docs/."""
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def test_the_console_in_a_browser_shows_a_queue_and_a_job(
     empty_ce, empty_q = f"{namespace}-nonodes", f"{namespace}-nonodesq"
     apply(
         devcluster,
-        compute_environment(empty_ce, 4),  # no nodes: a dispatched pod stays unscheduled (STARTING)
+        compute_environment(empty_ce, 4),  # no nodes: its job waits RUNNABLE
         job_queue(empty_q, [empty_ce]),
         job_definition("d", namespace, retryStrategy={"attempts": 2}),
         job_definition("big", namespace, container={"resourceRequirements": [
@@ -100,7 +101,7 @@ def test_the_console_in_a_browser_shows_a_queue_and_a_job(
         batch_job("unplaced", namespace, empty_q, "d"),
     )  # fmt: skip
     for name, state in (("done", "SUCCEEDED"), ("broken", "FAILED"), ("arr", "FAILED"), ("long", "RUNNING"),
-                        ("waiter", "PENDING"), ("unplaced", "STARTING")):  # fmt: skip
+                        ("waiter", "PENDING"), ("unplaced", "RUNNABLE")):  # fmt: skip
         wait_status(devcluster, namespace, name, state, timeout=90)
     apply(devcluster, batch_job("too-big", namespace, queue, "big"))
     wait_for(
