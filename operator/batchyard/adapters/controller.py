@@ -36,8 +36,10 @@ from batchyard.api.computeenvironment import ComputeEnvironment
 from batchyard.api.consumableresource import ConsumableResource
 from batchyard.api.jobdefinition import JobDefinitionSpec
 from batchyard.core import deps, lifecycle
+from batchyard.core.backoff import KeyedBackoff
 from batchyard.core.capacity import CEView, NodeView, Resources
 from batchyard.core.consumables import ConsumableView
+from batchyard.core.effective import effective
 from batchyard.core.fairshare import PolicyView
 from batchyard.core.jobstate import JobState
 from batchyard.core.retry import ExitRule, parse_action
@@ -132,6 +134,10 @@ class Controller:
         self.scheduler = Scheduler()
         self.known: set[tuple[Any, ...]] = set()  # job (and array child) keys the scheduler holds
         self.cycles = 0
+        # Liveness (adapters.health): monotonic time the loop last went round (idle or not).
+        self.heartbeat = time.monotonic()
+        # Failed status writes back off per job (exponential with jitter, capped).
+        self.write_backoff = KeyedBackoff()
         self.on_cycle: list[Callable[[float], None]] = []
         # Status writers for the cluster-scoped kinds (queues, consumables: adapters.objectstatus;
         # compute environments: adapters.scaler), called after each cycle with its result.
@@ -158,14 +164,14 @@ class Controller:
     # -- the loop ----------------------------------------------------------------------------
     async def run(self) -> None:
         while True:
-            wait = self._next_wake(time.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.state.event.wait(), timeout=wait)
-            self.state.event.clear()
-            if not self.state.synced:
-                continue
+            self.heartbeat = time.monotonic()
             try:
-                await self.reconcile_once()
+                wait = self._next_wake(time.time())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.state.event.wait(), timeout=wait)
+                self.state.event.clear()
+                if self.state.synced:
+                    await self.reconcile_once()
             except Exception:  # the loop must survive anything one cycle does
                 log.exception("scheduler cycle failed; retrying")
                 await asyncio.sleep(1)
@@ -211,9 +217,9 @@ class Controller:
                     self.indexed.discard((ns, name))
         st.forgotten_jobs.clear()
 
-        due = {k for k, e in st.jobs.items() if e.wake_at is not None and e.wake_at <= now}
-        dirty = st.dirty_jobs | due
-        st.dirty_jobs = set()
+        # Take the dirty set first and then add the due jobs: nothing marked dirty is lost.
+        dirty, st.dirty_jobs = st.dirty_jobs, set()
+        dirty |= {k for k, e in st.jobs.items() if e.wake_at is not None and e.wake_at <= now}
         # Index every job's dependsOn (immutable) the first time it is seen, before any step, so
         # a dependency that ends in this cycle finds its dependents.
         for key in dirty - self.indexed:
@@ -389,6 +395,7 @@ class Controller:
                 attempts=(strategy.attempts if strategy and strategy.attempts else 1),
                 attempt_duration_seconds=timeout.attemptDurationSeconds if timeout else None,
                 problems=tuple(render.render_problems(job, spec)) + _unsupported(spec),
+                effective=effective(job.spec, spec),
             )
         attempt = entry.status.attempts[-1] if entry.status.attempts else None
         if pod is None and pod_seen is None and attempt is not None and attempt.podName:
@@ -769,26 +776,41 @@ class Controller:
         new["observedGeneration"] = entry.job.metadata.generation
         patch = status_diff(entry.written, new)
         if patch:
+            now = time.time()
+            if not self.write_backoff.ready(key, now):
+                self._retry_write_later(key, entry)  # still backing off: no request now
+                return
             try:
                 await self.kube.merge_patch(
                     _path("batchjobs", key[1], key[0], "status"), {"status": patch}, verb="patch_status"
                 )
                 entry.written = new
+                self.write_backoff.succeeded(key)
             except ApiError as err:
                 if err.status == 404:
+                    self.write_backoff.succeeded(key)
                     self.state.forget_job(key)
                     return
+                self.write_backoff.failed(key, now)
                 log.warning("status write for %s failed, will retry: %s", key, err)
-                self.state.dirty_jobs.add(key)
+                self._retry_write_later(key, entry)
                 return
             except Exception as err:
+                self.write_backoff.failed(key, now)
                 log.warning("status write for %s failed, will retry: %r", key, err)
-                self.state.dirty_jobs.add(key)
+                self._retry_write_later(key, entry)
                 return
         # Events are not on the critical path of the next cycle: post them in the background
         # (bounded by the same semaphore), so a burst of transitions doesn't stall the loop.
         for event in events:
             self._spawn_event(entry.job, event)
+
+    def _retry_write_later(self, key: JobKey, entry: JobEntry) -> None:
+        """Step the job again when its write backoff ends (not every cycle: client-go's
+        rate-limited workqueue), or earlier if something else wakes it."""
+        at = self.write_backoff.retry_at(key)
+        if at is not None:
+            entry.wake_at = at if entry.wake_at is None else min(entry.wake_at, at)
 
     def _spawn_event(self, job: BatchJob, event: lifecycle.Event) -> None:
         async def post() -> None:

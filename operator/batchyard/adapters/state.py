@@ -1,24 +1,35 @@
 """The in-memory cluster state the scheduler loop reads, fed by watch events.
 
 Handlers (kopf) and the pod watch call ``upsert_*``/``forget_*``; the loop reads the maps and
-the dirty set. Nothing here decides anything. Two rules keep it correct:
+the dirty set. Nothing here decides anything. Four rules keep it correct:
 
 * The operator is the only writer of BatchJob status. After the first sight of a job (which
   restores its status after a restart), the status kept here is the one the loop last decided;
   a watch event only refreshes spec and metadata, so a stale event can never roll status back.
 * Objects are kept small: parsed models for our kinds, and a few fields per pod.
+* One writer: every caller runs on the event loop's thread (the kopf handlers are ``async``, the
+  pod watch and the loop are tasks), so the loop never sees a map change while it iterates.
+* One bad object never stops the engine: an object the models refuse (a pydantic
+  ValidationError, e.g. stored before a CRD upgrade tightened the schema) is logged, counted,
+  queued in ``rejections`` for a Warning Event on it, and skipped; a copy older than the one held
+  (the startup LIST racing kopf's watch) is ignored by resourceVersion.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
+from batchyard.adapters import metrics
 from batchyard.api.batchjob import BatchJob, BatchJobStatus
+from batchyard.api.common import KubeObject
 from batchyard.api.computeenvironment import ComputeEnvironment
 from batchyard.api.consumableresource import ConsumableResource
 from batchyard.api.jobdefinition import JobDefinition, JobDefinitionSpec
@@ -26,9 +37,50 @@ from batchyard.api.jobqueue import JobQueue
 from batchyard.api.schedulingpolicy import SchedulingPolicy
 from batchyard.core.arrays import ArrayChildren
 from batchyard.core.capacity import ZERO, Resources, parse_cpu, parse_memory_mib
-from batchyard.core.lifecycle import PodObs, epoch
+from batchyard.core.lifecycle import ContainerExit, PodObs, epoch
 
 JobKey = tuple[str, str]  # (namespace, name)
+
+log = logging.getLogger("batchyard.state")
+M = TypeVar("M", bound=KubeObject)
+
+KINDS = {
+    "batchjobs": "BatchJob",
+    "jobdefinitions": "JobDefinition",
+    "jobqueues": "JobQueue",
+    "computeenvironments": "ComputeEnvironment",
+    "schedulingpolicies": "SchedulingPolicy",
+    "consumableresources": "ConsumableResource",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """An object the models refused: reported on the object (a Warning Event) and skipped."""
+
+    plural: str
+    namespace: str
+    name: str
+    uid: str | None
+    message: str
+
+    @property
+    def kind(self) -> str:
+        return KINDS.get(self.plural, self.plural)
+
+
+def _older(new: KubeObject, old: KubeObject) -> bool:
+    """True when ``new`` is an older copy of the same object than ``old`` (by resourceVersion).
+
+    resourceVersions are opaque strings by contract; the API server's are etcd revisions, so they
+    are compared as integers when both are, and otherwise the newcomer wins (as before)."""
+    if new.metadata.uid != old.metadata.uid:
+        return False
+    try:
+        return int(new.metadata.resourceVersion or "") < int(old.metadata.resourceVersion or "")
+    except ValueError:
+        return False
+
 
 JOB_UID_LABEL = "batchyard.io/job-uid"
 ATTEMPT_LABEL = "batchyard.io/attempt"
@@ -80,7 +132,14 @@ def pod_requests(spec: Mapping[str, Any]) -> Resources:
     total = ZERO
     for c in spec.get("containers") or ():
         total = total + of(c)
-    for c in spec.get("initContainers") or ():
+    inits = spec.get("initContainers") or ()
+    # K8s native sidecars (restartPolicy Always) run beside the containers: their requests add.
+    for c in inits:
+        if c.get("restartPolicy") == "Always":
+            total = total + of(c)
+    for c in inits:
+        if c.get("restartPolicy") == "Always":
+            continue
         i = of(c)
         total = Resources(
             max(total.milli_cpu, i.milli_cpu), max(total.memory_mib, i.memory_mib), max(total.gpus, i.gpus)
@@ -93,8 +152,26 @@ def _deleting_since(meta: Mapping[str, Any]) -> float | None:
     return None if ends is None else ends - float(meta.get("deletionGracePeriodSeconds") or 0)
 
 
+# Pod-level reasons the kubelet or the control plane set when the system, not the container,
+# ended the pod (node pressure eviction, node lost, graceful node shutdown).
+_DISRUPTION_POD_REASONS = frozenset(
+    {"Evicted", "NodeLost", "Shutdown", "Terminated", "NodeShutdown", "UnexpectedAdmissionError"}
+)
+
+
+def _condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for c in status.get("conditions") or ():
+        if c.get("type") == type_:
+            return c  # type: ignore[no-any-return]
+    return None
+
+
 def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
-    """Reduce a pod to what the lifecycle reads; None if it is not one of ours."""
+    """Reduce a pod to what the lifecycle reads; None if it is not one of ours.
+
+    Containers: ``containerStatuses`` are the essential containers (a non-essential ECS
+    container is rendered as a native sidecar, an init container with restartPolicy Always).
+    """
     meta = body.get("metadata") or {}
     labels = meta.get("labels") or {}
     uid = labels.get(JOB_UID_LABEL)
@@ -102,8 +179,12 @@ def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
         return None
     status = body.get("status") or {}
     exit_code = reason = message = None
-    running_since = None
-    for cs in status.get("containerStatuses") or []:
+    running_since: float | None = None
+    finished_at: float | None = None
+    waiting_reason = waiting_message = None
+    containers: list[ContainerExit] = []
+    statuses = status.get("containerStatuses") or []
+    for cs in statuses:
         state = cs.get("state") or {}
         term = state.get("terminated")
         # AWS (EKS): the job fails if any container fails; report the first non-zero exit.
@@ -111,9 +192,58 @@ def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
             exit_code = term.get("exitCode")
             reason = term.get("reason")
             message = term.get("message")
-        running = state.get("running")
-        if running is not None and running_since is None:
-            running_since = epoch(running.get("startedAt"))
+        started = state.get("running") or term
+        if started is not None:
+            # running.startedAt, or terminated.startedAt for a container seen only once it ended.
+            since = epoch(started.get("startedAt"))
+            if since is not None and (running_since is None or since < running_since):
+                running_since = since
+        if term is not None:
+            containers.append(ContainerExit(cs.get("name", ""), term.get("exitCode"), term.get("reason")))
+            done = epoch(term.get("finishedAt"))
+            if done is not None and (finished_at is None or done > finished_at):
+                finished_at = done
+        waiting = state.get("waiting")
+        if waiting is not None and waiting_reason is None and waiting.get("reason"):
+            waiting_reason, waiting_message = waiting.get("reason"), waiting.get("message")
+    failed_init = None
+    # Native sidecars (restartPolicy Always) end with SIGTERM when the pod stops: not a failure.
+    sidecars = {
+        c.get("name")
+        for c in (body.get("spec") or {}).get("initContainers") or ()
+        if c.get("restartPolicy") == "Always"
+    }
+    for cs in status.get("initContainerStatuses") or []:
+        term = (cs.get("state") or {}).get("terminated")
+        if (
+            term is not None
+            and term.get("exitCode", 0) != 0
+            and failed_init is None
+            and cs.get("name") not in sidecars
+        ):
+            failed_init = cs.get("name", "")
+            exit_code, reason, message = term.get("exitCode"), term.get("reason"), term.get("message")
+        waiting = (cs.get("state") or {}).get("waiting")
+        if (
+            waiting is not None
+            and waiting_reason is None
+            and waiting.get("reason") not in (None, "PodInitializing")
+        ):
+            waiting_reason, waiting_message = waiting.get("reason"), waiting.get("message")
+    # The system ended the pod: a pod-level reason (Evicted, NodeLost, Shutdown), or the
+    # DisruptionTarget condition (preemption, taint eviction, garbage collection of a lost node).
+    disruption = status.get("reason") if status.get("reason") in _DISRUPTION_POD_REASONS else None
+    target = _condition(status, "DisruptionTarget")
+    if disruption is None and target is not None and target.get("status") == "True":
+        disruption = target.get("reason") or "DisruptionTarget"
+    scheduled = _condition(status, "PodScheduled")
+    scheduled_at = (
+        epoch(scheduled.get("lastTransitionTime"))
+        if scheduled and scheduled.get("status") == "True"
+        else None
+    )
+    phase = status.get("phase", "Pending")
+    essentials_done = phase == "Running" and bool(statuses) and len(containers) == len(statuses)
     index = labels.get(ARRAY_INDEX_LABEL)
     return PodEntry(
         namespace=meta.get("namespace", ""),
@@ -122,7 +252,7 @@ def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
         array_index=int(index) if index is not None else None,
         obs=PodObs(
             name=meta["name"],
-            phase=status.get("phase", "Pending"),
+            phase=phase,
             node=(body.get("spec") or {}).get("nodeName"),
             exit_code=exit_code,
             reason=reason,
@@ -131,6 +261,14 @@ def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
             deleting=bool(meta.get("deletionTimestamp")),
             # deletionTimestamp is when the grace period ends: the request came that much earlier.
             deleting_since=_deleting_since(meta),
+            finished_at=finished_at if len(containers) == len(statuses) else None,
+            disruption=disruption,
+            failed_init_container=failed_init,
+            waiting_reason=waiting_reason,
+            waiting_message=waiting_message,
+            scheduled_at=scheduled_at,
+            containers=tuple(containers),
+            essentials_done=essentials_done,
         ),
         requests=pod_requests(body.get("spec") or {}),
         compute_environment=labels.get(CE_LABEL),
@@ -156,15 +294,44 @@ class ClusterState:
         self.world_changed = True
         self.event = asyncio.Event()
         self.synced = False
+        # Objects the models refused, to be reported on the object (a Warning Event) and the
+        # ones refused right now (so a fixed object is reported again if it breaks again).
+        self.rejections: list[Rejection] = []
+        self.rejected: set[tuple[str, str, str]] = set()
 
     def wake(self) -> None:
         self.event.set()
 
+    def _parse(self, model: type[M], plural: str, body: Mapping[str, Any]) -> M | None:
+        """The object as ``model``, or None (reported and skipped) if the model refuses it."""
+        meta = body.get("metadata") or {}
+        ident = (plural, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        try:
+            parsed = model.from_body(body)
+        except ValidationError as err:
+            if ident not in self.rejected:
+                self.rejected.add(ident)
+                first = err.errors()[0] if err.errors() else None
+                where = ".".join(str(p) for p in first["loc"]) if first else ""
+                message = f"{where}: {first['msg']}" if first else str(err)
+                message = f"ignored by Batchyard, the operator's model refuses it: {message}"[:1024]
+                rejection = Rejection(plural, ident[1], ident[2], meta.get("uid"), message)
+                log.warning("%s %s/%s %s", rejection.kind, ident[1], ident[2], message)
+                metrics.count_rejected_object(rejection.kind)
+                self.rejections.append(rejection)
+            return None
+        self.rejected.discard(ident)
+        return parsed
+
     # -- BatchJobs --------------------------------------------------------------------------
     def upsert_job(self, body: Mapping[str, Any]) -> None:
-        job = BatchJob.from_body(body)
+        job = self._parse(BatchJob, "batchjobs", body)
+        if job is None:
+            return
         key = (job.metadata.namespace or "", job.metadata.name or "")
         entry = self.jobs.get(key)
+        if entry is not None and _older(job, entry.job):
+            return  # a stale copy (the startup LIST after a newer watch event)
         if entry is not None and entry.job.metadata.uid != job.metadata.uid:
             self.forget_job(key)  # deleted and re-created under the same name
             entry = None
@@ -215,9 +382,14 @@ class ClusterState:
 
     # -- definitions and cluster-scoped kinds -------------------------------------------------
     def upsert_definition(self, body: Mapping[str, Any]) -> None:
-        jd = JobDefinition.from_body(body)
+        parsed = self._parse(JobDefinition, "jobdefinitions", body)
+        if parsed is None:
+            return
+        jd = parsed
         key = (jd.metadata.namespace or "", jd.metadata.name or "")
         old = self.definitions.get(key)
+        if old is not None and _older(jd, old):
+            return
         if old is not None and old.status is not None and jd.status is not None:
             # Our own status writes are authoritative, as for jobs.
             jd = jd.model_copy(update={"status": old.status})
@@ -242,18 +414,35 @@ class ClusterState:
     def upsert_cluster_object(self, plural: str, body: Mapping[str, Any]) -> None:
         name = (body.get("metadata") or {}).get("name", "")
         if plural == "jobqueues":
-            self.queues[name] = JobQueue.from_body(body)
+            queue = self._parse(JobQueue, plural, body)
+            if queue is None or not self._newer(self.queues, name, queue):
+                return
+            self.queues[name] = queue
             # Jobs that arrived before their queue may proceed.
             self.dirty_jobs.update(
                 k for k, e in self.jobs.items() if e.job.spec.jobQueue == name and e.status.status is None
             )
         elif plural == "computeenvironments":
-            self.compute_environments[name] = ComputeEnvironment.from_body(body)
+            ce = self._parse(ComputeEnvironment, plural, body)
+            if ce is None or not self._newer(self.compute_environments, name, ce):
+                return
+            self.compute_environments[name] = ce
         elif plural == "schedulingpolicies":
-            self.policies[name] = SchedulingPolicy.from_body(body)
+            policy = self._parse(SchedulingPolicy, plural, body)
+            if policy is None or not self._newer(self.policies, name, policy):
+                return
+            self.policies[name] = policy
         elif plural == "consumableresources":
-            self.consumables[name] = ConsumableResource.from_body(body)
+            consumable = self._parse(ConsumableResource, plural, body)
+            if consumable is None or not self._newer(self.consumables, name, consumable):
+                return
+            self.consumables[name] = consumable
         self.world_changed = True
+
+    @staticmethod
+    def _newer(held: Mapping[str, KubeObject], name: str, obj: KubeObject) -> bool:
+        old = held.get(name)
+        return old is None or not _older(obj, old)
 
     def forget_cluster_object(self, plural: str, name: str) -> None:
         maps: dict[str, dict[str, Any]] = {
