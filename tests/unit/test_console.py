@@ -39,19 +39,18 @@ JOB = {
 
 
 def canned(request: web.Request) -> Reader:
-    async def get(*args: str) -> Any:
-        kind = args[0]
-        if kind == "jobqueues":
-            return {"items": [QUEUE]}
-        if kind == "jobqueue":
-            return QUEUE
-        if kind == "computeenvironments":
+    async def get(
+        plural: str, name: str | None = None, namespace: str | None = None, selector: str = ""
+    ) -> Any:
+        if plural == "jobqueues":
+            return QUEUE if name else {"items": [QUEUE]}
+        if plural == "computeenvironments":
             return {"items": [CE]}
-        if kind == "batchjobs":
+        if plural == "batchjobs" and name is None:
             return {"items": [JOB]}
-        if kind == "batchjob" and args[1] == "train":
+        if name == "train" and namespace == "ml":
             return JOB
-        raise CommandError(f'batchjobs.batchyard.io "{args[1]}" is forbidden: User "bob" cannot get')
+        raise CommandError(f'batchjobs.batchyard.io "{name}" is forbidden: User "bob" cannot get')
 
     return get
 
@@ -89,3 +88,35 @@ def test_with_a_server_every_request_needs_the_viewers_token() -> None:
     status, text = asyncio.run(fetch(viewer("kubectl", "https://127.0.0.1:6443", None), "/"))
     assert status == 401
     assert "acts with your own token" in text
+
+
+def test_with_a_token_the_console_reads_the_api_server_as_the_viewer() -> None:
+    seen: list[tuple[str, str, str]] = []
+
+    async def apiserver(request: web.Request) -> web.Response:
+        seen.append((request.path, request.query.get("fieldSelector", ""), request.headers["Authorization"]))
+        if request.headers["Authorization"] != "Bearer alice":
+            return web.json_response({"message": "Unauthorized"}, status=401)
+        if request.path.endswith("/jobqueues/gpu"):
+            return web.json_response(QUEUE)
+        if request.path.endswith("/computeenvironments"):
+            return web.json_response({"items": [CE]})
+        return web.json_response({"items": [JOB]})
+
+    async def run() -> tuple[int, str, int, str]:
+        fake = web.Application()
+        fake.router.add_get("/{tail:.*}", apiserver)
+        async with TestServer(fake) as api:
+            read_for = viewer("kubectl", str(api.make_url("")), None)
+            ok_status, ok = await fetch(read_for, "/queues/gpu", {"Authorization": "Bearer alice"})
+            bad_status, bad = await fetch(read_for, "/queues/gpu", {"Authorization": "Bearer mallory"})
+            return ok_status, ok, bad_status, bad
+
+    ok_status, ok, _, bad = asyncio.run(run())
+    assert ok_status == 200 and "Job queue gpu" in ok and ">train</a>" in ok
+    assert (
+        "/apis/batchyard.io/v1alpha1/batchjobs",
+        "spec.jobQueue=gpu,status.status=RUNNABLE",
+        "Bearer alice",
+    ) in seen
+    assert "401: Unauthorized" in bad  # the API server's refusal, shown to the viewer

@@ -20,20 +20,31 @@ import asyncio
 import html
 import json
 import shutil
+import ssl
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
+import aiohttp
 from aiohttp import web
 
+from batchyard import GROUP, VERSION
 from batchyard.api.common import JOB_STATES
 from batchyard.cli.common import CommandError, age
 from batchyard.cli.listing import COUNTED, ce_views, field_selector, queue_views, select
 
 REFRESH_SECONDS = 5
 
-Reader = Callable[..., Awaitable[Any]]
+NAMESPACED = {"batchjobs"}
+
+
+class Reader(Protocol):
+    """A list (no name) or one object, in a namespace or all (namespace None), with a field selector."""
+
+    def __call__(
+        self, plural: str, name: str | None = None, namespace: str | None = None, selector: str = ""
+    ) -> Awaitable[Any]: ...
 
 
 def register(sub: Any) -> None:
@@ -51,22 +62,52 @@ def register(sub: Any) -> None:
 # --- reading, with the viewer's rights -----------------------------------------------------------
 
 
-def reader(kubectl: str, token: str | None, server: str | None, ca: str | None) -> Reader:
-    """`kubectl get ... -o json`, as the viewer: their kubeconfig, or their token on --server."""
-    auth = []
-    if server:
-        auth = [f"--server={server}", f"--token={token}", "--kubeconfig=/dev/null"]
-        auth += [f"--certificate-authority={ca}"] if ca else []
+def kubectl_reader(kubectl: str) -> Reader:
+    """`kubectl get ... -o json` with the kubeconfig of the user who started the console."""
 
-    async def get(*args: str) -> Any:
+    async def get(
+        plural: str, name: str | None = None, namespace: str | None = None, selector: str = ""
+    ) -> Any:
+        args = [plural, *([name] if name else [])]
+        if plural in NAMESPACED:
+            args += ["-n", namespace] if namespace else ["--all-namespaces"]
+        args += ["--field-selector", selector] if selector else []
         proc = await asyncio.create_subprocess_exec(
-            kubectl, *auth, "get", *args, "-o", "json",
+            kubectl, "get", *args, "-o", "json",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, err = await proc.communicate()
         if proc.returncode != 0:
             raise CommandError(err.decode().strip() or f"kubectl get {' '.join(args)} failed")
         return json.loads(out)
+
+    return get
+
+
+def token_reader(server: str, token: str, ca: str | None) -> Reader:
+    """GETs on the API server with the viewer's bearer token (no kubectl needed in the image)."""
+    context = ssl.create_default_context(cafile=ca) if ca else None
+
+    async def get(
+        plural: str, name: str | None = None, namespace: str | None = None, selector: str = ""
+    ) -> Any:
+        path = f"/apis/{GROUP}/{VERSION}"
+        if plural in NAMESPACED and namespace:
+            path += f"/namespaces/{quote(namespace)}"
+        path += f"/{plural}" + (f"/{quote(name)}" if name else "")
+        params = {"fieldSelector": selector} if selector else {}
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                server.rstrip("/") + path, params=params, headers=headers, ssl=context or True
+            ) as response,
+        ):
+            body = await response.json(content_type=None)
+            if response.status >= 400:
+                message = body.get("message") if isinstance(body, dict) else None
+                raise CommandError(f"{response.status}: {message or response.reason}")
+            return body
 
     return get
 
@@ -309,8 +350,7 @@ def app(read_for: Callable[[web.Request], Reader]) -> web.Application:
 
         async def make(get: Reader) -> str:
             selector = field_selector(f["queue"] or None, wanted, None)
-            scope = ["-n", f["namespace"]] if f["namespace"] else ["--all-namespaces"]
-            got = await get("batchjobs", *scope, *(["--field-selector", selector] if selector else []))
+            got = await get("batchjobs", namespace=f["namespace"] or None, selector=selector)
             items = select(got["items"], wanted, f["prefix"] or None)
             items.sort(key=lambda i: i["metadata"].get("creationTimestamp", ""), reverse=True)
             return jobs_html(items, f, datetime.now(UTC))
@@ -321,10 +361,10 @@ def app(read_for: Callable[[web.Request], Reader]) -> web.Application:
         name = request.match_info["name"]
 
         async def make(get: Reader) -> str:
-            q, cs = await asyncio.gather(get("jobqueue", name), get("computeenvironments"))
+            q, cs = await asyncio.gather(get("jobqueues", name), get("computeenvironments"))
             (view,) = queue_views([q], cs["items"])
             selector = field_selector(name, ["RUNNABLE"], None)
-            waiting = await get("batchjobs", "--all-namespaces", "--field-selector", selector)
+            waiting = await get("batchjobs", selector=selector)
             return queue_html(view, waiting["items"], datetime.now(UTC))
 
         return await guarded(request, f"Job queue {name}", make)
@@ -333,7 +373,7 @@ def app(read_for: Callable[[web.Request], Reader]) -> web.Application:
         ns, name = request.match_info["namespace"], request.match_info["name"]
 
         async def make(get: Reader) -> str:
-            return job_html(await get("batchjob", name, "-n", ns), datetime.now(UTC))
+            return job_html(await get("batchjobs", name, ns), datetime.now(UTC))
 
         return await guarded(request, f"Job {ns}/{name}", make)
 
@@ -352,13 +392,13 @@ def viewer(kubectl: str, server: str | None, ca: str | None) -> Callable[[web.Re
 
     def read_for(request: web.Request) -> Reader:
         if not server:
-            return reader(kubectl, None, None, None)
+            return kubectl_reader(kubectl)
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise web.HTTPUnauthorized(
                 text="the console acts with your own token: send Authorization: Bearer <token>"
             )
-        return reader(kubectl, token.strip(), server, ca)
+        return token_reader(server, token.strip(), ca)
 
     return read_for
 
