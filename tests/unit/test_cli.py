@@ -10,7 +10,7 @@ import pytest
 
 from batchyard.api.batchjob import BatchJob
 from batchyard.cli.common import JobRef, UsageError, age, parse_job_ref
-from batchyard.cli.listing import field_selector, queue_views, select, statuses
+from batchyard.cli.listing import field_selector, queue_views, select, statuses, timestamp
 from batchyard.cli.logs import gone_message, resolve
 from batchyard.cli.main import build_parser, main
 from batchyard.cli.submit import build_spec
@@ -60,6 +60,8 @@ def test_bad_job_references_name_the_problem(text: str, message: str) -> None:
         pytest.param(["submit", "-q", "q", "-d", "d", "--depends-on", "a=ALL", "--dry-run"],
                      "only dependency type after '=' is N_TO_N", id="unknown dependency type"),
         pytest.param(["list", "--status", "DONE"], "--job-status DONE: not a job state", id="unknown state"),
+        pytest.param(["list", "--created-after", "yesterday"], "--created-after 'yesterday': expected an RFC 3339",
+                     id="a creation time that is not a time"),
         pytest.param(["logs", "arr:x"], "array index after ':'", id="logs of a malformed child"),
         pytest.param(["cancel", "arr:1", "--reason", " "], "--reason must not be empty", id="blank reason"),
     ],
@@ -160,6 +162,27 @@ def test_list_client_side_states_and_prefix() -> None:
     ]
     got = select(items, ["RUNNING", "SUBMITTED"], "etl")
     assert [i["metadata"]["name"] for i in got] == ["etl-1", "x", "etl-3"]
+
+
+@pytest.mark.parametrize(
+    ("job_name", "after", "before", "expected"),
+    [
+        pytest.param("etl-nightly", None, None, ["x"], id="JOB_NAME exact: the AWS jobName"),
+        pytest.param("etl*", None, None, ["etl-1", "x"], id="JOB_NAME ending in '*': a prefix"),
+        pytest.param(None, "2026-01-01T00:30:00Z", None, ["x"], id="AFTER_CREATED_AT"),
+        pytest.param(None, None, "2026-01-01T00:30:00Z", ["etl-1"], id="BEFORE_CREATED_AT"),
+    ],
+)
+def test_list_aws_listjobs_filters(
+    job_name: str | None, after: str | None, before: str | None, expected: list[str]
+) -> None:
+    items = [an_item("etl-1", "RUNNING"), an_item("x", "RUNNING", job_name="etl-nightly")]
+    items[0]["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+    items[1]["metadata"]["creationTimestamp"] = "2026-01-01T01:00:00Z"
+    got = select(
+        items, [], None, job_name, timestamp(after, "--created-after"), timestamp(before, "--created-before")
+    )
+    assert [i["metadata"]["name"] for i in got] == expected
 
 
 def test_queue_view_counts_capacity_and_blocked_reason() -> None:

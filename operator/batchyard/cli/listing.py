@@ -18,7 +18,16 @@ from typing import Any
 from batchyard.adapters.arrayjobs import children_from_status
 from batchyard.api.batchjob import BatchJob
 from batchyard.api.common import JOB_STATES
-from batchyard.cli.common import Kubectl, UsageError, add_kube_args, age, cut, parse_job_ref, table
+from batchyard.cli.common import (
+    Kubectl,
+    UsageError,
+    add_kube_args,
+    age,
+    cut,
+    parse_job_ref,
+    parse_time,
+    table,
+)
 from batchyard.core.arrays import ArrayChildren
 from batchyard.core.jobstate import JobState
 
@@ -32,6 +41,9 @@ def register(sub: Any) -> None:
                    help="only jobs in these states (comma list: RUNNABLE,RUNNING)")  # fmt: skip
     p.add_argument("--job-definition", "--definition", dest="job_definition", help="only this definition")
     p.add_argument("--name-prefix", help="only jobs whose name or jobName starts with this")
+    p.add_argument("--job-name", help="AWS JOB_NAME filter: this jobName, or a prefix ending in '*'")
+    p.add_argument("--created-after", metavar="TIME", help="AWS AFTER_CREATED_AT: RFC 3339 time")
+    p.add_argument("--created-before", metavar="TIME", help="AWS BEFORE_CREATED_AT: RFC 3339 time")
     p.add_argument("--array-job", metavar="JOB", help="list this array job's children instead")
     p.add_argument("--output", "-o", choices=("table", "wide", "json"), default="table")
     add_kube_args(p, all_namespaces=True)
@@ -70,15 +82,46 @@ def field_selector(queue: str | None, wanted: list[str], definition: str | None)
     return ",".join(parts)
 
 
-def select(items: list[dict[str, Any]], wanted: list[str], prefix: str | None) -> list[dict[str, Any]]:
-    """The client-side rest: several statuses (a job without status counts as SUBMITTED), a prefix."""
+def timestamp(text: str | None, flag: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        value = parse_time(text)
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: expected an RFC 3339 time such as 2026-01-31T12:00:00Z") from None
+    assert value is not None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def select(
+    items: list[dict[str, Any]],
+    wanted: list[str],
+    prefix: str | None,
+    job_name: str | None = None,
+    after: datetime | None = None,
+    before: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """The client-side rest: several statuses (a job without status counts as SUBMITTED), a name
+    prefix, AWS's JOB_NAME filter (exact, or a prefix when it ends in '*') and creation times."""
     out = []
     for item in items:
         state = (item.get("status") or {}).get("status") or "SUBMITTED"
-        names = (item["metadata"]["name"], (item.get("spec") or {}).get("jobName") or "")
+        aws_name = (item.get("spec") or {}).get("jobName") or item["metadata"]["name"]
+        names = (item["metadata"]["name"], aws_name)
+        created = parse_time(
+            (item.get("status") or {}).get("createdAt") or item["metadata"].get("creationTimestamp")
+        )
         if wanted and state not in wanted:
             continue
         if prefix and not any(n.startswith(prefix) for n in names):
+            continue
+        if job_name and not (
+            aws_name.startswith(job_name[:-1]) if job_name.endswith("*") else aws_name == job_name
+        ):
+            continue
+        if (after or before) and created is None:
+            continue
+        if (after and created and created <= after) or (before and created and created >= before):
             continue
         out.append(item)
     return out
@@ -198,6 +241,8 @@ def child_rows(children: list[dict[str, Any]]) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     kube = Kubectl.of(args)
     wanted = statuses(args.job_status)
+    after = timestamp(args.created_after, "--created-after")
+    before = timestamp(args.created_before, "--created-before")
     if args.array_job:
         ref = parse_job_ref(args.array_job)
         if args.all_namespaces:
@@ -210,7 +255,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     selector = field_selector(args.job_queue, wanted, args.job_definition)
     items = kube.get("batchjobs", *(["--field-selector", selector] if selector else []))["items"]
-    items = select(items, wanted, args.name_prefix)
+    items = select(items, wanted, args.name_prefix, args.job_name, after, before)
     items.sort(
         key=lambda i: (
             i["metadata"].get("namespace", ""),
