@@ -294,3 +294,18 @@ def test_age_reads_like_kubectl() -> None:
         "10m",
         "4h",
     ]
+
+
+def test_watch_redraws_until_interrupted(capsys: pytest.CaptureFixture[str]) -> None:
+    from batchyard.cli.common import show
+
+    frames = iter(["RUNNABLE 2", "RUNNING 2"])
+
+    def render() -> str:
+        frame = next(frames, None)
+        if frame is None:
+            raise KeyboardInterrupt
+        return frame
+
+    assert show(render, watch=True, interval=0) == 0
+    assert capsys.readouterr().out == "RUNNABLE 2\n\nRUNNING 2\n\n"  # piped: one block per refresh

@@ -13,6 +13,9 @@ import json
 import re
 import shutil
 import subprocess
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -139,3 +142,24 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 def cut(text: str | None, width: int) -> str:
     text = (text or "").replace("\n", " ")
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def show(render: Callable[[], str], watch: bool, interval: float = 2.0) -> int:
+    """Print once, or (`--watch`) redraw every `interval` seconds until Ctrl-C: a live table on a
+    terminal (screen cleared), a new block per refresh when piped."""
+    if not watch:
+        print(render())
+        return 0
+    tty = sys.stdout.isatty()
+    try:
+        while True:
+            text = render()
+            if tty:
+                print(
+                    "\x1b[H\x1b[2J" + time.strftime("%H:%M:%S") + f"  (every {interval:g}s, Ctrl-C stops)\n",
+                    end="",
+                )
+            print(text + ("" if tty else "\n"), flush=True)
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return 0

@@ -26,6 +26,7 @@ from batchyard.cli.common import (
     cut,
     parse_job_ref,
     parse_time,
+    show,
     table,
 )
 from batchyard.core.arrays import ArrayChildren
@@ -46,6 +47,7 @@ def register(sub: Any) -> None:
     p.add_argument("--created-before", metavar="TIME", help="AWS BEFORE_CREATED_AT: RFC 3339 time")
     p.add_argument("--array-job", metavar="JOB", help="list this array job's children instead")
     p.add_argument("--output", "-o", choices=("table", "wide", "json"), default="table")
+    p.add_argument("--watch", "-w", action="store_true", help="redraw every 2 s until Ctrl-C")
     add_kube_args(p, all_namespaces=True)
     p.set_defaults(func=cmd_list)
 
@@ -53,11 +55,13 @@ def register(sub: Any) -> None:
         "queues", help="job queues: state, priority, live job counts, capacity, blocked reason"
     )
     q.add_argument("--output", "-o", choices=("table", "json"), default="table")
+    q.add_argument("--watch", "-w", action="store_true", help="redraw every 2 s until Ctrl-C")
     q.add_argument("--kubectl", default=p.get_default("kubectl"))
     q.set_defaults(func=cmd_queues, namespace=None)
 
     c = sub.add_parser("ces", help="compute environments: state, vCPUs (min/desired/in use/max), nodes")
     c.add_argument("--output", "-o", choices=("table", "json"), default="table")
+    c.add_argument("--watch", "-w", action="store_true", help="redraw every 2 s until Ctrl-C")
     c.add_argument("--kubectl", default=p.get_default("kubectl"))
     c.set_defaults(func=cmd_ces, namespace=None)
 
@@ -254,22 +258,24 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(child_rows(children))
         return 0
     selector = field_selector(args.job_queue, wanted, args.job_definition)
-    items = kube.get("batchjobs", *(["--field-selector", selector] if selector else []))["items"]
-    items = select(items, wanted, args.name_prefix, args.job_name, after, before)
-    items.sort(
-        key=lambda i: (
-            i["metadata"].get("namespace", ""),
-            i["metadata"].get("creationTimestamp", ""),
-            i["metadata"]["name"],
+
+    def render() -> str:
+        items = kube.get("batchjobs", *(["--field-selector", selector] if selector else []))["items"]
+        items = select(items, wanted, args.name_prefix, args.job_name, after, before)
+        items.sort(
+            key=lambda i: (
+                i["metadata"].get("namespace", ""),
+                i["metadata"].get("creationTimestamp", ""),
+                i["metadata"]["name"],
+            )
         )
-    )
-    if args.output == "json":
-        print(json.dumps({"jobSummaryList": [job_summary(i) for i in items]}, indent=2))
-    elif not items:
-        print("No jobs found.")
-    else:
-        print(job_rows(items, args.output == "wide", datetime.now(UTC), args.all_namespaces))
-    return 0
+        if args.output == "json":
+            return json.dumps({"jobSummaryList": [job_summary(i) for i in items]}, indent=2)
+        if not items:
+            return "No jobs found."
+        return job_rows(items, args.output == "wide", datetime.now(UTC), args.all_namespaces)
+
+    return show(render, args.watch)
 
 
 # --- queues and compute environments --------------------------------------------------------------
@@ -406,21 +412,23 @@ def ce_rows(views: list[dict[str, Any]]) -> str:
 
 def cmd_queues(args: argparse.Namespace) -> int:
     kube = Kubectl(args.kubectl)
-    views = queue_views(kube.get("jobqueues")["items"], kube.get("computeenvironments")["items"])
-    print(
-        json.dumps({"jobQueues": views}, indent=2)
-        if args.output == "json"
-        else (queue_rows(views) if views else "No job queues found.")
-    )
-    return 0
+
+    def render() -> str:
+        views = queue_views(kube.get("jobqueues")["items"], kube.get("computeenvironments")["items"])
+        if args.output == "json":
+            return json.dumps({"jobQueues": views}, indent=2)
+        return queue_rows(views) if views else "No job queues found."
+
+    return show(render, args.watch)
 
 
 def cmd_ces(args: argparse.Namespace) -> int:
     kube = Kubectl(args.kubectl)
-    views = ce_views(kube.get("computeenvironments")["items"], kube.get("jobqueues")["items"])
-    print(
-        json.dumps({"computeEnvironments": views}, indent=2)
-        if args.output == "json"
-        else (ce_rows(views) if views else "No compute environments found.")
-    )
-    return 0
+
+    def render() -> str:
+        views = ce_views(kube.get("computeenvironments")["items"], kube.get("jobqueues")["items"])
+        if args.output == "json":
+            return json.dumps({"computeEnvironments": views}, indent=2)
+        return ce_rows(views) if views else "No compute environments found."
+
+    return show(render, args.watch)
