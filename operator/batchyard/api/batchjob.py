@@ -382,6 +382,9 @@ class ArrayPropertiesDetail(Loose):
     """Children per state (parent only)."""
     children: ArrayChildrenDetail | None = None
     """Each child's state, attempt and last exit, compactly (parent only)."""
+    progress: str | None = None
+    """statusSummary as one line for the Progress column, e.g. "SUCCEEDED 91/10000, FAILED 438"
+    (parent only; other states appear when they have children)."""
 
 
 class BatchJobStatus(Loose):
@@ -444,8 +447,19 @@ class BatchJob(KubeObject):
         ("Status", ".status.status", "string", "Job state", 0),
         ("Queue", ".spec.jobQueue", "string", "Job queue", 0),
         ("Attempts", ".status.attempts[-1:].attempt", "integer", "Current attempt number", 0),
+        ("Progress", ".status.arrayProperties.progress", "string", "Array children per state", 0),
         ("Reason", ".status.statusReason", "string", "Status reason", 0),
         ("Age", ".metadata.creationTimestamp", "date", "Age", 0),
+    )
+    # ListJobs without a client-side filter: AWS lists by queue and status and filters by
+    # JOB_NAME, JOB_DEFINITION and SHARE_IDENTIFIER; the API server does the same with
+    # `kubectl get bj --field-selector status.status=FAILED,spec.jobQueue=gpu`.
+    SELECTABLE_FIELDS: ClassVar[tuple[str, ...]] = (
+        ".status.status",
+        ".spec.jobQueue",
+        ".spec.jobDefinition",
+        ".spec.shareIdentifier",
+        ".spec.jobName",
     )
     OBJECT_RULES: ClassVar[tuple[dict[str, Any], ...]] = (
         rule(
