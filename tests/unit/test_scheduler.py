@@ -541,6 +541,9 @@ def test_removed_runnable_job_is_skipped():
         pytest.param("500m", 500, id="millicores"),
         pytest.param("2", 2000, id="whole vCPUs as a string"),
         pytest.param(0.25, 250, id="fractional vCPUs as a number"),
+        pytest.param("1k", 1_000_000, id="a 1000-CPU node as the API server writes it"),
+        pytest.param("1.5k", 1_500_000, id="decimal SI suffix with a fraction"),
+        pytest.param("2e3", 2_000_000, id="an exponent"),
     ],
 )
 def test_parse_cpu(value, milli):

@@ -89,7 +89,18 @@ class Resources:
 
 ZERO: Final = Resources()
 
-_CPU_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(m?)\s*$")
+# The API server writes quantities in canonical form: a node's 1000 CPUs come back as "1k".
+_CPU_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*(m|k|M|G|T|P|E)?\s*$")
+_CPU_FACTOR: Final[dict[str, Decimal]] = {
+    "m": Decimal(1),
+    "": Decimal(1000),
+    "k": Decimal(1000) ** 2,
+    "M": Decimal(1000) ** 3,
+    "G": Decimal(1000) ** 4,
+    "T": Decimal(1000) ** 5,
+    "P": Decimal(1000) ** 6,
+    "E": Decimal(1000) ** 7,
+}
 _MEM_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([KMGTPE]i?|k)?\s*$")
 _MEM_FACTOR: Final[dict[str, Decimal]] = {
     "": Decimal(1),  # bare numbers in strings are bytes, as in Kubernetes
@@ -116,8 +127,7 @@ def parse_cpu(value: str | float | int) -> int:
     m = _CPU_RE.match(value)
     if not m:
         raise ValueError(f"not a CPU quantity: {value!r}")
-    number = Decimal(m.group(1))
-    return math.ceil(number if m.group(2) == "m" else number * 1000)
+    return math.ceil(Decimal(m.group(1)) * _CPU_FACTOR[m.group(2) or ""])
 
 
 def parse_memory_mib(value: str | int) -> int:

@@ -1,0 +1,466 @@
+"""Jobs per second against what the API server allows (issue 14).
+
+Two rows, each on its own fresh local control plane, interleaved run by run:
+
+(a) the plain-client ceiling: N bare pods (1 vCPU, the kwok exit stage ends them after 1 s)
+    created at concurrency 32, awaited to completion (a pod watch) and deleted;
+(b) Batchyard: N one-vCPU BatchJobs that each run 1 s, created at concurrency 32 by the same
+    client, with the operator as its own process (`batchyard run`, as tests/cluster/
+    test_operations.py starts it), from the first create to all SUCCEEDED (a BatchJob watch).
+
+Kueue (row c of the issue) is not attempted here: building it from its Go module and wiring it
+into the local control plane was out of this benchmark's time budget.
+
+For each row the script prints jobs/s, the time at which half the jobs had finished, the API
+server's own write counts per job by verb and resource (deltas of ``apiserver_request_total``
+from kube-apiserver's /metrics), the operator's own writes per job (its
+``batchyard_api_requests_total``), and CPU seconds per job by process (/proc). The ratio b/a is
+computed within each run; the summary gives medians over the runs.
+
+    python bench/bench_throughput.py [--jobs 2000] [--runs 1] [--concurrency 32]
+        [--py-spy out.txt]   # record the operator's stacks (py-spy, raw collapsed format)
+
+The client is aiohttp (as the operator's), so its own CPU use is small and the same for both rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import itertools
+import json
+import os
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from harness import CE_LABEL, REPO, machine
+from prometheus_client.parser import text_string_to_metric_families
+
+from batchyard.devcluster import DevCluster, node_manifest
+from batchyard.devcluster.cluster import free_port
+
+CE, QUEUE, NS = "tp-ce", "tp-q", "default"
+NODES, NODE_CPU = 4, 1000
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
+BATCHYARD = Path(sys.executable).parent / "batchyard"
+KWOK_ANN = {"kwok.batchyard.io/exit-code": "0", "kwok.batchyard.io/delay": "1s"}
+
+
+# -- the control plane ------------------------------------------------------------------------
+@contextmanager
+def fresh_cluster() -> Iterator[DevCluster]:
+    cluster = DevCluster(workdir=Path(tempfile.mkdtemp(prefix="batchyard-tp-")))
+    cluster.start()
+    try:
+        cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        taints = [{"key": CE_LABEL, "value": CE, "effect": e} for e in ("NoSchedule", "NoExecute")]
+        cluster.add_nodes(
+            [
+                node_manifest(
+                    f"{CE}-{i}",
+                    cpu=str(NODE_CPU),
+                    memory="4Ti",
+                    pods="5000",
+                    labels={CE_LABEL: CE},
+                    taints=taints,
+                )
+                for i in range(NODES)
+            ]
+        )
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def apiserver_writes(cluster: DevCluster) -> Counter[str]:
+    """kube-apiserver's own count of write requests, keyed "VERB resource[/subresource]"."""
+    ctx = ssl.create_default_context(cafile=str(cluster.ca_file))
+    req = urllib.request.Request(
+        f"{cluster.server}/metrics", headers={"Authorization": f"Bearer {cluster.token}"}
+    )
+    with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
+        text = resp.read().decode()
+    out: Counter[str] = Counter()
+    for family in text_string_to_metric_families(text):
+        if family.name != "apiserver_request":
+            continue
+        for s in family.samples:
+            if s.name != "apiserver_request_total" or s.labels.get("verb") not in WRITE_VERBS:
+                continue
+            res = s.labels.get("resource", "")
+            if s.labels.get("subresource"):
+                res += "/" + s.labels["subresource"]
+            out[f"{s.labels['verb']} {res}"] += int(s.value)
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_process(cluster: DevCluster, extra: dict[str, int]) -> dict[str, float]:
+    pids = {**cluster.pids, **extra}
+    out = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    ru = os.times()
+    out["bench-client"] = ru.user + ru.system
+    return out
+
+
+# -- the client -------------------------------------------------------------------------------
+class Client:
+    def __init__(self, cluster: DevCluster, concurrency: int) -> None:
+        self.base = cluster.server
+        self.headers = {"Authorization": f"Bearer {cluster.token}"}
+        self.ssl = ssl.create_default_context(cafile=str(cluster.ca_file))
+        self.sem = asyncio.Semaphore(concurrency)
+        self.session = aiohttp.ClientSession(
+            headers=self.headers, connector=aiohttp.TCPConnector(ssl=self.ssl, limit=concurrency + 4)
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def send(self, method: str, path: str, body: Any = None) -> int:
+        async with self.sem:
+            for attempt in range(20):
+                try:
+                    async with self.session.request(method, self.base + path, json=body) as resp:
+                        await resp.read()
+                        if resp.status in (429, 500, 503, 504):
+                            await asyncio.sleep(0.1 * (attempt + 1))
+                            continue
+                        return resp.status
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1 * (attempt + 1))
+            return 599
+
+    async def watch(self, path: str, on_event: Any, stop: asyncio.Event) -> None:
+        rv = ""
+        while not stop.is_set():
+            params = {"watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": "600"}
+            if rv:
+                params["resourceVersion"] = rv
+            try:
+                timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+                async with self.session.get(self.base + path, params=params, timeout=timeout) as resp:
+                    async for line in resp.content:
+                        if stop.is_set():
+                            return
+                        ev = json.loads(line)
+                        obj = ev.get("object") or {}
+                        rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
+                        if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                            on_event(ev["type"], obj)
+            except (TimeoutError, aiohttp.ClientError):
+                await asyncio.sleep(0.2)
+
+
+class Progress:
+    """Finished count over time, on one monotonic clock."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done: dict[str, float] = {}
+        self.all_done = asyncio.Event()
+        self.start = 0.0
+
+    def finish(self, name: str) -> None:
+        if name not in self.done:
+            self.done[name] = time.monotonic()
+            if len(self.done) >= self.total:
+                self.all_done.set()
+
+    def summary(self) -> dict[str, float]:
+        times = sorted(t - self.start for t in self.done.values())
+        wall = times[-1] if times else float("nan")
+        # The longest stretch (from 10 % to 90 %) in which the finished count did not move.
+        lo, hi = times[len(times) // 10], times[(len(times) * 9) // 10]
+        gaps = [b - a for a, b in itertools.pairwise(times) if lo <= a <= hi]
+        return {
+            "wall_s": wall,
+            "jobs_per_s": len(times) / wall if wall else 0.0,
+            "half_s": times[len(times) // 2 - 1] if times else float("nan"),
+            "longest_flat_s": max(gaps, default=0.0),
+        }
+
+
+# -- row (a): bare pods -------------------------------------------------------------------------
+def bare_pod(i: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"bare-{i:06d}", "labels": {"bench": "bare"}, "annotations": dict(KWOK_ANN)},
+        "spec": {
+            "restartPolicy": "Never",
+            "nodeSelector": {CE_LABEL: CE},
+            "tolerations": [
+                {"key": CE_LABEL, "operator": "Equal", "value": CE, "effect": e}
+                for e in ("NoSchedule", "NoExecute")
+            ],
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "busybox",
+                    "command": ["true"],
+                    "resources": {
+                        "requests": {"cpu": "1", "memory": "256Mi"},
+                        "limits": {"cpu": "1", "memory": "256Mi"},
+                    },
+                }
+            ],
+        },
+    }
+
+
+async def run_ceiling(cluster: DevCluster, jobs: int, concurrency: int) -> dict[str, Any]:
+    client = Client(cluster, concurrency)
+    progress = Progress(jobs)
+    stop = asyncio.Event()
+    deleting: set[str] = set()
+    tasks: set[asyncio.Task[Any]] = set()
+
+    async def delete(name: str) -> None:
+        await client.send("DELETE", f"/api/v1/namespaces/{NS}/pods/{name}")
+        progress.finish(name)
+
+    def on_pod(kind: str, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        phase = (obj.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed") and name not in deleting:
+            deleting.add(name)
+            t = asyncio.get_running_loop().create_task(delete(name))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+
+    watcher = asyncio.create_task(
+        client.watch(f"/api/v1/namespaces/{NS}/pods?labelSelector=bench%3Dbare", on_pod, stop)
+    )
+    await asyncio.sleep(1)
+    before_w, before_cpu = apiserver_writes(cluster), cpu_by_process(cluster, {})
+    progress.start = time.monotonic()
+    await asyncio.gather(
+        *(client.send("POST", f"/api/v1/namespaces/{NS}/pods", bare_pod(i)) for i in range(jobs))
+    )
+    await asyncio.wait_for(progress.all_done.wait(), timeout=1800)
+    result = progress.summary()
+    await asyncio.sleep(2)
+    after_w, after_cpu = apiserver_writes(cluster), cpu_by_process(cluster, {})
+    stop.set()
+    watcher.cancel()
+    await client.close()
+    return {**result, "writes": _delta(after_w, before_w), "cpu": _cpu_delta(after_cpu, before_cpu)}
+
+
+# -- row (b): Batchyard ----------------------------------------------------------------------
+def operator_writes(port: int) -> Counter[str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as resp:
+        text = resp.read().decode()
+    out: Counter[str] = Counter()
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "batchyard_api_requests_total":
+                out[s.labels.get("verb", "")] += int(s.value)
+    return out
+
+
+async def run_batchyard(
+    cluster: DevCluster, jobs: int, concurrency: int, py_spy: str | None
+) -> dict[str, Any]:
+    objs: list[dict[str, Any]] = [
+        {"apiVersion": "batchyard.io/v1alpha1", "kind": "ComputeEnvironment", "metadata": {"name": CE},
+         "spec": {"type": "UNMANAGED", "unmanagedvCpus": NODES * NODE_CPU, "provider": {"type": "unmanaged"}}},
+        {"apiVersion": "batchyard.io/v1alpha1", "kind": "JobQueue", "metadata": {"name": QUEUE},
+         "spec": {"priority": 1, "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": CE}]}},
+        {"apiVersion": "batchyard.io/v1alpha1", "kind": "JobDefinition",
+         "metadata": {"name": "tp", "namespace": NS},
+         "spec": {"type": "container", "containerProperties": {
+             "image": "busybox", "command": ["true"],
+             "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "256"}]}}},
+    ]  # fmt: skip
+    cluster.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(o) for o in objs))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHYARD_", "KUBERNETES_"))}
+    env.update(
+        KUBECONFIG=str(cluster.kubeconfig),
+        BATCHYARD_METRICS_PORT=str(port),
+        BATCHYARD_LEADER_ELECTION="false",
+    )
+    log = cluster.workdir / "operator.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(BATCHYARD), "run"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    spy: subprocess.Popen[bytes] | None = None
+    client = Client(cluster, concurrency)
+    progress = Progress(jobs)
+    stop = asyncio.Event()
+    warm = "warm-0"
+
+    def job(name: str) -> dict[str, Any]:
+        return {"apiVersion": "batchyard.io/v1alpha1", "kind": "BatchJob",
+                "metadata": {"name": name, "annotations": dict(KWOK_ANN)},
+                "spec": {"jobQueue": QUEUE, "jobDefinition": "tp"}}  # fmt: skip
+
+    def on_job(kind: str, obj: dict[str, Any]) -> None:
+        if (obj.get("status") or {}).get("status") in ("SUCCEEDED", "FAILED"):
+            progress.finish(obj["metadata"]["name"])
+
+    try:
+        watcher = asyncio.create_task(
+            client.watch(f"/apis/batchyard.io/v1alpha1/namespaces/{NS}/batchjobs", on_job, stop)
+        )
+        # Warm-up: one job end to end proves the operator is up; it is not counted.
+        progress.total = 1
+        await client.send("POST", f"/apis/batchyard.io/v1alpha1/namespaces/{NS}/batchjobs", job(warm))
+        await asyncio.wait_for(progress.all_done.wait(), timeout=120)
+        progress.done.clear()
+        progress.all_done.clear()
+        progress.total = jobs
+        await asyncio.sleep(3)  # the warm-up's pod deletion and events land before counting
+        if py_spy:
+            spy = subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--format", "raw",
+                                    "--rate", "50", "--output", py_spy, "--nonblocking"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        before_w, before_op = apiserver_writes(cluster), operator_writes(port)
+        before_cpu = cpu_by_process(cluster, {"operator": proc.pid})
+        progress.start = time.monotonic()
+        await asyncio.gather(
+            *(client.send("POST", f"/apis/batchyard.io/v1alpha1/namespaces/{NS}/batchjobs", job(f"job-{i:06d}"))
+              for i in range(jobs))
+        )  # fmt: skip
+        await asyncio.wait_for(progress.all_done.wait(), timeout=3600)
+        result = progress.summary()
+        # Let the operator's last pod deletions (after the status writes) and events land.
+        await asyncio.sleep(3)
+        after_w, after_op = apiserver_writes(cluster), operator_writes(port)
+        after_cpu = cpu_by_process(cluster, {"operator": proc.pid})
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+        stop.set()
+        watcher.cancel()
+    finally:
+        await client.close()
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if spy is not None and spy.poll() is None:
+            spy.kill()
+    op = Counter(after_op)
+    op.subtract(before_op)
+    return {
+        **result,
+        "writes": _delta(after_w, before_w),
+        "operator": {k: v for k, v in op.items() if v},
+        "cpu": _cpu_delta(after_cpu, before_cpu),
+    }
+
+
+# -- report -------------------------------------------------------------------------------
+def _delta(after: Counter[str], before: Counter[str]) -> dict[str, int]:
+    d = Counter(after)
+    d.subtract(before)
+    return {k: v for k, v in sorted(d.items()) if v > 0}
+
+
+def _cpu_delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: after[k] - before.get(k, 0.0) for k in after}
+
+
+def per_job(counts: dict[str, int], jobs: int) -> str:
+    total = sum(counts.values())
+    parts = ", ".join(f"{k} {v / jobs:.2f}" for k, v in counts.items() if v / jobs >= 0.005)
+    return f"{total / jobs:.2f}  ({parts})"
+
+
+def report(name: str, r: dict[str, Any], jobs: int) -> None:
+    print(f"  {name}: {r['jobs_per_s']:.1f} jobs/s; wall {r['wall_s']:.1f} s; half finished at {r['half_s']:.1f} s; "
+          f"longest flat stretch (10-90 %) {r['longest_flat_s']:.1f} s")  # fmt: skip
+    print(f"    API server writes per job: {per_job(r['writes'], jobs)}")
+    if "operator" in r:
+        op_writes = {
+            k: v
+            for k, v in r["operator"].items()
+            if k in ("create", "patch", "patch_status", "delete", "update")
+        }
+        print(f"    operator's own writes per job: {per_job(op_writes, jobs)}; all its requests: "
+              f"{ {k: round(v / jobs, 2) for k, v in sorted(r['operator'].items())} }")  # fmt: skip
+    cpu = r["cpu"]
+    print(
+        f"    CPU ms per job: total {sum(cpu.values()) * 1000 / jobs:.1f}; "
+        + ", ".join(
+            f"{k} {v * 1000 / jobs:.1f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v > 0.01
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--py-spy", default=None, help="record the operator with py-spy (raw) into this file")
+    parser.add_argument("--only", choices=("ceiling", "batchyard"), default=None)
+    parser.add_argument("--json", default=None, help="also write all figures to this file")
+    args = parser.parse_args()
+    print(f"machine: {machine()}; date {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; jobs {args.jobs}, "
+          f"concurrency {args.concurrency}, {NODES} kwok nodes x {NODE_CPU} vCPU")  # fmt: skip
+    print("Kueue: not attempted (row c is optional; not built here)")
+    results: list[dict[str, Any]] = []
+    for run in range(args.runs):
+        row: dict[str, Any] = {}
+        # Alternate the order run by run, so neither row always gets the quieter machine.
+        order = ["ceiling", "batchyard"] if run % 2 == 0 else ["batchyard", "ceiling"]
+        for which in order:
+            if args.only and which != args.only:
+                continue
+            with fresh_cluster() as cluster:
+                if which == "ceiling":
+                    row[which] = asyncio.run(run_ceiling(cluster, args.jobs, args.concurrency))
+                else:
+                    spy = f"{args.py_spy}.{run}" if args.py_spy else None
+                    row[which] = asyncio.run(run_batchyard(cluster, args.jobs, args.concurrency, spy))
+        print(f"run {run + 1} (load {Path('/proc/loadavg').read_text().split()[0]}):")
+        for which in ("ceiling", "batchyard"):
+            if which in row:
+                report(which, row[which], args.jobs)
+        if "ceiling" in row and "batchyard" in row:
+            row["ratio"] = row["batchyard"]["jobs_per_s"] / row["ceiling"]["jobs_per_s"]
+            print(f"  ratio batchyard / ceiling: {row['ratio']:.2f}")
+        results.append(row)
+    if len(results) > 1:
+        for which in ("ceiling", "batchyard"):
+            rates = [r[which]["jobs_per_s"] for r in results if which in r]
+            if rates:
+                print(
+                    f"median {which}: {statistics.median(rates):.1f} jobs/s ({', '.join(f'{x:.1f}' for x in rates)})"
+                )
+        ratios = [r["ratio"] for r in results if "ratio" in r]
+        if ratios:
+            print(f"median ratio: {statistics.median(ratios):.2f} ({', '.join(f'{x:.2f}' for x in ratios)})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
