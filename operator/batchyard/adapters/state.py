@@ -18,9 +18,11 @@ the dirty set. Nothing here decides anything. Four rules keep it correct:
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -95,7 +97,6 @@ class JobEntry:
     status: BatchJobStatus  # authoritative: what the loop decided last
     written: dict[str, Any]  # the status as last written to the API server (for diffs)
     pods_seen: set[str] = field(default_factory=set)
-    wake_at: float | None = None
     # Array parents only (adapters.arrayjobs): the children, the ones to step next cycle, and
     # the running ones with a timeout (stepped again when wake_at comes).
     # The pinned job definition revision (revision, spec), once resolved: see Controller._definition.
@@ -106,6 +107,63 @@ class JobEntry:
     # Order of first sight (watch order = creation order): the loop steps jobs in this order, so
     # jobs created within one second (createdAt's precision) queue FIFO, not in set order.
     arrival: int = 0
+    # The next time the loop must step this job without an event (see ``wake_at``).
+    _wake_at: float | None = field(default=None, repr=False)
+    _wakes: WakeQueue | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def wake_at(self) -> float | None:
+        return self._wake_at
+
+    @wake_at.setter
+    def wake_at(self, value: float | None) -> None:
+        self._wake_at = value
+        if value is not None and self._wakes is not None:
+            self._wakes.push(value, (self.job.metadata.namespace or "", self.job.metadata.name or ""))
+
+
+class WakeQueue:
+    """The jobs' wake times as a heap, so the loop's soonest wake and its due set cost
+    O(log jobs) per change instead of a scan of every job on every pass.
+
+    Setting ``JobEntry.wake_at`` pushes; nothing is ever removed in place. An item is live while
+    its job still exists with that very wake time; stale items are dropped when they surface,
+    and the heap is rebuilt when stale items outnumber the jobs.
+    """
+
+    def __init__(self, jobs: Mapping[JobKey, JobEntry]) -> None:
+        self._jobs = jobs
+        self._heap: list[tuple[float, JobKey]] = []
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, at: float, key: JobKey) -> None:
+        heapq.heappush(self._heap, (at, key))
+        if len(self._heap) > 2 * len(self._jobs) + 1024:
+            self._heap = [(at, k) for at, k in self._heap if self._live(at, k)]
+            heapq.heapify(self._heap)
+
+    def _live(self, at: float, key: JobKey) -> bool:
+        entry = self._jobs.get(key)
+        return entry is not None and entry.wake_at == at
+
+    def soonest(self) -> float | None:
+        heap = self._heap
+        while heap and not self._live(*heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def pop_due(self, now: float) -> set[JobKey]:
+        """The jobs whose wake time has come (their items leave the heap; ``wake_at`` stays
+        until the loop steps them and sets the next one)."""
+        due: set[JobKey] = set()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            at, key = heapq.heappop(heap)
+            if self._live(at, key):
+                due.add(key)
+        return due
 
 
 @dataclass(slots=True)
@@ -280,6 +338,10 @@ class ClusterState:
 
     def __init__(self) -> None:
         self.jobs: dict[JobKey, JobEntry] = {}
+        self.wakes = WakeQueue(self.jobs)
+        # Jobs per queue by their status as written to the API server (JobQueue status counts),
+        # kept as jobs come, go and are written, instead of counted over every job each cycle.
+        self.queue_counts: dict[str, Counter[str]] = {}
         self._arrivals = itertools.count()
         self.uids: dict[str, JobKey] = {}
         self.definitions: dict[tuple[str, str], JobDefinition] = {}
@@ -338,12 +400,32 @@ class ClusterState:
         if entry is None:
             status = job.status or BatchJobStatus()
             written = status.model_dump(exclude_none=True, mode="json")
-            self.jobs[key] = JobEntry(job=job, status=status, written=written, arrival=next(self._arrivals))
+            self.jobs[key] = JobEntry(
+                job=job, status=status, written=written, arrival=next(self._arrivals), _wakes=self.wakes
+            )
+            self._count(job.spec.jobQueue, written.get("status"), 1)
             if job.metadata.uid:
                 self.uids[job.metadata.uid] = key
         else:
             entry.job = job
         self.dirty_jobs.add(key)
+
+    def record_written(self, entry: JobEntry, written: dict[str, Any]) -> None:
+        """The job's status as the API server now has it (after a successful patch)."""
+        old, new = entry.written.get("status"), written.get("status")
+        entry.written = written
+        if old != new and self.jobs.get(_key_of(entry)) is entry:
+            self._count(entry.job.spec.jobQueue, old, -1)
+            self._count(entry.job.spec.jobQueue, new, 1)
+
+    def _count(self, queue: str, status: str | None, delta: int) -> None:
+        counts = self.queue_counts.setdefault(queue, Counter())
+        state = status or ""  # "": not written yet
+        counts[state] += delta
+        if counts[state] <= 0:
+            del counts[state]
+            if not counts:
+                del self.queue_counts[queue]
 
     def forget_job(self, key: JobKey, uid: str | None = None) -> None:
         """Drop a job; with ``uid``, only that incarnation (a stale DELETED of an older job of
@@ -353,6 +435,7 @@ class ClusterState:
             return
         entry = self.jobs.pop(key, None)
         if entry is not None:
+            self._count(entry.job.spec.jobQueue, entry.written.get("status"), -1)
             self.uids.pop(entry.job.metadata.uid or "", None)
             self.forgotten_jobs.add(key)
         self.dirty_jobs.discard(key)
@@ -458,6 +541,10 @@ class ClusterState:
             self.dirty_jobs.update(
                 k for k, e in self.jobs.items() if e.job.spec.jobQueue == name and not _terminal(e)
             )
+
+
+def _key_of(entry: JobEntry) -> JobKey:
+    return (entry.job.metadata.namespace or "", entry.job.metadata.name or "")
 
 
 def _terminal(entry: JobEntry) -> bool:

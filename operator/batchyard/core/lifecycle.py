@@ -192,6 +192,21 @@ class Event:
     message: str
 
 
+# The state changes every job passes on its way to SUCCEEDED. status.status, the conditions and
+# the batchyard_jobs / dispatch metrics already carry them, and one Event each would be half the
+# API writes of a short job, so they are posted only when the operator is told to (the
+# BATCHYARD_ROUTINE_EVENTS setting). Failures, retries, blocks and ignored requests are what a
+# person needs to read, and are always posted.
+ROUTINE_REASONS: frozenset[str] = frozenset(
+    {"Submitted", "Pending", "Runnable", "Starting", "Running", "Succeeded"}
+)
+
+
+def is_routine(event: Event) -> bool:
+    """A Normal event announcing one of the ordinary state changes (see ROUTINE_REASONS)."""
+    return event.type == "Normal" and event.reason in ROUTINE_REASONS
+
+
 def _now(step: Step) -> float:
     return step.now
 

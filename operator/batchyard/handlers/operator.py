@@ -95,6 +95,7 @@ def settings_from_env() -> Settings:
         keep_pods=os.environ.get("BATCHYARD_KEEP_PODS", "").lower() in ("1", "true", "yes"),
         finished_job_ttl_seconds=ttl if ttl > 0 else math.inf,
         time_limit_scale=float(os.environ.get("BATCHYARD_TIME_LIMIT_SCALE", 1.0)),
+        routine_events=os.environ.get("BATCHYARD_ROUTINE_EVENTS", "").lower() in ("1", "true", "yes"),
     )
 
 
