@@ -8,8 +8,9 @@ It implements ``nodepools.base.KubeClient`` (get, list, create, merge_patch, del
 
 from __future__ import annotations
 
+import asyncio
 import copy
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,14 @@ class FakeKube:
         if self.objects.pop(path, None) is None:
             raise NotFound(404, {"message": "not found"}, "DELETE", path)
         return {}
+
+    async def watch(
+        self, path: str, params: Mapping[str, str], resource_version: str, timeout_seconds: int = 300
+    ) -> AsyncIterator[dict[str, Any]]:
+        """A watch on which nothing happens (until cancelled)."""
+        self._maybe_fail("watch", path)
+        await asyncio.Event().wait()
+        yield {}  # pragma: no cover - never reached
 
     async def request(
         self,
