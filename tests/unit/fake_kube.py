@@ -31,6 +31,8 @@ class FakeKube:
     """Objects by path (``create`` stores at ``path/name``); every request is recorded."""
 
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Events each watch yields, in order, before it goes quiet (popped: one list per watch).
+    watch_events: list[list[dict[str, Any]]] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)  # (verb, path)
     failures: list[Failure] = field(default_factory=list)
 
@@ -90,10 +92,11 @@ class FakeKube:
     async def watch(
         self, path: str, params: Mapping[str, str], resource_version: str, timeout_seconds: int = 300
     ) -> AsyncIterator[dict[str, Any]]:
-        """A watch on which nothing happens (until cancelled)."""
+        """The next scripted events (``watch_events``), then nothing happens (until cancelled)."""
         self._maybe_fail("watch", path)
+        for event in self.watch_events.pop(0) if self.watch_events else []:
+            yield event
         await asyncio.Event().wait()
-        yield {}  # pragma: no cover - never reached
 
     async def request(
         self,
