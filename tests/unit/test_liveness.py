@@ -101,7 +101,7 @@ async def healthz(url: str) -> tuple[int, Any]:
         return resp.status, await resp.text()
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("breakage", ["stuck cycle", "dead loop task"])
 def test_kopfs_liveness_endpoint_fails_when_the_standalone_loop_is_stuck_or_dead(
     breakage: str, monkeypatch: pytest.MonkeyPatch
