@@ -39,6 +39,7 @@ from batchyard.core import deps, lifecycle
 from batchyard.core.backoff import KeyedBackoff
 from batchyard.core.capacity import CEView, NodeView, Resources
 from batchyard.core.consumables import ConsumableView
+from batchyard.core.effective import effective
 from batchyard.core.fairshare import PolicyView
 from batchyard.core.jobstate import JobState
 from batchyard.core.retry import ExitRule, parse_action
@@ -397,6 +398,7 @@ class Controller:
                 attempts=(strategy.attempts if strategy and strategy.attempts else 1),
                 attempt_duration_seconds=timeout.attemptDurationSeconds if timeout else None,
                 problems=tuple(render.render_problems(job, spec)) + _unsupported(spec),
+                effective=effective(job.spec, spec),
             )
         attempt = entry.status.attempts[-1] if entry.status.attempts else None
         if pod is None and pod_seen is None and attempt is not None and attempt.podName:
