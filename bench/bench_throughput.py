@@ -153,23 +153,32 @@ class Client:
             return 599
 
     async def watch(self, path: str, on_event: Any, stop: asyncio.Event) -> None:
-        rv = ""
+        """List, then watch from the list's resourceVersion; on any break, list again (a
+        missed event can't leave the count short)."""
+        sep = "&" if "?" in path else "?"
         while not stop.is_set():
-            params = {"watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": "600"}
-            if rv:
-                params["resourceVersion"] = rv
             try:
+                async with self.session.get(self.base + path) as resp:
+                    listed = await resp.json()
+                for obj in listed.get("items") or []:
+                    on_event("ADDED", obj)
+                rv = listed["metadata"]["resourceVersion"]
+                params = f"watch=true&allowWatchBookmarks=true&timeoutSeconds=600&resourceVersion={rv}"
                 timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-                async with self.session.get(self.base + path, params=params, timeout=timeout) as resp:
-                    async for line in resp.content:
-                        if stop.is_set():
-                            return
+                async with self.session.get(f"{self.base}{path}{sep}{params}", timeout=timeout) as resp:
+                    while not stop.is_set():
+                        line = await resp.content.readuntil(b"\n")
+                        if not line:
+                            break
                         ev = json.loads(line)
-                        obj = ev.get("object") or {}
-                        rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
                         if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                            on_event(ev["type"], obj)
-            except (TimeoutError, aiohttp.ClientError):
+                            on_event(ev["type"], ev["object"])
+                        elif ev.get("type") == "ERROR":
+                            break
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # a broken stream: list and watch again
+                print(f"watch {path} broke: {err!r}; listing again", file=sys.stderr)
                 await asyncio.sleep(0.2)
 
 

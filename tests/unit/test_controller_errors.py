@@ -223,3 +223,33 @@ def test_an_expired_job_already_deleted_is_forgotten_and_a_failed_delete_is_kept
     kube.fail("delete", "/batchjobs/new", 500)
     asyncio.run(controller._expire(time.time()))
     assert set(controller.state.jobs) == {("ns", "new")}  # kept: tried again at the next scan
+
+
+def event_reasons(kube: FakeKube) -> list[str]:
+    return [str(o.get("reason")) for p, o in kube.objects.items() if "/events/" in p]
+
+
+@pytest.mark.parametrize(
+    ("routine_events", "expected"),
+    [
+        pytest.param(False, [], id="by default no Event for the routine RUNNABLE and STARTING"),
+        pytest.param(True, ["Runnable", "Starting"], id="BATCHYARD_ROUTINE_EVENTS posts them"),
+    ],
+)
+def test_routine_state_changes_post_events_only_when_asked(routine_events: bool, expected: list[str]) -> None:
+    # Issue 14: status, conditions and metrics carry the routine changes; an Event each was a
+    # third of a short job's API writes.
+    controller, kube = a_world()
+    controller.settings = Settings(routine_events=routine_events)
+    cycles(controller)
+    assert job(controller).status.status == "STARTING"
+    assert sorted(event_reasons(kube)) == expected
+    assert kube.count("patch_status", JOB_STATUS) == 1  # SUBMITTED -> RUNNABLE -> STARTING: one write
+
+
+def test_a_failure_still_posts_its_event_by_default() -> None:
+    controller, kube = a_world()
+    kube.fail("create", PODS, 422, message="spec.volumes[0].hostPath.path: must be absolute")
+    cycles(controller)
+    assert job(controller).status.status == "FAILED"
+    assert "Failed" in event_reasons(kube)

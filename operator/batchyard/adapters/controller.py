@@ -80,6 +80,9 @@ class Settings:
     # (see adapters.objectstatus.QueuePositions).
     queue_positions: int = 100
     queue_position_interval_seconds: float = 5.0
+    # Post Events for the routine state changes too (core.lifecycle.ROUTINE_REASONS); off by
+    # default, env BATCHYARD_ROUTINE_EVENTS, Helm operator.routineEvents.
+    routine_events: bool = False
 
 
 @dataclass(frozen=True)
@@ -179,8 +182,9 @@ class Controller:
                 await asyncio.sleep(1)
 
     def _next_wake(self, now: float) -> float:
-        due = [e.wake_at for e in self.state.jobs.values() if e.wake_at is not None]
-        soonest = min(due, default=now + self.settings.tick_seconds)
+        soonest = self.state.wakes.soonest()  # a heap: no scan of every job per pass
+        if soonest is None:
+            soonest = now + self.settings.tick_seconds
         return max(0.0, min(soonest - now, self.settings.tick_seconds))
 
     async def reconcile_once(self) -> None:
@@ -222,7 +226,7 @@ class Controller:
 
         # Take the dirty set first and then add the due jobs: nothing marked dirty is lost.
         dirty, st.dirty_jobs = st.dirty_jobs, set()
-        dirty |= {k for k, e in st.jobs.items() if e.wake_at is not None and e.wake_at <= now}
+        dirty |= st.wakes.pop_due(now)
         # Index every job's dependsOn (immutable) the first time it is seen, before any step, so
         # a dependency that ends in this cycle finds its dependents.
         for key in dirty - self.indexed:
@@ -825,7 +829,7 @@ class Controller:
                 await self.kube.merge_patch(
                     _path("batchjobs", key[1], key[0], "status"), {"status": patch}, verb="patch_status"
                 )
-                entry.written = new
+                self.state.record_written(entry, new)
                 self.write_backoff.succeeded(key)
             except ApiError as err:
                 if err.status == 404:
@@ -844,7 +848,10 @@ class Controller:
         # Events are not on the critical path of the next cycle: post them in the background
         # (bounded by the same semaphore), so a burst of transitions doesn't stall the loop.
         for event in events:
-            self._spawn_event(entry.job, event)
+            # Routine state changes are in status, conditions and metrics already: their Events
+            # only when asked for (Settings.routine_events); failures, retries and blocks always.
+            if self.settings.routine_events or not lifecycle.is_routine(event):
+                self._spawn_event(entry.job, event)
 
     def _retry_write_later(self, key: JobKey, entry: JobEntry) -> None:
         """Step the job again when its write backoff ends (not every cycle: client-go's

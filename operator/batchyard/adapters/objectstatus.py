@@ -34,11 +34,11 @@ class QueueStatusWriter:
 
     async def __call__(self, result: CycleResult) -> None:
         st = self.controller.state
-        counts: dict[str, dict[str, int]] = {name: dict.fromkeys(COUNTED, 0) for name in st.queues}
-        for entry in st.jobs.values():
-            per_queue = counts.get(entry.job.spec.jobQueue)
-            if per_queue is not None and entry.status.status in per_queue:
-                per_queue[entry.status.status] += 1
+        # Kept by ClusterState as jobs are written (not a scan of every job each cycle).
+        counts: dict[str, dict[str, int]] = {}
+        for name in st.queues:
+            held = st.queue_counts.get(name)
+            counts[name] = {s: held[s] if held is not None else 0 for s in COUNTED}
         for name, q in st.queues.items():
             qs = result.queues.get(name)
             blocked = qs.blocked if qs is not None and qs.blocked and qs.blocked.queue_blocked else None
