@@ -17,7 +17,7 @@ from kube-apiserver's /metrics), the operator's own writes per job (its
 ``batchyard_api_requests_total``), and CPU seconds per job by process (/proc). The ratio b/a is
 computed within each run; the summary gives medians over the runs.
 
-    python bench/bench_throughput.py [--jobs 2000] [--runs 1] [--concurrency 32]
+    python bench/bench_throughput.py [--jobs 2000] [--runs 1] [--concurrency 32] [--before-src DIR]
         [--py-spy out.txt]   # record the operator's stacks (py-spy, raw collapsed format)
 
 The client is aiohttp (as the operator's), so its own CPU use is small and the same for both rows.
@@ -53,7 +53,10 @@ from batchyard.devcluster import DevCluster, node_manifest
 from batchyard.devcluster.cluster import free_port
 
 CE, QUEUE, NS = "tp-ce", "tp-q", "default"
-NODES, NODE_CPU = 4, 1000
+NODES, NODE_CPU = (
+    4,
+    999,
+)  # 999, not 1000: the API server writes 1000 as "1k", which the operator before this branch could not parse
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
 BATCHYARD = Path(sys.executable).parent / "batchyard"
 KWOK_ANN = {"kwok.batchyard.io/exit-code": "0", "kwok.batchyard.io/delay": "1s"}
@@ -291,7 +294,7 @@ def operator_writes(port: int) -> Counter[str]:
 
 
 async def run_batchyard(
-    cluster: DevCluster, jobs: int, concurrency: int, py_spy: str | None
+    cluster: DevCluster, jobs: int, concurrency: int, py_spy: str | None, operator_src: str | None = None
 ) -> dict[str, Any]:
     objs: list[dict[str, Any]] = [
         {"apiVersion": "batchyard.io/v1alpha1", "kind": "ComputeEnvironment", "metadata": {"name": CE},
@@ -312,6 +315,8 @@ async def run_batchyard(
         BATCHYARD_METRICS_PORT=str(port),
         BATCHYARD_LEADER_ELECTION="false",
     )
+    if operator_src:  # another checkout's operator (e.g. the commit before a change)
+        env["PYTHONPATH"] = str(Path(operator_src).resolve() / "operator")
     log = cluster.workdir / "operator.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([str(BATCHYARD), "run"], env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -430,43 +435,53 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--py-spy", default=None, help="record the operator with py-spy (raw) into this file")
     parser.add_argument("--only", choices=("ceiling", "batchyard"), default=None)
+    parser.add_argument(
+        "--before-src",
+        default=None,
+        help="a third row, 'before': the operator of this other checkout (e.g. the commit before a change)",
+    )
     parser.add_argument("--json", default=None, help="also write all figures to this file")
     args = parser.parse_args()
     print(f"machine: {machine()}; date {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; jobs {args.jobs}, "
           f"concurrency {args.concurrency}, {NODES} kwok nodes x {NODE_CPU} vCPU")  # fmt: skip
     print("Kueue: not attempted (row c is optional; not built here)")
+    rows = ["ceiling", "batchyard"] if args.only is None else [args.only]
+    if args.before_src:
+        rows.append("before")
     results: list[dict[str, Any]] = []
     for run in range(args.runs):
         row: dict[str, Any] = {}
-        # Alternate the order run by run, so neither row always gets the quieter machine.
-        order = ["ceiling", "batchyard"] if run % 2 == 0 else ["batchyard", "ceiling"]
+        # Rotate the order run by run, so no row always gets the quieter machine.
+        order = rows[run % len(rows) :] + rows[: run % len(rows)]
         for which in order:
-            if args.only and which != args.only:
-                continue
             with fresh_cluster() as cluster:
                 if which == "ceiling":
                     row[which] = asyncio.run(run_ceiling(cluster, args.jobs, args.concurrency))
                 else:
-                    spy = f"{args.py_spy}.{run}" if args.py_spy else None
-                    row[which] = asyncio.run(run_batchyard(cluster, args.jobs, args.concurrency, spy))
+                    spy = f"{args.py_spy}.{which}.{run}" if args.py_spy else None
+                    src = args.before_src if which == "before" else None
+                    row[which] = asyncio.run(run_batchyard(cluster, args.jobs, args.concurrency, spy, src))
         print(f"run {run + 1} (load {Path('/proc/loadavg').read_text().split()[0]}):")
-        for which in ("ceiling", "batchyard"):
-            if which in row:
-                report(which, row[which], args.jobs)
-        if "ceiling" in row and "batchyard" in row:
-            row["ratio"] = row["batchyard"]["jobs_per_s"] / row["ceiling"]["jobs_per_s"]
-            print(f"  ratio batchyard / ceiling: {row['ratio']:.2f}")
+        for which in rows:
+            report(which, row[which], args.jobs)
+        for which in ("batchyard", "before"):
+            if "ceiling" in row and which in row:
+                row[f"ratio_{which}"] = row[which]["jobs_per_s"] / row["ceiling"]["jobs_per_s"]
+                print(f"  ratio {which} / ceiling: {row[f'ratio_{which}']:.2f}")
         results.append(row)
     if len(results) > 1:
-        for which in ("ceiling", "batchyard"):
-            rates = [r[which]["jobs_per_s"] for r in results if which in r]
-            if rates:
+        for which in rows:
+            rates = [r[which]["jobs_per_s"] for r in results]
+            print(
+                f"median {which}: {statistics.median(rates):.1f} jobs/s ({', '.join(f'{x:.1f}' for x in rates)})"
+            )
+        for which in ("batchyard", "before"):
+            ratios = [r[f"ratio_{which}"] for r in results if f"ratio_{which}" in r]
+            if ratios:
                 print(
-                    f"median {which}: {statistics.median(rates):.1f} jobs/s ({', '.join(f'{x:.1f}' for x in rates)})"
+                    f"median ratio {which} / ceiling: {statistics.median(ratios):.2f} "
+                    f"({', '.join(f'{x:.2f}' for x in ratios)})"
                 )
-        ratios = [r["ratio"] for r in results if "ratio" in r]
-        if ratios:
-            print(f"median ratio: {statistics.median(ratios):.2f} ({', '.join(f'{x:.2f}' for x in ratios)})")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

@@ -119,7 +119,7 @@ class JobEntry:
     def wake_at(self, value: float | None) -> None:
         self._wake_at = value
         if value is not None and self._wakes is not None:
-            self._wakes.push(value, (self.job.metadata.namespace or "", self.job.metadata.name or ""))
+            self._wakes.push(value, _key_of(self))
 
 
 class WakeQueue:
@@ -133,15 +133,17 @@ class WakeQueue:
 
     def __init__(self, jobs: Mapping[JobKey, JobEntry]) -> None:
         self._jobs = jobs
-        self._heap: list[tuple[float, JobKey]] = []
+        # (time, sequence, key): the sequence breaks ties, so keys are never compared.
+        self._heap: list[tuple[float, int, JobKey]] = []
+        self._seq = itertools.count()
 
     def __len__(self) -> int:
         return len(self._heap)
 
     def push(self, at: float, key: JobKey) -> None:
-        heapq.heappush(self._heap, (at, key))
+        heapq.heappush(self._heap, (at, next(self._seq), key))
         if len(self._heap) > 2 * len(self._jobs) + 1024:
-            self._heap = [(at, k) for at, k in self._heap if self._live(at, k)]
+            self._heap = [item for item in self._heap if self._live(item[0], item[2])]
             heapq.heapify(self._heap)
 
     def _live(self, at: float, key: JobKey) -> bool:
@@ -150,7 +152,7 @@ class WakeQueue:
 
     def soonest(self) -> float | None:
         heap = self._heap
-        while heap and not self._live(*heap[0]):
+        while heap and not self._live(heap[0][0], heap[0][2]):
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
@@ -160,7 +162,7 @@ class WakeQueue:
         due: set[JobKey] = set()
         heap = self._heap
         while heap and heap[0][0] <= now:
-            at, key = heapq.heappop(heap)
+            at, _, key = heapq.heappop(heap)
             if self._live(at, key):
                 due.add(key)
         return due
