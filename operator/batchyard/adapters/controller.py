@@ -83,6 +83,11 @@ class Settings:
     # Post Events for the routine state changes too (core.lifecycle.ROUTINE_REASONS); off by
     # default, env BATCHYARD_ROUTINE_EVENTS, Helm operator.routineEvents.
     routine_events: bool = False
+    # Pods created per cycle at most (the core scheduler's dispatch budget); the loop goes round
+    # again at once when it ran out. A cycle does not read new events while it creates pods,
+    # writes statuses and deletes pods, so a short cycle keeps finished jobs from waiting behind
+    # a burst of thousands of creates (issue 14: the flat stretches).
+    max_dispatches_per_cycle: int = 256
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,7 @@ class Controller:
         self.kube = kube
         self.state = state
         self.settings = settings or Settings()
-        self.scheduler = Scheduler()
+        self.scheduler = Scheduler(max_dispatches_per_cycle=self.settings.max_dispatches_per_cycle)
         self.known: set[tuple[Any, ...]] = set()  # job (and array child) keys the scheduler holds
         self.cycles = 0
         # Liveness (adapters.health): monotonic time the loop last went round (idle or not).
@@ -192,6 +197,8 @@ class Controller:
         now = time.time()
         plan = self.decide(now)
         await self.execute(plan, now)
+        if plan.result is not None and plan.result.truncated:
+            self.state.wake()  # more to dispatch: go round again without waiting for an event
         self.cycles += 1
         for hook in self.on_cycle:
             hook(time.perf_counter() - started)
@@ -617,7 +624,6 @@ class Controller:
         # Pods are deleted only after the statuses are written: a finished attempt's result
         # must reach the API server before its pod goes, or a restart in between would see a
         # RUNNING job without a pod and run it again.
-        deletes = [(key, pod) for key, step in plan.steps.items() for pod in step.delete_pods]
         creates = [self._dispatch(plan, d, key, now) for d, key in plan.dispatches]
         ensures = [self._ensure_pod(key, now) for key, step in plan.steps.items() if step.ensure_pod]
         ensures += [self._ensure_child_pod(ckey) for ckey in self.ensure_child_pods]
@@ -646,17 +652,23 @@ class Controller:
             entry.status = step.status
             plan.steps[key] = step
 
-        writes = []
+        # Each job's status, then its finished pods: per job in that order (the result reaches the
+        # API server before the pod goes), but no job waits for every other job's write.
+        async def write_then_delete(key: JobKey, entry: JobEntry | None, step: lifecycle.Step) -> None:
+            if entry is not None:
+                await self._write_job(key, entry, step.events)
+            for pod in step.delete_pods:
+                await self._delete_pod(key, pod)
+
+        chains = []
         for key, step in plan.steps.items():
             entry = st.jobs.get(key)
-            if entry is None:
-                continue
-            before.setdefault(
-                key, (entry, entry.written.get("status"), len(entry.written.get("attempts") or []))
-            )
-            writes.append(self._write_job(key, entry, step.events))
-        await _gather_limited(self._sem, writes)
-        await _gather_limited(self._sem, [self._delete_pod(key, pod) for key, pod in deletes])
+            if entry is not None:
+                before.setdefault(
+                    key, (entry, entry.written.get("status"), len(entry.written.get("attempts") or []))
+                )
+            chains.append(write_then_delete(key, entry, step))
+        await _gather_limited(self._sem, chains)
         for entry, old, old_attempts in before.values():
             new = entry.written.get("status")
             # A new attempt without a visible state change (STARTING -> retried -> STARTING in one
