@@ -30,7 +30,7 @@ from batchyard import API_VERSION, GROUP, VERSION
 from batchyard.adapters.arrayjobs import ArrayRunner
 from batchyard.adapters.kube import ApiError, Kube
 from batchyard.adapters.objectstatus import QueuePositions
-from batchyard.adapters.state import JOB_UID_LABEL, ClusterState, JobEntry, JobKey
+from batchyard.adapters.state import ClusterState, JobEntry, JobKey
 from batchyard.api.batchjob import BatchJob, BatchJobStatus
 from batchyard.api.computeenvironment import ComputeEnvironment
 from batchyard.api.consumableresource import ConsumableResource
@@ -39,7 +39,7 @@ from batchyard.core import deps, lifecycle
 from batchyard.core.capacity import CEView, NodeView, Resources
 from batchyard.core.consumables import ConsumableView
 from batchyard.core.fairshare import PolicyView
-from batchyard.core.jobstate import JobState
+from batchyard.core.jobstate import TERMINAL_STATES, JobState
 from batchyard.core.retry import ExitRule, parse_action
 from batchyard.core.revisions import record_revisions, resolve
 from batchyard.core.scheduler import (
@@ -55,10 +55,10 @@ from batchyard.core.scheduler import (
     World,
 )
 from batchyard.render import pod as render
+from batchyard.render.names import LABEL_JOB_UID
 
 log = logging.getLogger("batchyard.loop")
 
-TERMINAL = ("SUCCEEDED", "FAILED")
 UNBOUNDED_VCPUS = 1_000_000
 DEFAULT_SHARE_DECAY_SECONDS = 600
 POD_CONFLICT_RETRY_SECONDS = 2.0
@@ -233,7 +233,7 @@ class Controller:
                 entry.wake_at = step.wake_at if entry.wake_at is None else entry.wake_at
                 plan.steps[key] = step
                 plan.arrays.add(key)
-                if step.status.status in TERMINAL:
+                if step.status.status in TERMINAL_STATES:
                     entry.wake_at = self._ttl_deadline(step.status)
                 continue
             self._restore(key, entry, now)
@@ -247,11 +247,11 @@ class Controller:
             if ctx.pod is not None and ctx.pod.node and step.status.status in ("STARTING", "RUNNING"):
                 # kube-scheduler may pick another node than the first fit we charged: follow it.
                 self.scheduler.bind(key, ctx.pod.node)
-            was_terminal = entry.status.status in TERMINAL
+            was_terminal = entry.status.status in TERMINAL_STATES
             entry.status = step.status
             entry.wake_at = step.wake_at
             plan.steps[key] = step
-            if step.status.status in TERMINAL:
+            if step.status.status in TERMINAL_STATES:
                 entry.wake_at = self._ttl_deadline(step.status)
                 if not was_terminal:  # only the transition can release dependents
                     self._wake_dependents(entry)
@@ -533,10 +533,7 @@ class Controller:
                 QueueView(
                     name=q.metadata.name or "",
                     priority=q.spec.priority,
-                    compute_environment_order=tuple(
-                        o.computeEnvironment
-                        for o in sorted(q.spec.computeEnvironmentOrder, key=lambda o: o.order)
-                    ),
+                    compute_environment_order=tuple(q.compute_environments_in_order()),
                     state=q.spec.state or "ENABLED",
                     policy=policy,
                     time_limit_actions=tuple(
@@ -748,7 +745,7 @@ class Controller:
             # 409: this attempt's pod exists already (a repeated decision: adopt it), unless it
             # belongs to an older job of the same name.
             existing = await self.kube.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
-            owner = ((existing.get("metadata") or {}).get("labels") or {}).get(JOB_UID_LABEL)
+            owner = ((existing.get("metadata") or {}).get("labels") or {}).get(LABEL_JOB_UID)
             if owner != job.metadata.uid:
                 raise
         return name
@@ -846,7 +843,8 @@ class Controller:
         expired = [
             key
             for key, e in self.state.jobs.items()
-            if e.status.status in TERMINAL and (lifecycle.epoch(e.status.stoppedAt) or now) + ttl <= now
+            if e.status.status in TERMINAL_STATES
+            and (lifecycle.epoch(e.status.stoppedAt) or now) + ttl <= now
         ][:MAX_EXPIRIES_PER_SCAN]  # a burst of expiries must not stall scheduling
 
         async def delete(key: JobKey) -> None:

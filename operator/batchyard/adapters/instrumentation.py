@@ -25,12 +25,11 @@ from batchyard.adapters import metrics
 from batchyard.adapters.controller import Controller
 from batchyard.adapters.state import JobEntry, JobKey
 from batchyard.api.batchjob import BatchJobStatus
-from batchyard.core.jobstate import Reason
+from batchyard.core.jobstate import TERMINAL_STATES, Reason
 from batchyard.core.lifecycle import POD_LOST_REASON, epoch
 from batchyard.core.scheduler import CycleResult
 
 ACTIVE = ("STARTING", "RUNNING")
-TERMINAL = ("SUCCEEDED", "FAILED")
 JOBS_GAUGE_SECONDS = 1.0
 _POD_LOST_PREFIX = POD_LOST_REASON.split("{", 1)[0]
 
@@ -108,7 +107,7 @@ class Instrumentation:
             started = epoch(ended.startedAt)
             if started is not None:
                 metrics.observe_running_seconds(queue, (epoch(ended.stoppedAt) or now) - started)
-            if new not in TERMINAL:
+            if new not in TERMINAL_STATES:
                 metrics.count_retry(queue)
         for index in range(max(seen, 0), n):
             attempt = attempts[index]
@@ -119,7 +118,7 @@ class Instrumentation:
             self.runnable_since[key] = now
         if new == "FAILED":
             metrics.count_failure(queue, failure_category(status))
-        if new in TERMINAL:
+        if new in TERMINAL_STATES:
             self.runnable_since.pop(key, None)
         else:
             self.attempts_seen[key] = n

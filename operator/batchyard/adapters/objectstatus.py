@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 from batchyard import API_VERSION
 from batchyard.adapters.kube import ApiError
 from batchyard.core import lifecycle
+from batchyard.core.jobstate import ACTIVE_STATES
 from batchyard.core.scheduler import BlockInfo, CycleResult
 
 if TYPE_CHECKING:
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
     from batchyard.adapters.state import JobKey
 
 log = logging.getLogger("batchyard.status")
-
-COUNTED = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 
 
 class QueueStatusWriter:
@@ -33,7 +32,7 @@ class QueueStatusWriter:
 
     async def __call__(self, result: CycleResult) -> None:
         st = self.controller.state
-        counts: dict[str, dict[str, int]] = {name: dict.fromkeys(COUNTED, 0) for name in st.queues}
+        counts: dict[str, dict[str, int]] = {name: dict.fromkeys(ACTIVE_STATES, 0) for name in st.queues}
         for entry in st.jobs.values():
             per_queue = counts.get(entry.job.spec.jobQueue)
             if per_queue is not None and entry.status.status in per_queue:

@@ -398,11 +398,7 @@ class NodePoolReconciler:
                 d for key in sched.snapshot(name, DEMAND_LIMIT) if (d := sched.demand_of(key)) is not None
             ]
             if jobs:
-                order = tuple(
-                    o.computeEnvironment
-                    for o in sorted(q.spec.computeEnvironmentOrder, key=lambda o: o.order)
-                )
-                out.append(QueueDemand(order, jobs))
+                out.append(QueueDemand(tuple(q.compute_environments_in_order()), jobs))
         return out
 
     @staticmethod

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,15 +25,17 @@ from batchyard.api.jobqueue import JobQueue
 from batchyard.api.schedulingpolicy import SchedulingPolicy
 from batchyard.core.arrays import ArrayChildren
 from batchyard.core.capacity import ZERO, Resources, parse_cpu, parse_memory_mib
+from batchyard.core.jobstate import TERMINAL_STATES
 from batchyard.core.lifecycle import PodObs, epoch
+from batchyard.render.names import (
+    GPU_RESOURCE,
+    LABEL_ARRAY_INDEX,
+    LABEL_ATTEMPT,
+    LABEL_COMPUTE_ENVIRONMENT,
+    LABEL_JOB_UID,
+)
 
 JobKey = tuple[str, str]  # (namespace, name)
-
-JOB_UID_LABEL = "batchyard.io/job-uid"
-ATTEMPT_LABEL = "batchyard.io/attempt"
-ARRAY_INDEX_LABEL = "batchyard.io/array-index"
-CE_LABEL = "batchyard.io/compute-environment"
-GPU_RESOURCE = "nvidia.com/gpu"
 
 
 @dataclass(slots=True)
@@ -97,7 +98,7 @@ def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
     """Reduce a pod to what the lifecycle reads; None if it is not one of ours."""
     meta = body.get("metadata") or {}
     labels = meta.get("labels") or {}
-    uid = labels.get(JOB_UID_LABEL)
+    uid = labels.get(LABEL_JOB_UID)
     if not uid:
         return None
     status = body.get("status") or {}
@@ -114,11 +115,11 @@ def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
         running = state.get("running")
         if running is not None and running_since is None:
             running_since = epoch(running.get("startedAt"))
-    index = labels.get(ARRAY_INDEX_LABEL)
+    index = labels.get(LABEL_ARRAY_INDEX)
     return PodEntry(
         namespace=meta.get("namespace", ""),
         job_uid=uid,
-        attempt=int(labels.get(ATTEMPT_LABEL, "1")),
+        attempt=int(labels.get(LABEL_ATTEMPT, "1")),
         array_index=int(index) if index is not None else None,
         obs=PodObs(
             name=meta["name"],
@@ -133,7 +134,7 @@ def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
             deleting_since=_deleting_since(meta),
         ),
         requests=pod_requests(body.get("spec") or {}),
-        compute_environment=labels.get(CE_LABEL),
+        compute_environment=labels.get(LABEL_COMPUTE_ENVIRONMENT),
     )
 
 
@@ -153,7 +154,6 @@ class ClusterState:
         self.dirty_jobs: set[JobKey] = set()
         self.dirty_definitions: set[tuple[str, str]] = set()
         self.forgotten_jobs: set[JobKey] = set()
-        self.world_changed = True
         self.event = asyncio.Event()
         self.synced = False
 
@@ -253,7 +253,6 @@ class ClusterState:
             self.policies[name] = SchedulingPolicy.from_body(body)
         elif plural == "consumableresources":
             self.consumables[name] = ConsumableResource.from_body(body)
-        self.world_changed = True
 
     def forget_cluster_object(self, plural: str, name: str) -> None:
         maps: dict[str, dict[str, Any]] = {
@@ -263,7 +262,6 @@ class ClusterState:
             "consumableresources": self.consumables,
         }
         maps[plural].pop(name, None)
-        self.world_changed = True
         if plural == "jobqueues":
             # Its jobs must learn that it is gone (AWS: they are terminated).
             self.dirty_jobs.update(
@@ -272,8 +270,4 @@ class ClusterState:
 
 
 def _terminal(entry: JobEntry) -> bool:
-    return entry.status.status in ("SUCCEEDED", "FAILED")
-
-
-def now() -> float:
-    return time.time()
+    return entry.status.status in TERMINAL_STATES

@@ -33,8 +33,9 @@ from batchyard.adapters.kube import Kube
 from batchyard.adapters.leader import LeaderElector
 from batchyard.adapters.objectstatus import ConsumableStatusWriter, QueueStatusWriter
 from batchyard.adapters.scaler import NodePoolReconciler
-from batchyard.adapters.state import JOB_UID_LABEL, ClusterState
+from batchyard.adapters.state import ClusterState
 from batchyard.adapters.watch import list_objects, list_watch
+from batchyard.render.names import LABEL_JOB_UID
 
 CLUSTER_PLURALS = ("jobqueues", "computeenvironments", "schedulingpolicies", "consumableresources")
 
@@ -149,7 +150,7 @@ async def start_engine(memo: kopf.Memo, kube: Kube, options: Options) -> list[as
     synced = [asyncio.Event() for _ in scopes]
     engine.tasks = [
         *(
-            asyncio.create_task(list_watch(kube, f"/api/v1{scope}/pods", JOB_UID_LABEL, on_pod, event))
+            asyncio.create_task(list_watch(kube, f"/api/v1{scope}/pods", LABEL_JOB_UID, on_pod, event))
             for scope, event in zip(scopes, synced, strict=True)
         ),
         asyncio.create_task(controller.run()),
