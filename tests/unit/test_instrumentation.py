@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -20,6 +20,7 @@ from batchyard.adapters.state import ClusterState, JobEntry
 from batchyard.api.batchjob import AttemptDetail, BatchJob, BatchJobStatus
 from batchyard.core.capacity import Resources
 from batchyard.core.consumables import ConsumableUsage
+from batchyard.core.jobref import JobRef
 from batchyard.core.jobstate import Reason
 from batchyard.core.scheduler import CEUsage, CycleResult
 
@@ -136,7 +137,7 @@ DEPENDENCY_FAILED: list[Step] = [
 )
 def test_transitions_move_the_counters_by_what_happened(story: list[Step], expected: dict[str, Any]) -> None:
     queue = f"q-story-{next(_queues)}"
-    inst = Instrumentation(controller=cast(Any, None))
+    inst = Instrumentation(state=ClusterState())
     entry = an_entry(queue)
     for old, new, attempts, reason in story:
         entry.status = BatchJobStatus(
@@ -223,9 +224,8 @@ def test_each_cycle_sets_jobs_by_queue_and_state_ce_vcpus_and_consumables_and_fo
     for name, st in (("a", "RUNNING"), ("b", "RUNNABLE"), ("c", "RUNNABLE"), ("d", None)):
         entry = an_entry(queue, name)
         entry.status = BatchJobStatus(status=st)  # type: ignore[arg-type]
-        state.jobs[("ns", name)] = entry
-    controller = cast(Any, type("C", (), {"state": state})())
-    inst = Instrumentation(controller)
+        state.jobs[JobRef("ns", name)] = entry
+    inst = Instrumentation(state)
     result = CycleResult(
         decisions=[],
         queues={},

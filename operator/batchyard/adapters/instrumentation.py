@@ -22,8 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from batchyard.adapters import metrics
-from batchyard.adapters.controller import Controller
-from batchyard.adapters.state import JobEntry, JobKey
+from batchyard.adapters.state import ClusterState, JobEntry, JobKey
 from batchyard.api.batchjob import BatchJobStatus
 from batchyard.core.jobstate import TERMINAL_STATES, Reason
 from batchyard.core.lifecycle import POD_LOST_REASON, epoch
@@ -71,9 +70,10 @@ def _runnable_fallback(status: BatchJobStatus, index: int, now: float) -> float:
 
 @dataclass
 class Instrumentation:
-    """Registers itself on a Controller; one per leader term (``close`` clears its gauges)."""
+    """Hooks for the loop (``on_transition``, and ``write`` as an object status writer,
+    wired by handlers.operator); one per leader term (``close`` clears its gauges)."""
 
-    controller: Controller
+    state: ClusterState
     runnable_since: dict[JobKey, float] = field(default_factory=dict)  # became RUNNABLE (seen here)
     attempts_seen: dict[JobKey, int] = field(default_factory=dict)  # attempts at the last transition
     _queues: set[str] = field(default_factory=set)
@@ -81,16 +81,10 @@ class Instrumentation:
     _consumables: set[str] = field(default_factory=set)
     _counted_at: float = float("-inf")
 
-    def install(self) -> Instrumentation:
-        self.controller.on_cycle.append(metrics.observe_cycle)
-        self.controller.on_transition.append(self.on_transition)
-        self.controller.object_status_writers.append(self.write)
-        return self
-
     # -- per job --------------------------------------------------------------------------------
     def on_transition(self, entry: JobEntry, old: str | None, new: str | None) -> None:
         queue = entry.job.spec.jobQueue
-        key = (entry.job.metadata.namespace or "", entry.job.metadata.name or "")
+        key = JobKey(entry.job.metadata.namespace or "", entry.job.metadata.name or "")
         now = time.time()
         status = entry.status
         attempts = status.attempts or []
@@ -125,7 +119,7 @@ class Instrumentation:
 
     # -- per cycle ------------------------------------------------------------------------------
     async def write(self, result: CycleResult) -> None:
-        st = self.controller.state
+        st = self.state
         now = time.monotonic()
         # Counting every job is O(jobs): at most once per JOBS_GAUGE_SECONDS, however busy the loop.
         if now - self._counted_at >= JOBS_GAUGE_SECONDS:

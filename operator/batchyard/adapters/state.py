@@ -25,6 +25,7 @@ from batchyard.api.jobqueue import JobQueue
 from batchyard.api.schedulingpolicy import SchedulingPolicy
 from batchyard.core.arrays import ArrayChildren
 from batchyard.core.capacity import ZERO, Resources, parse_cpu, parse_memory_mib
+from batchyard.core.jobref import JobRef
 from batchyard.core.jobstate import TERMINAL_STATES
 from batchyard.core.lifecycle import PodObs, epoch
 from batchyard.render.names import (
@@ -35,7 +36,7 @@ from batchyard.render.names import (
     LABEL_JOB_UID,
 )
 
-JobKey = tuple[str, str]  # (namespace, name)
+JobKey = JobRef  # a BatchJob (index None): the maps here never hold array children
 
 
 @dataclass(slots=True)
@@ -163,7 +164,7 @@ class ClusterState:
     # -- BatchJobs --------------------------------------------------------------------------
     def upsert_job(self, body: Mapping[str, Any]) -> None:
         job = BatchJob.from_body(body)
-        key = (job.metadata.namespace or "", job.metadata.name or "")
+        key = JobRef(job.metadata.namespace or "", job.metadata.name or "")
         entry = self.jobs.get(key)
         if entry is not None and entry.job.metadata.uid != job.metadata.uid:
             self.forget_job(key)  # deleted and re-created under the same name
@@ -231,7 +232,7 @@ class ClusterState:
         self.dirty_jobs.update(
             k
             for k, e in self.jobs.items()
-            if k[0] == key[0]
+            if k.namespace == key[0]
             and e.status.status in (None, "SUBMITTED")
             and e.job.spec.jobDefinition.partition(":")[0] == name
         )

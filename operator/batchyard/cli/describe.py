@@ -14,8 +14,8 @@ import subprocess
 from typing import Any
 
 from batchyard import render
-from batchyard.adapters.arrayjobs import children_from_status
 from batchyard.api.batchjob import BatchJob
+from batchyard.core.arrayjob import children_from_status
 
 
 def register(sub: Any) -> None:
