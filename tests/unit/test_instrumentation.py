@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 
 from batchyard.adapters import metrics
-from batchyard.adapters.instrumentation import Instrumentation, failure_category
+from batchyard.adapters.instrumentation import Instrumentation
 from batchyard.adapters.state import ClusterState, JobEntry
 from batchyard.api.batchjob import AttemptDetail, BatchJob, BatchJobStatus
 from batchyard.core.capacity import Resources
 from batchyard.core.consumables import ConsumableUsage
+from batchyard.core.failures import classify
 from batchyard.core.jobref import JobRef
 from batchyard.core.jobstate import Reason
 from batchyard.core.scheduler import CEUsage, CycleResult
@@ -196,7 +197,7 @@ def test_transitions_move_the_counters_by_what_happened(story: list[Step], expec
     ],
 )
 def test_failure_reasons_become_a_few_categories(status: BatchJobStatus, category: str) -> None:
-    assert failure_category(status) == category
+    assert classify(status) == category
 
 
 def test_each_cycle_sets_jobs_by_queue_and_state_ce_vcpus_and_consumables_and_forgets_the_gone() -> None:

@@ -44,6 +44,7 @@ from batchyard.api.batchjob import BatchJob
 from batchyard.api.computeenvironment import ComputeEnvironment
 from batchyard.core import lifecycle
 from batchyard.core.arrayjob import ArraySteps
+from batchyard.core.failures import FailureCategory
 from batchyard.core.jobref import JobRef
 from batchyard.core.jobstate import TERMINAL_STATES, Reason
 from batchyard.core.scheduler import CycleResult, Dispatch
@@ -58,7 +59,8 @@ MAX_EXPIRIES_PER_SCAN = 200
 POD_REFUSED = (400, 422)  # the API server refuses the pod itself: retrying can't help
 
 StatusWriter = Callable[[CycleResult], Awaitable[None]]
-TransitionHook = Callable[[JobEntry, str | None, str | None], None]
+# (entry, old state, new state, why it FAILED): once per state change that reached the API server.
+TransitionHook = Callable[[JobEntry, str | None, str | None, FailureCategory | None], None]
 
 
 @dataclass
@@ -156,13 +158,15 @@ class Executor:
         # 5. pod deletions
         await _gather_limited(self._sem, [self._delete_pod(ref, pod) for ref, pod in deletes])
         # 6. hooks, object status, expiry
-        for entry, old, old_attempts in before.values():
+        for ref, (entry, old, old_attempts) in before.items():
             new = entry.written.get("status")
             # A new attempt without a visible state change (STARTING -> retried -> STARTING in one
             # cycle) is a transition too.
             if new != old or len(entry.written.get("attempts") or []) != old_attempts:
+                stepped = plan.steps.get(ref)
+                failure = stepped.failure if stepped is not None else None
                 for hook in self.on_transition:
-                    hook(entry, old, new)
+                    hook(entry, old, new, failure)
         for write in self.status_writers:
             await write(plan.result)
         await self._expire(now)

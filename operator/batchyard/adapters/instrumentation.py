@@ -24,40 +24,13 @@ from dataclasses import dataclass, field
 from batchyard.adapters import metrics
 from batchyard.adapters.state import ClusterState, JobEntry, JobKey
 from batchyard.api.batchjob import BatchJobStatus
-from batchyard.core.jobstate import TERMINAL_STATES, Reason
-from batchyard.core.lifecycle import POD_LOST_REASON, epoch
+from batchyard.core.failures import FailureCategory, classify
+from batchyard.core.jobstate import TERMINAL_STATES
+from batchyard.core.lifecycle import epoch
 from batchyard.core.scheduler import CycleResult
 
 ACTIVE = ("STARTING", "RUNNING")
 JOBS_GAUGE_SECONDS = 1.0
-_POD_LOST_PREFIX = POD_LOST_REASON.split("{", 1)[0]
-
-
-def failure_category(status: BatchJobStatus) -> str:
-    """A bounded label for why a job FAILED (the statusReason itself is free text)."""
-    reason = status.statusReason or ""
-    if status.isCancelled:
-        return "Cancelled"
-    if status.isTerminated:
-        return "Terminated"
-    if reason == Reason.TIMEOUT:
-        return "Timeout"
-    if reason == Reason.ESSENTIAL_CONTAINER_EXITED:
-        return "NonZeroExit"
-    if reason.startswith(Reason.INVALID_JOB_DEFINITION_PREFIX):
-        return "InvalidJobDefinition"
-    if reason == Reason.DEPENDENT_JOB_FAILED or reason.startswith(
-        (Reason.DEPENDENCY_CYCLE_PREFIX, Reason.DEPENDENCY_NOT_FOUND_PREFIX, Reason.INVALID_DEPENDENCY_PREFIX)
-    ):
-        return "DependencyFailed"
-    if reason.startswith(_POD_LOST_PREFIX):
-        return "PodLost"
-    if reason.startswith(("JobQueue", "Job queue")):
-        return "JobQueue"
-    last = status.attempts[-1] if status.attempts else None
-    if last is not None and last.exitCode not in (None, 0):
-        return "NonZeroExit"  # an evaluateOnExit EXIT or exhausted attempts with a custom reason
-    return "Other"
 
 
 def _runnable_fallback(status: BatchJobStatus, index: int, now: float) -> float:
@@ -82,7 +55,9 @@ class Instrumentation:
     _counted_at: float = float("-inf")
 
     # -- per job --------------------------------------------------------------------------------
-    def on_transition(self, entry: JobEntry, old: str | None, new: str | None) -> None:
+    def on_transition(
+        self, entry: JobEntry, old: str | None, new: str | None, failure: FailureCategory | None = None
+    ) -> None:
         queue = entry.job.spec.jobQueue
         key = JobKey(entry.job.metadata.namespace or "", entry.job.metadata.name or "")
         now = time.time()
@@ -111,7 +86,8 @@ class Instrumentation:
         if new == "RUNNABLE":
             self.runnable_since[key] = now
         if new == "FAILED":
-            metrics.count_failure(queue, failure_category(status))
+            # The lifecycle decided the category with the transition (Step.failure).
+            metrics.count_failure(queue, failure or classify(status))
         if new in TERMINAL_STATES:
             self.runnable_since.pop(key, None)
         else:

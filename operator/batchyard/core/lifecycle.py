@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from batchyard.api.batchjob import AttemptDetail, BatchJob, BatchJobStatus
 from batchyard.core import deps, jobstate
+from batchyard.core.failures import FailureCategory, classify
 from batchyard.core.jobstate import JobState, Reason, on_cancel, on_terminate
 from batchyard.core.retry import AttemptExit, ExitRule, Fail, Retry, after_attempt, after_failed_attempt
 
@@ -125,6 +126,7 @@ class Step:
     retried: bool = False  # ... after a failed attempt (AWS: goes to the front of the queue)
     release: bool = False  # left STARTING/RUNNING/RUNNABLE: release the scheduler's hold
     ensure_pod: bool = False  # STARTING without a pod: (re)create it, idempotently by name
+    failure: FailureCategory | None = None  # moved to FAILED: why, as a metric label
     wake_at: float | None = None  # the next time this job must be looked at without an event
 
 
@@ -156,6 +158,8 @@ def transition(
         jobstate.transition(current, state, array_parent=array_parent)
     step.status.status = state.value
     step.status.statusReason = reason
+    if state is JobState.FAILED:
+        step.failure = classify(step.status)
     message = f"{state.value}" + (f": {reason}" if reason else "")
     step.events.append(Event(kind, state.value.capitalize(), message))
     if state.is_terminal:
