@@ -46,7 +46,7 @@ from batchyard.core import lifecycle
 from batchyard.core.arrayjob import ArraySteps
 from batchyard.core.failures import FailureCategory
 from batchyard.core.jobref import JobRef
-from batchyard.core.jobstate import TERMINAL_STATES, Reason
+from batchyard.core.jobstate import POD_STATES, TERMINAL_STATES, Reason
 from batchyard.core.scheduler import CycleResult, Dispatch
 from batchyard.render import pod as render
 from batchyard.render.names import LABEL_JOB_UID
@@ -177,7 +177,7 @@ class Executor:
             await self._dispatch_once(plan, decision, now)
         except Exception:  # network trouble, a render bug: nothing may be left half-assumed
             log.exception("dispatching %s failed; it stays RUNNABLE", decision.job_key)
-            if self.book.scheduler.state_of(decision.job_key) in ("STARTING", "RUNNING"):
+            if self.book.scheduler.state_of(decision.job_key) in POD_STATES:
                 self.book.scheduler.undo(decision, now)
             assert isinstance(decision.job_key, JobRef)
             self.state.dirty_jobs.add(decision.job_key.parent)

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from batchyard.adapters.state import ClusterState
 from batchyard.core import deps
 from batchyard.core.jobref import JobRef
+from batchyard.core.jobstate import POD_STATES, JobState
 from batchyard.core.scheduler import Scheduler
 
-WAITING_FOR_DEPENDENCIES = (None, "SUBMITTED", "PENDING")
+WAITING_FOR_DEPENDENCIES = (None, JobState.SUBMITTED, JobState.PENDING)
 
 
 @dataclass
@@ -49,7 +50,7 @@ class Bookkeeping:
         again), the scheduler forgets it."""
         if ref not in self.held:
             return
-        if self.scheduler.state_of(ref) in ("STARTING", "RUNNING"):
+        if self.scheduler.state_of(ref) in POD_STATES:
             self.scheduler.attempt_ended(ref, now)
         if not keep:
             self.scheduler.remove(ref, now)

@@ -39,7 +39,7 @@ from batchyard.api.batchjob import BatchJobStatus
 from batchyard.core import lifecycle
 from batchyard.core.arrayjob import ArraySteps
 from batchyard.core.jobref import JobRef
-from batchyard.core.jobstate import TERMINAL_STATES
+from batchyard.core.jobstate import POD_STATES, TERMINAL_STATES, JobState
 from batchyard.core.queuestatus import QueuePositions
 from batchyard.core.revisions import record_revisions
 from batchyard.core.scheduler import Block, Cancel, CycleResult, Dispatch, Scheduler, Unblock
@@ -219,11 +219,11 @@ class Controller:
         ctx = self.reader.context(entry)
         step = lifecycle.advance(entry.job, entry.status, ctx, now)
         self._feed_scheduler(ref, entry, step, now)
-        if step.status.status == "RUNNABLE" and ref not in self.book.held and ctx.definition is None:
+        if step.status.status == JobState.RUNNABLE and ref not in self.book.held and ctx.definition is None:
             # Its pinned revision can't be read (the JobDefinition was deleted): say so
             # rather than wait forever.
             lifecycle.fail(step, now, ctx.definition_problem or "the job definition can't be read")
-        if ctx.pod is not None and ctx.pod.node and step.status.status in ("STARTING", "RUNNING"):
+        if ctx.pod is not None and ctx.pod.node and step.status.status in POD_STATES:
             # kube-scheduler may pick another node than the first fit we charged: follow it.
             self.scheduler.bind(ref, ctx.pod.node)
         was_terminal = entry.status.status in TERMINAL_STATES
@@ -240,12 +240,12 @@ class Controller:
         if ref in self.book.held:
             return
         state = entry.status.status
-        if state == "RUNNABLE":
+        if state == JobState.RUNNABLE:
             view = self.reader.job_view(ref, entry, retried=bool(entry.status.attempts), now=now)
             if view is not None:
                 self.scheduler.add_runnable(view, now)
                 self.book.held.add(ref)
-        elif state in ("STARTING", "RUNNING"):
+        elif state in POD_STATES:
             view = self.reader.job_view(ref, entry, now=now)
             attempt = entry.status.attempts[-1] if entry.status.attempts else None
             if view is not None and attempt is not None:
@@ -266,7 +266,7 @@ class Controller:
                     # AWS: a job that would add a 501st active share identifier to its queue fails.
                     lifecycle.fail(step, now, refused.status_reason)
                     step.wake_at = None
-        if step.status.status == "RUNNING" and entry.status.status == "STARTING":
+        if step.status.status == JobState.RUNNING and entry.status.status == JobState.STARTING:
             self.scheduler.mark_running(ref)
 
     def _ttl_deadline(self, status: BatchJobStatus) -> float | None:
@@ -306,7 +306,7 @@ class Controller:
     def _queue_positions(self, plan: Plan, now: float) -> None:
         st = self.state
         for step in plan.steps.values():
-            if step.status.status != "RUNNABLE":
+            if step.status.status != JobState.RUNNABLE:
                 step.status.queuePosition = None
         dispatched: set[object] = set()
         for decision in plan.dispatches:
@@ -319,7 +319,11 @@ class Controller:
 
         def position_of(key: object) -> tuple[bool, int | None] | None:
             entry = st.jobs.get(key) if isinstance(key, JobRef) else None
-            return None if entry is None else (entry.status.status == "RUNNABLE", entry.status.queuePosition)
+            return (
+                None
+                if entry is None
+                else (entry.status.status == JobState.RUNNABLE, entry.status.queuePosition)
+            )
 
         changes = self.positions.refresh(
             now,

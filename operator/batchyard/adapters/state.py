@@ -46,10 +46,10 @@ class JobEntry:
     written: dict[str, Any]  # the status as last written to the API server (for diffs)
     pods_seen: set[str] = field(default_factory=set)
     wake_at: float | None = None
-    # Array parents only (adapters.arrayjobs): the children, the ones to step next cycle, and
-    # the running ones with a timeout (stepped again when wake_at comes).
-    # The pinned job definition revision (revision, spec), once resolved: see Controller._definition.
+    # The pinned job definition revision (revision, spec), once resolved: see JobReader.definition.
     definition: tuple[int, JobDefinitionSpec] | None = None
+    # Array parents only (core.arrayjob): the children, the ones to step next cycle, and the
+    # running ones with a timeout (stepped again when wake_at comes).
     children: ArrayChildren | None = None
     dirty_children: set[int] = field(default_factory=set)
     timed_children: set[int] = field(default_factory=set)

@@ -35,7 +35,7 @@ from batchyard.api.batchjob import (
 from batchyard.core import deps, lifecycle
 from batchyard.core.arrays import ArrayChildren
 from batchyard.core.jobref import JobRef
-from batchyard.core.jobstate import TERMINAL_STATES, JobState, StopKind, on_cancel, on_terminate
+from batchyard.core.jobstate import POD_STATES, TERMINAL_STATES, JobState, StopKind, on_cancel, on_terminate
 from batchyard.core.scheduler import JobView, Scheduler
 
 CHILD_FAILED_REASON = "{failed} of {size} child jobs failed"
@@ -356,7 +356,7 @@ class ArraySteps:
         )
         ctx = host.context(pod=pod, pod_seen=name in record.pods_seen, dependencies=deps.READY)
         cstep = lifecycle.advance(self._without_parent_requests(ref, record.job), child_status, ctx, now)
-        if pod is not None and pod.node and cstep.status.status in ("STARTING", "RUNNING"):
+        if pod is not None and pod.node and cstep.status.status in POD_STATES:
             sched.bind(child, pod.node)
         new = JobState(cstep.status.status) if cstep.status.status else state
         step.delete_pods.extend(cstep.delete_pods)
