@@ -120,15 +120,13 @@ class Executor:
         deletes = [(ref, pod) for ref, step in plan.steps.items() for pod in step.delete_pods]
         creates = [self._dispatch(plan, d, now) for d in plan.dispatches]
         ensures = [self._ensure_pod(ref) for ref, step in plan.steps.items() if step.ensure_pod]
-        ensures += [self._ensure_child_pod(child) for child in book.pending_child_pod_creates]
-        book.pending_child_pod_creates = []
+        ensures += [self._ensure_child_pod(child) for child in book.take_pending_child_pod_creates()]
         # What each job looked like before this cycle's writes (for the transition hooks).
         before: dict[JobRef, tuple[JobEntry, str | None, int]] = {
             ref: _written(entry) for ref in plan.steps if (entry := st.jobs.get(ref)) is not None
         }
         # 2. statuses that release dependents
-        first = [r for r in book.write_before_dispatch if r in plan.steps and r in st.jobs]
-        book.write_before_dispatch = set()
+        first = [r for r in book.take_write_before_dispatch() if r in plan.steps and r in st.jobs]
         for ref in first:
             if ref in plan.arrays:
                 self.arrays.fold(ref, st.jobs[ref], plan.steps[ref], now)

@@ -45,6 +45,15 @@ class Bookkeeping:
             index = self.dependents[namespace] = deps.DependentsIndex()
         return index
 
+    def take_write_before_dispatch(self) -> set[JobRef]:
+        """The jobs whose status goes out before this cycle's pods (and forget them)."""
+        out, self.write_before_dispatch = self.write_before_dispatch, set()
+        return out
+
+    def take_pending_child_pod_creates(self) -> list[JobRef]:
+        out, self.pending_child_pod_creates = self.pending_child_pod_creates, []
+        return out
+
     def release(self, ref: JobRef, now: float, *, keep: bool = False) -> None:
         """The attempt of ``ref`` is over: free what it held; unless ``keep`` (it is RUNNABLE
         again), the scheduler forgets it."""

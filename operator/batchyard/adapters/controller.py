@@ -157,12 +157,10 @@ class Controller:
 
     def _take_inbox(self, now: float) -> Inbox:
         st = self.state
-        definitions, st.dirty_definitions = frozenset(st.dirty_definitions), set()
-        forgotten, st.forgotten_jobs = frozenset(st.forgotten_jobs), set()
-        due = {k for k, e in st.jobs.items() if e.wake_at is not None and e.wake_at <= now}
-        dirty, st.dirty_jobs = st.dirty_jobs | due, set()
+        definitions, forgotten, dirty = st.take_changes()
+        dirty |= {k for k, e in st.jobs.items() if e.wake_at is not None and e.wake_at <= now}
         ordered = sorted((k for k in dirty if k in st.jobs), key=lambda k: st.jobs[k].arrival)
-        return Inbox(definitions, forgotten, tuple(ordered))
+        return Inbox(frozenset(definitions), frozenset(forgotten), tuple(ordered))
 
     def _record_revisions(
         self, keys: frozenset[tuple[str, str]], now: float

@@ -161,6 +161,12 @@ class ClusterState:
     def wake(self) -> None:
         self.event.set()
 
+    def take_changes(self) -> tuple[set[tuple[str, str]], set[JobKey], set[JobKey]]:
+        """What changed since the last call, emptied: (definitions, forgotten jobs, dirty jobs)."""
+        out = (self.dirty_definitions, self.forgotten_jobs, self.dirty_jobs)
+        self.dirty_definitions, self.forgotten_jobs, self.dirty_jobs = set(), set(), set()
+        return out
+
     # -- BatchJobs --------------------------------------------------------------------------
     def upsert_job(self, body: Mapping[str, Any]) -> None:
         job = BatchJob.from_body(body)
