@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from batchyard.adapters.kube import ApiError
+from batchyard.adapters.kube import Conflict, NotFound, ServerError
 from batchyard.adapters.leader import LeaderElector
 
 NS, NAME = "ops", "batchyard"
@@ -30,7 +30,7 @@ class FakeApi:
     def _check(self, verb: str) -> None:
         self.calls.append(verb)
         if self.fail:
-            raise ApiError(503, {"message": "unavailable"}, verb, PATH)
+            raise ServerError(503, {"message": "unavailable"}, verb, PATH)
 
     def _store(self, body: dict[str, Any]) -> dict[str, Any]:
         self.rv += 1
@@ -41,13 +41,13 @@ class FakeApi:
     async def get(self, path: str) -> Any:
         self._check("get")
         if self.lease is None:
-            raise ApiError(404, {"message": "not found"}, "GET", path)
+            raise NotFound(404, {"message": "not found"}, "GET", path)
         return copy.deepcopy(self.lease)
 
     async def create(self, path: str, body: dict[str, Any]) -> Any:
         self._check("create")
         if self.lease is not None:
-            raise ApiError(409, {"message": "exists"}, "POST", path)
+            raise Conflict(409, {"message": "exists"}, "POST", path)
         return self._store(body)
 
     async def request(self, verb: str, method: str, path: str, body: Any = None, **_: Any) -> Any:
@@ -55,7 +55,7 @@ class FakeApi:
         assert (verb, method, path) == ("update", "PUT", f"{PATH}/{NAME}")
         assert self.lease is not None
         if body["metadata"].get("resourceVersion") != self.lease["metadata"]["resourceVersion"]:
-            raise ApiError(409, {"message": "conflict"}, method, path)
+            raise Conflict(409, {"message": "conflict"}, method, path)
         return self._store(body)
 
     def holder(self) -> str:

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from batchyard.adapters.bookkeeping import Bookkeeping
-from batchyard.adapters.kube import ApiError, Kube
+from batchyard.adapters.kube import ApiError, Conflict, Invalid, Kube, NotFound
 from batchyard.adapters.observe import JobReader
 from batchyard.adapters.settings import Settings
 from batchyard.adapters.state import ClusterState, JobEntry
@@ -44,6 +45,7 @@ from batchyard.api.batchjob import BatchJob
 from batchyard.api.computeenvironment import ComputeEnvironment
 from batchyard.core import lifecycle
 from batchyard.core.arrayjob import ArraySteps
+from batchyard.core.backoff import KeyedBackoff
 from batchyard.core.failures import FailureCategory
 from batchyard.core.jobref import JobRef
 from batchyard.core.jobstate import POD_STATES, TERMINAL_STATES, Reason
@@ -56,7 +58,6 @@ log = logging.getLogger("batchyard.loop")
 POD_CONFLICT_RETRY_SECONDS = 2.0
 EXPIRY_SCAN_SECONDS = 10.0
 MAX_EXPIRIES_PER_SCAN = 200
-POD_REFUSED = (400, 422)  # the API server refuses the pod itself: retrying can't help
 
 StatusWriter = Callable[[CycleResult], Awaitable[None]]
 # (entry, old state, new state, why it FAILED): once per state change that reached the API server.
@@ -95,6 +96,7 @@ class Executor:
         *,
         status_writers: Sequence[StatusWriter] = (),
         on_transition: Sequence[TransitionHook] = (),
+        write_backoff: KeyedBackoff | None = None,
     ) -> None:
         self.kube = kube
         self.state = state
@@ -107,6 +109,9 @@ class Executor:
         self.status_writers = tuple(status_writers)
         # Called once per job state change that reached the API server: (entry, old, new).
         self.on_transition = tuple(on_transition)
+        # Failed status writes back off per job (exponential with jitter, capped), as client-go's
+        # rate-limited workqueue does, instead of being retried every cycle.
+        self.write_backoff = write_backoff or KeyedBackoff()
         self._sem = asyncio.Semaphore(settings.create_concurrency)
         self._event_tasks: set[asyncio.Task[None]] = set()
         self._next_expiry_scan = 0.0
@@ -198,7 +203,7 @@ class Executor:
             pod_name = await self._create_pod(entry, attempt, decision.compute_environment, target.index)
         except ApiError as err:
             sched.undo(decision, now)
-            if err.status == 409:
+            if isinstance(err, Conflict):
                 # The name is taken by a pod of another job (a deleted job of the same name whose
                 # pod is still going away): try again shortly.
                 entry.wake_at = now + POD_CONFLICT_RETRY_SECONDS
@@ -207,12 +212,12 @@ class Executor:
                 # A child whose pod is refused: retried next cycle (422: its definition is the
                 # parent's, so the first child's refusal is reported on the parent).
                 log.warning("creating the pod of %s failed: %s", target, err)
-                if err.status in POD_REFUSED:
+                if isinstance(err, Invalid):
                     self.arrays.failed(target, entry, f"pod rejected: {err}"[:512])
                     sched.remove(target, now)
                 plan.arrays.add(ref)
                 return
-            if err.status in POD_REFUSED:
+            if isinstance(err, Invalid):
                 # The definition produces a pod the API server refuses: it can never run.
                 # AWS: "jobs that fail because of an invalid job definition aren't retried".
                 step = lifecycle.Step(status=entry.status.model_copy(deep=True), now=now)
@@ -273,7 +278,7 @@ class Executor:
         job = entry.job
         resolved = self.reader.definition(entry)
         if isinstance(resolved, str):
-            raise ApiError(422, {"message": resolved}, "RENDER", job.metadata.name or "")
+            raise Invalid(422, {"message": resolved}, "RENDER", job.metadata.name or "")
         revision, spec = resolved
         ce: ComputeEnvironment | None = self.state.compute_environments.get(ce_name)
         manifest = render.render_pod(
@@ -290,9 +295,7 @@ class Executor:
         name = str(manifest["metadata"]["name"])
         try:
             await self.kube.create(f"/api/v1/namespaces/{namespace}/pods", manifest)
-        except ApiError as err:
-            if err.status != 409:
-                raise
+        except Conflict:
             # 409: this attempt's pod exists already (a repeated decision: adopt it), unless it
             # belongs to an older job of the same name.
             existing = await self.kube.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
@@ -304,10 +307,11 @@ class Executor:
     async def _delete_pod(self, ref: JobRef, name: str) -> None:
         try:
             await self.kube.delete(f"/api/v1/namespaces/{ref.namespace}/pods/{name}")
+        except NotFound:
+            pass  # gone already
         except ApiError as err:
-            if err.status != 404:
-                log.warning("deleting pod %s/%s failed, will retry: %s", ref.namespace, name, err)
-                self.state.dirty_jobs.add(ref)
+            log.warning("deleting pod %s/%s failed, will retry: %s", ref.namespace, name, err)
+            self.state.dirty_jobs.add(ref)
         except Exception as err:
             log.warning("deleting pod %s/%s failed, will retry: %r", ref.namespace, name, err)
             self.state.dirty_jobs.add(ref)
@@ -318,6 +322,10 @@ class Executor:
         new["observedGeneration"] = entry.job.metadata.generation
         patch = status_diff(entry.written, new)
         if patch:
+            now = time.time()
+            if not self.write_backoff.ready(ref, now):
+                self._retry_write_later(ref, entry)  # still backing off: no request now
+                return
             try:
                 await self.kube.merge_patch(
                     resource_path("batchjobs", ref.name, ref.namespace, "status"),
@@ -325,21 +333,31 @@ class Executor:
                     verb="patch_status",
                 )
                 entry.written = new
-            except ApiError as err:
-                if err.status == 404:
-                    self.state.forget_job(ref)
-                    return
-                log.warning("status write for %s failed, will retry: %s", ref, err)
-                self.state.dirty_jobs.add(ref)
+                self.write_backoff.succeeded(ref)
+            except NotFound:
+                self.write_backoff.succeeded(ref)
+                self.state.forget_job(ref)
                 return
             except Exception as err:
+                self.write_backoff.failed(ref, now)
                 log.warning("status write for %s failed, will retry: %r", ref, err)
-                self.state.dirty_jobs.add(ref)
+                self._retry_write_later(ref, entry)
                 return
         # Events are not on the critical path of the next cycle: post them in the background
         # (bounded by the same semaphore), so a burst of transitions doesn't stall the loop.
         for event in events:
             self._spawn_event(entry.job, event)
+
+    def _retry_write_later(self, ref: JobRef, entry: JobEntry) -> None:
+        """Step the job again when its write backoff ends (not every cycle: client-go's
+        rate-limited workqueue), or earlier if something else wakes it."""
+        at = self.write_backoff.retry_at(ref)
+        if at is not None:
+            entry.wake_at = at if entry.wake_at is None else min(entry.wake_at, at)
+
+    async def events_posted(self) -> None:
+        """Wait for the events posted in the background so far (tests, shutdown)."""
+        await asyncio.gather(*self._event_tasks, return_exceptions=True)
 
     def _spawn_event(self, job: BatchJob, event: lifecycle.Event) -> None:
         namespace = job.metadata.namespace or "default"
@@ -369,10 +387,11 @@ class Executor:
         async def delete(ref: JobRef) -> None:
             try:
                 await self.kube.delete(resource_path("batchjobs", ref.name, ref.namespace))
+            except NotFound:
+                pass  # gone already
             except ApiError as err:
-                if err.status != 404:
-                    log.warning("deleting expired job %s failed: %s", ref, err)
-                    return
+                log.warning("deleting expired job %s failed: %s", ref, err)
+                return
             self.state.forget_job(ref)
 
         await _gather_limited(self._sem, [delete(r) for r in expired])

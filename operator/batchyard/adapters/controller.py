@@ -38,6 +38,7 @@ from batchyard.adapters.state import ClusterState, JobEntry
 from batchyard.api.batchjob import BatchJobStatus
 from batchyard.core import lifecycle
 from batchyard.core.arrayjob import ArraySteps
+from batchyard.core.backoff import KeyedBackoff
 from batchyard.core.jobref import JobRef
 from batchyard.core.jobstate import POD_STATES, TERMINAL_STATES, JobState
 from batchyard.core.queuestatus import QueuePositions
@@ -71,6 +72,7 @@ class Controller:
         status_writers: Sequence[StatusWriter] = (),
         on_cycle: Sequence[Callable[[float], None]] = (),
         on_transition: Sequence[TransitionHook] = (),
+        write_backoff: KeyedBackoff | None = None,
     ) -> None:
         self.kube = kube
         self.state = state
@@ -93,10 +95,13 @@ class Controller:
             settings,
             status_writers=[self._remember, *status_writers],
             on_transition=on_transition,
+            write_backoff=write_backoff,
         )
         self.positions = QueuePositions(settings.queue_positions, settings.queue_position_interval_seconds)
         self.on_cycle = tuple(on_cycle)
         self.cycles = 0
+        # Liveness (adapters.health): monotonic time the loop last went round (idle or not).
+        self.heartbeat = time.monotonic()
         self.last_result: CycleResult | None = None
 
     async def _remember(self, result: CycleResult) -> None:
@@ -105,14 +110,14 @@ class Controller:
     # -- the loop ----------------------------------------------------------------------------
     async def run(self) -> None:
         while True:
-            wait = self._next_wake(time.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.state.event.wait(), timeout=wait)
-            self.state.event.clear()
-            if not self.state.synced:
-                continue
+            self.heartbeat = time.monotonic()
             try:
-                await self.reconcile_once()
+                wait = self._next_wake(time.time())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.state.event.wait(), timeout=wait)
+                self.state.event.clear()
+                if self.state.synced:
+                    await self.reconcile_once()
             except Exception:  # the loop must survive anything one cycle does
                 log.exception("scheduler cycle failed; retrying")
                 await asyncio.sleep(1)

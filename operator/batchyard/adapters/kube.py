@@ -10,32 +10,57 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import random
 import ssl
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
 from batchyard.adapters.metrics import count_api_call
+from batchyard.apierrors import (
+    ApiError,
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    NotFound,
+    RequestTimeout,
+    ServerError,
+    TooManyRequests,
+    Unauthorized,
+    api_error,
+)
+
+# Re-exported: callers import the typed errors from the client module.
+__all__ = [
+    "ApiError",
+    "Conflict",
+    "Credentials",
+    "Forbidden",
+    "Gone",
+    "Invalid",
+    "Kube",
+    "NotFound",
+    "RequestTimeout",
+    "ServerError",
+    "TooManyRequests",
+    "Unauthorized",
+    "load_credentials",
+    "sleep_backoff",
+]
 
 MERGE_PATCH = "application/merge-patch+json"
 
+# Every request but a watch ends within this many seconds (aiohttp's own default is 300 s, so one
+# hung call would stall a whole scheduling cycle). Watches keep their long server-side timeout.
+DEFAULT_REQUEST_TIMEOUT = 30.0
 
-class ApiError(Exception):
-    """A non-2xx answer from the API server, with its status code and Status body."""
-
-    def __init__(self, status: int, body: Mapping[str, Any] | str, method: str, path: str) -> None:
-        self.status = status
-        self.body = body
-        message = body.get("message", "") if isinstance(body, Mapping) else str(body)[:500]
-        super().__init__(f"{method} {path}: {status} {message}")
-
-    @property
-    def reason(self) -> str:
-        return str(self.body.get("reason", "")) if isinstance(self.body, Mapping) else ""
+log = logging.getLogger("batchyard.kube")
 
 
 @dataclass
@@ -78,16 +103,25 @@ async def load_credentials() -> Credentials:
 
 @dataclass
 class Kube:
-    """The operator's API client. `calls` counts requests by verb (get, list, watch, create, ...)."""
+    """The operator's API client. `calls` counts requests by verb (get, list, watch, create, ...).
+
+    Every request has a timeout (`request_timeout`; watches keep their own, longer one). A 401
+    reloads the credentials once through `reload` (a rotated service-account token, a kubeconfig
+    exec plugin's fresh token) and retries the request once. Non-2xx answers raise the typed
+    errors of `batchyard.apierrors` (NotFound, Conflict, Invalid, ...), all subclasses of ApiError.
+    """
 
     creds: Credentials
     session: aiohttp.ClientSession | None = None
     calls: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    reload: Callable[[], Awaitable[Credentials]] | None = None
+    reloads: int = 0  # credentials reloaded after a 401 (for tests and logs)
 
     @classmethod
-    async def connect(cls) -> Kube:
-        return cls(await load_credentials())
+    async def connect(cls, request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> Kube:
+        return cls(await load_credentials(), request_timeout=request_timeout, reload=load_credentials)
 
     async def _session(self) -> aiohttp.ClientSession:
         if self.session is None or self.session.closed:
@@ -101,6 +135,23 @@ class Kube:
         if self.session is not None:
             await self.session.close()
 
+    async def _reauthenticate(self) -> bool:
+        """After a 401: load the credentials again and start a new session. False if we can't."""
+        if self.reload is None:
+            return False
+        try:
+            creds = await self.reload()
+        except Exception as err:  # a broken kubeconfig or exec plugin: keep the 401
+            log.warning("reloading credentials after 401 failed: %r", err)
+            return False
+        old, self.session = self.session, None
+        self.creds = creds
+        self.reloads += 1
+        if old is not None:
+            await old.close()
+        log.info("credentials reloaded after 401 Unauthorized")
+        return True
+
     async def request(
         self,
         verb: str,
@@ -110,14 +161,37 @@ class Kube:
         params: Mapping[str, str] | None = None,
         content_type: str = "application/json",
     ) -> Any:
+        try:
+            return await self._request_once(verb, method, path, body, params, content_type)
+        except Unauthorized:
+            if not await self._reauthenticate():
+                raise
+        return await self._request_once(verb, method, path, body, params, content_type)
+
+    async def _request_once(
+        self,
+        verb: str,
+        method: str,
+        path: str,
+        body: Any,
+        params: Mapping[str, str] | None,
+        content_type: str,
+    ) -> Any:
         session = await self._session()
         self.calls[verb] += 1
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if data is not None else {}
+        timeout = aiohttp.ClientTimeout(total=self.request_timeout)
         try:
-            async with session.request(method, path, data=data, params=params, headers=headers) as resp:
+            async with session.request(
+                method, path, data=data, params=params, headers=headers, timeout=timeout
+            ) as resp:
                 text = await resp.text()
                 status = resp.status
+        except TimeoutError as err:
+            count_api_call(verb, error=True)
+            self.errors[verb] += 1
+            raise RequestTimeout(0, f"no answer within {self.request_timeout:g} s", method, path) from err
         except aiohttp.ClientError:
             count_api_call(verb, error=True)  # transport errors count too (metrics doc)
             raise
@@ -128,7 +202,7 @@ class Kube:
                 payload: Any = json.loads(text)
             except ValueError:
                 payload = text
-            raise ApiError(status, payload, method, path)
+            raise api_error(status, payload, method, path)
         return json.loads(text) if text else None
 
     async def get(self, path: str) -> Any:
@@ -149,7 +223,21 @@ class Kube:
     async def watch(
         self, path: str, params: Mapping[str, str], resource_version: str, timeout_seconds: int = 300
     ) -> AsyncIterator[dict[str, Any]]:
-        """Yield watch events (dicts with type and object) until the server ends the stream."""
+        """Yield watch events (dicts with type and object) until the server ends the stream.
+
+        A 401 when opening the stream reloads the credentials and opens it once more."""
+        for attempt in (0, 1):
+            try:
+                async for event in self._watch_once(path, params, resource_version, timeout_seconds):
+                    yield event
+                return
+            except Unauthorized:
+                if attempt or not await self._reauthenticate():
+                    raise
+
+    async def _watch_once(
+        self, path: str, params: Mapping[str, str], resource_version: str, timeout_seconds: int
+    ) -> AsyncIterator[dict[str, Any]]:
         session = await self._session()
         self.calls["watch"] += 1
         query = {
@@ -159,12 +247,18 @@ class Kube:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(timeout_seconds),
         }
+        # The stream's own long timeout, not the per-request one.
         timeout = aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30)
         async with session.get(path, params=query, timeout=timeout) as resp:
             count_api_call("watch", error=resp.status >= 300)
             if resp.status >= 300:
                 self.errors["watch"] += 1
-                raise ApiError(resp.status, await resp.text(), "WATCH", path)
+                text = await resp.text()
+                try:
+                    payload: Any = json.loads(text)
+                except ValueError:
+                    payload = text
+                raise api_error(resp.status, payload, "WATCH", path)
             # iter_any, not line iteration: aiohttp caps a line at 64 KiB, objects can be larger.
             buffer = b""
             async for chunk in resp.content.iter_any():
@@ -175,5 +269,15 @@ class Kube:
                         yield json.loads(line)
 
 
+def backoff_seconds(
+    attempt: int, base: float = 0.2, cap: float = 5.0, rng: random.Random | None = None
+) -> float:
+    """Exponential backoff with "equal jitter": uniform in [d/2, d], d = min(base * 2**attempt, cap).
+
+    The jitter keeps replicas (and watches) that failed together from retrying in lockstep."""
+    ceiling = min(base * float(2 ** min(attempt, 30)), cap)
+    return ceiling * (0.5 + 0.5 * (rng or random).random())
+
+
 async def sleep_backoff(attempt: int) -> None:
-    await asyncio.sleep(min(0.2 * (2**attempt), 5.0))
+    await asyncio.sleep(backoff_seconds(attempt))

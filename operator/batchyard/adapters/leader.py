@@ -33,7 +33,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchyard.adapters.kube import ApiError, Kube
+from batchyard.adapters.kube import Conflict, Kube, NotFound
 
 log = logging.getLogger("batchyard.leader")
 
@@ -82,16 +82,12 @@ class LeaderElector:
         started = self.clock()
         try:
             lease = await self.kube.get(f"{self.path}/{self.name}")
-        except ApiError as err:
-            if err.status != 404:
-                raise
+        except NotFound:
             body = self._lease_body(None, now, acquired=True, transitions=0)
             try:
                 created = await self.kube.create(self.path, body)
-            except ApiError as create_err:
-                if create_err.status == 409:  # another replica created it first
-                    return False
-                raise
+            except Conflict:  # another replica created it first
+                return False
             self._remember(created)
             self._renewed_at = started
             return True
@@ -107,10 +103,8 @@ class LeaderElector:
         body = self._lease_body(lease, now, acquired=holder != self.identity, transitions=transitions)
         try:
             updated = await self.kube.request("update", "PUT", f"{self.path}/{self.name}", body)
-        except ApiError as err:
-            if err.status == 409:  # someone else wrote in between: re-read next round
-                return False
-            raise
+        except Conflict:  # someone else wrote in between: re-read next round
+            return False
         self._remember(updated)
         self._renewed_at = started
         return True

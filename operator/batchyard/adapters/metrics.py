@@ -136,6 +136,17 @@ LEADER = Gauge(
     "1 while this replica holds the leader Lease and runs the scheduler loop, else 0.",
     registry=REGISTRY,
 )
+REJECTED_OBJECTS = Counter(
+    "batchyard_rejected_objects",
+    "Stored objects the operator's models refused (skipped, with a Warning Event on the object), by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+LOOP_HEARTBEAT_AGE = Gauge(
+    "batchyard_scheduler_loop_heartbeat_age_seconds",
+    "Seconds since the scheduler loop last went round (read when the liveness probe runs).",
+    registry=REGISTRY,
+)
 CONSUMABLE_AVAILABLE = Gauge(
     "batchyard_consumable_resource_available",
     "Units of a consumable resource still available to jobs.",
@@ -199,6 +210,14 @@ def set_consumable(name: str, in_use: float, available: float) -> None:
 
 def set_leader(leading: bool) -> None:
     LEADER.set(1 if leading else 0)
+
+
+def count_rejected_object(kind: str) -> None:
+    REJECTED_OBJECTS.labels(kind=_label(kind)).inc()
+
+
+def set_loop_heartbeat_age(seconds: float) -> None:
+    LOOP_HEARTBEAT_AGE.set(seconds)
 
 
 def count_api_call(verb: str, error: bool = False) -> None:

@@ -1,23 +1,34 @@
 """The in-memory cluster state the scheduler loop reads, fed by watch events.
 
 Handlers (kopf) and the pod watch call ``upsert_*``/``forget_*``; the loop reads the maps and
-the dirty set. Nothing here decides anything. Two rules keep it correct:
+the dirty set. Nothing here decides anything. Four rules keep it correct:
 
 * The operator is the only writer of BatchJob status. After the first sight of a job (which
   restores its status after a restart), the status kept here is the one the loop last decided;
   a watch event only refreshes spec and metadata, so a stale event can never roll status back.
 * Objects are kept small: parsed models for our kinds, and a few fields per pod.
+* One writer: every caller runs on the event loop's thread (the kopf handlers are ``async``, the
+  pod watch and the loop are tasks), so the loop never sees a map change while it iterates.
+* One bad object never stops the engine: an object the models refuse (a pydantic
+  ValidationError, e.g. stored before a CRD upgrade tightened the schema) is logged, counted,
+  queued in ``rejections`` for a Warning Event on it, and skipped; a copy older than the one held
+  (the startup LIST racing kopf's watch) is ignored by resourceVersion.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
+from batchyard.adapters import metrics
 from batchyard.api.batchjob import BatchJob, BatchJobStatus
+from batchyard.api.common import KubeObject
 from batchyard.api.computeenvironment import ComputeEnvironment
 from batchyard.api.consumableresource import ConsumableResource
 from batchyard.api.jobdefinition import JobDefinition, JobDefinitionSpec
@@ -37,6 +48,46 @@ from batchyard.render.names import (
 )
 
 JobKey = JobRef  # a BatchJob (index None): the maps here never hold array children
+
+log = logging.getLogger("batchyard.state")
+M = TypeVar("M", bound=KubeObject)
+
+KINDS = {
+    "batchjobs": "BatchJob",
+    "jobdefinitions": "JobDefinition",
+    "jobqueues": "JobQueue",
+    "computeenvironments": "ComputeEnvironment",
+    "schedulingpolicies": "SchedulingPolicy",
+    "consumableresources": "ConsumableResource",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """An object the models refused: reported on the object (a Warning Event) and skipped."""
+
+    plural: str
+    namespace: str
+    name: str
+    uid: str | None
+    message: str
+
+    @property
+    def kind(self) -> str:
+        return KINDS.get(self.plural, self.plural)
+
+
+def _older(new: KubeObject, old: KubeObject) -> bool:
+    """True when ``new`` is an older copy of the same object than ``old`` (by resourceVersion).
+
+    resourceVersions are opaque strings by contract; the API server's are etcd revisions, so they
+    are compared as integers when both are, and otherwise the newcomer wins (as before)."""
+    if new.metadata.uid != old.metadata.uid:
+        return False
+    try:
+        return int(new.metadata.resourceVersion or "") < int(old.metadata.resourceVersion or "")
+    except ValueError:
+        return False
 
 
 @dataclass(slots=True)
@@ -157,6 +208,10 @@ class ClusterState:
         self.forgotten_jobs: set[JobKey] = set()
         self.event = asyncio.Event()
         self.synced = False
+        # Objects the models refused, to be reported on the object (a Warning Event) and the
+        # ones refused right now (so a fixed object is reported again if it breaks again).
+        self.rejections: list[Rejection] = []
+        self.rejected: set[tuple[str, str, str]] = set()
 
     def wake(self) -> None:
         self.event.set()
@@ -167,11 +222,36 @@ class ClusterState:
         self.dirty_definitions, self.forgotten_jobs, self.dirty_jobs = set(), set(), set()
         return out
 
+    def _parse(self, model: type[M], plural: str, body: Mapping[str, Any]) -> M | None:
+        """The object as ``model``, or None (reported and skipped) if the model refuses it."""
+        meta = body.get("metadata") or {}
+        ident = (plural, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        try:
+            parsed = model.from_body(body)
+        except ValidationError as err:
+            if ident not in self.rejected:
+                self.rejected.add(ident)
+                first = err.errors()[0] if err.errors() else None
+                where = ".".join(str(p) for p in first["loc"]) if first else ""
+                message = f"{where}: {first['msg']}" if first else str(err)
+                message = f"ignored by Batchyard, the operator's model refuses it: {message}"[:1024]
+                rejection = Rejection(plural, ident[1], ident[2], meta.get("uid"), message)
+                log.warning("%s %s/%s %s", rejection.kind, ident[1], ident[2], message)
+                metrics.count_rejected_object(rejection.kind)
+                self.rejections.append(rejection)
+            return None
+        self.rejected.discard(ident)
+        return parsed
+
     # -- BatchJobs --------------------------------------------------------------------------
     def upsert_job(self, body: Mapping[str, Any]) -> None:
-        job = BatchJob.from_body(body)
+        job = self._parse(BatchJob, "batchjobs", body)
+        if job is None:
+            return
         key = JobRef(job.metadata.namespace or "", job.metadata.name or "")
         entry = self.jobs.get(key)
+        if entry is not None and _older(job, entry.job):
+            return  # a stale copy (the startup LIST after a newer watch event)
         if entry is not None and entry.job.metadata.uid != job.metadata.uid:
             self.forget_job(key)  # deleted and re-created under the same name
             entry = None
@@ -222,9 +302,14 @@ class ClusterState:
 
     # -- definitions and cluster-scoped kinds -------------------------------------------------
     def upsert_definition(self, body: Mapping[str, Any]) -> None:
-        jd = JobDefinition.from_body(body)
+        parsed = self._parse(JobDefinition, "jobdefinitions", body)
+        if parsed is None:
+            return
+        jd = parsed
         key = (jd.metadata.namespace or "", jd.metadata.name or "")
         old = self.definitions.get(key)
+        if old is not None and _older(jd, old):
+            return
         if old is not None and old.status is not None and jd.status is not None:
             # Our own status writes are authoritative, as for jobs.
             jd = jd.model_copy(update={"status": old.status})
@@ -249,17 +334,34 @@ class ClusterState:
     def upsert_cluster_object(self, plural: str, body: Mapping[str, Any]) -> None:
         name = (body.get("metadata") or {}).get("name", "")
         if plural == "jobqueues":
-            self.queues[name] = JobQueue.from_body(body)
+            queue = self._parse(JobQueue, plural, body)
+            if queue is None or not self._newer(self.queues, name, queue):
+                return
+            self.queues[name] = queue
             # Jobs that arrived before their queue may proceed.
             self.dirty_jobs.update(
                 k for k, e in self.jobs.items() if e.job.spec.jobQueue == name and e.status.status is None
             )
         elif plural == "computeenvironments":
-            self.compute_environments[name] = ComputeEnvironment.from_body(body)
+            ce = self._parse(ComputeEnvironment, plural, body)
+            if ce is None or not self._newer(self.compute_environments, name, ce):
+                return
+            self.compute_environments[name] = ce
         elif plural == "schedulingpolicies":
-            self.policies[name] = SchedulingPolicy.from_body(body)
+            policy = self._parse(SchedulingPolicy, plural, body)
+            if policy is None or not self._newer(self.policies, name, policy):
+                return
+            self.policies[name] = policy
         elif plural == "consumableresources":
-            self.consumables[name] = ConsumableResource.from_body(body)
+            consumable = self._parse(ConsumableResource, plural, body)
+            if consumable is None or not self._newer(self.consumables, name, consumable):
+                return
+            self.consumables[name] = consumable
+
+    @staticmethod
+    def _newer(held: Mapping[str, KubeObject], name: str, obj: KubeObject) -> bool:
+        old = held.get(name)
+        return old is None or not _older(obj, old)
 
     def forget_cluster_object(self, plural: str, name: str) -> None:
         maps: dict[str, dict[str, Any]] = {

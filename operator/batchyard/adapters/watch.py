@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from batchyard.adapters.kube import ApiError, Kube, sleep_backoff
+from batchyard.adapters.kube import ApiError, Gone, Kube, sleep_backoff
 
 log = logging.getLogger("batchyard.watch")
 
@@ -58,7 +58,7 @@ async def list_watch(
                     obj = event.get("object") or {}
                     if kind == "ERROR":
                         if obj.get("code") == 410:
-                            raise ApiError(410, obj, "WATCH", path)
+                            raise Gone(410, obj, "WATCH", path)
                         continue
                     rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
                     if kind == "BOOKMARK":
@@ -71,11 +71,12 @@ async def list_watch(
                 failures = 0
         except asyncio.CancelledError:
             raise
+        except Gone:
+            pass  # the resourceVersion is too old: relist at once
         except ApiError as err:
-            if err.status != 410:
-                log.warning("watch of %s failed: %s", path, err)
-                failures += 1
-                await sleep_backoff(failures)
+            log.warning("watch of %s failed: %s", path, err)
+            failures += 1
+            await sleep_backoff(failures)
         except Exception as err:  # network trouble: back off and relist
             log.warning("watch of %s broke: %r", path, err)
             failures += 1

@@ -12,6 +12,16 @@ handlers drop the events (``memo.engine.state`` is None), and each leader term s
 fresh list of everything, because a BatchJob's status in the state is the loop's own. kopf
 peering is off (``standalone``): it would only pause kopf's streams, never our own tasks, and it
 pauses every replica of equal priority.
+
+One writer: every handler here is ``async def``, so kopf runs it on the event loop (a plain
+``def`` would run on kopf's thread pool and change the maps while the loop iterates them). The
+handlers do no blocking I/O; ``login`` stays a plain ``def`` because it reads files and touches
+no state.
+
+Liveness: ``loop_liveness`` (a kopf probe, served on ``--liveness``, the chart's probe) fails
+when the scheduler loop has not gone round for ``BATCHYARD_LIVENESS_STALL_SECONDS`` or when an
+engine task (the loop, a pod watch, the node-pool reconciler, the leader elector) has ended,
+with leader election or without (``--standalone``).
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from typing import Any
 import kopf
 
 from batchyard import GROUP, VERSION
-from batchyard.adapters import metrics
+from batchyard.adapters import health, metrics
 from batchyard.adapters.controller import Controller
 from batchyard.adapters.instrumentation import Instrumentation
 from batchyard.adapters.kube import Kube
@@ -117,6 +127,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             await stop_engine(memo)
 
     memo.tasks = [asyncio.create_task(elector.run(lead), name="batchyard-leader-election")]
+    health.log_if_it_dies(memo.tasks[0])
 
 
 async def start_engine(memo: kopf.Memo, kube: Kube, options: Options) -> list[asyncio.Task[Any]]:
@@ -146,6 +157,9 @@ async def start_engine(memo: kopf.Memo, kube: Kube, options: Options) -> list[as
     engine.state, engine.controller, engine.instrumentation = state, controller, instrumentation
     # Namespaced kinds per served namespace (a namespace-limited install has only Roles there).
     scopes = [f"/namespaces/{ns}" for ns in options.namespaces] or [""]
+    # kopf's watches deliver events meanwhile (on this thread: the handlers are async); a
+    # listed copy older than one they delivered is ignored (ClusterState compares
+    # resourceVersions), and an object the models refuse is reported and skipped, never fatal.
     for plural in CLUSTER_PLURALS:
         items, _rv = await list_objects(kube, f"/apis/{GROUP}/{VERSION}/{plural}")
         for item in items:
@@ -155,6 +169,7 @@ async def start_engine(memo: kopf.Memo, kube: Kube, options: Options) -> list[as
             state.upsert_definition(item)
         for item in (await list_objects(kube, f"/apis/{GROUP}/{VERSION}{scope}/batchjobs"))[0]:
             state.upsert_job(item)
+    await health.report_rejections(kube, state)
 
     def on_pod(kind: str, body: Any) -> None:
         if kind == "DELETED":
@@ -169,12 +184,17 @@ async def start_engine(memo: kopf.Memo, kube: Kube, options: Options) -> list[as
     synced = [asyncio.Event() for _ in scopes]
     engine.tasks = [
         *(
-            asyncio.create_task(list_watch(kube, f"/api/v1{scope}/pods", LABEL_JOB_UID, on_pod, event))
+            asyncio.create_task(
+                list_watch(kube, f"/api/v1{scope}/pods", LABEL_JOB_UID, on_pod, event),
+                name=f"batchyard-pod-watch{scope or ' (all namespaces)'}",
+            )
             for scope, event in zip(scopes, synced, strict=True)
         ),
-        asyncio.create_task(controller.run()),
-        asyncio.create_task(scaler.run()),
+        asyncio.create_task(controller.run(), name="batchyard-scheduler-loop"),
+        asyncio.create_task(scaler.run(), name="batchyard-node-pools"),
     ]
+    for task in engine.tasks:
+        health.log_if_it_dies(task)
     for event in synced:
         await event.wait()
     state.synced = True
@@ -226,8 +246,15 @@ def _state(memo: kopf.Memo, namespace: str | None = None) -> ClusterState | None
     return engine.state if engine is not None else None
 
 
+async def _reported(memo: kopf.Memo, state: ClusterState) -> None:
+    """Wake the loop, and report any object the models just refused (a Warning Event on it)."""
+    state.wake()
+    if state.rejections and hasattr(memo, "kube"):
+        await health.report_rejections(memo.kube, state)
+
+
 @kopf.on.event(GROUP, VERSION, "batchjobs")
-def batchjob_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def batchjob_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     name = (body.get("metadata") or {}).get("name", "")
     namespace = (body.get("metadata") or {}).get("namespace", "")
     state = _state(memo, namespace)
@@ -237,11 +264,11 @@ def batchjob_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> Non
         state.forget_job(JobRef(namespace, name), uid=(body.get("metadata") or {}).get("uid"))
     else:
         state.upsert_job(body)
-    state.wake()
+    await _reported(memo, state)
 
 
 @kopf.on.event(GROUP, VERSION, "jobdefinitions")
-def jobdefinition_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def jobdefinition_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     meta = body.get("metadata") or {}
     state = _state(memo, meta.get("namespace", ""))
     if state is None:
@@ -250,12 +277,12 @@ def jobdefinition_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -
         state.forget_definition(meta.get("namespace", ""), meta.get("name", ""))
     else:
         state.upsert_definition(body)
-    state.wake()
+    await _reported(memo, state)
 
 
 def _cluster_handler(plural: str) -> None:
     @kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-event")
-    def handler(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    async def handler(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         state = _state(memo)
         if state is None:
             return
@@ -263,11 +290,32 @@ def _cluster_handler(plural: str) -> None:
             state.forget_cluster_object(plural, (body.get("metadata") or {}).get("name", ""))
         else:
             state.upsert_cluster_object(plural, body)
-        state.wake()
+        await _reported(memo, state)
 
 
 for _plural in CLUSTER_PLURALS:
     _cluster_handler(_plural)
+
+
+@kopf.on.probe(id="scheduler-loop")
+async def loop_liveness(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    """Fails (kopf answers 500, so the liveness probe fails) when the engine is stuck or dead."""
+    engine: Engine | None = getattr(memo, "engine", None)
+    controller = engine.controller if engine is not None else None
+    heartbeat = controller.heartbeat if controller is not None else None
+    now = health.monotonic()
+    if heartbeat is not None:
+        metrics.set_loop_heartbeat_age(now - heartbeat)
+    tasks = [*getattr(memo, "tasks", []), *(engine.tasks if engine is not None else [])]
+    found = health.problems(heartbeat=heartbeat, now=now, stall=health.stall_seconds(), tasks=tasks)
+    if found:
+        # Permanent: kopf must not retry the probe handler (the answer is the failure).
+        raise kopf.PermanentError("; ".join(found))
+    return {
+        "leading": controller is not None,
+        "loop_heartbeat_age_seconds": None if heartbeat is None else round(now - heartbeat, 3),
+        "cycles": controller.cycles if controller is not None else 0,
+    }
 
 
 @kopf.on.login()

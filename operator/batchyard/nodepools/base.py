@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol
 from urllib.parse import quote
 
 from batchyard.api.computeenvironment import ComputeEnvironment
+from batchyard.apierrors import NotFound
 from batchyard.core.capacity import ZERO, Resources, parse_cpu, parse_memory_mib
 from batchyard.core.instances import UnknownInstanceType
 from batchyard.core.nodepool import (
@@ -45,12 +46,6 @@ class KubeClient(Protocol):
     async def merge_patch(self, path: str, body: Mapping[str, Any], verb: str = "patch") -> Any: ...
 
     async def delete(self, path: str, body: Mapping[str, Any] | None = None) -> Any: ...
-
-
-def http_status(exc: BaseException) -> int | None:
-    """The HTTP status of an API error (``adapters.kube.ApiError.status``), else None."""
-    status = getattr(exc, "status", None)
-    return status if isinstance(status, int) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +190,8 @@ class ProviderBase:
         """True when ``group_version`` serves ``plural`` (discovery: needs no rights on CRDs)."""
         try:
             body = await self.kube.get(f"/apis/{group_version}")
-        except Exception as exc:
-            if http_status(exc) == 404:
-                return False
-            raise
+        except NotFound:
+            return False
         return any(r.get("name") == plural for r in body.get("resources", ()))
 
 
@@ -226,9 +219,7 @@ async def validate_common(kube: KubeClient, ce: ComputeEnvironment) -> str | Non
     if ns:
         try:
             await kube.get(f"/api/v1/namespaces/{quote(ns)}")
-        except Exception as exc:
-            if http_status(exc) != 404:
-                raise
+        except NotFound:
             # AWS: "CLIENT_ERROR - Unable to validate Kubernetes Namespace"
             return f"{CLIENT_ERROR}Unable to validate Kubernetes Namespace: namespace {ns} not found"
     return None

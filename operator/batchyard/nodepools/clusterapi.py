@@ -16,10 +16,12 @@ to Nodes, so the provider labels the MachineDeployment's Nodes with the CE label
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from batchyard.api.computeenvironment import ComputeEnvironment, ObjectRef
+from batchyard.apierrors import NotFound
 from batchyard.core.instances import UnknownInstanceType
 from batchyard.core.nodepool import (
     CE_LABEL,
@@ -29,7 +31,7 @@ from batchyard.core.nodepool import (
     node_taints,
     provider_options,
 )
-from batchyard.nodepools.base import CLIENT_ERROR, ObservedNode, ProviderBase, http_status, parse_node
+from batchyard.nodepools.base import CLIENT_ERROR, ObservedNode, ProviderBase, parse_node
 
 GROUP = "cluster.x-k8s.io"
 GROUP_VERSION = f"{GROUP}/v1beta2"
@@ -134,10 +136,8 @@ class ClusterApiProvider(ProviderBase):
             path = f"/api/v1/nodes/{quote(node_name)}"
             try:
                 node = await self.kube.get(path)
-            except Exception as exc:
-                if http_status(exc) == 404:
-                    continue
-                raise
+            except NotFound:
+                continue
             have = node.get("metadata", {}).get("labels") or {}
             if any(have.get(k) != v for k, v in labels.items()):
                 node = await self.kube.merge_patch(path, {"metadata": {"labels": labels}})
@@ -148,9 +148,7 @@ class ClusterApiProvider(ProviderBase):
         namespace, _ = deployment_ref(ce)
         try:
             scale = await self.kube.get(self._path(ce, "/scale"))
-        except Exception as exc:
-            if http_status(exc) != 404:
-                raise
+        except NotFound:
             await self.kube.create(
                 f"/apis/{GROUP_VERSION}/namespaces/{quote(namespace)}/machinedeployments",
                 machine_deployment(ce, plan.nodes),
@@ -164,10 +162,8 @@ class ClusterApiProvider(ProviderBase):
     async def _mark_for_deletion(self, namespace: str, node_name: str) -> None:
         try:
             node = await self.kube.get(f"/api/v1/nodes/{quote(node_name)}")
-        except Exception as exc:
-            if http_status(exc) == 404:
-                return
-            raise
+        except NotFound:
+            return
         machine = (node.get("metadata", {}).get("annotations") or {}).get(NODE_MACHINE_ANNOTATION)
         if machine:
             await self.kube.merge_patch(
@@ -177,8 +173,5 @@ class ClusterApiProvider(ProviderBase):
 
     async def forget(self, ce: ComputeEnvironment) -> None:
         """Scale to zero; the MachineDeployment itself stays (it may be the user's)."""
-        try:
+        with contextlib.suppress(NotFound):
             await self.kube.merge_patch(self._path(ce, "/scale"), {"spec": {"replicas": 0}})
-        except Exception as exc:
-            if http_status(exc) != 404:
-                raise

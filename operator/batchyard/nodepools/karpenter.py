@@ -17,12 +17,14 @@ minvCpus has no NodePool equivalent and is not kept with this provider.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from batchyard.api.computeenvironment import ComputeEnvironment
+from batchyard.apierrors import NotFound
 from batchyard.core.nodepool import (
     CE_LABEL,
     INSTANCE_TYPE_LABEL,
@@ -34,7 +36,7 @@ from batchyard.core.nodepool import (
     node_taints,
     pool_spec,
 )
-from batchyard.nodepools.base import CLIENT_ERROR, KubeClient, ProviderBase, http_status, selector
+from batchyard.nodepools.base import CLIENT_ERROR, KubeClient, ProviderBase, selector
 
 GROUP_VERSION = "karpenter.sh/v1"
 PATH = f"/apis/{GROUP_VERSION}/nodepools"
@@ -133,9 +135,7 @@ class KarpenterProvider(ProviderBase):
         path = f"{PATH}/{quote(body['metadata']['name'])}"
         try:
             current = await self.kube.get(path)
-        except Exception as exc:
-            if http_status(exc) != 404:
-                raise
+        except NotFound:
             await self.kube.create(PATH, body)
             return
         same_labels = all(
@@ -151,11 +151,8 @@ class KarpenterProvider(ProviderBase):
         listed = await self.kube.list(PATH, params={"labelSelector": selector({CE_LABEL: ce})})
         for item in listed.get("items", ()):
             if item["metadata"]["name"] not in keep:
-                try:
+                with contextlib.suppress(NotFound):
                     await self.kube.delete(f"{PATH}/{quote(item['metadata']['name'])}")
-                except Exception as exc:
-                    if http_status(exc) != 404:
-                        raise
 
     async def forget(self, ce: ComputeEnvironment) -> None:
         name = ce.metadata.name or ""

@@ -9,11 +9,13 @@ eviction threshold (digest §5.4), as a real node would report.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from batchyard.api.computeenvironment import ComputeEnvironment
+from batchyard.apierrors import Conflict, NotFound
 from batchyard.core.instances import InstanceType, node_allocatable
 from batchyard.core.nodepool import (
     CE_LABEL,
@@ -24,7 +26,7 @@ from batchyard.core.nodepool import (
     node_labels,
     node_taints,
 )
-from batchyard.nodepools.base import ProviderBase, http_status, node_has_job_pods
+from batchyard.nodepools.base import ProviderBase, node_has_job_pods
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +98,9 @@ class KwokProvider(ProviderBase):
 
     async def apply(self, ce: ComputeEnvironment, plan: ScalePlan) -> None:
         for add in plan.add:
-            try:
+            # Conflict: a repeated plan, the node is already there.
+            with contextlib.suppress(Conflict):
                 await self.kube.create("/api/v1/nodes", kwok_node(ce, add.name, add.instance_type))
-            except Exception as exc:
-                if http_status(exc) != 409:  # a repeated plan: the node is already there
-                    raise
         for name in plan.remove:
             await self.remove_idle_node(ce, name)
 
@@ -113,10 +113,8 @@ class KwokProvider(ProviderBase):
         path = f"/api/v1/nodes/{quote(name)}"
         try:
             node = await self.kube.get(path)
-        except Exception as exc:
-            if http_status(exc) == 404:
-                return True
-            raise
+        except NotFound:
+            return True
         labels = node.get("metadata", {}).get("labels") or {}
         if labels.get(CE_LABEL) != ce.metadata.name or labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
             log.warning("not removing node %s: not a Batchyard node of %s", name, ce.metadata.name)
@@ -125,11 +123,8 @@ class KwokProvider(ProviderBase):
         if await node_has_job_pods(self.kube, name):
             await self.kube.merge_patch(path, {"spec": {"unschedulable": None}})
             return False
-        try:
+        with contextlib.suppress(NotFound):
             await self.kube.delete(path)
-        except Exception as exc:
-            if http_status(exc) != 404:
-                raise
         return True
 
     async def forget(self, ce: ComputeEnvironment) -> None:

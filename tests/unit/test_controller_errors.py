@@ -1,0 +1,193 @@
+"""The adapter's error paths: Controller.decide + execute against a typed fake API (fake_kube)
+that answers 409, 404, 422, 403, 500 or times out where a test says so.
+
+One job ``ns/j`` on queue ``q`` (an ENABLED UNMANAGED compute environment of 4 vCPUs) with
+definition ``d``; on a healthy API the first cycle creates pod ``j-a1`` and writes STARTING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from fake_kube import FakeKube
+
+from batchyard.adapters.apply import POD_CONFLICT_RETRY_SECONDS
+from batchyard.adapters.controller import Controller, Settings
+from batchyard.adapters.state import ClusterState, JobEntry
+from batchyard.apierrors import RequestTimeout
+from batchyard.core.backoff import KeyedBackoff
+from batchyard.core.jobref import JobRef
+from batchyard.render.names import LABEL_JOB_UID
+
+KEY = JobRef("ns", "j")
+POD = "/api/v1/namespaces/ns/pods/j-a1"
+PODS = "/api/v1/namespaces/ns/pods"
+JOB_STATUS = "/namespaces/ns/batchjobs/j/status"
+
+
+def a_world(kube: FakeKube | None = None, backoff: KeyedBackoff | None = None) -> tuple[Controller, FakeKube]:
+    kube = kube or FakeKube()
+    st = ClusterState()
+    st.upsert_cluster_object(
+        "computeenvironments",
+        {"metadata": {"name": "ce"}, "spec": {"type": "UNMANAGED", "state": "ENABLED", "unmanagedvCpus": 4}},
+    )
+    st.upsert_cluster_object(
+        "jobqueues",
+        {
+            "metadata": {"name": "q", "uid": "q-uid"},
+            "spec": {"priority": 1, "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "ce"}]},
+        },
+    )
+    st.upsert_definition(
+        {
+            "metadata": {"name": "d", "namespace": "ns", "generation": 1},
+            "spec": {
+                "type": "container",
+                "containerProperties": {
+                    "image": "busybox",
+                    "resourceRequirements": [
+                        {"type": "VCPU", "value": "1"},
+                        {"type": "MEMORY", "value": "512"},
+                    ],
+                },
+            },
+        }
+    )
+    st.upsert_job(
+        {
+            "metadata": {"name": "j", "namespace": "ns", "uid": "u1", "generation": 1},
+            "spec": {"jobQueue": "q", "jobDefinition": "d"},
+        }
+    )
+    st.synced = True
+    return Controller(kube, st, Settings(), write_backoff=backoff), kube  # type: ignore[arg-type]
+
+
+def job(controller: Controller) -> JobEntry:
+    return controller.state.jobs[KEY]
+
+
+def cycles(controller: Controller, n: int = 1) -> None:
+    async def run() -> None:
+        for _ in range(n):
+            await controller.reconcile_once()
+            await controller.executor.events_posted()
+
+    asyncio.run(run())
+
+
+def a_pod_of(uid: str) -> dict[str, Any]:
+    return {"metadata": {"name": "j-a1", "namespace": "ns", "labels": {LABEL_JOB_UID: uid}}}
+
+
+def test_a_healthy_api_starts_the_job() -> None:
+    controller, kube = a_world()
+    cycles(controller)
+    assert job(controller).status.status == "STARTING"
+    assert POD in kube.objects
+
+
+def test_409_for_this_jobs_own_pod_adopts_it() -> None:
+    # A repeated decision (e.g. after a restart): the pod of this attempt exists already.
+    kube = FakeKube(objects={POD: a_pod_of("u1")})
+    controller, _ = a_world(kube)
+    cycles(controller)
+    assert job(controller).status.status == "STARTING"
+    assert kube.count("get", POD) == 1  # read to check the owner
+
+
+def test_409_for_a_pod_of_an_older_job_of_the_same_name_retries_shortly() -> None:
+    kube = FakeKube(objects={POD: a_pod_of("an-older-job")})
+    controller, _ = a_world(kube)
+    before = time.time()
+    cycles(controller)
+    entry = job(controller)
+    assert entry.status.status == "RUNNABLE"
+    assert entry.wake_at is not None and entry.wake_at >= before + POD_CONFLICT_RETRY_SECONDS
+    assert controller.scheduler.state_of(KEY) not in ("STARTING", "RUNNING")  # dispatch undone
+
+
+@pytest.mark.parametrize("status", [400, 422], ids=["400 BadRequest", "422 Invalid"])
+def test_a_pod_the_api_server_refuses_fails_the_job_naming_the_refusal(status: int) -> None:
+    controller, kube = a_world()
+    kube.fail("create", PODS, status, message="spec.volumes[0].hostPath.path: must be absolute")
+    cycles(controller)
+    entry = job(controller)
+    assert entry.status.status == "FAILED"
+    assert entry.status.statusReason is not None
+    assert entry.status.statusReason.startswith("Invalid job definition: pod rejected")
+    assert "hostPath.path: must be absolute" in entry.status.statusReason
+    assert entry.written.get("status") == "FAILED"  # and it reached the API server
+
+
+@pytest.mark.parametrize(
+    "status",
+    [403, 429, 500, 0],
+    ids=["403 quota or RBAC", "429 throttled", "500 server error", "timeout"],
+)
+def test_a_transient_pod_creation_failure_keeps_the_job_runnable_with_a_reason_and_retries(
+    status: int,
+) -> None:
+    controller, kube = a_world()
+    if status == 0:
+        kube.fail_with("create", PODS, RequestTimeout(0, "no answer within 30 s", "POST", PODS))
+    else:
+        kube.fail("create", PODS, status)
+    cycles(controller)
+    entry = job(controller)
+    assert entry.status.status == "RUNNABLE"
+    assert (entry.status.statusReason or "").startswith("Pod could not be created, retrying")
+    cycles(controller)  # the failure was one-off: the next cycle starts it
+    assert job(controller).status.status == "STARTING"
+
+
+def test_404_on_the_status_write_forgets_the_deleted_job() -> None:
+    controller, kube = a_world()
+    kube.fail("patch_status", JOB_STATUS, 404)
+    cycles(controller)
+    assert KEY not in controller.state.jobs
+
+
+def test_a_failing_status_write_backs_off_per_job_instead_of_every_cycle() -> None:
+    controller, kube = a_world(backoff=KeyedBackoff(base_seconds=0.3, rand=lambda: 0.0))
+    kube.fail("patch_status", JOB_STATUS, 500, times=1)
+    cycles(controller)
+    entry = job(controller)
+    assert kube.count("patch_status", JOB_STATUS) == 1
+    assert entry.written.get("status") is None  # not written
+    retry_at = controller.executor.write_backoff.retry_at(KEY)
+    assert retry_at is not None and entry.wake_at == retry_at  # the loop wakes for it
+
+    controller.state.dirty_jobs.add(KEY)  # an event for the job within the backoff
+    cycles(controller, 3)
+    assert kube.count("patch_status", JOB_STATUS) == 1  # no request while backing off
+
+    deadline = time.monotonic() + 10
+    while time.time() < retry_at and time.monotonic() < deadline:
+        time.sleep(0.02)  # the backoff is wall-clock (the loop reads time.time())
+    cycles(controller)
+    assert kube.count("patch_status", JOB_STATUS) == 2
+    assert job(controller).written.get("status") == "STARTING"
+    assert controller.executor.write_backoff.failures(KEY) == 0  # success resets the backoff
+
+
+def test_consecutive_status_write_failures_wait_longer_each_time() -> None:
+    controller, kube = a_world(backoff=KeyedBackoff(base_seconds=0.05, rand=lambda: 0.0))
+    kube.fail("patch_status", JOB_STATUS, 503, times=3)
+    delays = []
+    for _ in range(3):
+        started = time.time()
+        cycles(controller)
+        at = controller.executor.write_backoff.retry_at(KEY)
+        assert at is not None
+        delays.append(at - started)
+        while time.time() < at:
+            time.sleep(0.01)
+    # 0.05 s, 0.1 s, 0.2 s after each failure (plus the cycle's own time before the write).
+    assert delays[0] >= 0.05 and delays[1] >= 0.1 and delays[2] >= 0.2
+    assert delays[0] < delays[2]
+    assert controller.executor.write_backoff.failures(KEY) == 3
