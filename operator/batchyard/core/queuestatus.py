@@ -2,7 +2,8 @@
 
 Why this exists: both are policies, not I/O -- when a queue counts as blocked and what its
 condition says; which RUNNABLE jobs get a ``status.queuePosition``, how often, and when a
-position is taken away. The loop (``adapters.objectstatus``) writes what these functions say.
+position is taken away. The loop writes what these say (``adapters.objectstatus`` the condition,
+``adapters.controller`` the positions, within each job's status patch).
 """
 
 from __future__ import annotations
