@@ -388,3 +388,46 @@ def test_multinode_jobs_are_refused_with_a_reason(
 
     assert "multi-node parallel jobs (type multinode) are not supported" in status["statusReason"]
     assert not pods(devcluster, namespace)
+
+
+# AWS "Use Amazon EC2 Spot best practices": retry when the host went away, exit otherwise.
+SPOT_RECIPE = {
+    "attempts": 3,
+    "evaluateOnExit": [
+        {"onStatusReason": "Host EC2*", "action": "RETRY"},
+        {"onReason": "*", "action": "EXIT"},
+    ],
+}
+
+
+def test_a_job_whose_node_vanishes_is_retried_by_the_spot_recipe(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    # Two nodes: the first attempt's node is deleted under it (like a reclaimed Spot instance);
+    # the pod garbage collector removes its pod, the attempt reports "Host EC2 (node <name>)
+    # terminated.", and the Spot recipe retries it on the other node.
+    _, queue = environment(devcluster, namespace, nodes=2)
+    apply(
+        devcluster,
+        job_definition("spot", namespace, retryStrategy=SPOT_RECIPE),
+        batch_job("j", namespace, queue, "spot", exit_code=None),  # runs until its pod goes
+    )
+    running = wait_status(devcluster, namespace, "j", "RUNNING", timeout=60)
+    node = running["attempts"][0]["nodeName"]
+    assert node
+
+    devcluster.kubectl("delete", "node", node, "--wait=false")
+
+    status = wait_for(
+        lambda: (
+            (s := job_status(devcluster, namespace, "j")).get("status") == "RUNNING"
+            and len(s.get("attempts") or []) == 2
+            and s
+        ),
+        timeout=150,
+        what="the job to run its second attempt after its node was deleted",
+    )
+    first, second = status["attempts"]
+    assert first["statusReason"] == f"Host EC2 (node {node}) terminated."
+    assert first["stoppedAt"] >= first["startedAt"]
+    assert second["nodeName"] != node

@@ -185,3 +185,14 @@ def test_compute_environment_defaults() -> None:
 def test_state_counts_default_to_zero() -> None:
     counts = JobStateCounts.of({"RUNNING": 3})
     assert counts.get("RUNNING") == 3 and counts.get("FAILED") == 0
+
+
+def test_kwok_startup_seconds_is_refused_not_silently_ignored() -> None:
+    # It was documented as a simulated boot time but never honoured: removed, so a manifest that
+    # sets it is refused (by the model here, by strict field validation at the API server).
+    body = {
+        "metadata": {"name": "ce"},
+        "spec": {"type": "MANAGED", "provider": {"type": "kwok", "kwok": {"startupSeconds": 5}}},
+    }
+    with pytest.raises(ValidationError, match="startupSeconds"):
+        ComputeEnvironment.model_validate(body)

@@ -138,3 +138,30 @@ def test_a_parent_not_yet_admitted_has_no_children() -> None:
     job = a_parent(4)
 
     assert children_of(JobEntry(job=job, status=BatchJobStatus(), written={})) is None
+
+
+def test_a_child_keeps_its_times_and_last_status_reason_through_the_api_and_describe() -> None:
+    from batchyard.cli.describe import child_detail
+    from batchyard.core.lifecycle import iso
+
+    children = fresh(3)
+    children.set_state(1, S.FAILED)
+    children.record_times(1, 1_764_560_000.123, 1_764_560_004.5)
+    children.record_exit(1, 3, "Error", "Essential container in task exited")
+    again = restored(children)
+    assert again is not None and again.times == children.times and again.exits == children.exits
+
+    status = BatchJobStatus(
+        status="PENDING", createdAt=iso(1_764_559_999.0), arrayProperties=array_detail(children)
+    )
+    job = BatchJob.from_body(
+        {**a_parent(3).to_body(), "status": status.model_dump(mode="json", exclude_none=True)}
+    )
+    detail = child_detail(job, 1, None)
+
+    assert (detail["createdAt"], detail["startedAt"], detail["stoppedAt"]) == (
+        iso(1_764_559_999.0),
+        iso(1_764_560_000.123),
+        iso(1_764_560_004.5),
+    )
+    assert detail["statusReason"] == "Essential container in task exited"

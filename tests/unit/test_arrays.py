@@ -11,8 +11,10 @@ import pytest
 from batchyard.core.arrays import (
     MAX_EXIT_DETAILS,
     MAX_REASON_LENGTH,
+    MAX_TIME_DETAILS,
     ArrayChildren,
     ChildExit,
+    ChildTimes,
     RangeSet,
 )
 from batchyard.core.jobstate import JobState, StopKind
@@ -268,13 +270,16 @@ def test_exit_details_are_bounded() -> None:
 def test_status_round_trip() -> None:
     children = an_array(50, RUNNING="7", SUCCEEDED="0-6,8-49")
     children.set_attempt(7, 2)
-    children.record_exit(7, 137, "OOMKilled")
+    children.record_exit(7, 137, "OOMKilled", "Essential container in task exited")
+    children.record_times(7, 1_700_000_000.123)
+    children.record_times(3, 1_700_000_000.0, 1_700_000_004.5)
     status = children.to_status()
     assert status == {
         "size": 50,
         "states": {"RUNNING": "7", "SUCCEEDED": "0-6,8-49"},
         "attempts": {"2": "7"},
-        "lastExits": {"7": [137, "OOMKilled"]},
+        "lastExits": {"7": [137, "OOMKilled", "Essential container in task exited"]},
+        "times": {"3": "1700000000000-1700000004500", "7": "1700000000123-"},
     }
     again = ArrayChildren.from_status(json.loads(json.dumps(status)))
     assert again.to_status() == status
@@ -306,7 +311,9 @@ def fully_fragmented(size: int) -> ArrayChildren:
     for i in range(size):
         children.set_state(i, states[i % len(states)])
         children.set_attempt(i, 2 + i % 9)
-        children.record_exit(i, 137, "Pod was evicted because node ran out of memory " * 3)
+        long = "Pod was evicted because node ran out of memory " * 3
+        children.record_exit(i, 137, long, long)
+        children.record_times(i, 1_764_560_000.123 + i, 1_764_560_100.456 + i)
     return children
 
 
@@ -315,7 +322,8 @@ def test_a_10000_child_parent_stays_far_below_the_object_limit() -> None:
     encoded = json.dumps(
         {"arrayProperties": {"statusSummary": children.status_summary(), **children.to_status()}}
     )
-    # Every child is a singleton range in both tables, plus 500 bounded exit details: ~170 KB.
+    # Every child is a singleton range in both tables, plus 500 bounded exit details and 500
+    # bounded start/stop times.
     assert len(encoded) < 256 * 1024
     assert len(encoded) < API_OBJECT_LIMIT / 6
     assert (
@@ -326,3 +334,21 @@ def test_a_10000_child_parent_stays_far_below_the_object_limit() -> None:
 def test_a_typical_10000_child_parent_is_tiny() -> None:
     children = an_array(10_000, SUCCEEDED="0-6999", RUNNING="7000-7099", RUNNABLE="7100-9999")
     assert len(json.dumps(children.to_status())) < 200
+
+
+def test_status_written_before_status_reasons_were_kept_still_loads() -> None:
+    children = ArrayChildren.from_status(
+        {"size": 2, "states": {"FAILED": "0-1"}, "lastExits": {"1": [3, "Error"]}}
+    )
+
+    assert children.exits[1] == ChildExit(3, "Error", None)
+
+
+def test_child_times_are_bounded_first_come_first_kept() -> None:
+    children = an_array(MAX_TIME_DETAILS + 2, RUNNING=f"0-{MAX_TIME_DETAILS + 1}")
+    kept = [children.record_times(i, 1.0 + i) for i in range(MAX_TIME_DETAILS + 2)]
+
+    assert kept.count(False) == 2
+    assert (len(children.times), children.times_omitted) == (MAX_TIME_DETAILS, 2)
+    assert children.record_times(0, 5.0, 6.0)  # an entry already kept is always updated
+    assert children.times[0] == ChildTimes(5.0, 6.0)

@@ -13,8 +13,10 @@ from batchyard.api.batchjob import AttemptDetail, BatchJob, BatchJobStatus
 from batchyard.core import deps
 from batchyard.core.jobstate import JobState, Reason, can_transition
 from batchyard.core.lifecycle import (
+    MAX_UNCOUNTED_ATTEMPTS,
     MISSING_REFERENCE_GRACE_SECONDS,
     STUCK_TERMINATING_SECONDS,
+    ContainerExit,
     Context,
     PodObs,
     Resolved,
@@ -158,6 +160,36 @@ class PodB:
     def deleting(self, since: float | None = None) -> PodB:
         return PodB(replace(self.obs, deleting=True, deleting_since=since))
 
+    def killed(self, code: int = 143, at: float = NOW) -> PodB:
+        """Stopped by the operator (timeout): SIGTERM/SIGKILL, then it ends with ``code``."""
+        return PodB(
+            replace(self.obs, phase="Failed", exit_code=code, reason="Error", node="n1", deleting=True,
+                    deleting_since=at - 30, finished_at=at, running_since=self.obs.running_since or STARTED)
+        )  # fmt: skip
+
+    def finished_at(self, at: float) -> PodB:
+        return PodB(replace(self.obs, finished_at=at))
+
+    def disrupted(self, why: str = "Evicted", since: float | None = None) -> PodB:
+        """Ended by the system (eviction, preemption, node shutdown), not by its container."""
+        return PodB(replace(self.obs, phase="Failed", disruption=why, node="n1", running_since=since))
+
+    def init_failed(self, name: str = "setup", code: int = 2) -> PodB:
+        return PodB(replace(self.obs, phase="Failed", failed_init_container=name, exit_code=code, node="n1"))
+
+    def sidecar_still_running(self, code: int = 0) -> PodB:
+        """The essential container ended; a non-essential one still runs (pod phase Running)."""
+        return PodB(
+            replace(self.obs, phase="Running", node="n1", running_since=STARTED, exit_code=code,
+                    containers=(ContainerExit("default", code, "Completed"),), essentials_done=True)
+        )  # fmt: skip
+
+    def waiting(self, reason: str, scheduled: float, message: str = "boom") -> PodB:
+        return PodB(
+            replace(self.obs, phase="Pending", node="n1", waiting_reason=reason, waiting_message=message,
+                    scheduled_at=scheduled)
+        )  # fmt: skip
+
 
 def a_pod(name: str) -> PodB:
     return PodB(PodObs(name=name, phase="Pending"))
@@ -277,7 +309,8 @@ C = a_context()
 RELEASED = flags("release")
 REQUEUED = flags("enqueue", "retried", "release")
 LOST = "Pod j-a1 was deleted before the attempt finished"
-LOST_2 = "Pod j-a2 was deleted before the attempt finished"
+HOST = "Host EC2 (node n1) terminated."
+SPOT = (retry_on(status="Host EC2*"), exit_on(reason="*"))  # AWS "Use Amazon EC2 Spot best practices"
 WAITING_A = Reason.dependencies_outstanding(("a",))
 POD = a_pod("j-a1")  # the first attempt's pod
 RUNNING = J.in_state("RUNNING")
@@ -435,8 +468,8 @@ POD_ROWS = [
       Expect("RUNNING", wake_at=NOW + 50),
       id="STARTING -> RUNNING with a timeout: wake at startedAt + duration"),
     P(STARTING, C.with_pod(POD.running(since=NOW - 61)).timeout(60), NOW,
-      Expect("FAILED", Reason.TIMEOUT, ("j-a1",), RELEASED),
-      id="seen Running only after the deadline (operator was down): times out at once"),
+      Expect("RUNNING", None, ("j-a1",), wake_at=NOW + STUCK_TERMINATING_SECONDS),
+      id="seen Running only after the deadline (operator was down): stopped at once"),
     P(STARTING, C.with_pod(POD.pending()).timeout(60), NOW + 10_000, Expect("STARTING"),
       id="AWS: STARTING is not included in timeouts"),
     P(RUNNING, C.with_pod(POD.running()), NOW, Expect("RUNNING"),
@@ -444,15 +477,29 @@ POD_ROWS = [
     P(RUNNING, C.with_pod(POD.running()).timeout(3600), NOW,
       Expect("RUNNING", wake_at=STARTED + 3600), id="RUNNING before its deadline: wake at the deadline"),
     P(RUNNING, C.with_pod(POD.running()).timeout(60), STARTED + 60,
+      Expect("RUNNING", None, ("j-a1",), wake_at=STARTED + 60 + STUCK_TERMINATING_SECONDS),
+      id="AWS: attemptDurationSeconds after startedAt -> pod stopped; RUNNING until it has ended"),
+    P(RUNNING, C.with_pod(POD.killed(143, at=STARTED + 62)).timeout(60), STARTED + 63,
       Expect("FAILED", Reason.TIMEOUT, ("j-a1",), RELEASED),
-      id="AWS: attemptDurationSeconds after startedAt -> pod stopped, FAILED"),
-    P(RUNNING, C.with_pod(POD.running()).timeout(60).retrying(3), NOW,
+      id="AWS: the stopped pod ended: FAILED with the timeout reason (exit recorded)"),
+    P(RUNNING, C.with_pod(POD.running().deleting(since=STARTED + 60)).timeout(60), STARTED + 70,
+      Expect("RUNNING", wake_at=STARTED + 60 + STUCK_TERMINATING_SECONDS),
+      id="the stopped pod is still in its 30 s grace: the attempt has not ended yet"),
+    P(RUNNING, C.pod_seen().timeout(60), STARTED + 70, Expect("FAILED", Reason.TIMEOUT, flags=RELEASED),
+      id="the stopped pod went without reporting an exit: FAILED, timed out"),
+    P(RUNNING, C.with_pod(POD.running().deleting(since=STARTED + 60)).timeout(60),
+      STARTED + 60 + STUCK_TERMINATING_SECONDS, Expect("FAILED", Reason.TIMEOUT, flags=RELEASED),
+      id="the stopped pod is stuck Terminating: FAILED, timed out, after the bound"),
+    P(RUNNING, C.with_pod(POD.exited(0).finished_at(STARTED + 61)).timeout(60), NOW,
+      Expect("FAILED", Reason.TIMEOUT, ("j-a1",), RELEASED),
+      id="AWS: finished after the deadline (noticed late): a timeout, even with exit 0"),
+    P(RUNNING, C.with_pod(POD.killed()).timeout(60).retrying(3), NOW,
       Expect("FAILED", Reason.TIMEOUT, ("j-a1",), RELEASED), id="AWS: a timed-out attempt is not retried"),
-    P(RUNNING, C.with_pod(POD.running()).timeout(60).retrying(3, retry_on(reason="*")),
+    P(RUNNING, C.with_pod(POD.killed()).timeout(60).retrying(3, retry_on(reason="*")),
       NOW, Expect("FAILED", Reason.TIMEOUT, ("j-a1",), RELEASED),
       id="AWS: not even when a RETRY rule would match"),
     P(RUNNING, C.with_pod(POD.running()).timeout(60).keeping_pods(), NOW,
-      Expect("FAILED", Reason.TIMEOUT, ("j-a1",), RELEASED),
+      Expect("RUNNING", None, ("j-a1",), wake_at=NOW + STUCK_TERMINATING_SECONDS),
       id="a timed-out pod is stopped even with keep_pods"),
     P(J.in_state("RUNNING", 2, started=NOW - 30), C.with_pod(a_pod("j-a2").running()).timeout(60).retrying(3),
       NOW, Expect("RUNNING", wake_at=NOW + 30),
@@ -528,19 +575,75 @@ LOST_ROWS = [
       id="STARTING, pod seen then gone: a lost attempt, one attempt only -> FAILED"),
     P(STARTING, C.pod_seen().retrying(2), NOW, Expect("RUNNABLE", LOST, flags=REQUEUED),
       id="AWS: instance failure is retried: lost attempt -> RUNNABLE"),
-    P(RUNNING, C.pod_seen().retrying(2), NOW, Expect("RUNNABLE", LOST, flags=REQUEUED),
-      id="RUNNING, pod gone (node lost): retried"),
-    P(J.in_state("RUNNING", 2), C.pod_seen().retrying(2), NOW, Expect("FAILED", LOST_2, flags=RELEASED),
-      id="lost on the last attempt: FAILED with the lost pod's name"),
-    P(RUNNING, C.pod_seen().retrying(5, exit_on(status="Pod *")), NOW,
-      Expect("FAILED", LOST, flags=RELEASED), id="an EXIT rule on the statusReason matches a lost pod"),
+    P(RUNNING, C.pod_seen().retrying(2), NOW, Expect("RUNNABLE", HOST, flags=REQUEUED),
+      id="RUNNING, pod gone from its node (node lost): Host EC2 (node n1) terminated., retried"),
+    P(J.in_state("RUNNING", 2), C.pod_seen().retrying(2), NOW, Expect("FAILED", HOST, flags=RELEASED),
+      id="lost on the last attempt: FAILED with the host reason"),
+    P(RUNNING, C.pod_seen().retrying(5, exit_on(status="Host EC2*")), NOW,
+      Expect("FAILED", HOST, flags=RELEASED), id="an EXIT rule on the statusReason matches a lost host"),
     P(RUNNING, C.pod_seen().retrying(5, exit_on(exit_code="*")), NOW,
-      Expect("FAILED", LOST, flags=RELEASED), id="a lost pod has no exit code: onExitCode * matches it"),
-    P(RUNNING, C.retrying(2), NOW, Expect("RUNNABLE", LOST, flags=REQUEUED),
+      Expect("FAILED", HOST, flags=RELEASED), id="a lost pod has no exit code: onExitCode * matches it"),
+    P(RUNNING, C.retrying(2), NOW, Expect("RUNNABLE", HOST, flags=REQUEUED),
       id="RUNNING, pod never seen by this operator (gone while it was down): lost, not re-created"),
+    P(RUNNING, C.pod_seen().retrying(3, *SPOT), NOW, Expect("RUNNABLE", HOST, flags=REQUEUED),
+      id="AWS Spot recipe: node lost while RUNNING -> RETRY on Host EC2*"),
+    P(RUNNING, C.with_pod(POD.exited(1)).retrying(3, *SPOT), NOW, Expect("FAILED", ESSENTIAL, ("j-a1",), RELEASED),
+      id="AWS Spot recipe: an ordinary failure -> EXIT"),
+    P(RUNNING, C.with_pod(POD.disrupted("Evicted", since=STARTED)).retrying(3, *SPOT), NOW,
+      Expect("RUNNABLE", HOST, ("j-a1",), REQUEUED), id="K8s: evicted while RUNNING: a host failure, retried"),
+    P(RUNNING, C.with_pod(POD.disrupted("PreemptionByScheduler", since=STARTED)).retrying(3, *SPOT), NOW,
+      Expect("RUNNABLE", HOST, ("j-a1",), REQUEUED), id="K8s: preempted (DisruptionTarget): a host failure"),
+    P(RUNNING, C.with_pod(POD.disrupted("Shutdown", since=STARTED)), NOW,
+      Expect("FAILED", HOST, ("j-a1",), RELEASED), id="K8s: node shutdown with no attempts left: FAILED, host"),
+    P(STARTING, C.with_pod(POD.disrupted("Evicted")), NOW, Expect("RUNNABLE", HOST, ("j-a1",), REQUEUED),
+      id="AWS: lost before RUNNING does not use an attempt: re-queued even with one attempt"),
+    P(STARTING, C.with_pod(POD.disrupted("Evicted")).rules(exit_on(status="Host*")), NOW,
+      Expect("RUNNABLE", HOST, ("j-a1",), REQUEUED), id="... and no evaluateOnExit rule applies to it"),
 ]  # fmt: skip
 
-ALL_ROWS = TERMINAL_ROWS + TERMINATE_ROWS + CANCEL_ROWS + ADMISSION_ROWS + PENDING_ROWS + POD_ROWS + LOST_ROWS
+EXIT_ROWS = [
+    P(RUNNING, C.with_pod(POD.exited(1)).retrying(3, exit_on(status="Essential*")), NOW,
+      Expect("FAILED", ESSENTIAL, ("j-a1",), RELEASED),
+      id="AWS: onStatusReason Essential* matches an ordinary failure -> EXIT"),
+    P(RUNNING, C.with_pod(POD.exited(1)).retrying(3, exit_on(status="Host EC2*")), NOW,
+      Expect("RUNNABLE", ESSENTIAL, ("j-a1",), REQUEUED), id="onStatusReason Host EC2* does not"),
+    P(STARTING, C.with_pod(POD.init_failed("setup", 2)), NOW,
+      Expect("FAILED", "Init container setup exited", ("j-a1",), RELEASED),
+      id="an init container failed: its name in the statusReason"),
+    P(RUNNING, C.with_pod(POD.sidecar_still_running(0)), NOW, Expect("SUCCEEDED", None, ("j-a1",), RELEASED),
+      id="the essential container exited 0, a sidecar still runs: SUCCEEDED, pod stopped"),
+    P(RUNNING, C.with_pod(POD.sidecar_still_running(0)).keeping_pods(), NOW,
+      Expect("SUCCEEDED", None, ("j-a1",), RELEASED), id="... stopped even with keep_pods"),
+    P(RUNNING, C.with_pod(POD.sidecar_still_running(3)), NOW, Expect("FAILED", ESSENTIAL, ("j-a1",), RELEASED),
+      id="the essential container exited 3, a sidecar still runs: FAILED"),
+    P(STARTING, C.with_pod(POD.waiting("ImagePullBackOff", scheduled=NOW - 10)), NOW,
+      Expect("STARTING", wake_at=NOW - 10 + 300), id="image pull back-off: wait up to 300 s"),
+    P(STARTING, C.with_pod(POD.waiting("ImagePullBackOff", scheduled=NOW - 300)), NOW,
+      Expect("FAILED", "CannotPullContainerError: ImagePullBackOff: boom", ("j-a1",), RELEASED),
+      id="AWS: stuck in STARTING on an image pull: the job fails"),
+    P(STARTING, C.with_pod(POD.waiting("InvalidImageName", scheduled=NOW)), NOW,
+      Expect("FAILED", "CannotPullContainerError: InvalidImageName: boom", ("j-a1",), RELEASED),
+      id="an invalid image name fails at once"),
+    P(STARTING, C.with_pod(POD.waiting("CreateContainerConfigError", scheduled=NOW - 120)).retrying(2), NOW,
+      Expect("RUNNABLE", "CannotCreateContainerError: CreateContainerConfigError: boom", ("j-a1",), REQUEUED),
+      id="a missing Secret: the attempt fails and counts (retried while attempts remain)"),
+    P(STARTING, C.with_pod(POD.waiting("ContainerCreating", scheduled=NOW - 1799)), NOW,
+      Expect("STARTING", wake_at=NOW + 1), id="ContainerCreating (volume mount): wait up to 1800 s"),
+    P(STARTING, C.with_pod(POD.waiting("PodInitializing", scheduled=NOW - 99_999)), NOW,
+      Expect("STARTING"), id="init containers running: no bound"),
+]  # fmt: skip
+
+
+ALL_ROWS = (
+    TERMINAL_ROWS
+    + TERMINATE_ROWS
+    + CANCEL_ROWS
+    + ADMISSION_ROWS
+    + PENDING_ROWS
+    + POD_ROWS
+    + LOST_ROWS
+    + EXIT_ROWS
+)
 
 
 @pytest.mark.parametrize(("job", "ctx", "now", "expect"), ALL_ROWS)
@@ -617,7 +720,7 @@ def test_is_cancelled_and_is_terminated(
         P(J.terminated(), C, NOW, id="terminate"),
         P(J.in_state("RUNNABLE").cancelled(), C, NOW, id="cancel"),
         P(RUNNING, C.with_pod(POD.exited(1)), NOW, id="attempts exhausted"),
-        P(RUNNING, C.with_pod(POD.running()).timeout(60), NOW, id="timeout"),
+        P(RUNNING, C.with_pod(POD.killed(at=NOW)).timeout(60), NOW, id="timeout"),
         P(RUNNING, C.with_pod(POD.succeeded()), NOW, id="success"),
         P(J, C.without_queue(), NOW, id="missing queue"),
         P(J, C.render_problems("x"), NOW, id="invalid definition"),
@@ -683,6 +786,112 @@ def test_a_grace_wait_records_nothing_visible_but_the_submission() -> None:
     assert step.status.jobDefinitionRevision is None
 
 
+@pytest.mark.parametrize(
+    ("seen", "created"),
+    [
+        P(T0 + 0.25, iso(T0 + 0.25), id="seen within its creation second: the operator's clock (ms)"),
+        P(T0 + 5, iso(T0), id="seen late (operator restart): the creationTimestamp"),
+    ],
+)
+def test_created_at_has_millisecond_resolution_when_seen_at_once(seen: float, created: str) -> None:
+    assert run(J, C, seen).status.createdAt == created
+
+
+def test_jobs_created_within_one_second_keep_their_order_in_created_at() -> None:
+    first = run(a_job("a"), C, T0 + 0.100).status.createdAt
+    second = run(a_job("b"), C, T0 + 0.200).status.createdAt
+
+    assert first is not None and second is not None and first < second
+
+
+def test_starting_to_succeeded_between_observations_still_records_started_at() -> None:
+    # The watch saw Pending, then Succeeded: the container's terminated.startedAt is the start.
+    pod = PodB(replace(POD.succeeded().obs, running_since=T0 + 200, finished_at=T0 + 230))
+    st = run(STARTING, C.with_pod(pod), NOW).status
+    assert st.attempts is not None
+
+    assert (st.startedAt, st.attempts[-1].startedAt) == (iso(T0 + 200), iso(T0 + 200))
+    assert (st.stoppedAt, st.attempts[-1].stoppedAt) == (iso(T0 + 230), iso(T0 + 230))
+
+
+def test_stopped_at_is_the_container_s_finish_time_not_when_it_was_noticed() -> None:
+    st = run(RUNNING, C.with_pod(POD.exited(1).finished_at(STARTED + 7)), NOW).status
+    assert st.attempts is not None
+
+    assert (st.stoppedAt, st.attempts[-1].stoppedAt) == (iso(STARTED + 7), iso(STARTED + 7))
+
+
+def test_a_finish_seen_within_its_second_gets_milliseconds() -> None:
+    st = run(RUNNING, C.with_pod(POD.exited(1).finished_at(STARTED + 7)), STARTED + 7.456).status
+
+    assert st.stoppedAt == iso(STARTED + 7.456)
+
+
+def test_an_attempt_never_starts_before_the_previous_one_stopped() -> None:
+    job = J.in_state("STARTING", attempts=2)
+    status = job.status()
+    assert status.attempts is not None
+    status.attempts[0].stoppedAt = iso(T0 + 20.5)  # attempt 1 stopped at .5 s
+    pod = PodB(replace(a_pod("j-a2").running().obs, running_since=T0 + 20))  # whole seconds
+    step = advance(job.job(), status, C.with_pod(pod).retrying(3).ctx, T0 + 30)
+
+    assert step.status.attempts is not None
+    assert step.status.attempts[-1].startedAt == iso(T0 + 20.5)
+
+
+def test_a_multi_container_attempt_records_each_container_s_exit() -> None:
+    pod = PodB(
+        replace(
+            POD.exited(3).obs,
+            containers=(ContainerExit("main", 3, "Error"), ContainerExit("log", 0, "Completed")),
+        )
+    )
+    st = run(RUNNING, C.with_pod(pod)).status
+    assert st.attempts is not None
+    containers = st.attempts[-1].containers or []
+
+    assert [(c.name, c.exitCode, c.reason) for c in containers] == [
+        ("main", 3, "Error"),
+        ("log", 0, "Completed"),
+    ]
+
+
+def _uncounted_losses(n: int) -> BatchJobStatus:
+    """STARTING on attempt n+1 after n attempts whose host went away before they ran."""
+    status = J.in_state("STARTING", attempts=n + 1).status()
+    assert status.attempts is not None
+    for a in status.attempts[:-1]:
+        a.startedAt, a.exitCode, a.reason, a.statusReason = None, None, None, HOST
+    return status
+
+
+@pytest.mark.parametrize(
+    ("earlier", "state"),
+    [
+        P(0, "RUNNABLE", id="first loss before RUNNING: re-queued without using the one attempt"),
+        P(MAX_UNCOUNTED_ATTEMPTS - 1, "RUNNABLE", id="still within the bound"),
+        P(MAX_UNCOUNTED_ATTEMPTS, "FAILED", id="bound reached: this loss counts, attempts exhausted"),
+    ],
+)
+def test_losses_before_running_are_free_up_to_a_bound(earlier: int, state: str) -> None:
+    status = _uncounted_losses(earlier)
+    pod = a_pod(f"j-a{earlier + 1}").disrupted("Evicted")
+    step = advance(J.job(), status, C.with_pod(pod).ctx, NOW)
+
+    assert (step.status.status, step.status.statusReason) == (state, HOST)
+
+
+def test_uncounted_losses_do_not_use_up_attempts_for_a_later_failure() -> None:
+    # Two losses before RUNNING, then attempt 3 runs and exits 1 with attempts=2: it is the
+    # first counted attempt, so it is retried.
+    status = _uncounted_losses(2)
+    status.attempts[-1].startedAt = iso(STARTED)  # type: ignore[index]
+    status.status = "RUNNING"
+    step = advance(J.job(), status, C.with_pod(a_pod("j-a3").exited(1)).retrying(2).ctx, NOW)
+
+    assert step.status.status == "RUNNABLE"
+
+
 def test_starting_to_running_records_started_at_and_node() -> None:
     step = run(STARTING, C.with_pod(POD.running(since=T0 + 200, node="n7")))
     st = step.status
@@ -742,7 +951,7 @@ def test_a_successful_attempt_has_no_status_reason() -> None:
 
 
 def test_a_timed_out_attempt_records_the_timeout_reason() -> None:
-    st = run(RUNNING, C.with_pod(POD.running()).timeout(60)).status
+    st = run(RUNNING, C.with_pod(POD.killed(at=NOW)).timeout(60)).status
     assert st.attempts is not None
 
     assert (st.attempts[-1].statusReason, st.attempts[-1].stoppedAt) == (Reason.TIMEOUT, iso(NOW))
@@ -753,7 +962,7 @@ def test_a_lost_attempt_records_the_lost_reason_and_no_exit() -> None:
     assert st.attempts is not None
     attempt = st.attempts[-1]
 
-    assert (attempt.exitCode, attempt.reason, attempt.statusReason) == (None, None, LOST)
+    assert (attempt.exitCode, attempt.reason, attempt.statusReason) == (None, None, HOST)
 
 
 @pytest.mark.parametrize(
@@ -791,7 +1000,7 @@ def test_stopping_between_retries_leaves_the_finished_attempt_alone() -> None:
           [("Warning", "Retrying", f"attempt 1 failed ({ESSENTIAL}); retrying")], id="retrying"),
         P(RUNNING, C.with_pod(POD.succeeded()), [("Normal", "Succeeded", "SUCCEEDED")],
           id="succeeded"),
-        P(RUNNING, C.with_pod(POD.running()).timeout(60),
+        P(RUNNING, C.with_pod(POD.killed()).timeout(60),
           [("Warning", "Failed", f"FAILED: {Reason.TIMEOUT}")], id="timed out"),
         P(RUNNING.cancelled(), C.with_pod(POD.running()),
           [("Warning", "CancelIgnored", "cancel has no effect in RUNNING; use spec.terminate")],
@@ -971,3 +1180,40 @@ def test_queue_refusal(
     state: str | None, allowed: list[str] | None, namespace: str, expected: str | None
 ) -> None:
     assert queue_refusal("q", state, allowed, namespace) == expected
+
+
+def test_admission_records_the_effective_priority_retry_strategy_timeout_and_parameters() -> None:
+    from batchyard.api.jobdefinition import JobDefinitionSpec
+    from batchyard.core.effective import effective
+
+    definition = JobDefinitionSpec.model_validate(
+        {
+            "type": "container",
+            "containerProperties": {"image": "busybox"},
+            "parameters": {"in": "a", "out": "b"},
+            "schedulingPriority": 5,
+            "retryStrategy": {"attempts": 2},
+            "timeout": {"attemptDurationSeconds": 600},
+        }
+    )
+    job = BatchJob.from_body(
+        {
+            "metadata": {"name": "j", "namespace": "ns", "uid": "u"},
+            "spec": {
+                "jobQueue": "q",
+                "jobDefinition": "d",
+                "parameters": {"out": "c"},
+                "schedulingPriorityOverride": 9,
+                "retryStrategy": {"attempts": 4},
+            },
+        }
+    )
+    eff = effective(job.spec, definition)
+    ctx = C._definition(effective=eff).ctx
+    st = advance(job, BatchJobStatus(), ctx, NOW).status
+
+    assert (st.schedulingPriority, st.parameters) == (9, {"in": "a", "out": "c"})
+    assert (
+        st.retryStrategy is not None and st.retryStrategy.attempts == 4
+    )  # the job's replaces the definition's
+    assert st.timeout is not None and st.timeout.attemptDurationSeconds == 600

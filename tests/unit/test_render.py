@@ -59,7 +59,10 @@ def eks(*containers: dict[str, Any], **pod: Any) -> dict[str, Any]:
 
 
 def ctr(name: str | None = None, image: str = "busybox", **fields: Any) -> dict[str, Any]:
-    """One EKS container."""
+    """One EKS container (AWS: an EKS job needs a vCPU and a memory value; ``resources=None`` for none)."""
+    fields.setdefault("resources", {"limits": {"cpu": "1", "memory": "1024Mi"}})
+    if fields["resources"] is None:
+        del fields["resources"]
     return ({"name": name} if name else {}) | {"image": image} | fields
 
 
@@ -168,7 +171,9 @@ def test_command_parameters(
 ) -> None:
     d = a_definition(parameters=defaults, **ecs(command=FFMPEG))
     pod = render(a_job(parameters=submitted), d)
-    assert container(pod)["command"] == expected
+    # AWS: containerProperties.command is Docker's CMD: args, the image's ENTRYPOINT stays.
+    assert container(pod)["args"] == expected
+    assert "command" not in container(pod)
     assert render_problems(a_job(parameters=submitted), d) == []
 
 
@@ -206,7 +211,8 @@ def test_container_overrides_replace_command_and_merge_environment() -> None:
         }
     )
     c = container(render(job, d))
-    assert c["command"] == ["echo", "override"]
+    assert c["args"] == ["echo", "override"]
+    assert "command" not in c
     user_env = [(e["name"], e.get("value")) for e in c["env"] if not e["name"].startswith("AWS_BATCH")]
     assert user_env == [("A", "1"), ("B", "20"), ("C", "3")]
 
@@ -480,13 +486,13 @@ def test_gpu_pod_tolerates_the_gpu_taint_and_cpu_pod_does_not() -> None:
     ("resources", "override", "fragment"),
     [
         pytest.param(
-            {"limits": {"nvidia.com/gpu": "2", "memory": "8Mi"}},
+            {"limits": {"nvidia.com/gpu": "2", "memory": "8Mi", "cpu": "1"}},
             {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "2"}},
             "requests.nvidia.com/gpu (1) must equal limits.nvidia.com/gpu (2)",
             id="GPU requests differ from limits after the override",
         ),
         pytest.param(
-            {"limits": {"memory": "8Mi"}},
+            {"limits": {"memory": "8Mi", "cpu": "1"}},
             {"requests": {"memory": "16Mi"}, "limits": {"memory": "8Mi"}},
             "requests.memory (16Mi) must equal limits.memory (8Mi)",
             id="memory requests differ from limits",
@@ -791,7 +797,9 @@ def test_user_guide_fetch_and_run_definition_renders() -> None:
     assert render_problems(job, d) == []
     c = container(render(job, d))
     assert c["image"] == "123456789012.dkr.ecr.us-east-1.amazonaws.com/fetch_and_run"
-    assert c["command"] == ["myjob.sh", "60"]
+    # AWS: the image's ENTRYPOINT (fetch_and_run.sh) runs with CMD ["myjob.sh", "60"].
+    assert c["args"] == ["myjob.sh", "60"]
+    assert "command" not in c
     assert env_of(c)["BATCH_FILE_TYPE"] == "zip"
     assert c["resources"]["requests"] == {"cpu": "2", "memory": "2000Mi"}
     assert "securityContext" not in c  # "nobody" is a user name, not a uid
@@ -840,7 +848,7 @@ def test_ecs_task_containers_become_pod_containers_with_overrides_by_name() -> N
     pod = render(job, d)
     names = [c["name"] for c in pod["spec"]["containers"]]
     assert names[0] == "app" and DNS_LABEL.match(names[1])  # "Log_Router" made a valid name
-    assert container(pod, "app")["command"] == ["run", "--fast"]
+    assert container(pod, "app")["args"] == ["run", "--fast"]
     assert pod["spec"]["shareProcessNamespace"] is True
     assert job_demand(job, d) == Resources(1250, 512, 0)
 
@@ -877,3 +885,117 @@ def test_more_than_50_combined_tags_fail_the_job() -> None:
         "propagateTags: the job and job definition have 51 tags combined; at most 50 can be propagated"
     ]
     assert render_problems(a_job(tags={f"j{i}": "x" for i in range(21)}), d) == []
+
+
+@pytest.mark.parametrize(
+    ("containers", "missing"),
+    [
+        pytest.param(
+            [ctr(resources=None)], ["vCPU", "memory"], id="AWS: no cpu and no memory at all: refused"
+        ),
+        pytest.param([ctr(resources={"limits": {"cpu": "1"}})], ["memory"], id="cpu only: memory missing"),
+        pytest.param(
+            [ctr(resources={"requests": {"memory": "64Mi"}})], ["vCPU"], id="memory only: vCPU missing"
+        ),
+        pytest.param(
+            [
+                ctr("a", resources={"limits": {"cpu": "1"}}),
+                ctr("b", resources={"limits": {"memory": "64Mi"}}),
+            ],
+            [],
+            id="one value each, on different containers: accepted",
+        ),
+    ],
+)
+def test_an_eks_job_needs_a_vcpu_and_a_memory_value(
+    containers: list[dict[str, Any]], missing: list[str]
+) -> None:
+    problems = render_problems(a_job(), a_definition(**eks(*containers)))
+
+    assert [p for p in problems if "at least one" in p] == [
+        f"jobDefinition.eksProperties.podProperties.containers: at least one {name} requests or limits value "
+        f"({'cpu' if name == 'vCPU' else 'memory'}) must be specified (AWS: EKS jobs get no default)"
+        for name in missing
+    ]
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param("definition", id="podProperties.metadata.namespace"),
+        pytest.param("override", id="eksPropertiesOverride metadata.namespace"),
+    ],
+)
+def test_a_pod_namespace_is_refused_not_ignored(where: str) -> None:
+    if where == "definition":
+        job, d = a_job(), a_definition(**eks(ctr(), metadata={"namespace": "elsewhere"}))
+    else:
+        job = a_job(eksPropertiesOverride={"podProperties": {"metadata": {"namespace": "elsewhere"}}})
+        d = a_definition(**eks(ctr()))
+
+    assert any("namespace is not supported" in p for p in render_problems(job, d))
+
+
+def test_a_non_essential_ecs_container_becomes_a_native_sidecar() -> None:
+    d = a_definition(
+        ecsProperties={
+            "taskProperties": [
+                {
+                    "containers": [
+                        {"name": "app", "image": "app:1", "resourceRequirements": rr(vcpu="1", memory="512")},
+                        {
+                            "name": "proxy",
+                            "image": "envoy:1",
+                            "essential": False,
+                            "resourceRequirements": rr(vcpu="0.5"),
+                        },
+                    ]
+                }
+            ]
+        }
+    )
+    pod = render(a_job(), d)
+
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["app"]
+    sidecar = pod["spec"]["initContainers"][0]
+    # K8s native sidecar: stopped by the kubelet once the essential containers ended, so it
+    # never keeps the job RUNNING, and its requests add to the pod's.
+    assert (sidecar["name"], sidecar["restartPolicy"]) == ("proxy", "Always")
+    assert job_demand(a_job(), d) == Resources(1500, 512, 0)
+
+
+def test_a_task_without_an_essential_container_is_refused() -> None:
+    d = a_definition(
+        ecsProperties={"taskProperties": [{"containers": [{"name": "a", "image": "a", "essential": False}]}]}
+    )
+
+    assert any("at least one container must be essential" in p for p in render_problems(a_job(), d))
+
+
+def test_ecs_secrets_become_secret_key_references() -> None:
+    d = a_definition(**ecs(secrets=[{"name": "DB_PASSWORD", "valueFrom": "db-credentials:password"}]))
+    c = container(render(a_job(), d))
+
+    assert {
+        "name": "DB_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "db-credentials", "key": "password"}},
+    } in c["env"]
+    assert render_problems(a_job(), d) == []
+
+
+@pytest.mark.parametrize(
+    "value_from",
+    [
+        pytest.param(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf", id="a Secrets Manager ARN"
+        ),
+        pytest.param("arn:aws:ssm:us-east-1:123456789012:parameter/db", id="an SSM parameter ARN"),
+        pytest.param("db-credentials", id="no key"),
+        pytest.param("Bad_Name:key", id="not a Secret name"),
+    ],
+)
+def test_ecs_secrets_of_another_form_are_refused_naming_the_variable(value_from: str) -> None:
+    d = a_definition(**ecs(secrets=[{"name": "DB_PASSWORD", "valueFrom": value_from}]))
+
+    problems = render_problems(a_job(), d)
+    assert any("secrets[0] (DB_PASSWORD)" in p and "<secret-name>:<key>" in p for p in problems), problems

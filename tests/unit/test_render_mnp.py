@@ -84,8 +84,8 @@ def test_node_overrides_change_the_node_count_and_the_targeted_nodes() -> None:
     assert num_nodes(job, MAIN_AND_WORKERS) == 6
     main = container(render(job, MAIN_AND_WORKERS))
     worker = container(render(job, MAIN_AND_WORKERS, node_index=5, main_node_ip="10.0.0.1"))
-    assert "command" not in main
-    assert worker["command"] == ["train", "--worker"]
+    assert "args" not in main
+    assert worker["args"] == ["train", "--worker"]  # ECS-style command is Docker's CMD
     assert batch_vars(worker)["AWS_BATCH_JOB_NUM_NODES"] == "6"
 
 

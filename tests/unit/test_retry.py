@@ -112,6 +112,15 @@ def test_pattern_matches(pattern: str, value: str | None, expected: bool) -> Non
             True,
             id="status reason only, exit code ignored",
         ),
+        pytest.param(
+            exit_on(status_reason="Essential*"),
+            exited(1),
+            True,
+            id="AWS: an ordinary failure's statusReason (Essential container in task exited) is matched",
+        ),
+        pytest.param(
+            exit_on(status_reason="Host EC2*"), exited(1), False, id="... and is not a host failure"
+        ),
         pytest.param(ExitRule(Action.RETRY), exited(1), False, id="entry without conditions never matches"),
     ],
 )

@@ -38,7 +38,7 @@ from batchyard.core.arrays import ArrayChildren
 from batchyard.core.capacity import ZERO, Resources, parse_cpu, parse_memory_mib
 from batchyard.core.jobref import JobRef
 from batchyard.core.jobstate import TERMINAL_STATES
-from batchyard.core.lifecycle import PodObs, epoch
+from batchyard.core.lifecycle import ContainerExit, PodObs, epoch
 from batchyard.render.names import (
     GPU_RESOURCE,
     LABEL_ARRAY_INDEX,
@@ -133,7 +133,14 @@ def pod_requests(spec: Mapping[str, Any]) -> Resources:
     total = ZERO
     for c in spec.get("containers") or ():
         total = total + of(c)
-    for c in spec.get("initContainers") or ():
+    inits = spec.get("initContainers") or ()
+    # K8s native sidecars (restartPolicy Always) run beside the containers: their requests add.
+    for c in inits:
+        if c.get("restartPolicy") == "Always":
+            total = total + of(c)
+    for c in inits:
+        if c.get("restartPolicy") == "Always":
+            continue
         i = of(c)
         total = Resources(
             max(total.milli_cpu, i.milli_cpu), max(total.memory_mib, i.memory_mib), max(total.gpus, i.gpus)
@@ -146,8 +153,26 @@ def _deleting_since(meta: Mapping[str, Any]) -> float | None:
     return None if ends is None else ends - float(meta.get("deletionGracePeriodSeconds") or 0)
 
 
+# Pod-level reasons the kubelet or the control plane set when the system, not the container,
+# ended the pod (node pressure eviction, node lost, graceful node shutdown).
+_DISRUPTION_POD_REASONS = frozenset(
+    {"Evicted", "NodeLost", "Shutdown", "Terminated", "NodeShutdown", "UnexpectedAdmissionError"}
+)
+
+
+def _condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for c in status.get("conditions") or ():
+        if c.get("type") == type_:
+            return c  # type: ignore[no-any-return]
+    return None
+
+
 def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
-    """Reduce a pod to what the lifecycle reads; None if it is not one of ours."""
+    """Reduce a pod to what the lifecycle reads; None if it is not one of ours.
+
+    Containers: ``containerStatuses`` are the essential containers (a non-essential ECS
+    container is rendered as a native sidecar, an init container with restartPolicy Always).
+    """
     meta = body.get("metadata") or {}
     labels = meta.get("labels") or {}
     uid = labels.get(LABEL_JOB_UID)
@@ -155,8 +180,12 @@ def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
         return None
     status = body.get("status") or {}
     exit_code = reason = message = None
-    running_since = None
-    for cs in status.get("containerStatuses") or []:
+    running_since: float | None = None
+    finished_at: float | None = None
+    waiting_reason = waiting_message = None
+    containers: list[ContainerExit] = []
+    statuses = status.get("containerStatuses") or []
+    for cs in statuses:
         state = cs.get("state") or {}
         term = state.get("terminated")
         # AWS (EKS): the job fails if any container fails; report the first non-zero exit.
@@ -164,9 +193,58 @@ def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
             exit_code = term.get("exitCode")
             reason = term.get("reason")
             message = term.get("message")
-        running = state.get("running")
-        if running is not None and running_since is None:
-            running_since = epoch(running.get("startedAt"))
+        started = state.get("running") or term
+        if started is not None:
+            # running.startedAt, or terminated.startedAt for a container seen only once it ended.
+            since = epoch(started.get("startedAt"))
+            if since is not None and (running_since is None or since < running_since):
+                running_since = since
+        if term is not None:
+            containers.append(ContainerExit(cs.get("name", ""), term.get("exitCode"), term.get("reason")))
+            done = epoch(term.get("finishedAt"))
+            if done is not None and (finished_at is None or done > finished_at):
+                finished_at = done
+        waiting = state.get("waiting")
+        if waiting is not None and waiting_reason is None and waiting.get("reason"):
+            waiting_reason, waiting_message = waiting.get("reason"), waiting.get("message")
+    failed_init = None
+    # Native sidecars (restartPolicy Always) end with SIGTERM when the pod stops: not a failure.
+    sidecars = {
+        c.get("name")
+        for c in (body.get("spec") or {}).get("initContainers") or ()
+        if c.get("restartPolicy") == "Always"
+    }
+    for cs in status.get("initContainerStatuses") or []:
+        term = (cs.get("state") or {}).get("terminated")
+        if (
+            term is not None
+            and term.get("exitCode", 0) != 0
+            and failed_init is None
+            and cs.get("name") not in sidecars
+        ):
+            failed_init = cs.get("name", "")
+            exit_code, reason, message = term.get("exitCode"), term.get("reason"), term.get("message")
+        waiting = (cs.get("state") or {}).get("waiting")
+        if (
+            waiting is not None
+            and waiting_reason is None
+            and waiting.get("reason") not in (None, "PodInitializing")
+        ):
+            waiting_reason, waiting_message = waiting.get("reason"), waiting.get("message")
+    # The system ended the pod: a pod-level reason (Evicted, NodeLost, Shutdown), or the
+    # DisruptionTarget condition (preemption, taint eviction, garbage collection of a lost node).
+    disruption = status.get("reason") if status.get("reason") in _DISRUPTION_POD_REASONS else None
+    target = _condition(status, "DisruptionTarget")
+    if disruption is None and target is not None and target.get("status") == "True":
+        disruption = target.get("reason") or "DisruptionTarget"
+    scheduled = _condition(status, "PodScheduled")
+    scheduled_at = (
+        epoch(scheduled.get("lastTransitionTime"))
+        if scheduled and scheduled.get("status") == "True"
+        else None
+    )
+    phase = status.get("phase", "Pending")
+    essentials_done = phase == "Running" and bool(statuses) and len(containers) == len(statuses)
     index = labels.get(LABEL_ARRAY_INDEX)
     return PodEntry(
         namespace=meta.get("namespace", ""),
@@ -175,7 +253,7 @@ def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
         array_index=int(index) if index is not None else None,
         obs=PodObs(
             name=meta["name"],
-            phase=status.get("phase", "Pending"),
+            phase=phase,
             node=(body.get("spec") or {}).get("nodeName"),
             exit_code=exit_code,
             reason=reason,
@@ -184,6 +262,14 @@ def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
             deleting=bool(meta.get("deletionTimestamp")),
             # deletionTimestamp is when the grace period ends: the request came that much earlier.
             deleting_since=_deleting_since(meta),
+            finished_at=finished_at if len(containers) == len(statuses) else None,
+            disruption=disruption,
+            failed_init_container=failed_init,
+            waiting_reason=waiting_reason,
+            waiting_message=waiting_message,
+            scheduled_at=scheduled_at,
+            containers=tuple(containers),
+            essentials_done=essentials_done,
         ),
         requests=pod_requests(body.get("spec") or {}),
         compute_environment=labels.get(LABEL_COMPUTE_ENVIRONMENT),

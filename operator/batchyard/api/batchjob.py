@@ -298,6 +298,17 @@ class JobStateCounts(Loose):
         return cls(**{s: counts.get(s, 0) for s in JOB_STATES})
 
 
+class AttemptContainerDetail(Loose):
+    """One container's end in an attempt (AWS EksAttemptContainerDetail)."""
+
+    name: str | None = None
+    """The container's name."""
+    exitCode: int | None = None
+    """Its exit code."""
+    reason: str | None = None
+    """Its terminated reason (e.g. OOMKilled, Error, Completed)."""
+
+
 class AttemptDetail(Loose):
     """One attempt (AWS AttemptDetail/EksAttemptDetail, flattened to the pod's main container)."""
 
@@ -318,7 +329,9 @@ class AttemptDetail(Loose):
     startedAt: Timestamp | None = None
     """When the attempt entered RUNNING (RFC 3339)."""
     stoppedAt: Timestamp | None = None
-    """When the attempt ended (RFC 3339)."""
+    """When the attempt ended: its containers' finish time (RFC 3339)."""
+    containers: Annotated[list[AttemptContainerDetail], Field(max_length=64)] | None = None
+    """Each container's exit, when the pod has more than one (AWS eksAttempts[].containers)."""
 
 
 class ChildExitDetail(Loose):
@@ -328,6 +341,8 @@ class ChildExitDetail(Loose):
     """The container exit code."""
     reason: str | None = None
     """The container's terminated reason (or the attempt's statusReason), cut to 128 characters."""
+    statusReason: str | None = None
+    """The child's last statusReason, cut to 128 characters."""
 
 
 class ArrayChildrenDetail(Loose):
@@ -345,6 +360,12 @@ class ArrayChildrenDetail(Loose):
     """Last exit per child index, for at most 500 children (first come, first kept)."""
     lastExitsOmitted: int | None = None
     """Exits not kept because lastExits was full."""
+    times: dict[str, str] | None = None
+    """startedAt-stoppedAt per child index, in epoch milliseconds ("1764560000123-1764560004567";
+    stoppedAt empty while it runs), for at most 500 children (first come, first kept). A child's
+    createdAt is the parent's (AWS: when the parent spawned it)."""
+    timesOmitted: int | None = None
+    """Children whose times were not kept because times was full."""
 
 
 class ArrayPropertiesDetail(Loose):
@@ -384,6 +405,14 @@ class BatchJobStatus(Loose):
     """When the job reached SUCCEEDED or FAILED (RFC 3339)."""
     attempts: list[AttemptDetail] | None = None
     """Completed and current attempts, in order."""
+    schedulingPriority: int | None = None
+    """The effective scheduling priority (schedulingPriorityOverride, else the definition's)."""
+    retryStrategy: RetryStrategy | None = None
+    """The effective retry strategy (the job's, else the definition's), recorded at admission."""
+    timeout: JobTimeout | None = None
+    """The effective timeout (the job's, else the definition's), recorded at admission."""
+    parameters: Parameters | None = None
+    """The effective parameters (the definition's defaults, replaced by name by the job's)."""
     isCancelled: bool | None = None
     """The job was cancelled (spec.cancel or a queue's jobStateTimeLimitAction)."""
     isTerminated: bool | None = None

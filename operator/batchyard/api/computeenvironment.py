@@ -155,14 +155,22 @@ class EksConfiguration(Spec):
                         "spec.eksConfiguration.kubernetesNamespace must not be 'default' "
                         "and must not start with "
                         "'kube-'",
-                    )
+                    ),
+                    # Refused, not ignored: pods run in their BatchJob's namespace (an owner
+                    # reference can't cross namespaces; without it a deleted job leaks pods).
+                    rule(
+                        "false",
+                        "spec.eksConfiguration.kubernetesNamespace is not supported: each job's pods run "
+                        "in its BatchJob's namespace (JobQueue allowedNamespaces chooses which "
+                        "namespaces may submit); remove it",
+                    ),
                 ),
             ),
         ]
         | None
     ) = None
-    """Namespace for job pods: fewer than 64 characters, a DNS label, not `default`, not starting with
-    `kube-` (AWS). Unset: each job's pods run in the job's own namespace."""
+    """Not supported, refused (AWS requires it on EKS): each job's pods run in its BatchJob's own
+    namespace, and JobQueue `allowedNamespaces` chooses which namespaces may submit."""
 
 
 class ObjectRef(Spec):
@@ -183,8 +191,6 @@ class KwokProvider(Spec):
 
     nodeNamePrefix: Annotated[str, Field(max_length=40, pattern=DNS_LABEL_PATTERN)] | None = None
     """Prefix of the fake node names (default: the compute environment's name)."""
-    startupSeconds: Annotated[int, Field(ge=0, le=3600)] | None = None
-    """Simulated node boot time."""
     options: ProviderOptions | None = None
     """Provider-specific settings."""
 
@@ -330,7 +336,7 @@ class ComputeEnvironmentSpec(Spec):
     computeResources: ComputeResources | None = None
     """Capacity (MANAGED only)."""
     eksConfiguration: EksConfiguration | None = None
-    """Namespace for job pods."""
+    """AWS EksConfiguration; its kubernetesNamespace is refused (pods run in the job's namespace)."""
     unmanagedvCpus: Annotated[int, Field(ge=0)] | None = None
     """UNMANAGED only: vCPUs counted for fair-share compute reservation."""
     provider: Provider | None = None

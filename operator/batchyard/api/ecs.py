@@ -156,10 +156,14 @@ class LinuxParameters(Spec):
 
 
 class Secret(Spec):
-    """A secret from AWS Secrets Manager/SSM (AWS Secret). Accepted for compatibility; ignored."""
+    """An environment variable from a secret (AWS Secret). On Kubernetes `valueFrom` is
+    `<secret-name>:<key>`: a key of a Secret in the job's namespace (a secretKeyRef). A Secrets
+    Manager or SSM ARN has no meaning here and fails the job with a reason naming the variable."""
 
     name: str
+    """The environment variable's name."""
     valueFrom: str
+    """`<secret-name>:<key>` of a Kubernetes Secret in the job's namespace."""
 
 
 class LogConfiguration(Spec):
@@ -269,7 +273,7 @@ class ContainerProperties(Spec):
     logConfiguration: LogConfiguration | None = None
     """ECS only; accepted and ignored."""
     secrets: Annotated[list[Secret], Field(max_length=64)] | None = None
-    """ECS only; accepted and ignored."""
+    """Environment variables from Kubernetes Secrets: valueFrom is `<secret-name>:<key>`."""
     networkConfiguration: NetworkConfiguration | None = None
     """Fargate only; accepted and ignored."""
     fargatePlatformConfiguration: FargatePlatformConfiguration | None = None
@@ -327,8 +331,9 @@ class TaskContainerProperties(Spec):
     command: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=256)] | None = None
     """Command; `Ref::name` elements are replaced by parameters."""
     essential: bool | None = None
-    """ECS: when an essential container exits, the task stops. On Kubernetes every container's exit
-    code counts (EKS rule); recorded for compatibility."""
+    """ECS: when an essential container exits, the task stops (default true). A non-essential
+    container runs as a Kubernetes native sidecar: it is stopped once the essential containers
+    ended and its exit code does not decide the job."""
     dependsOn: Annotated[list[TaskContainerDependency], Field(max_length=10)] | None = None
     """ECS start ordering; accepted and ignored."""
     environment: Environment | None = None

@@ -225,9 +225,12 @@ _RESERVED = ("kubernetes.io/", "k8s.io/", "batch.amazonaws.com/", "batchyard.io/
 _NOT_RESERVED = " && ".join(f"!k.contains('{p}')" for p in _RESERVED)
 
 NamespaceName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
+# Refused, not ignored: a job's pods run in the BatchJob's own namespace (the pod's owner
+# reference to its BatchJob can't cross namespaces, and without it a deleted job would leak pods).
 _NAMESPACE_RULE = rule(
-    "self != 'default' && !self.startsWith('kube-')",
-    "namespace must not be 'default' and must not start with 'kube-' (AWS kubernetesNamespace rule)",
+    "false",
+    "metadata.namespace is not supported: a job's pods run in the BatchJob's namespace; submit the "
+    "BatchJob in the namespace the pods should run in",
 )
 
 
@@ -271,8 +274,8 @@ class EksMetadata(Spec):
     ) = None
     """Annotations added to the pod (same reserved prefixes as labels)."""
     namespace: Annotated[NamespaceName, Field(json_schema_extra=cel(_NAMESPACE_RULE))] | None = None
-    """Namespace the pods run in, overriding the compute environment's kubernetesNamespace: 1-63
-    characters, a DNS label, not `default`, not starting with `kube-` (AWS EksMetadata.namespace)."""
+    """Not supported, refused (AWS EksMetadata.namespace): a job's pods run in the BatchJob's own
+    namespace; submit the BatchJob in the namespace the pods should run in."""
 
 
 class ImagePullSecret(Spec):
@@ -333,7 +336,7 @@ class EksPodProperties(Spec):
     volumes: Annotated[list[EksVolume], Field(max_length=32)] | None = None
     """Pod volumes."""
     metadata: EksMetadata | None = None
-    """Labels, annotations and namespace of the pod."""
+    """Labels and annotations of the pod (a namespace is refused: pods run in the BatchJob's namespace)."""
     shareProcessNamespace: bool | None = None
     """Share one process namespace between the containers (default false)."""
 
@@ -371,7 +374,7 @@ class EksPodPropertiesOverride(Spec):
     initContainers: Annotated[list[EksContainerOverride], Field(max_length=10)] | None = None
     """Init container overrides."""
     metadata: EksMetadata | None = None
-    """Adds labels/annotations; namespace overrides the pod namespace."""
+    """Adds labels/annotations (a namespace is refused: pods run in the BatchJob's namespace)."""
 
 
 class EksPropertiesOverride(Spec):

@@ -16,6 +16,7 @@ from typing import Any
 from batchyard import render
 from batchyard.api.batchjob import BatchJob
 from batchyard.core.arrayjob import children_from_status
+from batchyard.core.lifecycle import iso
 
 
 def register(sub: Any) -> None:
@@ -46,9 +47,17 @@ def child_detail(job: BatchJob, index: int, pod: dict[str, Any] | None) -> dict[
         return detail
     attempt = children.attempt_of(index)
     detail.update(status=children.state_of(index).value, attempts=attempt)
+    # AWS: a child's createdAt is when its parent spawned it.
+    detail["createdAt"] = status.createdAt
+    times = children.times.get(index)
+    if times is not None:
+        detail["startedAt"] = iso(times.started) if times.started is not None else None
+        detail["stoppedAt"] = iso(times.stopped) if times.stopped is not None else None
     last = children.exits.get(index)
     if last is not None:
         detail["lastExit"] = {"exitCode": last.exit_code, "reason": last.reason}
+        if last.status_reason:
+            detail["statusReason"] = last.status_reason
     detail["podName"] = render.pod_name(job.metadata.name or "", attempt, index)
     if pod is not None:
         detail["pod"] = {

@@ -55,8 +55,12 @@ def children_from_status(status: BatchJobStatus) -> ArrayChildren | None:
             "size": ap.size,
             "states": detail.states or {},
             "attempts": detail.attempts or {},
-            "lastExits": {k: [v.exitCode, v.reason] for k, v in (detail.lastExits or {}).items()},
+            "lastExits": {
+                k: [v.exitCode, v.reason, v.statusReason] for k, v in (detail.lastExits or {}).items()
+            },
             "lastExitsOmitted": detail.lastExitsOmitted or 0,
+            "times": detail.times or {},
+            "timesOmitted": detail.timesOmitted or 0,
         }
     )
 
@@ -72,8 +76,13 @@ def array_detail(children: ArrayChildren) -> ArrayPropertiesDetail:
         children=ArrayChildrenDetail(
             states=raw.get("states"),  # type: ignore[arg-type,unused-ignore]
             attempts=raw.get("attempts"),  # type: ignore[arg-type,unused-ignore]
-            lastExits={k: ChildExitDetail(exitCode=v[0], reason=v[1]) for k, v in exits.items()} or None,
+            lastExits={
+                k: ChildExitDetail(exitCode=v[0], reason=v[1], statusReason=v[2]) for k, v in exits.items()
+            }
+            or None,
             lastExitsOmitted=children.exits_omitted or None,
+            times=raw.get("times") or None,  # type: ignore[arg-type,unused-ignore]
+            timesOmitted=children.times_omitted or None,
         ),
     )
 
@@ -369,10 +378,17 @@ class ArraySteps:
             return
         children.set_state(index, new)
         last = cstep.status.attempts[-1] if cstep.status.attempts else None
+        if last is not None and last.startedAt is not None:
+            # AWS: each child has its own startedAt/stoppedAt (the container's times).
+            children.record_times(index, lifecycle.epoch(last.startedAt), lifecycle.epoch(last.stoppedAt))
+            # The parent started with its first child, even one seen only once it had finished.
+            step.status.startedAt = step.status.startedAt or last.startedAt
         if new is JobState.RUNNING:
             sched.mark_running(child)
             if step.status.startedAt is None:
-                step.status.startedAt = lifecycle.iso(now)
+                step.status.startedAt = (
+                    last.startedAt if last is not None and last.startedAt else lifecycle.iso(now)
+                )
             return
         # Only unsuccessful attempts are worth the space: the table is bounded (500 children),
         # and a success says nothing a state range doesn't.
@@ -381,7 +397,7 @@ class ArraySteps:
             and new is not JobState.SUCCEEDED
             and (last.exitCode is not None or last.statusReason)
         ):
-            children.record_exit(index, last.exitCode, last.reason or last.statusReason)
+            children.record_exit(index, last.exitCode, last.reason or last.statusReason, last.statusReason)
         if cstep.release:
             self.book.release(child, now, keep=cstep.enqueue)
         if cstep.enqueue:  # retry: back to RUNNABLE with the next attempt number

@@ -37,6 +37,9 @@ MIN_ARRAY_SIZE = 2  # AWS: "The array size can be between 2 and 10,000."
 MAX_ARRAY_SIZE = 10_000
 MAX_EXIT_DETAILS = 500
 MAX_REASON_LENGTH = 128
+# Per-child start/stop times, bounded like the exits (first come, first kept): epoch
+# milliseconds as "started-stopped" strings, about 30 bytes a child.
+MAX_TIME_DETAILS = 500
 
 
 class RangeSet:
@@ -152,6 +155,26 @@ class ChildExit:
 
     exit_code: int | None
     reason: str | None
+    status_reason: str | None = None  # the child's last statusReason (AWS DescribeJobs statusReason)
+
+
+@dataclass(frozen=True, slots=True)
+class ChildTimes:
+    """A child's startedAt/stoppedAt (epoch seconds) of its current or last attempt."""
+
+    started: float | None
+    stopped: float | None = None
+
+    def to_str(self) -> str:
+        def ms(t: float | None) -> str:
+            return "" if t is None else str(round(t * 1000))
+
+        return f"{ms(self.started)}-{ms(self.stopped)}"
+
+    @classmethod
+    def parse(cls, text: str) -> ChildTimes:
+        started, _, stopped = text.partition("-")
+        return cls(int(started) / 1000 if started else None, int(stopped) / 1000 if stopped else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +194,8 @@ class ArrayChildren:
     attempts: dict[int, RangeSet] = field(default_factory=dict)  # attempt number (>=2) -> children
     exits: dict[int, ChildExit] = field(default_factory=dict)
     exits_omitted: int = 0
+    times: dict[int, ChildTimes] = field(default_factory=dict)
+    times_omitted: int = 0
 
     @classmethod
     def new(cls, size: int, initial: JobState = JobState.PENDING) -> ArrayChildren:
@@ -248,13 +273,29 @@ class ArrayChildren:
         if number > 1:
             self.attempts.setdefault(number, RangeSet()).add(index)
 
-    def record_exit(self, index: int, exit_code: int | None, reason: str | None) -> bool:
+    def record_exit(
+        self, index: int, exit_code: int | None, reason: str | None, status_reason: str | None = None
+    ) -> bool:
         """Remember the last exit of a child; False when dropped because the table is full."""
         self._check(index)
         if index not in self.exits and len(self.exits) >= MAX_EXIT_DETAILS:
             self.exits_omitted += 1
             return False
-        self.exits[index] = ChildExit(exit_code, None if reason is None else reason[:MAX_REASON_LENGTH])
+        self.exits[index] = ChildExit(
+            exit_code,
+            None if reason is None else reason[:MAX_REASON_LENGTH],
+            None if status_reason is None else status_reason[:MAX_REASON_LENGTH],
+        )
+        return True
+
+    def record_times(self, index: int, started: float | None, stopped: float | None = None) -> bool:
+        """Remember a child's startedAt/stoppedAt (AWS reports them per child); a later attempt
+        replaces an earlier one. False when dropped because the table is full."""
+        self._check(index)
+        if index not in self.times and len(self.times) >= MAX_TIME_DETAILS:
+            self.times_omitted += 1
+            return False
+        self.times[index] = ChildTimes(started, stopped)
         return True
 
     # --- parent -------------------------------------------------------------------------
@@ -297,9 +338,15 @@ class ArrayChildren:
         if self.attempts:
             status["attempts"] = {str(n): self.attempts[n].to_str() for n in sorted(self.attempts)}
         if self.exits:
-            status["lastExits"] = {str(i): [e.exit_code, e.reason] for i, e in sorted(self.exits.items())}
+            status["lastExits"] = {
+                str(i): [e.exit_code, e.reason, e.status_reason] for i, e in sorted(self.exits.items())
+            }
         if self.exits_omitted:
             status["lastExitsOmitted"] = self.exits_omitted
+        if self.times:
+            status["times"] = {str(i): t.to_str() for i, t in sorted(self.times.items())}
+        if self.times_omitted:
+            status["timesOmitted"] = self.times_omitted
         return status
 
     @classmethod
@@ -326,11 +373,15 @@ class ArrayChildren:
         exits = status.get("lastExits") or {}
         if not isinstance(exits, Mapping):
             raise ValueError("lastExits must be a mapping")
-        for index, pair in exits.items():
-            code, reason = pair
-            children.exits[int(index)] = ChildExit(code, reason)
+        for index, entry in exits.items():
+            code, reason, *rest = entry  # [code, reason] before statusReason was kept
+            children.exits[int(index)] = ChildExit(code, reason, rest[0] if rest else None)
         omitted = status.get("lastExitsOmitted", 0)
         children.exits_omitted = omitted if isinstance(omitted, int) else 0
+        for index, text in _str_map(status.get("times")).items():
+            children.times[int(index)] = ChildTimes.parse(text)
+        omitted = status.get("timesOmitted", 0)
+        children.times_omitted = omitted if isinstance(omitted, int) else 0
         return children
 
 

@@ -47,7 +47,8 @@ def classify(status: BatchJobStatus) -> FailureCategory:
         (Reason.DEPENDENCY_CYCLE_PREFIX, Reason.DEPENDENCY_NOT_FOUND_PREFIX, Reason.INVALID_DEPENDENCY_PREFIX)
     ):
         return FailureCategory.DEPENDENCY_FAILED
-    if reason.startswith(POD_LOST_PREFIX):
+    if reason.startswith(POD_LOST_PREFIX) or Reason.is_host_failure(reason):
+        # The pod, or its node ("Host EC2 (node ...) terminated."), went away under the attempt.
         return FailureCategory.POD_LOST
     # Queue refusals and the queue's deletion (lifecycle.queue_refusal, QUEUE_DELETED_REASON).
     if reason.startswith(("JobQueue", "Job queue")):

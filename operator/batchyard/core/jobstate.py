@@ -61,6 +61,19 @@ class Reason:
     TIMEOUT = "Job attempt duration exceeded timeout"
     # AWS [FIELD] (ECS wording, reused for a failed pod exit so patterns written for AWS match).
     ESSENTIAL_CONTAINER_EXITED = "Essential container in task exited"
+    # AWS [FIELD] ("Use Amazon EC2 Spot best practices": retry on onStatusReason "Host EC2*"):
+    # the attempt's host went away. Batchyard: the pod's node was lost, shut down, or the pod was
+    # evicted or preempted; what follows "Host EC2" is the Kubernetes node's name.
+    HOST_TERMINATED_PREFIX = "Host EC2"
+    HOST_TERMINATED_FMT = "Host EC2 (node {node}) terminated."
+    # An init container failed, so the essential containers never ran (Batchyard; EKS has no
+    # documented string).
+    INIT_CONTAINER_EXITED_FMT = "Init container {name} exited"
+    # AWS [FIELD] ECS stopped reasons, reused for a pod that can't start its containers
+    # ("AWS Batch on Amazon EKS job is stuck in STARTING status": AWS terminates such jobs).
+    CANNOT_PULL_PREFIX = "CannotPullContainerError: "
+    CANNOT_CREATE_PREFIX = "CannotCreateContainerError: "
+    CANNOT_START_PREFIX = "CannotStartContainerError: "
     # Used when CancelJob / TerminateJob came without a caller-supplied reason (AWS requires
     # one; our spec field may be empty). Caller-supplied reasons are recorded verbatim.
     CANCELLED_DEFAULT = "Job cancelled by user request"
@@ -73,6 +86,14 @@ class Reason:
     DEPENDENCY_CYCLE_PREFIX = "Dependency cycle: "
     DEPENDENCY_NOT_FOUND_PREFIX = "Dependent Job not found: "
     INVALID_DEPENDENCY_PREFIX = "Invalid dependsOn: "
+
+    @staticmethod
+    def host_terminated(node: str | None) -> str:
+        return Reason.HOST_TERMINATED_FMT.format(node=node or "unknown")
+
+    @staticmethod
+    def is_host_failure(reason: str | None) -> bool:
+        return bool(reason) and reason.startswith(Reason.HOST_TERMINATED_PREFIX)  # type: ignore[union-attr]
 
     @staticmethod
     def invalid_job_definition(detail: str) -> str:

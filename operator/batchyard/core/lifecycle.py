@@ -28,8 +28,9 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from batchyard.api.batchjob import AttemptDetail, BatchJob, BatchJobStatus
+from batchyard.api.batchjob import AttemptContainerDetail, AttemptDetail, BatchJob, BatchJobStatus
 from batchyard.core import deps, jobstate
+from batchyard.core.effective import Effective
 from batchyard.core.failures import FailureCategory, classify
 from batchyard.core.jobstate import JobState, Reason, on_cancel, on_terminate
 from batchyard.core.retry import AttemptExit, ExitRule, Fail, Retry, after_attempt, after_failed_attempt
@@ -44,6 +45,23 @@ ADMITTED_STATES = frozenset({JobState.PENDING, JobState.RUNNABLE, JobState.START
 POD_STUCK_REASON = "Pod {pod} did not stop after it was deleted (its node may be unreachable)"
 # The pod's own 30 s grace period (AWS: SIGKILL after 30 s) plus a margin for the kubelet.
 STUCK_TERMINATING_SECONDS = 90.0
+# AWS counts an attempt once it is RUNNING ("Automated job retries": "When a job is submitted to
+# a job queue and placed into the RUNNING state that's considered an attempt"): an attempt whose
+# host went away before it ran is re-queued without using one. Bounded, so a job whose pods keep
+# losing their nodes before they start still ends.
+MAX_UNCOUNTED_ATTEMPTS = 3
+# AWS "AWS Batch on Amazon EKS job is stuck in STARTING status": a pod whose containers can't
+# start would stay STARTING forever; AWS terminates the job in the qualifying scenarios. How long
+# a container may wait with each reason, counted from when the pod was scheduled:
+CANNOT_START_SECONDS: dict[str, float] = {
+    "InvalidImageName": 0.0,  # never resolves by itself
+    "ErrImageNeverPull": 0.0,
+    "CreateContainerConfigError": 120.0,  # a missing Secret/ConfigMap may still be created
+    "CreateContainerError": 120.0,
+    "ErrImagePull": 300.0,  # a registry hiccup heals; a wrong image name or tag doesn't
+    "ImagePullBackOff": 300.0,
+    "ContainerCreating": 1800.0,  # a volume that can't attach or mount (or a very large pull)
+}
 
 
 def iso(ts: float) -> str:
@@ -53,10 +71,28 @@ def iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def refine(seconds: float | None, now: float) -> float:
+    """A whole-second Kubernetes timestamp made precise with the operator's clock: ``now`` when
+    it falls within that second (the event was just seen), else the timestamp itself (seen late,
+    e.g. after an operator restart). None -> ``now``."""
+    if seconds is None:
+        return now
+    return now if seconds <= now < seconds + 1 else seconds
+
+
 def epoch(value: str | None) -> float | None:
     if not value:
         return None
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerExit:
+    """One container's end (DescribeJobs eksAttempts[].containers[]: name, exitCode, reason)."""
+
+    name: str
+    exit_code: int | None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +105,42 @@ class PodObs:
     exit_code: int | None = None
     reason: str | None = None  # the container's terminated reason (e.g. OOMKilled, Error)
     message: str | None = None
-    running_since: float | None = None
+    running_since: float | None = None  # when the (first) essential container started
     deleting: bool = False
     deleting_since: float | None = None  # when deletion was requested (deletionTimestamp - grace)
+    # When the last essential container finished (its terminated.finishedAt): the attempt's
+    # stoppedAt, not the moment the operator noticed.
+    finished_at: float | None = None
+    # The pod-level cause when the system, not the container, ended it: Evicted, NodeLost,
+    # Shutdown, Terminated, or a DisruptionTarget condition's reason (preemption, taint eviction,
+    # pod garbage collection after node loss). See ``host_failure_reason``.
+    disruption: str | None = None
+    # An init container that failed (its name): the main containers never ran.
+    failed_init_container: str | None = None
+    # A container that can't start (Waiting with ErrImagePull, ImagePullBackOff, InvalidImageName,
+    # CreateContainerConfigError, ContainerCreating, ...) and since when the pod is on its node.
+    waiting_reason: str | None = None
+    waiting_message: str | None = None
+    scheduled_at: float | None = None
+    # Every essential container that terminated, for the attempt's record.
+    containers: tuple[ContainerExit, ...] = ()
+    # All essential containers terminated though the pod still runs (a non-essential container
+    # that never exits): the attempt is over (ECS: the task stops when an essential container exits).
+    essentials_done: bool = False
 
     @property
     def finished(self) -> bool:
-        return self.phase in ("Succeeded", "Failed")
+        return self.phase in ("Succeeded", "Failed") or self.essentials_done
+
+    @property
+    def succeeded(self) -> bool:
+        # K8s: phase Succeeded means every container exited 0 (a disruption noticed after that
+        # changes nothing); Failed never is a success.
+        if self.phase in ("Succeeded", "Failed"):
+            return self.phase == "Succeeded"
+        if self.disruption or self.failed_init_container:
+            return False
+        return self.essentials_done and all(c.exit_code == 0 for c in self.containers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +152,7 @@ class Resolved:
     attempts: int
     attempt_duration_seconds: int | None
     problems: tuple[str, ...] = ()  # render problems: the job can never run
+    effective: Effective | None = None  # recorded in status at admission (DescribeJobs fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +243,14 @@ def _current_attempt(status: BatchJobStatus) -> AttemptDetail | None:
     return status.attempts[-1] if status.attempts else None
 
 
+def _stop_time(pod: PodObs | None, attempt: AttemptDetail | None, now: float) -> float:
+    """When the attempt ended: its containers' finishedAt (AWS stoppedAt), refined to
+    milliseconds when seen at once, never before the attempt started."""
+    stopped = refine(pod.finished_at, now) if pod is not None and pod.finished_at is not None else now
+    started = epoch(attempt.startedAt) if attempt is not None else None
+    return max(stopped, started) if started is not None else stopped
+
+
 def _end_attempt(step: Step, now: float, exit: AttemptExit, pod: PodObs | None, reason: str) -> None:
     attempt = _current_attempt(step.status)
     if attempt is None:
@@ -184,9 +258,63 @@ def _end_attempt(step: Step, now: float, exit: AttemptExit, pod: PodObs | None, 
     attempt.exitCode = exit.exit_code
     attempt.reason = exit.reason
     attempt.statusReason = reason
-    attempt.stoppedAt = iso(now)
+    attempt.stoppedAt = iso(_stop_time(pod, attempt, now))
     if pod is not None and pod.node:
         attempt.nodeName = pod.node
+    if pod is not None and len(pod.containers) > 1:
+        # AWS eksAttempts[].containers[]: each container's exit, when there is more than one
+        # (a single container's is the attempt's own exitCode/reason).
+        attempt.containers = [
+            AttemptContainerDetail(name=c.name, exitCode=c.exit_code, reason=c.reason) for c in pod.containers
+        ]
+
+
+def _record_start(st: BatchJobStatus, attempt: AttemptDetail | None, pod: PodObs, now: float) -> None:
+    """AWS startedAt: when the attempt (and, for the first, the job) reached RUNNING. From the
+    container's own start, so an attempt seen only once it had finished still has one."""
+    if attempt is None or attempt.startedAt is not None:
+        return
+    started = refine(pod.running_since, now)
+    previous = [epoch(a.stoppedAt) for a in (st.attempts or [])[:-1] if a.stoppedAt]
+    if previous:
+        # Never before the previous attempt stopped (whole-second container times could say so).
+        started = max(started, max(p for p in previous if p is not None))
+    attempt.startedAt = iso(started)
+    st.startedAt = st.startedAt or attempt.startedAt
+
+
+def pod_status_reason(pod: PodObs, node: str | None) -> str | None:
+    """The attempt's statusReason read from a finished pod, or None for an ordinary exit
+    (reported as "Essential container in task exited" by core.retry)."""
+    if pod.disruption:
+        return Reason.host_terminated(pod.node or node)
+    if pod.failed_init_container:
+        return Reason.INIT_CONTAINER_EXITED_FMT.format(name=pod.failed_init_container)
+    return None
+
+
+def cannot_start(pod: PodObs, now: float) -> tuple[str | None, float | None]:
+    """(statusReason, None) when a STARTING pod's container can't start and its bound is over;
+    (None, when to look again) while within the bound; (None, None) otherwise."""
+    bound = CANNOT_START_SECONDS.get(pod.waiting_reason or "")
+    if bound is None or pod.scheduled_at is None:
+        return None, None
+    if now < pod.scheduled_at + bound:
+        return None, pod.scheduled_at + bound
+    detail = f"{pod.waiting_reason}: {pod.waiting_message}" if pod.waiting_message else pod.waiting_reason
+    prefix = {
+        "ErrImagePull": Reason.CANNOT_PULL_PREFIX,
+        "ImagePullBackOff": Reason.CANNOT_PULL_PREFIX,
+        "InvalidImageName": Reason.CANNOT_PULL_PREFIX,
+        "ErrImageNeverPull": Reason.CANNOT_PULL_PREFIX,
+        "CreateContainerConfigError": Reason.CANNOT_CREATE_PREFIX,
+        "CreateContainerError": Reason.CANNOT_CREATE_PREFIX,
+    }.get(pod.waiting_reason or "", Reason.CANNOT_START_PREFIX)
+    if pod.waiting_reason == "ContainerCreating":
+        detail = (
+            f"pod {pod.name} stayed ContainerCreating for {int(now - pod.scheduled_at)} s (volume mount?)"
+        )
+    return (prefix + (detail or ""))[:1024], None
 
 
 def advance(job: BatchJob, status: BatchJobStatus, ctx: Context, now: float) -> Step:
@@ -195,8 +323,10 @@ def advance(job: BatchJob, status: BatchJobStatus, ctx: Context, now: float) -> 
     st = step.status
     state = _state(st)
     if st.createdAt is None:
-        created = epoch(job.metadata.creationTimestamp)
-        st.createdAt = iso(created if created is not None else now)
+        # creationTimestamp has whole seconds; the operator's clock at first sight refines it to
+        # milliseconds (recorded once, in status), so jobs created within one second keep their
+        # order (the scheduler's FIFO key is createdAt, and first sight is watch = creation order).
+        st.createdAt = iso(refine(epoch(job.metadata.creationTimestamp), now))
     if st.jobId is None:
         st.jobId = job.metadata.uid
 
@@ -283,6 +413,13 @@ def _admit(step: Step, job: BatchJob, ctx: Context, now: float) -> Step:
         return _fail_invalid(step, now, "; ".join(missing))
     assert ctx.definition is not None
     st.jobDefinitionRevision = ctx.definition.revision
+    eff = ctx.definition.effective
+    if eff is not None:
+        # AWS DescribeJobs reports what the job runs with, after the submission's overrides.
+        st.schedulingPriority = eff.scheduling_priority
+        st.retryStrategy = eff.retry_strategy
+        st.timeout = eff.timeout
+        st.parameters = eff.parameters or None
     if ctx.definition.problems:
         return _fail_invalid(step, now, Reason.invalid_job_definition("; ".join(ctx.definition.problems)))
     return _resolve_dependencies(step, ctx)
@@ -329,11 +466,22 @@ def _resolve_dependencies(step: Step, ctx: Context) -> Step:
     return step
 
 
+def _deadline(attempt: AttemptDetail | None, definition: Resolved | None) -> float | None:
+    """AWS "Job timeouts": attemptDurationSeconds after the attempt's startedAt."""
+    if attempt is None or definition is None or not definition.attempt_duration_seconds:
+        return None
+    since = epoch(attempt.startedAt)
+    return None if since is None else since + definition.attempt_duration_seconds
+
+
 def _follow_pod(step: Step, state: JobState, ctx: Context, now: float) -> Step:
     st = step.status
     attempt = _current_attempt(st)
     pod = ctx.pod
-    definition = ctx.definition
+    if attempt is not None and pod is not None and pod.node:
+        attempt.nodeName = pod.node
+    deadline = _deadline(attempt, ctx.definition)
+    timed_out = deadline is not None and now >= deadline
     if pod is None or (pod.deleting and not pod.finished):
         if pod is None and not ctx.pod_seen and state is JobState.STARTING:
             # The dispatch recorded the attempt but the pod is not there (operator restart
@@ -345,82 +493,141 @@ def _follow_pod(step: Step, state: JobState, ctx: Context, now: float) -> Step:
         if pod is not None:
             # Being deleted: wait for it to go or to report its exit, but not forever (a pod on
             # an unreachable node stays Terminating): after the grace period and a margin, the
-            # attempt is lost, as if its host had gone.
+            # attempt is lost, as if its host had gone. A pod stopped for its timeout is waited
+            # for the same way, so the attempt records its exit code.
             if pod.deleting_since is None:
                 return step
             give_up = pod.deleting_since + STUCK_TERMINATING_SECONDS
             if now < give_up:
                 step.wake_at = give_up
                 return step
-            lost = POD_STUCK_REASON.format(pod=pod.name)
+            if timed_out:
+                return _attempt_over(step, ctx, now, AttemptExit(timed_out=True), None)
+            lost = (
+                Reason.host_terminated(pod.node) if pod.disruption else POD_STUCK_REASON.format(pod=pod.name)
+            )
             return _attempt_over(step, ctx, now, AttemptExit(status_reason=lost), None)
-        lost = POD_LOST_REASON.format(pod=attempt.podName if attempt else "?")
+        if timed_out:
+            # The pod stopped for the timeout is gone without reporting an exit.
+            return _attempt_over(step, ctx, now, AttemptExit(timed_out=True), None)
+        # Gone without the operator asking: its node was deleted (the pod garbage collector
+        # removes the pods of a vanished node) or it was evicted: the host went away.
+        node = attempt.nodeName if attempt else None
+        lost = (
+            Reason.host_terminated(node)
+            if node
+            else POD_LOST_REASON.format(pod=attempt.podName if attempt else "?")
+        )
         return _attempt_over(step, ctx, now, AttemptExit(status_reason=lost), None)
 
     if pod.finished:
-        exit = AttemptExit(exit_code=pod.exit_code, reason=pod.reason)
+        if pod.running_since is not None:
+            # STARTING -> SUCCEEDED/FAILED between two observations: the container did run.
+            _record_start(st, attempt, pod, now)
+            deadline = _deadline(attempt, ctx.definition)
+        ended = pod.finished_at if pod.finished_at is not None else now
+        exit = AttemptExit(
+            exit_code=pod.exit_code,
+            reason=pod.reason,
+            status_reason=pod_status_reason(pod, attempt.nodeName if attempt else None),
+            # AWS: past attemptDurationSeconds the attempt is a timeout, whatever it exited with.
+            # (A finish time not reported: only a pod the operator stopped counts as timed out.)
+            timed_out=deadline is not None
+            and (pod.finished_at is not None or pod.deleting)
+            and ended >= deadline,
+        )
         return _attempt_over(step, ctx, now, exit, pod)
+
+    if state is JobState.STARTING and pod.phase != "Running":
+        reason, look_again = cannot_start(pod, now)
+        if reason is not None:
+            # AWS: a job whose pod can't start is terminated rather than left STARTING.
+            step.delete_pods.append(pod.name)
+            return _attempt_over(step, ctx, now, AttemptExit(status_reason=reason), None)
+        step.wake_at = look_again
+        return step
 
     if pod.phase == "Running" and state is JobState.STARTING:
         # AWS: startedAt is "when the job transitioned from the STARTING state to the RUNNING state".
-        started = pod.running_since or now
-        st.startedAt = st.startedAt or iso(started)
-        if attempt is not None:
-            attempt.startedAt = iso(started)
-            attempt.nodeName = pod.node
+        _record_start(st, attempt, pod, now)
         _transition(step, JobState.RUNNING, None)
         state = JobState.RUNNING
+        deadline = _deadline(attempt, ctx.definition)
 
-    if state is JobState.RUNNING and definition and definition.attempt_duration_seconds:
-        since = epoch(attempt.startedAt) if attempt else None
-        deadline = (since or now) + definition.attempt_duration_seconds
+    if state is JobState.RUNNING and deadline is not None:
         if now >= deadline:
-            # AWS "Job timeouts": the attempt is stopped and the job fails; timeouts aren't retried.
+            # AWS "Job timeouts": the container gets SIGTERM, then SIGKILL 30 s later; the job
+            # fails (timeouts aren't retried) once the attempt has really ended, so its exit code
+            # is recorded and dependents start only after it.
             step.delete_pods.append(pod.name)
-            exit = AttemptExit(exit_code=pod.exit_code, reason=pod.reason, timed_out=True)
-            return _attempt_over(step, ctx, now, exit, pod)
+            step.wake_at = now + STUCK_TERMINATING_SECONDS
+            return step
         step.wake_at = deadline
     return step
+
+
+def _uncounted(attempt: AttemptDetail) -> bool:
+    """An attempt whose host went away before it reached RUNNING (AWS: not an attempt)."""
+    return attempt.startedAt is None and Reason.is_host_failure(attempt.statusReason)
 
 
 def _attempt_over(step: Step, ctx: Context, now: float, exit: AttemptExit, pod: PodObs | None) -> Step:
     st = step.status
     attempt = _current_attempt(st)
-    number = attempt.attempt if attempt else 1
     definition = ctx.definition
     rules: Sequence[ExitRule] = definition.rules if definition else ()
     allowed = definition.attempts if definition else 1
+    earlier = (st.attempts or [])[:-1]
+    uncounted = sum(1 for a in earlier if _uncounted(a))
+    # Attempts used so far, this one included (AWS counts attempts from RUNNING). An array
+    # child's status holds only its current attempt: its number counts every earlier pod.
+    number = (attempt.attempt if attempt else 1) - uncounted
     outcome: JobState | Retry | Fail
-    if pod is not None and pod.finished:
+    free = (
+        attempt is not None
+        and attempt.startedAt is None
+        and Reason.is_host_failure(exit.status_reason)
+        and uncounted < MAX_UNCOUNTED_ATTEMPTS
+        and attempt.attempt <= allowed + MAX_UNCOUNTED_ATTEMPTS
+    )
+    if free:
+        outcome = Retry(next_attempt=number, status_reason=exit.status_reason or "", matched_rule=None)
+    elif pod is not None and pod.finished:
         # K8s (restartPolicy Never): phase Succeeded means every container exited 0; phase Failed
         # means a container failed or the system stopped the pod (eviction, node shutdown), even
         # when the exit code reported is 0. The phase decides; a Failed pod is never a success.
-        success = pod.phase == "Succeeded"
+        success = pod.succeeded and not exit.timed_out
         outcome = JobState.SUCCEEDED if success else after_failed_attempt(rules, allowed, number, exit)
     else:
         outcome = after_attempt(rules, allowed, number, exit)
     step.release = True
-    if pod is not None and not ctx.keep_pods and pod.name not in step.delete_pods:
+    # A pod still running a non-essential container is stopped even with keep_pods.
+    stop = pod is not None and (not ctx.keep_pods or pod.phase == "Running")
+    if stop and pod is not None and pod.name not in step.delete_pods:
         step.delete_pods.append(pod.name)
+    stopped = iso(_stop_time(pod, attempt, now))
     if isinstance(outcome, Retry):
         _end_attempt(step, now, exit, pod, outcome.status_reason)
         # AWS: "the job is placed back in the RUNNABLE state" and goes to the front of the queue.
         _transition(step, JobState.RUNNABLE, outcome.status_reason)
+        what = "did not start" if free else "failed"
         step.events[-1] = Event(
-            "Warning", "Retrying", f"attempt {number} failed ({outcome.status_reason}); retrying"
+            "Warning",
+            "Retrying",
+            f"attempt {len(st.attempts or [])} {what} ({outcome.status_reason}); retrying",
         )
         step.enqueue = True
         step.retried = True
         return step
     if isinstance(outcome, Fail):
         _end_attempt(step, now, exit, pod, outcome.status_reason)
-        st.stoppedAt = iso(now)
+        st.stoppedAt = stopped
         _transition(step, JobState.FAILED, outcome.status_reason, "Warning")
         return step
     _end_attempt(step, now, exit, pod, "Succeeded" if exit.exit_code == 0 else "")
     if attempt is not None:
         attempt.statusReason = None
-    st.stoppedAt = iso(now)
+    st.stoppedAt = stopped
     _transition(step, JobState.SUCCEEDED, None)
     return step
 

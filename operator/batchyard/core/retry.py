@@ -132,7 +132,9 @@ def rule_matches(rule: ExitRule, exit: AttemptExit) -> bool:
     checks = (
         (rule.on_exit_code, exit_code),
         (rule.on_reason, exit.reason),
-        (rule.on_status_reason, exit.status_reason),
+        # AWS: onStatusReason is matched against the statusReason the attempt reports, which
+        # for an ordinary failure is "Essential container in task exited" (not an empty string).
+        (rule.on_status_reason, attempt_status_reason(exit)),
     )
     specified = [(p, v) for p, v in checks if p is not None]
     # An entry without conditions is invalid (exit_rule_errors); it never matches.

@@ -32,6 +32,7 @@ from batchyard.core import deps, lifecycle
 from batchyard.core.arrays import ArrayChildren
 from batchyard.core.capacity import CEView, NodeView, Resources
 from batchyard.core.consumables import ConsumableView
+from batchyard.core.effective import effective
 from batchyard.core.fairshare import PolicyView
 from batchyard.core.jobref import JobRef
 from batchyard.core.jobstate import JobState
@@ -89,6 +90,7 @@ def resolved(
         attempts=(strategy.attempts if strategy and strategy.attempts else 1),
         attempt_duration_seconds=timeout.attemptDurationSeconds if timeout else None,
         problems=(*problems, *unsupported(spec)),
+        effective=effective(job.spec, spec),
     )
 
 

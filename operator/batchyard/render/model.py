@@ -22,11 +22,16 @@ class ContainerPlan:
     command: list[str] | None = None
     args: list[str] | None = None
     env: list[tuple[str, str | None]] = field(default_factory=list)
+    # Environment variables from Secrets: (variable, secret name, key) -> secretKeyRef.
+    secret_env: list[tuple[str, str, str]] = field(default_factory=list)
     requests: dict[str, str] = field(default_factory=dict)
     limits: dict[str, str] = field(default_factory=dict)
     security_context: dict[str, Any] = field(default_factory=dict)
     volume_mounts: list[dict[str, Any]] = field(default_factory=list)
     image_pull_policy: str | None = None
+    # A non-essential ECS container: rendered as a Kubernetes native sidecar (an init container
+    # with restartPolicy Always), stopped by the kubelet once the essential containers ended.
+    sidecar: bool = False
 
 
 @dataclass

@@ -6,6 +6,8 @@ the job runs (which image, which command, how much vCPU/memory/GPU), so all thre
 
 * Parameters: SubmitJob `parameters` over the definition's defaults; `Ref::` tokens in `command`
   (and EKS `args`) are replaced by `core.params.substitute`; unknown tokens stay literal as on AWS.
+* `command` of containerProperties/ecsProperties is Docker's CMD (the image's ENTRYPOINT stays):
+  it becomes the container's `args`. eksProperties keep Kubernetes' own `command`/`args`.
 * `containerOverrides` (containerProperties): `command` replaces; `environment` adds or replaces
   by name; `resourceRequirements` replace per type; deprecated `vcpus`/`memory` replace the
   deprecated fields only (AWS: they "can't override the memory and vCPU requirements that are
@@ -39,6 +41,7 @@ from batchyard.api.ecs import (
     LinuxParameters,
     MountPoint,
     ResourceRequirement,
+    Secret,
     TaskContainerOverrides,
     TaskContainerProperties,
     Volume,
@@ -173,6 +176,33 @@ def _merge_env(
         if not reserved_env_violations([e.name]):
             merged[e.name] = e.value
     return list(merged.items())
+
+
+# A Kubernetes Secret name (DNS-1123 subdomain) and a Secret data key.
+_SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+
+def _secret_env(plan: PodPlan, where: str, secrets: Sequence[Secret] | None) -> list[tuple[str, str, str]]:
+    """ECS `secrets` -> (variable, Secret name, key). AWS valueFrom is a Secrets Manager or SSM
+    ARN, which means nothing on Kubernetes: here it is `<secret-name>:<key>` of a Secret in the
+    job's namespace; any other form is a problem naming the variable."""
+    out: list[tuple[str, str, str]] = []
+    bad = reserved_env_violations(s.name for s in secrets or ())
+    if bad:
+        plan.problems.append(f"{where}: {reserved_env_message(bad)}")
+    for i, secret in enumerate(secrets or ()):
+        name, sep, key = secret.valueFrom.partition(":")
+        if not sep or not _SECRET_NAME.match(name) or len(name) > 253 or not _SECRET_KEY.match(key):
+            plan.problems.append(
+                f"{where}[{i}] ({secret.name}): valueFrom {secret.valueFrom[:80]!r} must be "
+                "<secret-name>:<key> of a Kubernetes Secret in the job's namespace (Secrets Manager "
+                "and SSM ARNs are not supported)"
+            )
+            continue
+        if not reserved_env_violations([secret.name]):
+            out.append((secret.name, name, key))
+    return out
 
 
 def _apply_defaults(plan: PodPlan) -> None:
@@ -360,7 +390,10 @@ def _plan_container_properties(
         ContainerPlan(
             name=DEFAULT_CONTAINER,
             image=props.image,
-            command=substitute(command, params),
+            # AWS: containerProperties.command "maps to Cmd in the Create a container section of
+            # the Docker Remote API and the COMMAND parameter to docker run": the image's
+            # ENTRYPOINT stays, so it is the container's args, not its command.
+            args=substitute(command, params),
             env=_merge_env(
                 plan,
                 f"{where}.environment",
@@ -368,6 +401,7 @@ def _plan_container_properties(
                 f"{ow}.environment",
                 ov.environment,
             ),
+            secret_env=_secret_env(plan, f"{where}.secrets", props.secrets),
             requests=requests,
             limits=limits,
             security_context=_security_context_from_ecs(
@@ -406,11 +440,16 @@ def _plan_ecs(
         cw = f"{where}.containers[{i}]"
         o = by_name.get(name, TaskContainerOverrides())
         requests, limits = _ecs_resources(plan, cw, c.resourceRequirements, o.resourceRequirements)
-        plan.containers.append(
+        # ECS: when an essential container exits, the task stops; a non-essential one (a log
+        # router, a proxy) must not keep the job RUNNING: it becomes a native sidecar.
+        sidecar = c.essential is False
+        (plan.init_containers if sidecar else plan.containers).append(
             ContainerPlan(
+                sidecar=sidecar,
                 name=name,
                 image=c.image,
-                command=substitute(o.command if o.command is not None else c.command, params),
+                # ECS container definitions' command is Docker's CMD too: the container's args.
+                args=substitute(o.command if o.command is not None else c.command, params),
                 env=_merge_env(
                     plan,
                     f"{cw}.environment",
@@ -418,12 +457,16 @@ def _plan_ecs(
                     f"{ow}.containers ({name}).environment",
                     o.environment,
                 ),
+                secret_env=_secret_env(plan, f"{cw}.secrets", c.secrets),
                 requests=requests,
                 limits=limits,
                 security_context=_security_context_from_ecs(c.user, c.privileged, c.readonlyRootFilesystem),
                 volume_mounts=_ecs_mounts(plan, cw, name, c.mountPoints, c.linuxParameters, volume_names),
             )
         )
+    if not plan.containers:
+        # ECS: "at least one container in a task must be essential".
+        plan.problems.append(f"{where}.containers: at least one container must be essential")
     if task.ephemeralStorage is not None and plan.containers:
         plan.containers[0].requests["ephemeral-storage"] = f"{task.ephemeralStorage.sizeInGiB}Gi"
     if task.pidMode == "task":
@@ -569,6 +612,15 @@ def _plan_eks(
                     image_pull_policy=c.imagePullPolicy,
                 )
             )
+    everything = [*plan.containers, *plan.init_containers]
+    for resource, name in (("cpu", "vCPU"), ("memory", "memory")):
+        if everything and not any(resource in c.requests or resource in c.limits for c in everything):
+            # AWS "Memory and vCPU considerations for AWS Batch on Amazon EKS": "At least one
+            # vCPU requests or limits value must be specified" (and one memory value).
+            plan.problems.append(
+                f"{where}.containers: at least one {name} requests or limits value ({resource}) must be "
+                "specified (AWS: EKS jobs get no default)"
+            )
     plan.volumes.extend(v.model_dump(exclude_none=True) for v in pod.volumes or ())
     # Labels and annotations: the definition's, then the submission's (AWS: overrides add/replace).
     for source, md in (
@@ -580,6 +632,11 @@ def _plan_eks(
     ):
         if md is None:
             continue
+        if md.namespace is not None:
+            # Refused by the CRD too; here for objects stored before that rule.
+            plan.problems.append(
+                f"{source}.namespace is not supported: a job's pods run in the BatchJob's namespace"
+            )
         for key, value in (md.labels or {}).items():
             if not is_label_key(key) or not is_label_value(value):
                 plan.problems.append(

@@ -17,8 +17,8 @@ dnsPolicy=ClusterFirstWithHostNet"); `default_host_network` lets the operator co
 that default. ECS-style containerProperties jobs get normal pod networking.
 
 Namespace: the pod lives in the BatchJob's namespace. A compute environment's kubernetesNamespace
-and a podProperties metadata.namespace are not honoured: an owner reference can't cross
-namespaces, and without it a deleted job would leak its pods.
+and a podProperties metadata.namespace are refused (CRD rules; a render problem for older objects):
+an owner reference can't cross namespaces, and without it a deleted job would leak its pods.
 """
 
 from __future__ import annotations
@@ -103,7 +103,10 @@ def _node_groups(job: BatchJob, definition: JobDefinitionSpec) -> list[tuple[int
 
 
 def _plan_demand(plan: PodPlan) -> Resources:
-    return pod_demand((c.requests for c in plan.containers), (c.requests for c in plan.init_containers))
+    # K8s: a native sidecar runs beside the containers, so its requests add to theirs.
+    sidecars = [c.requests for c in plan.init_containers if c.sidecar]
+    inits = [c.requests for c in plan.init_containers if not c.sidecar]
+    return pod_demand([*(c.requests for c in plan.containers), *sidecars], inits)
 
 
 def job_demand(job: BatchJob, definition: JobDefinitionSpec, node_index: int | None = None) -> Resources:
@@ -183,6 +186,8 @@ def _gpu_only(ce: ComputeEnvironment | str) -> bool:
 
 def _container(c: ContainerPlan, batch_vars: list[tuple[str, str]]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": c.name, "image": c.image}
+    if c.sidecar:
+        out["restartPolicy"] = "Always"
     if c.image_pull_policy:
         out["imagePullPolicy"] = c.image_pull_policy
     if c.command is not None:
@@ -190,8 +195,12 @@ def _container(c: ContainerPlan, batch_vars: list[tuple[str, str]]) -> dict[str,
     if c.args is not None:
         out["args"] = c.args
     # AWS_BATCH_* first, so that user variables can refer to them with $(AWS_BATCH_JOB_ID).
-    env: list[dict[str, str]] = [{"name": n, "value": v} for n, v in batch_vars]
+    env: list[dict[str, Any]] = [{"name": n, "value": v} for n, v in batch_vars]
     env.extend({"name": n, "value": v} if v is not None else {"name": n} for n, v in c.env)
+    env.extend(
+        {"name": n, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+        for n, secret, key in c.secret_env
+    )
     out["env"] = env
     resources: dict[str, Any] = {}
     if c.requests:
