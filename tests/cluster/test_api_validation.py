@@ -376,6 +376,12 @@ INVALID: list[tuple[str, Callable[[], dict[str, Any]], Mutation, str]] = [
         setting("spec.eksPropertiesOverride", {"podProperties": {"metadata": {"namespace": "default"}}}),
         "spec.eksPropertiesOverride.podProperties.metadata.namespace",
     ),
+    (
+        "any pod namespace override (refused, not ignored: pods run in the job's namespace)",
+        a_job,
+        setting("spec.eksPropertiesOverride", {"podProperties": {"metadata": {"namespace": "batch-jobs"}}}),
+        "spec.eksPropertiesOverride.podProperties.metadata.namespace",
+    ),
     # --- JobDefinition: type exclusivity
     ("container type without any properties", a_job_definition, removing("spec.eksProperties"), "spec.type"),
     (
@@ -740,6 +746,12 @@ INVALID: list[tuple[str, Callable[[], dict[str, Any]], Mutation, str]] = [
         "kubernetesNamespace starting with kube-",
         a_compute_environment,
         setting("spec.eksConfiguration", {"kubernetesNamespace": "kube-jobs"}),
+        "spec.eksConfiguration.kubernetesNamespace",
+    ),
+    (
+        "any kubernetesNamespace (refused, not ignored: pods run in the job's namespace)",
+        a_compute_environment,
+        setting("spec.eksConfiguration", {"kubernetesNamespace": "batch-jobs"}),
         "spec.eksConfiguration.kubernetesNamespace",
     ),
     (

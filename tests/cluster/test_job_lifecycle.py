@@ -175,7 +175,9 @@ def test_parameters_overrides_and_batch_environment_reach_the_pod(
     pod = get(devcluster, "pod", status["attempts"][0]["podName"], namespace)
 
     container = pod["spec"]["containers"][0]
-    assert container["command"] == ["echo", "hello", "batchyard"]
+    # AWS: containerProperties.command is Docker's CMD: the container's args (ENTRYPOINT stays).
+    assert container["args"] == ["echo", "hello", "batchyard"]
+    assert "command" not in container
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["FROM_DEFINITION"] == "d"
     assert env["FROM_OVERRIDE"] == "o"
@@ -296,7 +298,7 @@ def test_definition_edits_make_revisions_and_jobs_keep_theirs(
         assert isinstance(attempts, list)
         result: list[str] = get(devcluster, "pod", attempts[0]["podName"], namespace)["spec"]["containers"][
             0
-        ]["command"]
+        ]["args"]
         return result
 
     assert second["jobDefinitionRevision"] == 2

@@ -325,9 +325,11 @@ class AttemptDetail(Loose):
     reason: str | None = None
     """Container termination reason (e.g. OOMKilled, Error, Completed)."""
     statusReason: str | None = None
-    """Why the attempt ended (e.g. "Essential container in task exited", a timeout or termination reason)."""
+    """Why the attempt ended: "Essential container in task exited", "Host EC2 (node <node>)
+    terminated." (node lost, eviction, preemption, shutdown), "Init container <name> exited", a
+    CannotPullContainerError/CannotCreateContainerError, a timeout or a termination reason."""
     startedAt: Timestamp | None = None
-    """When the attempt entered RUNNING (RFC 3339)."""
+    """When the attempt entered RUNNING: its container's start time (RFC 3339)."""
     stoppedAt: Timestamp | None = None
     """When the attempt ended: its containers' finish time (RFC 3339)."""
     containers: Annotated[list[AttemptContainerDetail], Field(max_length=64)] | None = None
@@ -398,11 +400,13 @@ class BatchJobStatus(Loose):
     computeEnvironment: str | None = None
     """The ComputeEnvironment of the current or last attempt."""
     createdAt: Timestamp | None = None
-    """When the job was submitted (RFC 3339)."""
+    """When the job was submitted (RFC 3339, milliseconds: the operator's clock at first sight when
+    within the creationTimestamp's second, recorded once)."""
     startedAt: Timestamp | None = None
-    """When the job entered RUNNING (RFC 3339)."""
+    """When the job entered RUNNING: its first attempt's container start (RFC 3339)."""
     stoppedAt: Timestamp | None = None
-    """When the job reached SUCCEEDED or FAILED (RFC 3339)."""
+    """When the job reached SUCCEEDED or FAILED: the last attempt's container finish time, or when
+    the operator stopped or failed it (RFC 3339)."""
     attempts: list[AttemptDetail] | None = None
     """Completed and current attempts, in order."""
     schedulingPriority: int | None = None

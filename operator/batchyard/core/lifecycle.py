@@ -16,8 +16,12 @@ The step, in order (AWS rules cited inline):
    dependencies decide PENDING, RUNNABLE or FAILED.
 5. PENDING re-resolves dependencies.
 6. STARTING/RUNNING follow the attempt's pod: Running -> RUNNING; a finished pod ends the
-   attempt (exit 0 -> SUCCEEDED, else ``core.retry``); a RUNNING attempt past its
-   attemptDurationSeconds is stopped and FAILS; a pod that vanished ends the attempt as lost.
+   attempt (exit 0 -> SUCCEEDED, else ``core.retry``, with the statusReason the pod explains:
+   "Host EC2 (node N) terminated." when the system ended it, an init container's failure, or
+   "Essential container in task exited"); a RUNNING attempt past its attemptDurationSeconds is
+   stopped and FAILS once its pod has ended; a STARTING pod whose containers can't start fails
+   after a bound (CANNOT_START_SECONDS); a pod that vanished from its node ends the attempt as a
+   host failure. An attempt lost before RUNNING does not use one (MAX_UNCOUNTED_ATTEMPTS).
 
 Time is an argument (epoch seconds); statuses carry RFC 3339 strings.
 """
