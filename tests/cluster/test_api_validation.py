@@ -244,6 +244,12 @@ INVALID: list[tuple[str, Callable[[], dict[str, Any]], Mutation, str]] = [
     ),
     ("plain dependency without a jobId", a_job, setting("spec.dependsOn", [{}]), "spec.dependsOn"),
     (
+        "a job depending on itself",
+        a_job,
+        setting("spec.dependsOn", [{"jobId": "bj-under-test"}]),
+        "spec.dependsOn",
+    ),
+    (
         "SEQUENTIAL on a job that is not an array",
         a_job,
         setting("spec.dependsOn", [{"type": "SEQUENTIAL"}]),

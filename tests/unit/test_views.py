@@ -227,11 +227,11 @@ def test_compute_environments_are_tried_in_ascending_order_not_listed_order() ->
 @pytest.mark.parametrize(
     ("fairshare", "decay", "weights"),
     [
-        pytest.param({}, views.DEFAULT_SHARE_DECAY_SECONDS, {}, id="no decay set: the 600 s minimum window"),
+        pytest.param({}, 0, {}, id="no decay set: only current usage"),
         pytest.param({"shareDecaySeconds": 3600}, 3600, {}, id="decay as set"),
         pytest.param(
             {"shareDistribution": [{"shareIdentifier": "a"}, {"shareIdentifier": "b", "weightFactor": 0.5}]},
-            views.DEFAULT_SHARE_DECAY_SECONDS,
+            0,
             {"a": 1.0, "b": 0.5},
             id="weightFactor defaults to 1.0",
         ),

@@ -8,20 +8,12 @@ the scheduler sees a child, the dependency facts.
 
 from __future__ import annotations
 
-from batchyard.adapters.observe import JobReader
+from batchyard.adapters.observe import JobReader, children_of
 from batchyard.adapters.state import JobEntry
 from batchyard.core import deps, lifecycle
-from batchyard.core.arrayjob import ChildPod, children_from_status
-from batchyard.core.arrays import ArrayChildren
+from batchyard.core.arrayjob import ChildPod
 from batchyard.core.jobref import JobRef
 from batchyard.core.scheduler import JobView
-
-
-def children_of(entry: JobEntry) -> ArrayChildren | None:
-    """The parent's children, restored from status on first use."""
-    if entry.children is None:
-        entry.children = children_from_status(entry.status)
-    return entry.children
 
 
 class ParentHost:
@@ -57,3 +49,6 @@ class ParentHost:
 
     def lookup(self) -> deps.Lookup:
         return self.reader.lookup(self.entry)
+
+
+__all__ = ["ParentHost", "children_of"]

@@ -74,11 +74,21 @@ class Bookkeeping:
         """Job ``ref`` ended: its dependents that still wait are stepped next cycle."""
         self.write_before_dispatch.add(ref)
         st = self.state
-        for other_name in self.dependents_in(ref.namespace).dependents_of(ref.name):
+        index = self.dependents_in(ref.namespace)
+        for other_name in index.dependents_of(ref.name):
             other_ref = JobRef(ref.namespace, other_name)
             other = st.jobs.get(other_ref)
             if other is not None and other.status.status in WAITING_FOR_DEPENDENCIES:
                 st.dirty_jobs.add(other_ref)
+        entry = st.jobs.get(ref)
+        if entry is not None and entry.job.spec.arrayProperties is not None and entry.children is None:
+            # An array that ended before spawning: children waiting N_TO_N on it resolve now.
+            for other_name in index.n_to_n_dependents_of(ref.name):
+                other_ref = JobRef(ref.namespace, other_name)
+                other = st.jobs.get(other_ref)
+                if other is not None and other.children is not None:
+                    other.dirty_children |= set(other.children.in_state(JobState.PENDING))
+                    st.dirty_jobs.add(other_ref)
         if st.dirty_jobs:
             st.wake()
 
@@ -88,6 +98,9 @@ class Bookkeeping:
         assert child.index is not None
         parent = child.parent
         self.write_before_dispatch.add(parent)
+        # Jobs on this one child ("name:index", core.deps.split_child_ref).
+        for name in self.dependents_in(parent.namespace).dependents_of_child(parent.name, child.index):
+            self.state.dirty_jobs.add(JobRef(parent.namespace, name))
         for name, index in self.dependents_in(parent.namespace).affected_by_child(parent.name, child.index):
             ref = JobRef(parent.namespace, name)
             other = self.state.jobs.get(ref)

@@ -189,6 +189,7 @@ class Controller:
             book.forget(ref, now)
             book.restored_parents.discard(ref)
         for ref in forgotten:
+            self.scheduler.forget_waiting(ref, now)
             if ref in book.indexed:
                 book.dependents_in(ref.namespace).remove(ref.name)
                 book.indexed.discard(ref)
@@ -211,12 +212,15 @@ class Controller:
         if entry.job.spec.arrayProperties is not None:
             entry.dirty_children |= entry.timed_children
             step = self.arrays.step(ref, entry, ParentHost(self.reader, entry, now), now)
+            array_was_terminal = entry.status.status in TERMINAL_STATES
             entry.status = step.status
             entry.wake_at = step.wake_at if entry.wake_at is None else entry.wake_at
             plan.steps[ref] = step
             plan.arrays.add(ref)
             if step.status.status in TERMINAL_STATES:
                 entry.wake_at = self._ttl_deadline(step.status)
+                if not array_was_terminal:  # e.g. failed before spawning: N_TO_N dependents fail
+                    self.book.wake_dependents(ref)
             return
         self._restore(ref, entry, now)
         ctx = self.reader.context(entry)
@@ -271,6 +275,15 @@ class Controller:
                     step.wake_at = None
         if step.status.status == JobState.RUNNING and entry.status.status == JobState.STARTING:
             self.scheduler.mark_running(ref)
+        share = entry.job.spec.shareIdentifier
+        if share and step.status.status in (JobState.SUBMITTED, JobState.PENDING):
+            # AWS: SUBMITTED and PENDING jobs make their share identifier active too.
+            refused = self.scheduler.note_waiting(ref, entry.job.spec.jobQueue, share, now)
+            if refused is not None:
+                lifecycle.fail(step, now, refused.status_reason)
+                step.wake_at = None
+        elif share and not step.enqueue:
+            self.scheduler.forget_waiting(ref, now)
 
     def _ttl_deadline(self, status: BatchJobStatus) -> float | None:
         stopped = lifecycle.epoch(status.stoppedAt)

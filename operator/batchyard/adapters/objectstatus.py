@@ -17,6 +17,7 @@ from batchyard.adapters.state import ClusterState
 from batchyard.adapters.writes import involved_object, patch_status, post_event
 from batchyard.core.jobref import JobRef
 from batchyard.core.jobstate import ACTIVE_STATES
+from batchyard.core.queueing import queue_health
 from batchyard.core.queuestatus import blocked_condition
 from batchyard.core.scheduler import BlockInfo, CycleResult
 
@@ -38,9 +39,18 @@ class QueueStatusWriter:
                 per_queue[entry.status.status] += 1
         for name, q in st.queues.items():
             blocked, condition = blocked_condition(result.queues.get(name), time.time())
+            health, reason = queue_health(
+                q.compute_environments_in_order(),
+                st.compute_environments.keys(),
+                q.spec.schedulingPolicy,
+                st.policies.keys(),
+            )
             status = {
-                "status": "VALID",
-                "jobCounts": {k.lower(): v for k, v in counts[name].items()},
+                "status": health,
+                "statusReason": reason,
+                # The CRD schema's keys (JobStateCounts: the AWS state names): any other key would
+                # be pruned by the API server.
+                "jobCounts": {str(k): v for k, v in counts[name].items()},
                 "observedGeneration": q.metadata.generation,
             }
             if blocked is not None and blocked.new:

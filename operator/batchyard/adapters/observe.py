@@ -15,11 +15,21 @@ from dataclasses import dataclass, field
 from batchyard.adapters.state import ClusterState, JobEntry
 from batchyard.api.jobdefinition import JobDefinitionSpec
 from batchyard.core import deps, lifecycle, views
+from batchyard.core.arrayjob import children_from_status
+from batchyard.core.arrays import ArrayChildren
 from batchyard.core.jobref import JobRef
 from batchyard.core.revisions import resolve
 from batchyard.core.scheduler import JobView, World
 from batchyard.core.views import CECapacity
 from batchyard.render import pod as render
+
+
+def children_of(entry: JobEntry) -> ArrayChildren | None:
+    """An array parent's children, restored from its status on first use (None: not spawned,
+    or not an array)."""
+    if entry.children is None and entry.job.spec.arrayProperties is not None:
+        entry.children = children_from_status(entry.status)
+    return entry.children
 
 
 @dataclass
@@ -72,6 +82,12 @@ class JobReader:
         revision, spec = found
         return views.resolved(entry.job, revision, spec, render.render_problems(entry.job, spec))
 
+    def consumable_problems(self, entry: JobEntry) -> tuple[str, ...]:
+        found = self.definition(entry)
+        if isinstance(found, str):
+            return ()
+        return views.consumable_problems(entry.job, entry.status, found[1], self.state.consumables.values())
+
     def pod_of(self, entry: JobEntry, pod_name: str) -> lifecycle.PodObs | None:
         """The observed pod of that name if it is this job's (not an older job's of the same name)."""
         found = self.state.pods.get((entry.job.metadata.namespace or "", pod_name))
@@ -100,6 +116,7 @@ class JobReader:
             pod,
             pod_seen=pod_seen,
             keep_pods=self.keep_pods,
+            consumable_problems=self.consumable_problems(entry),
         )
 
     def job_view(self, ref: JobRef, entry: JobEntry, *, retried: bool = False, now: float) -> JobView | None:
@@ -113,7 +130,9 @@ class JobReader:
 
     # -- dependencies -------------------------------------------------------------------------
     def facts(self, entry: JobEntry) -> deps.JobFacts:
-        return views.facts(entry.job, entry.status, entry.children)
+        # An array's children are restored from status on first use, so a dependency read
+        # before its own step is seen.
+        return views.facts(entry.job, entry.status, children_of(entry))
 
     def lookup(self, entry: JobEntry) -> deps.Lookup:
         def facts_of(ref: JobRef) -> deps.JobFacts | None:

@@ -33,7 +33,7 @@ from batchyard.api.batchjob import (
     JobStateCounts,
 )
 from batchyard.core import deps, lifecycle
-from batchyard.core.arrays import ArrayChildren
+from batchyard.core.arrays import ArrayChildren, progress_text
 from batchyard.core.jobref import JobRef
 from batchyard.core.jobstate import POD_STATES, TERMINAL_STATES, JobState, StopKind, on_cancel, on_terminate
 from batchyard.core.scheduler import JobView, Scheduler
@@ -73,6 +73,7 @@ def array_detail(children: ArrayChildren) -> ArrayPropertiesDetail:
     return ArrayPropertiesDetail(
         size=children.size,
         statusSummary=JobStateCounts(**children.status_summary()),
+        progress=progress_text(children.status_summary(), children.size),
         children=ArrayChildrenDetail(
             states=raw.get("states"),  # type: ignore[arg-type,unused-ignore]
             attempts=raw.get("attempts"),  # type: ignore[arg-type,unused-ignore]

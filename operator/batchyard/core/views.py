@@ -31,7 +31,7 @@ from batchyard.api.schedulingpolicy import SchedulingPolicy
 from batchyard.core import deps, lifecycle
 from batchyard.core.arrays import ArrayChildren
 from batchyard.core.capacity import CEView, NodeView, Resources
-from batchyard.core.consumables import ConsumableView
+from batchyard.core.consumables import ConsumableView, requirement_problems
 from batchyard.core.effective import effective
 from batchyard.core.fairshare import PolicyView
 from batchyard.core.jobref import JobRef
@@ -41,9 +41,6 @@ from batchyard.core.scheduler import JobView, QueueView, TimeLimitAction, World
 
 # An UNMANAGED compute environment without unmanagedvCpus has no vCPU cap of its own.
 UNBOUNDED_VCPUS = 1_000_000
-# AWS API reference (FairsharePolicy.shareDecaySeconds): 0 (or unset) means the minimum window
-# of 600 seconds.
-DEFAULT_SHARE_DECAY_SECONDS = 600
 # AWS (ShareAttributes.weightFactor): "The default value is 1.0".
 DEFAULT_WEIGHT_FACTOR = 1.0
 
@@ -143,13 +140,19 @@ def context(
     *,
     pod_seen: bool,
     keep_pods: bool,
+    consumable_problems: tuple[str, ...] = (),
 ) -> lifecycle.Context:
     """Everything besides the job that one lifecycle step reads. ``definition`` is the pinned
-    revision, or why it can't be read."""
+    revision, or why it can't be read; ``consumable_problems``: see ``consumable_problems``."""
     queue_problem = None
     if queue is not None and status.status is None:
         queue_problem = lifecycle.queue_refusal(
-            job.spec.jobQueue, queue.spec.state, queue.spec.allowedNamespaces, job.metadata.namespace or ""
+            job.spec.jobQueue,
+            queue.spec.state,
+            queue.spec.allowedNamespaces,
+            job.metadata.namespace or "",
+            scheduling_policy=queue.spec.schedulingPolicy,
+            share_identifier=job.spec.shareIdentifier,
         )
     return lifecycle.Context(
         queue_exists=queue is not None,
@@ -160,7 +163,21 @@ def context(
         pod=pod,
         pod_seen=pod_seen,
         keep_pods=keep_pods,
+        consumable_problems=consumable_problems,
     )
+
+
+def consumable_problems(
+    job: BatchJob, status: BatchJobStatus, spec: JobDefinitionSpec, resources: Iterable[ConsumableResource]
+) -> tuple[str, ...]:
+    """Why a new job's consumable-resource needs can never be met: checked at admission only (a
+    resource deleted later leaves RUNNABLE jobs waiting, as on AWS)."""
+    if status.status not in (None, JobState.SUBMITTED):
+        return ()
+    needs = consumables(job, spec)
+    if not needs:
+        return ()
+    return tuple(requirement_problems(needs, {v.name: v for v in consumable_views(resources)}))
 
 
 # --- dependencies ---------------------------------------------------------------------------
@@ -236,7 +253,9 @@ def policy_view(policy: SchedulingPolicy | None) -> PolicyView | None:
     if fp is None:
         return None
     return PolicyView(
-        share_decay_seconds=fp.shareDecaySeconds or DEFAULT_SHARE_DECAY_SECONDS,
+        # AWS User Guide "Fair-share scheduling policies": "A value of zero indicates that only
+        # current usage is measured" (unset is 0 too).
+        share_decay_seconds=fp.shareDecaySeconds or 0,
         compute_reservation=fp.computeReservation or 0,
         weights={
             s.shareIdentifier: float(s.weightFactor or DEFAULT_WEIGHT_FACTOR)
@@ -277,13 +296,17 @@ def world(
     return World.of(
         [ce_view(ce, capacity_of(ce.metadata.name or "")) for ce in compute_environments],
         [queue_view(q, policies, time_limit_scale) for q in queues],
-        [
-            ConsumableView(
-                name=c.metadata.name or "",
-                total_quantity=c.spec.totalQuantity,
-                resource_type=c.spec.resourceType or "REPLENISHABLE",
-                consumed=consumed(c),
-            )
-            for c in consumable_resources
-        ],
+        consumable_views(consumable_resources),
     )
+
+
+def consumable_views(resources: Iterable[ConsumableResource]) -> list[ConsumableView]:
+    return [
+        ConsumableView(
+            name=c.metadata.name or "",
+            total_quantity=c.spec.totalQuantity,
+            resource_type=c.spec.resourceType or "REPLENISHABLE",
+            consumed=consumed(c),
+        )
+        for c in resources
+    ]
