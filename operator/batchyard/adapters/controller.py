@@ -42,6 +42,7 @@ from batchyard.core.consumables import ConsumableView
 from batchyard.core.effective import effective
 from batchyard.core.fairshare import PolicyView
 from batchyard.core.jobstate import JobState
+from batchyard.core.refusals import classify_pod_refusal
 from batchyard.core.retry import ExitRule, parse_action
 from batchyard.core.revisions import record_revisions, resolve
 from batchyard.core.scheduler import (
@@ -138,6 +139,8 @@ class Controller:
         self.heartbeat = time.monotonic()
         # Failed status writes back off per job (exponential with jitter, capped).
         self.write_backoff = KeyedBackoff()
+        # Pod creates refused for now (core.refusals: quota, throttling) back off per job/child.
+        self.create_backoff = KeyedBackoff(base_seconds=1.0, cap_seconds=60.0)
         self.on_cycle: list[Callable[[float], None]] = []
         # Status writers for the cluster-scoped kinds (queues, consumables: adapters.objectstatus;
         # compute environments: adapters.scaler), called after each cycle with its result.
@@ -655,42 +658,38 @@ class Controller:
                 # pod is still going away): try again shortly.
                 entry.wake_at = now + POD_CONFLICT_RETRY_SECONDS
                 return
+            # Pod Security, a webhook, an invalid spec: final; a full quota, throttling: wait.
+            refusal = classify_pod_refusal(err.status, err.message)
+            if refusal.transient:
+                until = self.create_backoff.failed(dkey, now)
+                self.scheduler.hold(dkey, refusal.code, refusal.status_reason, until, now)
+                log.warning("creating the pod of %s was refused, will retry: %s", dkey, err)
+                entry.wake_at = until if entry.wake_at is None else min(entry.wake_at, until)
+            else:
+                self.create_backoff.succeeded(dkey)
+                log.warning("creating the pod of %s was refused for good: %s", dkey, err)
+            step = plan.steps.get(key) or lifecycle.Step(status=entry.status.model_copy(deep=True), now=now)
             if index is not None:
-                # A child whose pod is refused: retried next cycle (422: its definition is the
-                # parent's, so the first child's refusal is reported on the parent).
-                log.warning("creating the pod of %s child %s failed: %s", key, index, err)
-                if err.status in (400, 422):
-                    self.arrays.cancelled(
-                        key,
-                        entry,
-                        index,
-                        f"pod rejected: {err}"[:512],
-                        plan.steps.get(key) or lifecycle.Step(status=entry.status, now=now),
-                    )
+                # An array child: the same rule per child (a blocked child shows on the parent).
+                if refusal.permanent:
+                    self.arrays.cancelled(key, entry, index, refusal.status_reason, step)
                     self.scheduler.remove(dkey, now)
+                else:
+                    step.status.statusReason = refusal.status_reason
                 plan.arrays.add(key)
-                return
-            if err.status in (400, 422):
-                # The definition produces a pod the API server refuses: it can never run.
-                step = lifecycle.Step(status=entry.status.model_copy(deep=True), now=now)
-                lifecycle.fail(step, now, f"Invalid job definition: pod rejected: {err}"[:1024])
+            elif refusal.permanent:
+                # AWS: a job whose definition is invalid fails, and is not retried.
+                lifecycle.fail(step, now, refusal.status_reason)
                 self._wake_dependents(entry)
                 self.scheduler.remove(key, now)
                 self.known.discard(key)
-                entry.status = step.status
-                plan.steps[key] = step
             else:
-                # Quota, admission webhooks, RBAC: the job stays at the head of its queue and
-                # says why, and the dispatch is tried again next cycle.
-                log.warning("creating the pod of %s failed, will retry: %s", key, err)
-                step = plan.steps.get(key) or lifecycle.Step(
-                    status=entry.status.model_copy(deep=True), now=now
-                )
-                step.status.statusReason = f"Pod could not be created, retrying: {err}"[:1024]
-                entry.status = step.status
-                plan.steps[key] = step
-                self.state.dirty_jobs.add(key)
+                step.status.statusReason = refusal.status_reason
+            entry.status = step.status
+            plan.steps[key] = step
             return
+        self.create_backoff.succeeded(dkey)
+        self.scheduler.release_hold(dkey)
         # Look at the attempt again next cycle even if no event comes (an adopted pod that
         # already finished produces none).
         self.state.dirty_jobs.add(key)
