@@ -383,4 +383,5 @@ class ArrayRunner:
             array_size=entry.children.size,
             queue=entry.job.spec.jobQueue,
             compute_environment=ce,
+            default_host_network=self.c.settings.eks_host_network,
         )

@@ -57,6 +57,7 @@ from batchyard.core.scheduler import (
     Unblock,
     World,
 )
+from batchyard.core.tenancy import OperatorIdentity, namespace_refusal, service_account_refusal
 from batchyard.render import pod as render
 
 log = logging.getLogger("batchyard.loop")
@@ -82,6 +83,12 @@ class Settings:
     # (see adapters.objectstatus.QueuePositions).
     queue_positions: int = 100
     queue_position_interval_seconds: float = 5.0
+    # hostNetwork of an eksProperties job that does not set it. AWS defaults it to true, but Pod
+    # Security baseline and restricted refuse host networking, so Batchyard defaults to false;
+    # BATCHYARD_EKS_HOST_NETWORK=true (Helm operator.eksHostNetworkDefault) restores AWS's default.
+    eks_host_network: bool = False
+    # The operator's namespace and ServiceAccount, out of a job's reach (core.tenancy).
+    identity: OperatorIdentity = field(default_factory=OperatorIdentity)
 
 
 @dataclass(frozen=True)
@@ -372,7 +379,10 @@ class Controller:
         job = entry.job
         queue = self.state.queues.get(job.spec.jobQueue)
         queue_problem = None
-        if queue is not None and entry.status.status is None:
+        if entry.status.status is None:
+            # The operator's namespace and kube-system are not served unless listed.
+            queue_problem = namespace_refusal(job.metadata.namespace or "", self.settings.identity)
+        if queue is not None and entry.status.status is None and queue_problem is None:
             queue_problem = lifecycle.queue_refusal(
                 job.spec.jobQueue,
                 queue.spec.state,
@@ -397,7 +407,9 @@ class Controller:
                 rules=rules,
                 attempts=(strategy.attempts if strategy and strategy.attempts else 1),
                 attempt_duration_seconds=timeout.attemptDurationSeconds if timeout else None,
-                problems=tuple(render.render_problems(job, spec)) + _unsupported(spec),
+                problems=tuple(render.render_problems(job, spec))
+                + _unsupported(spec)
+                + self._identity_problems(job, spec),
                 effective=effective(job.spec, spec),
             )
         attempt = entry.status.attempts[-1] if entry.status.attempts else None
@@ -417,6 +429,13 @@ class Controller:
             pod_seen=pod_seen,
             keep_pods=self.settings.keep_pods,
         )
+
+    def _identity_problems(self, job: BatchJob, spec: JobDefinitionSpec) -> tuple[str, ...]:
+        """A job can't run as the operator's ServiceAccount (core.tenancy)."""
+        pod = spec.eksProperties.podProperties if spec.eksProperties is not None else None
+        account = pod.serviceAccountName if pod is not None else None
+        refusal = service_account_refusal(job.metadata.namespace or "", account, self.settings.identity)
+        return (refusal,) if refusal else ()
 
     def _facts(self, entry: JobEntry) -> deps.JobFacts:
         job = entry.job
@@ -743,6 +762,7 @@ class Controller:
             array_size=entry.children.size if index is not None and entry.children is not None else None,
             queue=job.spec.jobQueue,
             compute_environment=ce if ce is not None else ce_name,
+            default_host_network=self.settings.eks_host_network,
         )
         namespace = job.metadata.namespace or ""
         name = str(manifest["metadata"]["name"])
