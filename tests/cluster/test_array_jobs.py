@@ -93,13 +93,20 @@ def test_n_to_n_releases_each_index_after_its_twin(
                                 dependsOn=[{"jobId": "a", "type": "N_TO_N"}]))  # fmt: skip
 
     def b_started_early() -> None:
+        # Pods first, then A's status: the operator writes A's child SUCCEEDED before it creates
+        # B's pod of the same index, so whatever pod of B is seen, a status read *after* it must
+        # show its twin succeeded. (Reading A first and the pods second raced: A:i could finish and
+        # B:i start between the two reads, a false failure seen once on a fresh machine.)
+        b_pods = [
+            p for p in pods(devcluster, namespace) if p["metadata"]["labels"]["batchyard.io/job-name"] == "b"
+        ]
         a = (
             job_status(devcluster, namespace, "a")
             .get("arrayProperties", {})
             .get("children", {})
             .get("states", {})
         )
-        for p in pods(devcluster, namespace):
+        for p in b_pods:
             labels = p["metadata"]["labels"]
             if labels["batchyard.io/job-name"] == "b":
                 idx = int(labels["batchyard.io/array-index"])
@@ -113,6 +120,78 @@ def test_n_to_n_releases_each_index_after_its_twin(
     wait_for(finished, timeout=180, interval=0.2, what="array b to finish")
     assert job_status(devcluster, namespace, "a")["status"] == "SUCCEEDED"
     assert job_status(devcluster, namespace, "b")["status"] == "SUCCEEDED"
+
+
+def test_aws_array_job_workflow_submitted_up_front(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    """AWS User Guide "Example of an array job workflow": JobA, array JobB that depends on JobA,
+    and JobC that depends N_TO_N on JobB, all submitted at once. JobC's children wait for JobB's
+    (which do not exist until JobA is done) instead of failing."""
+    _, queue = environment(devcluster, namespace, max_vcpus=32, nodes=2)
+    apply(
+        devcluster,
+        job_definition("d", namespace),
+        batch_job("job-a", namespace, queue, "d", delay="3s"),
+        batch_job("job-b", namespace, queue, "d", arrayProperties={"size": 4}, dependsOn=[{"jobId": "job-a"}]),
+        batch_job("job-c", namespace, queue, "d", arrayProperties={"size": 4},
+                  dependsOn=[{"jobId": "job-b", "type": "N_TO_N"}]),
+    )  # fmt: skip
+
+    for name in ("job-a", "job-b", "job-c"):
+        status = wait_status(devcluster, namespace, name, "SUCCEEDED", "FAILED", timeout=120)
+        assert status["status"] == "SUCCEEDED", (name, status.get("statusReason"))
+
+
+def test_n_to_n_on_an_array_that_fails_before_spawning(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    _, queue = environment(devcluster, namespace, max_vcpus=32, nodes=1)
+    apply(
+        devcluster,
+        job_definition("d", namespace),
+        batch_job("job-a", namespace, queue, "d", exit_code="1"),
+        batch_job("job-b", namespace, queue, "d", arrayProperties={"size": 3}, dependsOn=[{"jobId": "job-a"}]),
+        batch_job("job-c", namespace, queue, "d", arrayProperties={"size": 3},
+                  dependsOn=[{"jobId": "job-b", "type": "N_TO_N"}]),
+    )  # fmt: skip
+
+    assert wait_status(devcluster, namespace, "job-b", "FAILED", "SUCCEEDED")["statusReason"] == (
+        "Dependent Job failed"
+    )
+    c = wait_status(devcluster, namespace, "job-c", "FAILED", "SUCCEEDED")
+    assert c["status"] == "FAILED"
+    assert c["arrayProperties"]["children"]["states"] == {"FAILED": "0-2"}
+    assert {e["reason"] for e in c["arrayProperties"]["children"]["lastExits"].values()} == {
+        "Dependent Job failed"
+    }
+
+
+def test_a_job_depending_on_one_array_child(devcluster: DevCluster, operator: object, namespace: str) -> None:
+    """dependsOn "arr:<index>" (AWS child job id "<job id>:<index>"), by name and by uid: the
+    dependent follows that child only."""
+    _, queue = environment(devcluster, namespace, max_vcpus=32, nodes=2)
+    apply(
+        devcluster,
+        job_definition("d", namespace),
+        batch_job("arr", namespace, queue, "d", delay="2s", arrayProperties={"size": 3},
+                  annotations={"kwok.batchyard.io/exit-code-index-2": "1"}),
+        batch_job("on-good-child", namespace, queue, "d", dependsOn=[{"jobId": "arr:1"}]),
+        batch_job("on-bad-child", namespace, queue, "d", dependsOn=[{"jobId": "arr:2"}]),
+    )  # fmt: skip
+    uid = get(devcluster, "batchjob", "arr", namespace)["metadata"]["uid"]
+    apply(devcluster, batch_job("on-child-by-uid", namespace, queue, "d", dependsOn=[{"jobId": f"{uid}:0"}]))
+
+    good = wait_status(devcluster, namespace, "on-good-child", "SUCCEEDED", "FAILED", timeout=120)
+    assert good["status"] == "SUCCEEDED"
+    assert (
+        wait_status(devcluster, namespace, "on-child-by-uid", "SUCCEEDED", "FAILED")["status"] == "SUCCEEDED"
+    )
+    bad = wait_status(devcluster, namespace, "on-bad-child", "SUCCEEDED", "FAILED")
+    assert (bad["status"], bad["statusReason"]) == ("FAILED", "Dependent Job failed")
+    assert not bad.get("attempts")
+    arr = wait_status(devcluster, namespace, "arr", "SUCCEEDED", "FAILED")
+    assert arr["status"] == "FAILED"  # child 2 failed, yet the jobs on children 0 and 1 ran
 
 
 def _in_ranges(index: int, ranges: str) -> bool:

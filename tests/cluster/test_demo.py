@@ -23,3 +23,6 @@ def test_demo_runs_every_job_to_its_expected_end() -> None:
     # The flaky job exited 1 once and was retried.
     assert "flaky          SUCCEEDED after 2 attempts" in proc.stdout
     assert "broken         FAILED (Essential container in task exited)" in proc.stdout
+    # The AWS Batch gateway ran beside it: the endpoint and a ready-made AWS CLI line are printed.
+    assert "AWS Batch API: http://127.0.0.1:" in proc.stdout
+    assert "aws batch list-jobs --job-queue demo --job-status SUCCEEDED --endpoint-url http://" in proc.stdout

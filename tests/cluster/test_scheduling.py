@@ -31,7 +31,7 @@ from batch import (
     scheduling_policy,
     wait_status,
 )
-from waiting import wait_for
+from waiting import sample_until, wait_for
 
 from batchyard.devcluster import DevCluster
 
@@ -45,18 +45,16 @@ CE_MAX_RESOURCE = "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE"
 def run_and_sample(
     cluster: DevCluster, namespace: str, total: int, timeout: float = 120, extra: Any = None
 ) -> list[tuple[list[tuple[str, str, str]], Any]]:
-    """Poll `kubectl get batchjobs` (and ``extra()``) until all ``total`` jobs are done."""
-    samples = []
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = job_rows(cluster, namespace)
-        samples.append((rows, extra() if extra else None))
-        if len(rows) == total and all(s in DONE for _, s, _ in rows):
-            return samples
-        assert time.monotonic() < deadline, (
-            f"jobs not done after {timeout}s: {Counter(s for _, s, _ in rows)}"
-        )
-        time.sleep(0.2)
+    """Sample `kubectl get batchjobs` (and ``extra()``) until all ``total`` jobs are done."""
+
+    def sample() -> tuple[list[tuple[str, str, str]], Any]:
+        return job_rows(cluster, namespace), extra() if extra else None
+
+    def all_done(s: tuple[list[tuple[str, str, str]], Any]) -> bool:
+        rows = s[0]
+        return len(rows) == total and all(state in DONE for _, state, _ in rows)
+
+    return sample_until(sample, all_done, timeout=timeout, what=f"all {total} jobs to be done")
 
 
 def set_ce_state(cluster: DevCluster, ce: str, state: str) -> None:
@@ -213,7 +211,9 @@ def test_fair_share_weights_one_and_three_get_capacity_three_to_one(
         devcluster,
         compute_environment(ce, max_vcpus=16, state="DISABLED"),
         # AWS: a lower weightFactor gets more: weight 1 gets three times the compute of weight 3.
-        scheduling_policy(policy, {"a": 1, "b": 3}),
+        # A 600 s decay, as this test always ran with (0 used to mean 600 s; now, as the User
+        # Guide says, it means only current usage, which makes the sampled ratio noisier).
+        scheduling_policy(policy, {"a": 1, "b": 3}, decay_seconds=600),
         job_queue(queue, [ce], schedulingPolicy=policy),
         job_definition("one", namespace),
     )
@@ -286,3 +286,105 @@ def test_consumable_resource_of_two_runs_at_most_two_jobs(
         what="the licences released",
     )
     assert final["availableQuantity"] == 2 and final["totalQuantity"] == 2
+
+
+def test_share_identifiers_are_refused_where_aws_refuses_them(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    """AWS SubmitJob shareIdentifier: "Don't specify this parameter if the job queue doesn't have
+    a scheduling policy. If the job queue has a scheduling policy, then this parameter must be
+    specified." Both refusals fail the job at admission, naming the rule; the good ones run."""
+    ce, fifo = environment(devcluster, namespace)
+    fair, policy = f"{namespace}-fair", f"{namespace}-fs"
+    apply(
+        devcluster,
+        scheduling_policy(policy, {"a": 1}),
+        job_queue(fair, [ce], schedulingPolicy=policy),
+        job_definition("one", namespace),
+        batch_job("tagged-in-fifo", namespace, fifo, "one", shareIdentifier="a"),
+        batch_job("untagged-in-fair", namespace, fair, "one"),
+        batch_job("plain-in-fifo", namespace, fifo, "one"),
+        batch_job("tagged-in-fair", namespace, fair, "one", shareIdentifier="a"),
+    )
+
+    refused = wait_status(devcluster, namespace, "tagged-in-fifo", *DONE)
+    assert refused["status"] == "FAILED"
+    assert refused["statusReason"].startswith(
+        f"shareIdentifier a is not allowed: JobQueue {fifo} has no scheduling"
+    )
+    missing = wait_status(devcluster, namespace, "untagged-in-fair", *DONE)
+    assert missing["status"] == "FAILED"
+    assert missing["statusReason"].startswith(
+        f"shareIdentifier is required: JobQueue {fair} has the scheduling"
+    )
+    for name in ("plain-in-fifo", "tagged-in-fair"):
+        assert wait_status(devcluster, namespace, name, *DONE)["status"] == "SUCCEEDED"
+
+
+def test_kubectl_get_jq_shows_job_counts_and_an_invalid_queue_s_reason(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    ce = f"{namespace}-ce"
+    queue, broken = f"{namespace}-q", f"{namespace}-broken"
+    apply(
+        devcluster,
+        compute_environment(ce, max_vcpus=1, state="DISABLED"),  # nothing starts: the jobs stay RUNNABLE
+        job_queue(queue, [ce]),
+        job_queue(broken, [ce, f"{namespace}-no-such-ce"], schedulingPolicy=f"{namespace}-no-such-policy"),
+        job_definition("one", namespace),
+        *(batch_job(f"j{i}", namespace, queue, "one") for i in range(3)),
+    )
+
+    def columns(name: str) -> list[str]:
+        out = devcluster.kubectl("get", "jq", name, "--no-headers").stdout.split()
+        return out  # NAME STATE STATUS PRIORITY RUNNABLE RUNNING AGE
+
+    row = wait_for(
+        lambda: (c := columns(queue))[4] == "3" and c, what="kubectl get jq to show 3 RUNNABLE jobs"
+    )
+    assert row[2] == "VALID" and row[5] == "0"
+    assert get(devcluster, "jobqueue", queue)["status"]["statusReason"] == "JobQueue Healthy"
+    status = wait_for(
+        lambda: (
+            (s := get(devcluster, "jobqueue", broken).get("status") or {}).get("status") == "INVALID" and s
+        ),
+        what="the queue naming missing objects to be INVALID",
+    )
+    assert status["statusReason"] == (
+        f"ComputeEnvironment {namespace}-no-such-ce does not exist; "
+        f"SchedulingPolicy {namespace}-no-such-policy does not exist"
+    )
+    assert columns(broken)[2] == "INVALID"
+
+
+def test_an_impossible_consumable_requirement_fails_and_does_not_block_the_queue(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    _, queue = environment(devcluster, namespace)
+    licence = f"{namespace}-lic"
+
+    def needing(name: str, quantity: int) -> dict[str, Any]:
+        override = {"consumableResourceList": [{"consumableResource": name, "quantity": quantity}]}
+        return {"consumableResourcePropertiesOverride": override}
+
+    apply(
+        devcluster,
+        consumable_resource(licence, 2),
+        job_definition("one", namespace),
+        batch_job("needs-missing", namespace, queue, "one", **needing(f"{namespace}-nope", 1)),
+        batch_job("needs-too-many", namespace, queue, "one", **needing(licence, 3)),
+        batch_job("behind", namespace, queue, "one"),
+    )
+
+    missing = wait_status(devcluster, namespace, "needs-missing", *DONE)
+    assert (missing["status"], missing["statusReason"]) == (
+        "FAILED",
+        f"Invalid consumable resource requirement: consumable resource {namespace}-nope does not exist",
+    )
+    too_many = wait_status(devcluster, namespace, "needs-too-many", *DONE)
+    assert (too_many["status"], too_many["statusReason"]) == (
+        "FAILED",
+        f"Invalid consumable resource requirement: the job needs 3 of consumable resource {licence}, "
+        "whose total quantity is 2",
+    )
+    assert wait_status(devcluster, namespace, "behind", *DONE)["status"] == "SUCCEEDED"

@@ -18,7 +18,7 @@ import yaml
 from batchyard import GROUP, VERSION
 from batchyard.api import ALL_KINDS, BatchJob, ComputeEnvironment, JobQueue
 from batchyard.api.common import KubeObject
-from batchyard.api.crdgen import all_crds, crd_for, main
+from batchyard.api.crdgen import SchemaError, all_crds, crd_for, main
 
 REPO = Path(__file__).resolve().parents[2]
 KINDS = {k.KIND: k for k in ALL_KINDS}
@@ -153,12 +153,12 @@ def test_short_names_are_unique_and_do_not_shadow_built_ins() -> None:
 @pytest.mark.parametrize(
     ("kind", "columns"),
     [
-        (BatchJob, ["Status", "Queue", "Attempts", "Reason", "Age"]),
+        (BatchJob, ["Status", "Queue", "Attempts", "Progress", "Reason", "Age"]),
         (JobQueue, ["State", "Status", "Priority", "Runnable", "Running", "Policy", "Age"]),
         (ComputeEnvironment, ["State", "Status", "Desired", "In-Use", "Max", "Provider", "Age"]),
     ],
     ids=[
-        "batchjob: status queue attempts reason age",
+        "batchjob: status queue attempts, array progress, reason age",
         "jobqueue: state status priority runnable running",
         "computeenvironment: state status desired in-use vCPUs",
     ],
@@ -166,6 +166,27 @@ def test_short_names_are_unique_and_do_not_shadow_built_ins() -> None:
 def test_printer_columns(kind: type[KubeObject], columns: list[str]) -> None:
     got = [c["name"] for c in crd_for(kind)["spec"]["versions"][0]["additionalPrinterColumns"]]
     assert got == columns
+
+
+def test_batchjobs_are_selectable_by_status_queue_definition_share_and_name() -> None:
+    # ListJobs filters, done by the API server: `kubectl get bj --field-selector spec.jobQueue=gpu`.
+    version = crd_for(BatchJob)["spec"]["versions"][0]
+    assert [f["jsonPath"] for f in version["selectableFields"]] == [
+        ".status.status",
+        ".spec.jobQueue",
+        ".spec.jobDefinition",
+        ".spec.shareIdentifier",
+        ".spec.jobName",
+    ]
+
+
+def test_a_selectable_field_must_be_a_scalar() -> None:
+    # The API server rejects the whole CRD for a selectable object or missing field: catch it here.
+    class Broken(BatchJob):
+        SELECTABLE_FIELDS = (".spec.arrayProperties",)
+
+    with pytest.raises(SchemaError, match=r"selectable field \.spec\.arrayProperties"):
+        crd_for(Broken)
 
 
 # --- CEL rules ---------------------------------------------------------------------------------

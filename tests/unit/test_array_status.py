@@ -139,6 +139,12 @@ def test_a_parent_not_yet_admitted_has_no_children() -> None:
     assert children_of(JobEntry(job=job, status=BatchJobStatus(), written={})) is None
 
 
+def test_the_detail_carries_the_progress_line_for_the_printer_column() -> None:
+    detail = array_detail(mixed())
+
+    assert detail.progress == "SUCCEEDED 7/50, FAILED 1, RUNNING 2, STARTING 1, RUNNABLE 20, PENDING 19"
+
+
 def test_a_child_keeps_its_times_and_last_status_reason_through_the_api_and_describe() -> None:
     from batchyard.cli.describe import child_detail
     from batchyard.core.lifecycle import iso

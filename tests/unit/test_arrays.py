@@ -16,6 +16,7 @@ from batchyard.core.arrays import (
     ChildExit,
     ChildTimes,
     RangeSet,
+    progress_text,
 )
 from batchyard.core.jobstate import JobState, StopKind
 
@@ -334,6 +335,33 @@ def test_a_10000_child_parent_stays_far_below_the_object_limit() -> None:
 def test_a_typical_10000_child_parent_is_tiny() -> None:
     children = an_array(10_000, SUCCEEDED="0-6999", RUNNING="7000-7099", RUNNABLE="7100-9999")
     assert len(json.dumps(children.to_status())) < 200
+
+
+# --- progress text (the BatchJob Progress column) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("children", "expected"),
+    [
+        pytest.param(an_array(4), "SUCCEEDED 0/4, PENDING 4", id="just spawned: all pending"),
+        pytest.param(
+            an_array(10_000, SUCCEEDED="0-90", FAILED="91-528", RUNNING="529-540", RUNNABLE="541-9999"),
+            "SUCCEEDED 91/10000, FAILED 438, RUNNING 12, RUNNABLE 9459",
+            id="the issue's 10,000-child array mid-run: failures first, then work under way",
+        ),
+        pytest.param(an_array(3, SUCCEEDED="0-2"), "SUCCEEDED 3/3", id="all succeeded: no other states"),
+        pytest.param(
+            an_array(5, FAILED="0-4"), "SUCCEEDED 0/5, FAILED 5", id="all failed: succeeded still shown"
+        ),
+        pytest.param(
+            an_array(6, STARTING="0", RUNNING="1", SUCCEEDED="2"),
+            "SUCCEEDED 1/6, RUNNING 1, STARTING 1, PENDING 3",
+            id="zero counts are left out",
+        ),
+    ],
+)
+def test_progress_text(children: ArrayChildren, expected: str) -> None:
+    assert progress_text(children.status_summary(), children.size) == expected
 
 
 def test_status_written_before_status_reasons_were_kept_still_loads() -> None:

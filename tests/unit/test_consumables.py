@@ -15,7 +15,12 @@ from sched_builders import (
     world,
 )
 
-from batchyard.core.consumables import ConsumableUsage, ConsumableView
+from batchyard.core.consumables import (
+    NON_REPLENISHABLE,
+    ConsumableUsage,
+    ConsumableView,
+    requirement_problems,
+)
 from batchyard.core.scheduler import WAITING_CONSUMABLE, Cancel, Dispatch
 
 
@@ -100,3 +105,27 @@ def test_time_limit_action_on_a_consumable_wait():
     s.cycle(w, 0.0)
     (c,) = of_type(s.cycle(w, 600.0), Cancel)
     assert c.status_reason == f"Canceled by JobStateTimeLimit action due to reason: {WAITING_CONSUMABLE}"
+
+
+@pytest.mark.parametrize(
+    ("needs", "expected"),
+    [
+        pytest.param({"lic": 2}, [], id="within the total: fine"),
+        pytest.param({"lic": 3}, [], id="exactly the total: fine"),
+        pytest.param(
+            {"lic": 4}, ["the job needs 4 of consumable resource lic, whose total quantity is 3"],
+            id="more than the total can never run",
+        ),
+        pytest.param({"nope": 1}, ["consumable resource nope does not exist"], id="missing resource"),
+        pytest.param(
+            {"tokens": 3}, ["the job needs 3 of consumable resource tokens, whose total quantity is 2"],
+            id="NON_REPLENISHABLE: what is left of the total counts",
+        ),
+    ],
+)  # fmt: skip
+def test_requirement_problems(needs: dict[str, int], expected: list[str]) -> None:
+    views = {
+        "lic": ConsumableView("lic", 3),
+        "tokens": ConsumableView("tokens", 5, NON_REPLENISHABLE, consumed=3),
+    }
+    assert requirement_problems(needs, views) == expected

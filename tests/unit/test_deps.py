@@ -23,6 +23,7 @@ from batchyard.core.deps import (
     make_lookup,
     resolve_child,
     resolve_job,
+    split_child_ref,
     state_after_resolution,
 )
 from batchyard.core.jobstate import JobState, Reason
@@ -118,8 +119,22 @@ def test_dependency_type_from_api(api_type: str | None, expected: DependencyType
             ["a JOB dependency needs a jobId"],
             id="whole-job without a job id",
         ),
-        pytest.param(a_job("x", deps=on("x")), ["a job cannot depend on itself"], id="self by name"),
-        pytest.param(a_job("x", deps=on("uid-x")), ["a job cannot depend on itself"], id="self by uid"),
+        pytest.param(a_job("x", deps=on("x")), ["job x cannot depend on itself"], id="self by name, named"),
+        pytest.param(
+            a_job("x", deps=on("uid-x")),
+            ["job x cannot depend on itself (jobId uid-x)"],
+            id="self by uid, named",
+        ),
+        pytest.param(
+            a_job("x", deps=on("x:1"), size=3),
+            ["job x cannot depend on itself (jobId x:1)"],
+            id="own child is self too",
+        ),
+        pytest.param(
+            a_job("x", deps=on("a:1", type=T.N_TO_N), size=3),
+            ["N_TO_N dependency a:1 must name a whole array job, not one child"],
+            id="N_TO_N on one child is invalid",
+        ),
         pytest.param(a_job("x", deps=on("c") + SEQ, size=3), [], id="whole-job plus SEQUENTIAL is valid"),
     ],
 )
@@ -169,13 +184,13 @@ def test_dependency_errors(job: JobFacts, expected: list[str]) -> None:
         pytest.param(
             [],
             on("later"),
-            Wait(("later",), "Waiting for dependency later to be submitted"),
+            Wait(("later",), "Waiting for dependency later to be submitted", ("later",)),
             id="name not submitted yet: wait",
         ),
         pytest.param(
             [a_job("a", S.RUNNING)],
             on("a", "later"),
-            Wait(("later", "a"), "Waiting for dependency later to be submitted"),
+            Wait(("later", "a"), "Waiting for dependency later to be submitted", ("later",)),
             id="not-submitted reason comes first",
         ),
         pytest.param(
@@ -245,7 +260,7 @@ def test_n_to_n_shape_mismatch_fails(dependency: JobFacts, message: str) -> None
 
 def test_n_to_n_parent_is_ready_once_the_dependency_exists() -> None:
     job = a_job("b", S.SUBMITTED, on("a", type=T.N_TO_N), size=3)
-    assert resolve_job(job, world(job)) == Wait(("a",), "Waiting for dependency a to be submitted")
+    assert resolve_job(job, world(job)) == Wait(("a",), "Waiting for dependency a to be submitted", ("a",))
     failed_array = a_job("a", S.FAILED, size=3, FAILED="0", SUCCEEDED="1,2")
     assert resolve_job(job, world(job, failed_array)) is READY, "N_TO_N is judged per child, not per parent"
 
@@ -493,3 +508,145 @@ def test_uid_shape() -> None:
     assert looks_like_uid(UNKNOWN_UID)
     assert not looks_like_uid("my-job")
     assert not looks_like_uid(UNKNOWN_UID.upper()), "Kubernetes uids are lower case"
+
+
+# --- N_TO_N on an array that has not spawned its children yet (issue 11 item 2) ---------------
+
+
+def unspawned(name: str, state: JobState, size: int = 3, deps: tuple[Dependency, ...] = ()) -> JobFacts:
+    """An array parent whose children do not exist yet (it is waiting, or failed first)."""
+    return JobFacts(name=name, uid=f"uid-{name}", state=state, array_size=size, depends_on=deps)
+
+
+def test_aws_array_job_workflow_submitted_up_front_waits() -> None:
+    """AWS "Example of an array job workflow": JobA, array JobB on JobA, JobC N_TO_N on JobB."""
+    job_a = a_job("jobA", S.RUNNING)
+    job_b = unspawned("jobB", S.PENDING, deps=on("jobA"))
+    job_c = a_job("jobC", S.PENDING, on("jobB", type=T.N_TO_N), size=3)
+    lookup = world(job_a, job_b, job_c)
+    assert resolve_job(job_c, lookup) == READY  # JobC may spawn; its children wait per index
+    for index in range(3):
+        assert resolve_child(job_c, index, lookup) == Wait(
+            (f"jobB:{index}",), f"Waiting for dependencies: jobB:{index}"
+        )
+
+
+@pytest.mark.parametrize(
+    ("dependency", "expected"),
+    [
+        pytest.param(
+            unspawned("b", S.PENDING),
+            Wait(("b:1",), "Waiting for dependencies: b:1"),
+            id="not spawned: waits",
+        ),
+        pytest.param(
+            unspawned("b", S.SUBMITTED),
+            Wait(("b:1",), "Waiting for dependencies: b:1"),
+            id="submitted: waits",
+        ),
+        pytest.param(
+            unspawned("b", S.FAILED),
+            Fail(Reason.DEPENDENT_JOB_FAILED, ("b:1",)),
+            id="failed before spawning: Dependent Job failed",
+        ),
+        pytest.param(
+            unspawned("b", S.PENDING, size=4),
+            Fail(Reason.invalid_dependency(["N_TO_N dependency b is not a matching array"])),
+            id="another size is still invalid",
+        ),
+    ],
+)
+def test_n_to_n_child_on_an_unspawned_array(dependency: JobFacts, expected: Resolution) -> None:
+    c = a_job("c", S.PENDING, on("b", type=T.N_TO_N), size=3)
+    assert resolve_child(c, 1, world(dependency, c)) == expected
+
+
+# --- a dependency on one array child, "arr:3" (issue 11 item 3) ----------------------------------
+
+
+ARRAY_UID = "11111111-2222-4333-8444-555555555555"
+
+
+def arr(state: JobState = S.PENDING, spawned: bool = True, **children: str) -> JobFacts:
+    job = a_job("arr", state, size=4, **children) if spawned else unspawned("arr", state, size=4)
+    return replace(job, uid=ARRAY_UID)
+
+
+@pytest.mark.parametrize(
+    ("array", "ref", "expected"),
+    [
+        pytest.param(arr(SUCCEEDED="3"), "arr:3", READY, id="child SUCCEEDED satisfies (by name)"),
+        pytest.param(arr(SUCCEEDED="3"), f"{ARRAY_UID}:3", READY, id="child SUCCEEDED satisfies (by uid)"),
+        pytest.param(
+            arr(RUNNING="3"),
+            "arr:3",
+            Wait(("arr:3",), "Waiting for dependencies: arr:3"),
+            id="child running: waits",
+        ),
+        pytest.param(
+            arr(SUCCEEDED="0,1,2", FAILED="3"),
+            "arr:3",
+            Fail(Reason.DEPENDENT_JOB_FAILED, ("arr:3",)),
+            id="child FAILED fails the dependent",
+        ),
+        pytest.param(
+            arr(FAILED="2", SUCCEEDED="3"), "arr:3", READY, id="another child failing does not matter"
+        ),
+        pytest.param(
+            arr(spawned=False),
+            "arr:3",
+            Wait(("arr:3",), "Waiting for dependencies: arr:3"),
+            id="array not spawned yet: waits",
+        ),
+        pytest.param(
+            arr(S.FAILED, spawned=False),
+            "arr:3",
+            Fail(Reason.DEPENDENT_JOB_FAILED, ("arr:3",)),
+            id="array failed before spawning: fails",
+        ),
+        pytest.param(
+            arr(),
+            "arr:4",
+            Fail(Reason.invalid_dependency(["arr has array size 4, so it has no child 4"])),
+            id="index outside the array is invalid",
+        ),
+        pytest.param(
+            a_job("arr", S.SUCCEEDED),
+            "arr:0",
+            Fail(Reason.invalid_dependency(["arr is not an array job, so it has no child 0"])),
+            id="a child of a non-array is invalid",
+        ),
+        pytest.param(
+            arr(),
+            "later:1",
+            Wait(("later:1",), "Waiting for dependency later:1 to be submitted", ("later:1",)),
+            id="array not submitted yet: waits naming the child",
+        ),
+    ],
+)
+def test_dependency_on_one_array_child(array: JobFacts, ref: str, expected: Resolution) -> None:
+    job = a_job("j", S.PENDING, on(ref))
+    assert resolve_job(job, world(array, job)) == expected
+
+
+def test_split_child_ref() -> None:
+    assert split_child_ref("arr:3") == ("arr", 3)
+    assert split_child_ref(f"{ARRAY_UID}:12") == (ARRAY_UID, 12)
+    assert split_child_ref("arr") == ("arr", None)
+
+
+def test_a_job_on_one_child_is_woken_by_that_child() -> None:
+    index = DependentsIndex()
+    index.upsert(a_job("j", S.PENDING, on("arr:3")))
+    assert index.dependents_of_child("arr", 3) == {"j"}
+    assert index.dependents_of_child("arr", 2) == set()
+    assert index.dependents_of("arr") == {"j"}  # and by the array itself (appears, fails)
+    index.remove("j")
+    assert index.dependents_of_child("arr", 3) == set()
+
+
+def test_n_to_n_dependents_are_found_for_an_array_that_failed_before_spawning() -> None:
+    index = DependentsIndex()
+    index.upsert(a_job("c", S.PENDING, on("b", type=T.N_TO_N), size=3))
+    index.upsert(a_job("d", S.PENDING, on("b")))
+    assert index.n_to_n_dependents_of("b") == {"c"}

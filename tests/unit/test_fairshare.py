@@ -195,3 +195,39 @@ def test_500_active_share_identifiers_per_queue():
     assert s.share_admission("q", "s500", 601.0) is not None
     assert s.share_admission("q", "s500", 602.0) is None
     assert s.add_runnable(a_job("new").share("s500").view, 602.0) is None
+
+
+# --- SUBMITTED and PENDING jobs make a share identifier active (issue 11 item 8) -----------------
+
+
+def test_a_pending_job_s_share_counts_for_the_compute_reservation():
+    """AWS: "If a share identifier has jobs in a SUBMITTED, PENDING, RUNNABLE, STARTING, or
+    RUNNING state, it's considered an active share identifier": a share whose only job waits on
+    a dependency shrinks the reserve like a RUNNABLE one (two shares at 50%: 25% held back)."""
+    w = world([a_ce().max_vcpus(100)], [a_queue().fair_share(reservation=50)])
+    s = scheduler_with(w, *(a_job(f"a{i}").share("a").submitted(i) for i in range(100)))
+    assert s.note_waiting("pending-b", "q", "b", 0.0) is None
+    assert len(dispatched(s.cycle(w, 0.0))) == 75
+
+
+def test_a_waiting_job_that_becomes_runnable_or_leaves_stops_counting_once():
+    w = world([a_ce().max_vcpus(100)], [a_queue().fair_share(reservation=50)])
+    s = scheduler_with(w)
+    s.note_waiting("b1", "q", "b", 0.0)
+    s.note_waiting("b1", "q", "b", 0.0)  # idempotent: one live job, not two
+    s.add_runnable(a_job("b1").share("b").view, 1.0)  # admitted: no 500-limit check, still one job
+    assert s._fs("q").live_jobs == {"b": 1}
+    s.note_waiting("c1", "q", "c", 1.0)
+    s.forget_waiting("c1", 2.0)
+    s.remove("b1", 2.0)
+    assert s._fs("q").live_jobs == {}
+
+
+def test_the_501st_share_identifier_is_refused_already_at_pending():
+    w = world([a_ce().max_vcpus(0)], [a_queue().fair_share()])
+    s = scheduler_with(w)
+    for i in range(500):
+        assert s.note_waiting(f"j{i}", "q", f"s{i}", 0.0) is None
+    refused = s.note_waiting("new", "q", "s500", 0.0)
+    assert isinstance(refused, Cancel) and "500 active share identifiers" in refused.status_reason
+    assert s.note_waiting("same-share", "q", "s7", 0.0) is None  # an active identifier is fine

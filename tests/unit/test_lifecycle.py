@@ -13,6 +13,7 @@ from batchyard.api.batchjob import AttemptDetail, BatchJob, BatchJobStatus
 from batchyard.core import deps
 from batchyard.core.jobstate import JobState, Reason, can_transition
 from batchyard.core.lifecycle import (
+    DEPENDENCY_SUBMIT_GRACE_SECONDS,
     MAX_UNCOUNTED_ATTEMPTS,
     MISSING_REFERENCE_GRACE_SECONDS,
     STUCK_TERMINATING_SECONDS,
@@ -375,7 +376,15 @@ CANCEL_ROWS = [
     P(J.in_state("SUBMITTED").cancelled(), C, NOW, Expect("FAILED", "not needed", flags=RELEASED),
       id="AWS: cancel SUBMITTED -> FAILED"),
     P(J.in_state("PENDING", reason=WAITING_A).cancelled(), C.waiting_for("a"), NOW,
-      Expect("FAILED", "not needed", flags=RELEASED), id="cancel PENDING -> FAILED at once (digest §2.3)"),
+      Expect("PENDING", WAITING_A),
+      id="AWS CancelJob: PENDING is cancelled only after all dependency jobs are completed (digest §2.3)"),
+    P(J.cancelled(), C.waiting_for("a"), NOW, Expect("PENDING", WAITING_A),
+      id="AWS CancelJob: a new job with outstanding dependencies goes PENDING, cancelled later"),
+    P(J.in_state("PENDING", reason=WAITING_A).cancelled(), C, NOW,
+      Expect("FAILED", "not needed", flags=RELEASED), id="cancel PENDING -> FAILED once dependencies are done"),
+    P(J.in_state("PENDING", reason=WAITING_A).cancelled(), C.dependency_failed(), NOW,
+      Expect("FAILED", "not needed", flags=RELEASED),
+      id="cancel PENDING -> FAILED (cancelled) when a dependency failed"),
     P(J.in_state("RUNNABLE").cancelled(), C, NOW, Expect("FAILED", "not needed", flags=RELEASED),
       id="AWS: cancel RUNNABLE -> FAILED"),
     P(STARTING.cancelled(), C.with_pod(POD.pending()), NOW, Expect("STARTING"),
@@ -698,7 +707,7 @@ def test_a_step_is_idempotent_once_applied(job: JobB, ctx: CtxB, now: float, exp
         P(RUNNING.terminated(), C.with_pod(POD.running()), None, True,
           id="terminate RUNNING: isTerminated"),
         P(J.in_state("RUNNABLE").cancelled(), C, True, None, id="cancel RUNNABLE: isCancelled"),
-        P(J.in_state("PENDING").cancelled(), C.waiting_for("a"), True, None,
+        P(J.in_state("PENDING").cancelled(), C, True, None,
           id="cancel PENDING: isCancelled"),
         P(RUNNING.cancelled(), C.with_pod(POD.running()), None, None,
           id="ignored cancel: neither"),
@@ -1217,3 +1226,81 @@ def test_admission_records_the_effective_priority_retry_strategy_timeout_and_par
         st.retryStrategy is not None and st.retryStrategy.attempts == 4
     )  # the job's replaces the definition's
     assert st.timeout is not None and st.timeout.attemptDurationSeconds == 600
+
+
+# --- a dependency that is never submitted (issue 11 item 12) ------------------------------------
+
+
+def _not_submitted(name: str) -> CtxB:
+    return C._with(dependencies=deps.Wait((name,), Reason.dependency_not_submitted(name), (name,)))
+
+
+@pytest.mark.parametrize(
+    ("now", "expect"),
+    [
+        P(T0 + 1, Expect("PENDING", "Waiting for dependency later to be submitted",
+                         wake_at=T0 + DEPENDENCY_SUBMIT_GRACE_SECONDS),
+          id="waits, with a timer at the bound"),
+        P(T0 + DEPENDENCY_SUBMIT_GRACE_SECONDS, Expect("FAILED", "Dependent Job not found: later"),
+          id="at the bound: FAILED naming the missing dependency"),
+    ],
+)  # fmt: skip
+def test_a_dependency_never_submitted_fails_after_the_documented_bound(now: float, expect: Expect) -> None:
+    job = J.in_state("PENDING", reason="Waiting for dependency later to be submitted")
+    assert Expect.of(run(job, _not_submitted("later"), now)) == expect
+
+
+def test_an_outstanding_dependency_that_exists_is_waited_for_without_bound() -> None:
+    job = J.in_state("PENDING", reason=WAITING_A)
+    assert Expect.of(run(job, C.waiting_for("a"), T0 + 10 * DEPENDENCY_SUBMIT_GRACE_SECONDS)) == Expect(
+        "PENDING", WAITING_A
+    )
+
+
+@pytest.mark.parametrize(
+    ("policy", "share", "expected"),
+    [
+        P(None, None, None, id="FIFO queue, no shareIdentifier: admitted"),
+        P("fair", "teamA", None, id="fair-share queue, shareIdentifier: admitted"),
+        P(None, "teamA",
+          "shareIdentifier teamA is not allowed: JobQueue q has no scheduling policy (AWS SubmitJob: "
+          "don't specify shareIdentifier if the job queue doesn't have one)",
+          id="AWS: shareIdentifier on a queue without a scheduling policy is refused"),
+        P("fair", None,
+          "shareIdentifier is required: JobQueue q has the scheduling policy fair (AWS SubmitJob: if the "
+          "job queue has a scheduling policy, shareIdentifier must be specified)",
+          id="AWS: a fair-share queue refuses a job without a shareIdentifier"),
+    ],
+)  # fmt: skip
+def test_share_identifier_admission(policy: str | None, share: str | None, expected: str | None) -> None:
+    got = queue_refusal("q", "ENABLED", None, "ns", scheduling_policy=policy, share_identifier=share)
+    assert got == expected
+
+
+def test_a_refused_share_identifier_fails_the_job_at_admission() -> None:
+    reason = queue_refusal("q", None, None, "ns", scheduling_policy=None, share_identifier="A")
+    assert reason is not None
+    assert Expect.of(run(J, C.queue_refusing(reason))) == Expect("FAILED", reason)
+
+
+def test_an_impossible_consumable_requirement_fails_the_new_job_naming_the_resource() -> None:
+    problem = "consumable resource nope does not exist"
+    ctx = C._with(consumable_problems=(problem,))
+    # Within the grace the resource may still arrive on its watch stream: wait.
+    assert Expect.of(run(J, ctx, T0 + 1)).state is None
+    assert Expect.of(run(J, ctx, NOW)) == Expect(
+        "FAILED", f"Invalid consumable resource requirement: {problem}"
+    )
+
+
+def test_a_submission_over_30_kib_fails_naming_aws_s_limit() -> None:
+    job = J.job()
+    big = job.model_copy(
+        update={"spec": job.spec.model_copy(update={"parameters": {f"p{i}": "x" * 200 for i in range(160)}})}
+    )
+    step = advance(big, J.status(), C.ctx, NOW)
+    assert step.status.status == "FAILED"
+    assert (step.status.statusReason or "").startswith("Job payload of ")
+    assert "over the maximum job payload size of 30 KiB" in (step.status.statusReason or "")
+    small = job.model_copy(update={"spec": job.spec.model_copy(update={"parameters": {"p": "x" * 100}})})
+    assert advance(small, J.status(), C.ctx, NOW).status.status == "RUNNABLE"

@@ -11,10 +11,14 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
+
 from batchyard.adapters.controller import Controller, Settings
 from batchyard.adapters.objectstatus import ConsumableStatusWriter, QueueStatusWriter
 from batchyard.adapters.state import ClusterState
+from batchyard.api.batchjob import JobStateCounts
 from batchyard.core.capacity import Resources
+from batchyard.core.queueing import queue_health
 from batchyard.core.scheduler import CE_MAX_RESOURCE, JobView
 
 NOW = 1_800_000_000.0
@@ -157,3 +161,75 @@ def test_non_replenishable_units_used_up_are_read_back_from_status_after_a_resta
     body["metadata"]["generation"] = 2  # type: ignore[index]
     controller.state.upsert_cluster_object("consumableresources", body)
     assert controller.decide(NOW).result.consumables["tok"].total_quantity == 10  # type: ignore[union-attr]
+
+
+def test_queue_status_is_valid_with_aws_reason_and_counts_keyed_as_the_crd_schema() -> None:
+    controller, kube = a_loop(jobs=2)
+    asyncio.run(QueueStatusWriter(controller)(controller.decide(NOW).result))  # type: ignore[arg-type]
+    [patch] = [b["status"] for p, b in kube.patched if p.endswith("/jobqueues/q/status")]
+    assert (patch["status"], patch["statusReason"]) == ("VALID", "JobQueue Healthy")
+    # Keys the CRD schema does not list are pruned by the API server (the `kubectl get jq`
+    # Runnable/Running columns read .status.jobCounts.RUNNABLE / .RUNNING).
+    assert set(patch["jobCounts"]) <= set(JobStateCounts.model_fields)
+    assert patch["jobCounts"]["RUNNABLE"] == 2
+
+
+def test_a_queue_naming_missing_objects_is_invalid_naming_them() -> None:
+    controller, kube = a_loop(jobs=0)
+    controller.state.upsert_cluster_object(
+        "jobqueues",
+        {
+            "metadata": {"name": "q", "uid": "q-uid", "generation": 2},
+            "spec": {
+                "priority": 1,
+                "schedulingPolicy": "nope",
+                "computeEnvironmentOrder": [
+                    {"order": 1, "computeEnvironment": "ce"},
+                    {"order": 2, "computeEnvironment": "gone"},
+                ],
+            },
+        },
+    )
+    asyncio.run(QueueStatusWriter(controller)(controller.decide(NOW).result))  # type: ignore[arg-type]
+    [patch] = [b["status"] for p, b in kube.patched if p.endswith("/jobqueues/q/status")]
+    assert patch["status"] == "INVALID"
+    assert (
+        patch["statusReason"]
+        == "ComputeEnvironment gone does not exist; SchedulingPolicy nope does not exist"
+    )
+
+
+@pytest.mark.parametrize(
+    ("ces", "policy", "expected"),
+    [
+        pytest.param(["a"], None, ("VALID", "JobQueue Healthy"), id="everything exists: AWS's healthy text"),
+        pytest.param(["a", "x"], None, ("INVALID", "ComputeEnvironment x does not exist"), id="missing CE"),
+        pytest.param(["a"], "p", ("VALID", "JobQueue Healthy"), id="existing policy"),
+        pytest.param(["a"], "q", ("INVALID", "SchedulingPolicy q does not exist"), id="missing policy"),
+    ],
+)
+def test_queue_health(ces: list[str], policy: str | None, expected: tuple[str, str]) -> None:
+    assert queue_health(ces, {"a"}, policy, {"p"}) == expected
+
+
+def test_share_decay_seconds_zero_means_only_current_usage() -> None:
+    """AWS User Guide "Fair-share scheduling policies": "A value of zero indicates that only
+    current usage is measured" (it used to become a 600 s half-life)."""
+    controller, _ = a_loop(jobs=0)
+    controller.state.upsert_cluster_object(
+        "schedulingpolicies",
+        {"metadata": {"name": "fs"}, "spec": {"fairsharePolicy": {"shareDecaySeconds": 0}}},
+    )
+    controller.state.upsert_cluster_object(
+        "jobqueues",
+        {
+            "metadata": {"name": "q", "uid": "q-uid", "generation": 1},
+            "spec": {
+                "priority": 1,
+                "schedulingPolicy": "fs",
+                "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "ce"}],
+            },
+        },
+    )
+    policy = controller._world().queues["q"].policy
+    assert policy is not None and policy.share_decay_seconds == 0

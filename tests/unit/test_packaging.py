@@ -130,6 +130,7 @@ def test_helm_lint_is_clean_for_defaults_and_every_toggle(helm: Path) -> None:
             "nodePools.kwok.enabled=true,nodePools.karpenter.enabled=true,nodePools.clusterAPI.enabled=true",
             "metrics.serviceMonitor.enabled=true,grafanaDashboard.enabled=true,replicaCount=2",
             "operator.watchNamespaces={team-a,team-b}",
+            "console.enabled=true",
         ],
     ):
         args = [str(helm), "lint", "--strict", str(CHART)] + [a for s in sets for a in ("--set", s)]
@@ -330,6 +331,24 @@ def test_metrics_service_targets_the_metrics_port_and_service_monitor_is_optiona
     assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
     cm = one(docs, "ConfigMap")
     assert json.loads(cm["data"]["batchyard.json"])["uid"] == "batchyard-overview"
+
+
+def test_console_is_off_by_default_and_has_no_rights_of_its_own(helm: Path) -> None:
+    assert not any("console" in d["metadata"]["name"] for d in template(helm))
+    docs = template(helm, "console.enabled=true")
+    console = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-console")
+    )
+    pod = console["spec"]["template"]["spec"]
+    # It reads with the viewer's token only: no ServiceAccount token, not the operator's account.
+    assert pod["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in pod
+    assert "--server=https://kubernetes.default.svc" in pod["containers"][0]["args"]
+    operator = next(d for d in docs if d["kind"] == "Deployment" and d is not console)
+    selects = operator["spec"]["selector"]["matchLabels"].items()
+    assert not selects <= console["spec"]["template"]["metadata"]["labels"].items()
+    svc = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"].endswith("-console"))
+    assert svc["spec"]["selector"].items() <= console["spec"]["template"]["metadata"]["labels"].items()
 
 
 # --- Dockerfile --------------------------------------------------------------------------------

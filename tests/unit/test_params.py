@@ -67,8 +67,20 @@ def test_aws_ffmpeg_example() -> None:
             "s3://Ref::bucket/Ref::key", {"bucket": "b", "key": "k"}, "s3://b/k", id="two embedded tokens"
         ),
         pytest.param("Ref::input.csv", {"input": "data"}, "data.csv", id="token ends where the name ends"),
-        pytest.param("Ref::input", {"in": "X", "input": "Y"}, "Y", id="longest name wins (whole)"),
-        pytest.param("Ref::inputs", {"in": "X", "input": "Y"}, "Ys", id="longest name wins (embedded)"),
+        pytest.param("Ref::input", {"in": "X", "input": "Y"}, "Y", id="the full name wins (whole)"),
+        pytest.param(
+            "Ref::inputs", {"in": "X", "input": "Y"}, "Ref::inputs", id="no prefix match (embedded)"
+        ),
+        pytest.param(
+            "Ref::inputfile",
+            {"codec": "mp4", "in": "A"},
+            "Ref::inputfile",
+            id="a parameter whose name is a prefix does not replace (AWS leaves unknown refs)",
+        ),
+        pytest.param("-i=Ref::inputfile", {"in": "A"}, "-i=Ref::inputfile", id="embedded prefix is no match"),
+        pytest.param("Ref::in_file", {"in": "A"}, "Ref::in_file", id="underscore belongs to the name"),
+        pytest.param("Ref::in-x", {"in": "A"}, "Ref::in-x", id="hyphen belongs to the name"),
+        pytest.param("Ref::in/x", {"in": "A"}, "A/x", id="slash ends the name"),
         pytest.param("Ref::i", {"in": "X"}, "Ref::i", id="partial name is not a match"),
         pytest.param("a Ref::nope b", {"x": "1"}, "a Ref::nope b", id="unknown embedded stays literal"),
         pytest.param("Ref::a", {"a": "Ref::b", "b": "2"}, "Ref::b", id="values are not expanded again"),

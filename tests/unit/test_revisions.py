@@ -153,14 +153,22 @@ def test_a_spec_changed_back_is_a_new_revision_too() -> None:
     ]
 
 
-def test_a_generation_bump_alone_updates_observed_generation_only() -> None:
-    jd = a_definition().recorded().generation(7)
+def test_a_spec_changed_and_back_while_unseen_is_still_a_new_revision() -> None:
+    """A -> B -> A seen only as the final A (generation 1 -> 3): AWS made two registrations, and
+    the API server's generation says the spec changed, so the final spec is a new revision."""
+    jd = a_definition().recorded().generation(3)
 
     status = record_revisions(jd.build(), T2)
 
     assert status is not None
-    assert (status.observedGeneration, status.latestRevision) == (7, 1)
-    assert revisions_of(status) == [(1, "ACTIVE", "busybox")]
+    assert (status.observedGeneration, status.latestRevision) == (3, 2)
+    assert revisions_of(status) == [(1, "ACTIVE", "busybox"), (2, "ACTIVE", "busybox")]
+
+
+def test_a_restart_that_sees_the_recorded_generation_makes_no_revision() -> None:
+    jd = a_definition().generation(5).recorded()
+
+    assert record_revisions(jd.build(), T2) is None
 
 
 @pytest.mark.parametrize(
@@ -304,3 +312,49 @@ def test_resolve_runs_the_recorded_spec_not_the_live_one() -> None:
     assert not isinstance(result, str)
     assert result[1].containerProperties is not None
     assert (result[0], result[1].containerProperties.image) == (3, "c")
+
+
+# --- AWS's 24 KiB job definition size quota (issue 11 item 12) -----------------------------------
+
+HUGE = {"parameters": {f"p{i}": "x" * 200 for i in range(130)}}  # ~27 KiB of parameters
+
+
+def test_a_definition_over_24_kib_records_no_revision_and_says_why() -> None:
+    jd = a_definition().with_field("parameters", HUGE["parameters"]).generation(1)
+
+    status = record_revisions(jd.build(), T1)
+
+    assert status is not None and not status.revisions
+    [condition] = status.conditions or []
+    assert (condition.type, condition.status, condition.reason) == (
+        "Registered",
+        "False",
+        "DefinitionTooLarge",
+    )
+    assert "over the maximum job definition size of 24 KiB" in (condition.message or "")
+    # A job naming it fails with that reason instead of "no recorded revision yet".
+    refused = resolve(jd.build().model_copy(update={"status": status}), "d", None)
+    assert isinstance(refused, str) and "24 KiB" in refused
+    # Written once: the same refusal again changes nothing.
+    again = jd.build().model_copy(update={"status": status})
+    assert record_revisions(again, T2) is None
+
+
+def test_an_oversized_edit_keeps_the_earlier_revision_and_a_fix_clears_the_refusal() -> None:
+    jd = a_definition().recorded(T1)
+    big = replace(jd, extra=(("parameters", HUGE["parameters"]),), gen=2).recorded(T2)
+    assert big.status is not None and revisions_of(big.status) == [(1, "ACTIVE", "busybox")]
+    assert resolve(big.build(), "d", None) == (1, spec("busybox"))
+
+    fixed = replace(big, extra=(), image="busybox:2", gen=3).recorded(T3)
+
+    assert fixed.status is not None and not fixed.status.conditions
+    assert revisions_of(fixed.status)[-1] == (2, "ACTIVE", "busybox:2")
+
+
+def test_a_stray_number_in_inactive_revisions_does_not_hide_later_unseen_edits() -> None:
+    jd = a_definition().with_revisions("a", "b")  # generation 2, revisions 1 and 2
+    deregistered = jd.deregistering(1, 99).generation(3).recorded(T3)  # 99 does not exist
+    assert deregistered.status is not None and deregistered.status.latestRevision == 2
+    edited = deregistered.generation(5).recorded(T3)  # a spec edit and back, unseen
+    assert edited.status is not None and edited.status.latestRevision == 3

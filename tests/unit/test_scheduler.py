@@ -99,6 +99,20 @@ def test_blocked_higher_priority_queue_does_not_stop_lower_queues():
             ["low", "high"],
             id="schedulingPriority is ignored in a FIFO queue",
         ),
+        pytest.param(
+            [a_job("old").submitted(1), a_job("tagged").submitted(2).share("A", priority=100)],
+            ["old", "tagged"],
+            id="AWS: a shareIdentifier with priority does not jump ahead in a FIFO queue",
+        ),
+        pytest.param(
+            [
+                a_job("a1").submitted(1).share("A", 1),
+                a_job("b").submitted(2).share("B", 50),
+                a_job("a2").submitted(3).share("A", 99),
+            ],
+            ["a1", "b", "a2"],
+            id="FIFO across share identifiers, whatever their priorities",
+        ),
     ],
 )
 def test_order_within_a_fifo_queue(jobs, expected):

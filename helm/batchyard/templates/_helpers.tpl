@@ -130,3 +130,27 @@ or one Role per namespace when operator.watchNamespaces is set.
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/* The AWS Batch gateway: its own name label, so the operator's selectors never match it. */}}
+{{- define "batchyard.gatewaySelectorLabels" -}}
+app.kubernetes.io/name: {{ include "batchyard.name" . }}-gateway
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "batchyard.gatewayLabels" -}}
+helm.sh/chart: {{ include "batchyard.chart" . }}
+{{ include "batchyard.gatewaySelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: gateway
+app.kubernetes.io/part-of: batchyard
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* gateway.serviceAccounts grouped by namespace: {ns: [names]} (YAML, read with fromYaml). */}}
+{{- define "batchyard.gatewayImpersonation" -}}
+{{- $by := dict }}
+{{- range .Values.gateway.serviceAccounts }}
+{{- $_ := set $by .namespace (append (get $by .namespace | default list) .name) }}
+{{- end }}
+{{- toYaml $by }}
+{{- end }}

@@ -27,7 +27,7 @@ from batchyard.api.batchjob import (
     JobStateCounts,
 )
 from batchyard.core import deps, lifecycle
-from batchyard.core.arrays import ArrayChildren
+from batchyard.core.arrays import ArrayChildren, progress_text
 from batchyard.core.jobstate import TERMINAL_STATES, JobState, StopKind, on_cancel, on_terminate
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ def array_detail(children: ArrayChildren) -> ArrayPropertiesDetail:
     return ArrayPropertiesDetail(
         size=children.size,
         statusSummary=JobStateCounts(**children.status_summary()),
+        progress=progress_text(children.status_summary(), children.size),
         children=ArrayChildrenDetail(
             states=raw.get("states"),  # type: ignore[arg-type,unused-ignore]
             attempts=raw.get("attempts"),  # type: ignore[arg-type,unused-ignore]
@@ -343,6 +344,9 @@ class ArrayRunner:
         children = entry.children
         assert children is not None
         self.c.finished_first.add(key)
+        # Jobs on this one child ("name:index", core.deps.split_child_ref).
+        for name in self.c.dependents_in(key[0]).dependents_of_child(key[1], index):
+            self.c.state.dirty_jobs.add((key[0], name))
         for name, child in self.c.dependents_in(key[0]).affected_by_child(key[1], index):
             other = self.c.state.jobs.get((key[0], name))
             if other is not None:

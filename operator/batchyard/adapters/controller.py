@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchyard import API_VERSION, GROUP, VERSION
-from batchyard.adapters.arrayjobs import ArrayRunner
+from batchyard.adapters.arrayjobs import ArrayRunner, children_of
 from batchyard.adapters.kube import ApiError, Kube
 from batchyard.adapters.objectstatus import QueuePositions
 from batchyard.adapters.state import JOB_UID_LABEL, ClusterState, JobEntry, JobKey
@@ -38,7 +38,7 @@ from batchyard.api.jobdefinition import JobDefinitionSpec
 from batchyard.core import deps, lifecycle
 from batchyard.core.backoff import KeyedBackoff
 from batchyard.core.capacity import CEView, NodeView, Resources
-from batchyard.core.consumables import ConsumableView
+from batchyard.core.consumables import ConsumableView, requirement_problems
 from batchyard.core.effective import effective
 from batchyard.core.fairshare import PolicyView
 from batchyard.core.jobstate import JobState
@@ -64,7 +64,6 @@ log = logging.getLogger("batchyard.loop")
 
 TERMINAL = ("SUCCEEDED", "FAILED")
 UNBOUNDED_VCPUS = 1_000_000
-DEFAULT_SHARE_DECAY_SECONDS = 600
 POD_CONFLICT_RETRY_SECONDS = 2.0
 EXPIRY_SCAN_SECONDS = 10.0
 MAX_EXPIRIES_PER_SCAN = 200
@@ -177,8 +176,11 @@ class Controller:
             self.heartbeat = time.monotonic()
             try:
                 wait = self._next_wake(time.time())
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that
+                # arrives as the event fires, and the loop then outlives stop_engine.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.state.event.wait(), timeout=wait)
+                    async with asyncio.timeout(wait):
+                        await self.state.event.wait()
                 self.state.event.clear()
                 if self.state.synced:
                     await self.reconcile_once()
@@ -222,6 +224,7 @@ class Controller:
                 self.scheduler.remove(k, now)
                 self.known.discard(k)
             for ns, name in st.forgotten_jobs:
+                self.scheduler.forget_waiting((ns, name), now)
                 if (ns, name) in self.indexed:
                     self.dependents_in(ns).remove(name)
                     self.indexed.discard((ns, name))
@@ -245,12 +248,15 @@ class Controller:
             if entry.job.spec.arrayProperties is not None:
                 entry.dirty_children |= entry.timed_children
                 step = self.arrays.step(key, entry, now)
+                array_was_terminal = entry.status.status in TERMINAL
                 entry.status = step.status
                 entry.wake_at = step.wake_at if entry.wake_at is None else entry.wake_at
                 plan.steps[key] = step
                 plan.arrays.add(key)
                 if step.status.status in TERMINAL:
                     entry.wake_at = self._ttl_deadline(step.status)
+                    if not array_was_terminal:  # e.g. failed before spawning: N_TO_N dependents fail
+                        self._wake_dependents(entry)
                 continue
             self._restore(key, entry, now)
             ctx = self._context(entry)
@@ -352,6 +358,15 @@ class Controller:
                     step.wake_at = None
         if step.status.status == "RUNNING" and entry.status.status == "STARTING":
             self.scheduler.mark_running(key)
+        share = entry.job.spec.shareIdentifier
+        if share and step.status.status in ("SUBMITTED", "PENDING"):
+            # AWS: SUBMITTED and PENDING jobs make their share identifier active too.
+            refused = self.scheduler.note_waiting(key, entry.job.spec.jobQueue, share, now)
+            if refused is not None:
+                lifecycle.fail(step, now, refused.status_reason)
+                step.wake_at = None
+        elif share and not step.enqueue:
+            self.scheduler.forget_waiting(key, now)
 
     def _definition(self, entry: JobEntry) -> tuple[int, JobDefinitionSpec] | str:
         """The revision the job runs. Once pinned it is kept with the job, so a definition
@@ -388,6 +403,8 @@ class Controller:
                 queue.spec.state,
                 queue.spec.allowedNamespaces,
                 job.metadata.namespace or "",
+                scheduling_policy=queue.spec.schedulingPolicy,
+                share_identifier=job.spec.shareIdentifier,
             )
         resolved = self._definition(entry)
         definition: lifecycle.Resolved | None = None
@@ -412,6 +429,18 @@ class Controller:
                 + self._identity_problems(job, spec),
                 effective=effective(job.spec, spec),
             )
+        consumable_problems: tuple[str, ...] = ()
+        if entry.status.status in (None, "SUBMITTED") and not isinstance(resolved, str):
+            # Admission only: a resource deleted later leaves RUNNABLE jobs waiting (AWS).
+            props = job.spec.consumableResourcePropertiesOverride or resolved[1].consumableResourceProperties
+            needs = {
+                c.consumableResource: c.quantity
+                for c in (props.consumableResourceList or [] if props else [])
+            }
+            if needs:
+                consumable_problems = tuple(
+                    requirement_problems(needs, {v.name: v for v in self._consumable_views()})
+                )
         attempt = entry.status.attempts[-1] if entry.status.attempts else None
         if pod is None and pod_seen is None and attempt is not None and attempt.podName:
             found = self.state.pods.get((job.metadata.namespace or "", attempt.podName))
@@ -428,6 +457,7 @@ class Controller:
             pod=pod,
             pod_seen=pod_seen,
             keep_pods=self.settings.keep_pods,
+            consumable_problems=consumable_problems,
         )
 
     def _identity_problems(self, job: BatchJob, spec: JobDefinitionSpec) -> tuple[str, ...]:
@@ -448,7 +478,8 @@ class Controller:
                 deps.Dependency(d.jobId, deps.DependencyType.from_api(d.type))
                 for d in job.spec.dependsOn or []
             ),
-            children=entry.children,
+            # Restored from status on first use, so a dependency read before its own step is seen.
+            children=children_of(entry) if job.spec.arrayProperties is not None else None,
         )
 
     def _lookup(self, entry: JobEntry) -> deps.Lookup:
@@ -470,10 +501,18 @@ class Controller:
         job = entry.job
         namespace = job.metadata.namespace or ""
         self.finished_first.add((namespace, job.metadata.name or ""))
-        for name in self.dependents_in(namespace).dependents_of(job.metadata.name or ""):
+        index = self.dependents_in(namespace)
+        for name in index.dependents_of(job.metadata.name or ""):
             other = self.state.jobs.get((namespace, name))
             if other is not None and other.status.status in (None, "SUBMITTED", "PENDING"):
                 self.state.dirty_jobs.add((namespace, name))
+        if job.spec.arrayProperties is not None and entry.children is None:
+            # An array that ended before spawning: children waiting N_TO_N on it resolve now.
+            for name in index.n_to_n_dependents_of(job.metadata.name or ""):
+                other = self.state.jobs.get((namespace, name))
+                if other is not None and other.children is not None:
+                    other.dirty_children |= set(other.children.in_state(JobState.PENDING))
+                    self.state.dirty_jobs.add((namespace, name))
         if self.state.dirty_jobs:
             self.state.wake()
 
@@ -549,9 +588,9 @@ class Controller:
                 fp = st.policies[q.spec.schedulingPolicy].spec.fairsharePolicy
                 if fp is not None:
                     policy = PolicyView(
-                        # AWS API reference: 0 (or unset) means the minimum window of 600 seconds
-                        # (the user guide's "only current usage" is the older text; see the field).
-                        share_decay_seconds=fp.shareDecaySeconds or DEFAULT_SHARE_DECAY_SECONDS,
+                        # AWS User Guide "Fair-share scheduling policies": "A value of zero
+                        # indicates that only current usage is measured" (unset is 0 too).
+                        share_decay_seconds=fp.shareDecaySeconds or 0,
                         compute_reservation=fp.computeReservation or 0,
                         weights={
                             s.shareIdentifier: float(s.weightFactor or 1.0)
@@ -574,16 +613,18 @@ class Controller:
                     ),
                 )
             )
-        consumables = [
+        return World.of(ces, queues, self._consumable_views())
+
+    def _consumable_views(self) -> list[ConsumableView]:
+        return [
             ConsumableView(
                 name=c.metadata.name or "",
                 total_quantity=c.spec.totalQuantity,
                 resource_type=c.spec.resourceType or "REPLENISHABLE",
                 consumed=_consumed(c),
             )
-            for c in st.consumables.values()
+            for c in self.state.consumables.values()
         ]
-        return World.of(ces, queues, consumables)
 
     # -- executing ---------------------------------------------------------------------------
     async def execute(self, plan: Plan, now: float) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 from batchyard import API_VERSION
 from batchyard.adapters.kube import ApiError
 from batchyard.core import lifecycle
+from batchyard.core.queueing import queue_health
 from batchyard.core.scheduler import BlockInfo, CycleResult
 
 if TYPE_CHECKING:
@@ -48,9 +49,18 @@ class QueueStatusWriter:
                 "message": blocked.status_reason if blocked else "the queue's head job can start",
                 "lastTransitionTime": lifecycle.iso(blocked.since if blocked else time.time()),
             }
+            health, reason = queue_health(
+                [o.computeEnvironment for o in sorted(q.spec.computeEnvironmentOrder, key=lambda o: o.order)],
+                st.compute_environments.keys(),
+                q.spec.schedulingPolicy,
+                st.policies.keys(),
+            )
             status = {
-                "status": "VALID",
-                "jobCounts": {k.lower(): v for k, v in counts[name].items()},
+                "status": health,
+                "statusReason": reason,
+                # The CRD schema's keys (JobStateCounts: the AWS state names): any other key would
+                # be pruned by the API server.
+                "jobCounts": counts[name],
                 "observedGeneration": q.metadata.generation,
             }
             if blocked is not None and blocked.new:

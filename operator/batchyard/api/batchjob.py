@@ -228,9 +228,9 @@ class BatchJobSpec(Spec):
         | None
     ) = None
     """Fair-share identifier: up to 255 letters and digits, optionally followed by `*`. Required on a
-    queue with a scheduling policy and forbidden on a queue without one (the job fails with a
-    statusReason). The user guide says a share identifier can't be given at submission; Batchyard
-    follows the SubmitJob API reference, which requires it."""
+    queue with a scheduling policy and forbidden on a queue without one (AWS SubmitJob): such a job
+    is FAILED at admission with a statusReason naming the rule. The user guide says a share
+    identifier can't be given at submission; Batchyard follows the SubmitJob API reference."""
     propagateTags: bool | None = None
     """Copy job and job definition tags to the pods as annotations (job tags win). More than 50
     combined tags fail the job (AWS)."""
@@ -245,9 +245,10 @@ class BatchJobSpec(Spec):
     ) = None
     """Overrides the quantity of consumable resources each instance of the job needs."""
     cancel: StopRequest | None = None
-    """Set to request CancelJob: a SUBMITTED, PENDING or RUNNABLE job becomes FAILED with this reason
-    (a PENDING job once its dependencies finish; an array parent cancels its children). A STARTING
-    or RUNNING job is not affected; use terminate. Example:
+    """Set to request CancelJob: a SUBMITTED, PENDING or RUNNABLE job becomes FAILED with this reason.
+    As in AWS, a SUBMITTED or PENDING job with outstanding dependencies stays PENDING and is cancelled
+    once all its dependencies have completed; an array parent cancels its children. A STARTING or
+    RUNNING job is not affected; use terminate. Example:
     `kubectl patch batchjob my-job --type merge -p '{"spec":{"cancel":{"reason":"not needed"}}}'`."""
     terminate: StopRequest | None = None
     """Set to request TerminateJob: the job becomes FAILED with this reason in any state; running pods
@@ -381,6 +382,9 @@ class ArrayPropertiesDetail(Loose):
     """Children per state (parent only)."""
     children: ArrayChildrenDetail | None = None
     """Each child's state, attempt and last exit, compactly (parent only)."""
+    progress: str | None = None
+    """statusSummary as one line for the Progress column, e.g. "SUCCEEDED 91/10000, FAILED 438"
+    (parent only; other states appear when they have children)."""
 
 
 class BatchJobStatus(Loose):
@@ -443,13 +447,33 @@ class BatchJob(KubeObject):
         ("Status", ".status.status", "string", "Job state", 0),
         ("Queue", ".spec.jobQueue", "string", "Job queue", 0),
         ("Attempts", ".status.attempts[-1:].attempt", "integer", "Current attempt number", 0),
+        ("Progress", ".status.arrayProperties.progress", "string", "Array children per state", 0),
         ("Reason", ".status.statusReason", "string", "Status reason", 0),
         ("Age", ".metadata.creationTimestamp", "date", "Age", 0),
+    )
+    # ListJobs without a client-side filter: AWS lists by queue and status and filters by
+    # JOB_NAME, JOB_DEFINITION and SHARE_IDENTIFIER; the API server does the same with
+    # `kubectl get bj --field-selector status.status=FAILED,spec.jobQueue=gpu`.
+    SELECTABLE_FIELDS: ClassVar[tuple[str, ...]] = (
+        ".status.status",
+        ".spec.jobQueue",
+        ".spec.jobDefinition",
+        ".spec.shareIdentifier",
+        ".spec.jobName",
     )
     OBJECT_RULES: ClassVar[tuple[dict[str, Any], ...]] = (
         rule(
             "has(self.spec.jobName) || size(self.metadata.name) <= 128",
             "metadata.name must be at most 128 characters when spec.jobName is not set (AWS job name limit)",
+        ),
+        # AWS rejects a SubmitJob whose dependsOn names an id that does not exist yet, which is
+        # always the case for the job itself. (Its own uid or one of its own children, "name:3",
+        # can only be caught later -- the second would exceed the CEL cost budget here: the
+        # operator fails such a job with "Invalid dependsOn: job X cannot depend on itself".)
+        rule(
+            "!has(self.spec.dependsOn) || !self.spec.dependsOn.exists(d, has(d.jobId) && d.jobId == self.metadata.name)",
+            "spec.dependsOn: a job cannot depend on itself (a jobId names this job)",
+            field_path=".spec.dependsOn",
         ),
     )
 

@@ -182,6 +182,8 @@ class KubeObject(BaseModel):
     NAMESPACED: ClassVar[bool]
     # (name, jsonPath, type, description, priority)
     PRINTER_COLUMNS: ClassVar[tuple[tuple[str, str, str, str, int], ...]] = ()
+    # Scalar fields `kubectl get --field-selector` may filter on (CRD selectableFields, GA in 1.32).
+    SELECTABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
     # CEL rules on the whole object (they may read self.metadata.name).
     OBJECT_RULES: ClassVar[tuple[dict[str, Any], ...]] = ()
 

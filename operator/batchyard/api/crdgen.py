@@ -210,12 +210,28 @@ def object_schema(kind: type[KubeObject]) -> dict[str, Any]:
     return _ordered(root)
 
 
+def selectable_fields(kind: type[KubeObject], schema: dict[str, Any]) -> list[dict[str, str]]:
+    """CRD selectableFields, each checked against the schema: the API server accepts only paths
+    to string, integer or boolean fields, and rejects the whole CRD otherwise."""
+    out = []
+    for path in kind.SELECTABLE_FIELDS:
+        node: dict[str, Any] = schema
+        for part in path.lstrip(".").split("."):
+            node = node.get("properties", {}).get(part) or {}
+        if node.get("type") not in ("string", "integer", "boolean"):
+            raise SchemaError(f"{kind.KIND} selectable field {path} is not a string, integer or boolean")
+        out.append({"jsonPath": path})
+    return out
+
+
 def crd_for(kind: type[KubeObject]) -> dict[str, Any]:
     """The CustomResourceDefinition of one kind, as a dict."""
     columns = [
         {"name": n, "type": t, "jsonPath": p, "description": d, **({"priority": prio} if prio else {})}
         for n, p, t, d, prio in kind.PRINTER_COLUMNS
     ]
+    schema = object_schema(kind)
+    selectable = selectable_fields(kind, schema)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -241,7 +257,8 @@ def crd_for(kind: type[KubeObject]) -> dict[str, Any]:
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": columns,
-                    "schema": {"openAPIV3Schema": object_schema(kind)},
+                    **({"selectableFields": selectable} if selectable else {}),
+                    "schema": {"openAPIV3Schema": schema},
                 }
             ],
         },

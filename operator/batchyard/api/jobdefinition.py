@@ -2,8 +2,9 @@
 
 Why this module exists: a job definition is the template every BatchJob points at. AWS keeps an
 immutable, numbered revision per registration; Batchyard keeps one object per definition name
-whose spec is the latest registration, and the operator records every distinct spec it has seen
-as a numbered revision in `status.revisions` (a job pins one revision at submission).
+whose spec is the latest registration, and the operator records every spec change (every new
+metadata.generation) as a numbered revision in `status.revisions` (a job pins one revision at
+submission).
 `jobDefinitionName` is the object's metadata.name.
 """
 
@@ -88,7 +89,7 @@ class NodeProperties(Spec):
 
 
 class JobDefinitionSpec(Spec):
-    """RegisterJobDefinition (AWS). The name is metadata.name; every distinct spec becomes a revision."""
+    """RegisterJobDefinition (AWS). The name is metadata.name; every spec change becomes a revision."""
 
     model_config = ConfigDict(
         json_schema_extra=cel(

@@ -70,9 +70,9 @@ class FairsharePolicy(Spec):
     )
 
     shareDecaySeconds: Annotated[int, Field(ge=0, le=604800)] | None = None
-    """Window (seconds) over which past usage counts, 0 to 604,800 (one week). AWS documents disagree on
-    0: the user guide says "only current usage", the API reference says "the default minimum time
-    window (600 seconds)". Batchyard follows the newer API reference: 0 means 600 seconds."""
+    """Window (seconds) over which past usage counts, 0 to 604,800 (one week). 0 (or unset) means only
+    current usage is measured, as the AWS User Guide ("Fair-share scheduling policies") says; the API
+    reference's "default minimum time window (600 seconds)" for 0 is not followed."""
     computeReservation: Annotated[int, Field(ge=0, le=99)] | None = None
     """Percentage 0 to 99 of the queue's maximum vCPUs held back for inactive share identifiers: the
     reserved fraction is (computeReservation/100)^activeShares."""

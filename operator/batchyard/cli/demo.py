@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from batchyard.cli import demo_gateway
 from batchyard.devcluster import DevCluster
 
 REPO = Path(__file__).resolve().parents[3]
@@ -77,6 +78,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cluster = DevCluster(workdir=workdir, die_with_parent=not args.keep)
     cluster.start()
     operator: subprocess.Popen[bytes] | None = None
+    gateway: subprocess.Popen[bytes] | None = None
+    endpoint: list[str] = []
     try:
         cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
@@ -89,6 +92,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             stderr=log,
         )
         cluster.kubectl("apply", "-f", str(DEMO))
+        gateway, endpoint = demo_gateway.start(cluster, workdir)
+        print("\n".join(endpoint))
         print(
             f"operator running (log: {workdir / 'operator.log'}); jobs applied from {DEMO.relative_to(REPO)}\n"
         )
@@ -128,10 +133,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
             attempts = len(s.get("attempts") or [])
             tries = f" after {attempts} attempts" if attempts > 1 else ""
             print(f"  {name:14} {s.get('status')}{tries}{reason}")
+        print("\n".join(endpoint))
         expected_failures = {"broken"}
         failed = {n for n, s in done.items() if s.get("status") == "FAILED"}
         return 0 if failed == expected_failures else 1
     finally:
+        if gateway is not None and not args.keep:
+            gateway.terminate()  # with --keep it stays up beside the control plane, for the aws line
         if operator is not None:
             operator.terminate()
             try:
@@ -140,5 +148,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 operator.kill()
         if args.keep:
             print(f"control plane left running: export KUBECONFIG={cluster.kubeconfig}")
+            if gateway is not None:
+                print(f"AWS Batch gateway left running (pid {gateway.pid}); stop it with: kill {gateway.pid}")
         else:
             cluster.stop()

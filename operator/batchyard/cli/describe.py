@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 from typing import Any
 
 from batchyard import render
 from batchyard.adapters.arrayjobs import children_from_status
 from batchyard.api.batchjob import BatchJob
+from batchyard.cli.common import CommandError, Kubectl, UsageError, add_kube_args, parse_job_ref
 from batchyard.core.lifecycle import iso
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("describe", help="describe a job, or one array child as <job>:<index>")
     p.add_argument("job", help="BatchJob name, or <name>:<index> for an array child")
-    p.add_argument("--namespace", "-n", default=None)
-    p.add_argument("--kubectl", default=shutil.which("kubectl") or "kubectl")
+    add_kube_args(p)
     p.set_defaults(func=cmd_describe)
 
 
@@ -72,34 +70,26 @@ def child_detail(job: BatchJob, index: int, pod: dict[str, Any] | None) -> dict[
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    name, _, index_text = args.job.partition(":")
-    ns = ["-n", args.namespace] if args.namespace else []
-    out = subprocess.run(
-        [args.kubectl, "get", "batchjob", name, "-o", "json", *ns], capture_output=True, text=True
-    )
-    if out.returncode != 0:
-        print(out.stderr.strip())
-        return 1
-    job = BatchJob.from_body(json.loads(out.stdout))
-    if not index_text:
+    ref = parse_job_ref(args.job)
+    kube = Kubectl.of(args)
+    body = kube.get_or_none("batchjob", ref.name)
+    if body is None:
+        raise CommandError(f'batchjob "{ref.name}" not found')
+    job = BatchJob.from_body(body)
+    if ref.index is None:
         print(json.dumps({"spec": job.spec.model_dump(exclude_none=True, mode="json"),
                           "status": job.status.model_dump(exclude_none=True, mode="json") if job.status else {}},
                          indent=2))  # fmt: skip
         return 0
-    index = int(index_text)
-    pod_name = None
+    index = ref.index
+    size = job.spec.arrayProperties.size if job.spec.arrayProperties else None
+    if size is None:
+        raise UsageError(f"{ref}: {ref.name} is not an array job")
+    if index >= size:
+        raise UsageError(f"{ref}: index {index} is outside 0..{size - 1}")
     children = children_from_status(job.status) if job.status else None
-    if children is not None:
-        pod_name = render.pod_name(name, children.attempt_of(index), index)
     pod = None
-    if pod_name:
-        got = subprocess.run(
-            [args.kubectl, "get", "pod", pod_name, "-o", "json", *ns], capture_output=True, text=True
-        )
-        pod = json.loads(got.stdout) if got.returncode == 0 else None
-    try:
-        print(json.dumps(child_detail(job, index, pod), indent=2))
-    except ValueError as err:
-        print(err)
-        return 1
+    if children is not None:
+        pod = kube.get_or_none("pod", render.pod_name(ref.name, children.attempt_of(index), index))
+    print(json.dumps(child_detail(job, index, pod), indent=2))
     return 0

@@ -2,15 +2,16 @@
 
 The operator acts on spec.cancel / spec.terminate, so these are exactly
 `kubectl patch batchjob <job> --type merge -p '{"spec":{"cancel":{"reason":"..."}}}'`.
+`<job>:<index>` stops one array child (spec.childRequests).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 from typing import Any
+
+from batchyard.cli.common import CommandError, Kubectl, UsageError, add_kube_args, parse_job_ref
 
 
 def register(sub: Any) -> None:
@@ -20,9 +21,9 @@ def register(sub: Any) -> None:
     ):
         p = sub.add_parser(verb, help=help_)
         p.add_argument("job", help="BatchJob name, or <name>:<index> for one array child")
+        # AWS: reason is required by CancelJob and TerminateJob.
         p.add_argument("--reason", "-r", required=True, help="becomes the job's statusReason")
-        p.add_argument("--namespace", "-n", default=None)
-        p.add_argument("--kubectl", default=shutil.which("kubectl") or "kubectl")
+        add_kube_args(p)
         p.set_defaults(func=cmd_stop, verb=verb)
 
 
@@ -33,23 +34,25 @@ def stop_patch(verb: str, reason: str, index: int | None) -> dict[str, Any]:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    name, _, index = args.job.partition(":")
-    ns = ["-n", args.namespace] if args.namespace else []
-    patch_type, patch = "merge", json.dumps(stop_patch(args.verb, args.reason, int(index) if index else None))
-    if index:
-        # A merge patch would replace earlier child requests: append when the list exists.
-        got = subprocess.run(
-            [args.kubectl, "get", "batchjob", name, "-o", "json", *ns], capture_output=True, text=True
-        )
-        if got.returncode != 0:
-            print(got.stderr.strip())
-            return 1
-        if json.loads(got.stdout)["spec"].get("childRequests"):
-            entry = {"index": int(index), "action": args.verb.upper(), "reason": args.reason}
-            patch_type, patch = (
-                "json",
-                json.dumps([{"op": "add", "path": "/spec/childRequests/-", "value": entry}]),
-            )
-    return subprocess.run(
-        [args.kubectl, "patch", "batchjob", name, "--type", patch_type, "-p", patch, *ns]
-    ).returncode
+    ref = parse_job_ref(args.job)
+    if not args.reason.strip():
+        raise UsageError("--reason must not be empty (AWS requires a reason)")
+    kube = Kubectl.of(args)
+    job = kube.get_or_none("batchjob", ref.name)
+    if job is None:
+        raise CommandError(f'batchjob "{ref.name}" not found')
+    patch_type, patch = "merge", json.dumps(stop_patch(args.verb, args.reason, ref.index))
+    if ref.index is not None:
+        size = (job["spec"].get("arrayProperties") or {}).get("size")
+        if not size:
+            raise UsageError(f"{ref}: {ref.name} is not an array job")
+        if ref.index >= size:
+            raise UsageError(f"{ref}: the index must be below the array size {size}")
+        if job["spec"].get("childRequests"):
+            # A merge patch would replace earlier child requests: append when the list exists.
+            entry = {"index": ref.index, "action": args.verb.upper(), "reason": args.reason}
+            patch_type = "json"
+            patch = json.dumps([{"op": "add", "path": "/spec/childRequests/-", "value": entry}])
+    kube.run("patch", "batchjob", ref.name, "--type", patch_type, "-p", patch)
+    print(f"batchjob/{ref} {args.verb} requested")
+    return 0

@@ -391,3 +391,22 @@ def _str_map(value: object) -> dict[str, str]:
     if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
         raise ValueError("expected a mapping of strings")
     return {str(k): v for k, v in value.items()}
+
+
+# The order in which non-zero child counts follow "SUCCEEDED n/size" in the progress text: the
+# outcome a user looks for first (failures), then work under way, then work still waiting.
+_PROGRESS_ORDER = ("FAILED", "RUNNING", "STARTING", "RUNNABLE", "PENDING", "SUBMITTED")
+
+
+def progress_text(summary: Mapping[str, int], size: int) -> str:
+    """One line of array progress for `kubectl get` and `batchyard list`.
+
+    A printer column takes a JSONPath, not an expression, so the parent carries this text in
+    status (`arrayProperties.progress`), e.g. "SUCCEEDED 91/10000, FAILED 438, RUNNING 12".
+    SUCCEEDED is always shown against the size (the array's completion); every other state
+    only when it has children. It is derived from AWS's statusSummary, so it changes exactly
+    when the summary does and adds no status writes of its own.
+    """
+    parts = [f"SUCCEEDED {summary.get('SUCCEEDED', 0)}/{size}"]
+    parts += [f"{state} {summary[state]}" for state in _PROGRESS_ORDER if summary.get(state)]
+    return ", ".join(parts)

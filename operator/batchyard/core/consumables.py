@@ -16,8 +16,13 @@ Rules implemented here:
   the caller can persist it in the ConsumableResource status and hand it back in
   ``ConsumableView.consumed`` (the ledger keeps the larger of both, so a late status update never
   double-counts);
-* a resource the job needs but that does not exist (never created, or deleted) is simply not
-  available: the job waits in RUNNABLE (AWS: re-creating it with the same name lets those jobs run);
+* at admission (``requirement_problems``) a job that needs a resource that does not exist, or
+  more of one than its total quantity, can never run: it FAILS with a reason naming the resource
+  instead of sitting RUNNABLE at the head of its queue and blocking every job behind it (AWS
+  validates resource names at submission);
+* a resource deleted after admission is simply not available: the job waits in RUNNABLE (AWS:
+  "If you delete a consumable resource and re-create it with the same name, it is considered to
+  be the same resource and it can be used by RUNNABLE jobs");
 * a total lowered below what is in use makes ``available`` 0 until enough jobs end (AWS:
   "Batch reduces the available quantity immediately and, as jobs finish, ... reduces the total").
 """
@@ -113,3 +118,23 @@ class ConsumableLedger:
             available_quantity=self.available(view),
             consumed=consumed,
         )
+
+
+def requirement_problems(needs: Mapping[str, int], views: Mapping[str, ConsumableView]) -> list[str]:
+    """Why a new job's consumable-resource needs can never be met (empty: they can be).
+
+    The most a job can ever get of a resource is its total quantity (for NON_REPLENISHABLE, what
+    is left of it after earlier jobs consumed theirs).
+    """
+    problems = []
+    for name, qty in sorted(needs.items()):
+        view = views.get(name)
+        if view is None:
+            problems.append(f"consumable resource {name} does not exist")
+            continue
+        total = view.total_quantity - (view.consumed if view.resource_type == NON_REPLENISHABLE else 0)
+        if qty > total:
+            problems.append(
+                f"the job needs {qty} of consumable resource {name}, whose total quantity is {total}"
+            )
+    return problems

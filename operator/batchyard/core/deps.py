@@ -34,6 +34,15 @@ Decisions (AWS rejects bad references at SubmitJob; Kubernetes admits the object
 * A cycle (possible only when some name was referenced before it existed) would wait forever,
   so every job on it FAILS with "Dependency cycle: a -> b -> a".
 * N_TO_N on a job that is not an array, or an array of another size, FAILS (invalid dependsOn).
+* N_TO_N on an array that has not spawned its children yet (it is itself PENDING on its own
+  dependencies) WAITS: AWS "Reference: Example of an array job workflow" submits JobA, array
+  JobB (dependsOn JobA) and JobC (N_TO_N on JobB) up front. If that array FAILS before it
+  spawns, each dependent child fails with AWS's `Dependent Job failed`.
+* One array child as a dependency: `<name or uid>:<index>` (AWS child job ids are
+  "example_job_ID:0"). It resolves against that child's state: SUCCEEDED satisfies it, FAILED
+  fails the dependent. Before the array spawns, the child counts as not finished (or FAILED
+  when the whole array failed first). An index outside the array FAILS (invalid dependsOn).
+  The parsing is here (`split_child_ref`); the caller's lookup only resolves names and uids.
 * Cancelled and failed dependencies are treated alike (both are FAILED).
 """
 
@@ -50,6 +59,9 @@ from batchyard.core.params import child_job_id
 
 MAX_DEPENDENCIES = 20  # AWS: "A job can depend upon a maximum of 20 jobs."
 _UID_SHAPE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# "<name or uid>:<index>" (the CRD's jobId pattern allows up to 4 digits; AWS arrays have <= 10,000
+# children). Kubernetes names and uids never contain ":".
+_CHILD_REF = re.compile(r"(?P<job>[^:]+):(?P<index>[0-9]{1,4})")
 
 
 class DependencyType(StrEnum):
@@ -101,6 +113,9 @@ READY = Ready()
 class Wait:
     outstanding: tuple[str, ...]  # names (or "name:index") not yet SUCCEEDED / not yet submitted
     reason: str
+    # references (as written) to jobs that do not exist: the caller bounds how long it waits for
+    # them (core.lifecycle.DEPENDENCY_SUBMIT_GRACE_SECONDS)
+    not_submitted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +129,30 @@ Resolution = Ready | Wait | Fail
 
 def looks_like_uid(ref: str) -> bool:
     return _UID_SHAPE.fullmatch(ref) is not None
+
+
+def split_child_ref(ref: str) -> tuple[str, int | None]:
+    """("arr", 3) for "arr:3" (one array child), (ref, None) for a whole job."""
+    m = _CHILD_REF.fullmatch(ref)
+    return (m["job"], int(m["index"])) if m is not None else (ref, None)
+
+
+def child_state(info: JobFacts, index: int) -> JobState | str:
+    """The state of child ``index`` of array ``info``, or why the reference is invalid.
+
+    Before the array spawns its children they have no state of their own: they are PENDING
+    while the parent can still spawn them, and FAILED with it when it failed first (it never
+    will). A parent that SUCCEEDED has had every child succeed.
+    """
+    if info.array_size is None:
+        return f"{info.name} is not an array job, so it has no child {index}"
+    if index >= info.array_size:
+        return f"{info.name} has array size {info.array_size}, so it has no child {index}"
+    if info.children is not None:
+        return info.children.state_of(index)
+    if info.state in (JobState.FAILED, JobState.SUCCEEDED):
+        return info.state
+    return JobState.PENDING
 
 
 def make_lookup(jobs: Iterable[JobFacts]) -> Lookup:
@@ -146,8 +185,11 @@ def dependency_errors(job: JobFacts) -> list[str]:
             continue
         if dep.job is None:
             errors.append(f"a {dep.type} dependency needs a jobId")
-        elif dep.job in (job.name, job.uid):
-            errors.append("a job cannot depend on itself")
+        elif split_child_ref(dep.job)[0] in (job.name, job.uid):
+            via = "" if dep.job == job.name else f" (jobId {dep.job})"
+            errors.append(f"job {job.name} cannot depend on itself{via}")
+        elif dep.type is DependencyType.N_TO_N and split_child_ref(dep.job)[1] is not None:
+            errors.append(f"N_TO_N dependency {dep.job} must name a whole array job, not one child")
         if dep.type is DependencyType.N_TO_N and job.array_size is None:
             errors.append("N_TO_N dependencies need an array job")  # AWS: "for array jobs"
     return list(dict.fromkeys(errors))
@@ -182,7 +224,11 @@ def find_cycle(job: JobFacts, lookup: Lookup) -> tuple[str, ...] | None:
 
 
 def _refs(job: JobFacts) -> list[str]:
-    return [d.job for d in job.depends_on if d.job is not None and d.type is not DependencyType.SEQUENTIAL]
+    return [
+        split_child_ref(d.job)[0]
+        for d in job.depends_on
+        if d.job is not None and d.type is not DependencyType.SEQUENTIAL
+    ]
 
 
 def resolve_job(job: JobFacts, lookup: Lookup) -> Resolution:
@@ -204,21 +250,33 @@ def resolve_job(job: JobFacts, lookup: Lookup) -> Resolution:
     for dep in job.depends_on:
         if dep.job is None:
             continue  # SEQUENTIAL: child-level only
-        info = lookup(dep.job)
+        ref, index = split_child_ref(dep.job)
+        info = lookup(ref)
         if info is None:
-            (missing if looks_like_uid(dep.job) else not_submitted).append(dep.job)
-        elif dep.type is DependencyType.N_TO_N:
+            (missing if looks_like_uid(ref) else not_submitted).append(dep.job)
+            continue
+        if dep.type is DependencyType.N_TO_N:
             if info.array_size != job.array_size:
                 shape = (
                     "is not an array job" if info.array_size is None else f"has array size {info.array_size}"
                 )
                 errors.append(f"N_TO_N dependency {info.name} {shape}, this job has size {job.array_size}")
-        elif info.state is JobState.SUCCEEDED:
+            # Its children are resolved one by one (resolve_child), even before they exist.
             continue
-        elif info.state is JobState.FAILED:
-            failed.append(info.name)  # AWS: any dependency failed -> dependent FAILED
+        state: JobState | str = info.state
+        name = info.name
+        if index is not None:
+            state = child_state(info, index)  # AWS: a child job id is "<array job id>:<index>"
+            name = child_job_id(info.name, index)
+            if not isinstance(state, JobState):  # JobState is a str too: test it first
+                errors.append(state)
+                continue
+        if state is JobState.SUCCEEDED:
+            continue
+        if state is JobState.FAILED:
+            failed.append(name)  # AWS: any dependency failed -> dependent FAILED
         else:
-            outstanding.append(info.name)
+            outstanding.append(name)
     if errors:
         return Fail(Reason.invalid_dependency(errors))
     if missing:
@@ -255,12 +313,14 @@ def resolve_child(job: JobFacts, index: int, lookup: Lookup) -> Resolution:
             info = lookup(dep.job)
             if info is None:
                 not_submitted.append(dep.job)
-            elif info.children is None or info.array_size != job.array_size:
+                continue
+            state = child_state(info, index) if info.array_size == job.array_size else None
+            if not isinstance(state, JobState):
                 return Fail(
                     Reason.invalid_dependency([f"N_TO_N dependency {info.name} is not a matching array"])
                 )
-            else:
-                check(child_job_id(info.name, index), info.children.state_of(index))
+            # Not spawned yet: PENDING (wait); the array failed before spawning: FAILED.
+            check(child_job_id(info.name, index), state)
     if failed:
         return Fail(Reason.DEPENDENT_JOB_FAILED, tuple(failed))
     return _wait_or_ready(not_submitted, outstanding)
@@ -268,7 +328,11 @@ def resolve_child(job: JobFacts, index: int, lookup: Lookup) -> Resolution:
 
 def _wait_or_ready(not_submitted: Sequence[str], outstanding: Sequence[str]) -> Resolution:
     if not_submitted:
-        return Wait((*not_submitted, *outstanding), Reason.dependency_not_submitted(", ".join(not_submitted)))
+        return Wait(
+            (*not_submitted, *outstanding),
+            Reason.dependency_not_submitted(", ".join(not_submitted)),
+            tuple(not_submitted),
+        )
     if outstanding:
         return Wait(tuple(outstanding), Reason.dependencies_outstanding(tuple(outstanding)))
     return READY
@@ -307,16 +371,24 @@ class DependentsIndex:
         self._edges: dict[str, list[tuple[str, DependencyType]]] = {}  # dependent -> its refs
         self._uid: dict[str, str] = {}  # name -> uid
         self._sequential_size: dict[str, int] = {}  # name -> array size, for SEQUENTIAL arrays
+        self._child: dict[tuple[str, int], set[str]] = {}  # (ref, index) -> jobs on that one child
+        self._child_edges: dict[str, list[tuple[str, int]]] = {}  # dependent -> its (ref, index)
 
     def upsert(self, job: JobFacts) -> None:
         """Register (or re-register) a job's identity and dependsOn."""
         self.remove(job.name)
         self._uid[job.name] = job.uid
-        edges = [(d.job, d.type) for d in job.depends_on if d.job is not None]
+        # A dependency on one child ("arr:3") is indexed under the array's ref, so the job is
+        # re-resolved when the array appears, changes state or that child ends.
+        edges = [(split_child_ref(d.job)[0], d.type) for d in job.depends_on if d.job is not None]
         self._edges[job.name] = edges
         for ref, kind in edges:
             table = self._n_to_n if kind is DependencyType.N_TO_N else self._whole
             table.setdefault(ref, set()).add(job.name)
+        child_edges = [split_child_ref(d.job) for d in job.depends_on if d.job is not None]
+        self._child_edges[job.name] = [(ref, i) for ref, i in child_edges if i is not None]
+        for key in self._child_edges[job.name]:
+            self._child.setdefault(key, set()).add(job.name)
         if job.array_size is not None and any(d.type is DependencyType.SEQUENTIAL for d in job.depends_on):
             self._sequential_size[job.name] = job.array_size
 
@@ -328,6 +400,12 @@ class DependentsIndex:
                 dependents.discard(name)
                 if not dependents:
                     del table[ref]
+        for key in self._child_edges.pop(name, []):
+            on_child = self._child.get(key)
+            if on_child is not None:
+                on_child.discard(name)
+                if not on_child:
+                    del self._child[key]
         self._uid.pop(name, None)
         self._sequential_size.pop(name, None)
 
@@ -341,6 +419,22 @@ class DependentsIndex:
         for ref in self._refs_for(name):
             out |= self._whole.get(ref, set())
             out |= self._n_to_n.get(ref, set())
+        return out
+
+    def n_to_n_dependents_of(self, name: str) -> set[str]:
+        """Arrays whose children wait N_TO_N on array ``name`` (every child of theirs is affected
+        when ``name`` fails before spawning its own children)."""
+        out: set[str] = set()
+        for ref in self._refs_for(name):
+            out |= self._n_to_n.get(ref, set())
+        return out
+
+    def dependents_of_child(self, name: str, index: int) -> set[str]:
+        """Jobs that depend on child ``index`` of array ``name`` itself ("name:index"): re-resolve
+        them (resolve_job) when that child changes state."""
+        out: set[str] = set()
+        for ref in self._refs_for(name):
+            out |= self._child.get((ref, index), set())
         return out
 
     def affected_by_child(self, name: str, index: int) -> list[tuple[str, int]]:

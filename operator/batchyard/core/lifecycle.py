@@ -9,12 +9,14 @@ The step, in order (AWS rules cited inline):
 
 1. A terminal job only has leftovers cleaned up (a pod that outlived its recorded result).
 2. ``spec.terminate`` fails any non-terminal job with the user's reason, stopping its pod.
-3. ``spec.cancel`` fails a SUBMITTED, PENDING or RUNNABLE job; in STARTING/RUNNING it is a
-   no-op (AWS CancelJob), reported once with an event.
+3. ``spec.cancel`` fails a SUBMITTED, PENDING or RUNNABLE job -- a SUBMITTED or PENDING one only
+   once its dependencies are complete (AWS CancelJob); in STARTING/RUNNING it is a no-op,
+   reported once with an event.
 4. A new job is checked: its queue and job definition must exist (a short grace covers watch
    streams that deliver the job before its queue), the definition must render, and its
    dependencies decide PENDING, RUNNABLE or FAILED.
-5. PENDING re-resolves dependencies.
+5. PENDING re-resolves dependencies; a dependency that is never submitted fails the job after
+   ``DEPENDENCY_SUBMIT_GRACE_SECONDS``.
 6. STARTING/RUNNING follow the attempt's pod: Running -> RUNNING; a finished pod ends the
    attempt (exit 0 -> SUCCEEDED, else ``core.retry``, with the statusReason the pod explains:
    "Host EC2 (node N) terminated." when the system ended it, an init container's failure, or
@@ -29,6 +31,7 @@ Time is an argument (epoch seconds); statuses carry RFC 3339 strings.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -41,7 +44,15 @@ from batchyard.core.retry import AttemptExit, ExitRule, Fail, Retry, after_attem
 # Watch streams of different kinds are not ordered with each other: a job may arrive before the
 # queue or definition it names. Missing references fail the job only after this long.
 MISSING_REFERENCE_GRACE_SECONDS = 5.0
+# AWS rejects a SubmitJob whose dependsOn names an unknown job id. Kubernetes admits the object
+# first and tools apply manifests in any order, so a dependency named before it exists is waited
+# for -- but not forever: after this long (from the job's createdAt) the job FAILS with
+# "Dependent Job not found: <name>". Ten minutes covers any apply order and an operator restart.
+DEPENDENCY_SUBMIT_GRACE_SECONDS = 600.0
 POD_LOST_REASON = "Pod {pod} was deleted before the attempt finished"
+# AWS quota (User Guide "Service quotas"): "Maximum job payload size (for SubmitJob API
+# operations) 30 KiB". Measured as the spec's compact JSON without the user's later requests.
+MAX_JOB_PAYLOAD_BYTES = 30 * 1024
 QUEUE_DELETED_REASON = "JobQueue {queue} was deleted"
 # States in which a job belongs to its queue (admission has happened, no result yet).
 ADMITTED_STATES = frozenset({JobState.PENDING, JobState.RUNNABLE, JobState.STARTING, JobState.RUNNING})
@@ -168,6 +179,8 @@ class Context:
     definition_problem: str | None  # why it could not be resolved (for statusReason)
     dependencies: deps.Resolution
     pod: PodObs | None  # the current attempt's pod, if observed
+    # consumables.requirement_problems of a new job (a missing resource, more than its total)
+    consumable_problems: tuple[str, ...] = ()
     pod_seen: bool = False  # this operator saw the current attempt's pod earlier
     keep_pods: bool = False
 
@@ -199,14 +212,35 @@ class Step:
 
 
 def queue_refusal(
-    queue: str, state: str | None, allowed_namespaces: Sequence[str] | None, namespace: str
+    queue: str,
+    state: str | None,
+    allowed_namespaces: Sequence[str] | None,
+    namespace: str,
+    *,
+    scheduling_policy: str | None = None,
+    share_identifier: str | None = None,
 ) -> str | None:
     """Why an existing queue refuses a new job, or None (AWS SubmitJob fails for a DISABLED
-    queue; allowedNamespaces is Batchyard's per-namespace admission)."""
+    queue; allowedNamespaces is Batchyard's per-namespace admission).
+
+    AWS SubmitJob ``shareIdentifier``: "Don't specify this parameter if the job queue doesn't have
+    a scheduling policy. If the job queue has a scheduling policy, then this parameter must be
+    specified." AWS's documents give no message text for either refusal, so ours names the rule.
+    """
     if state == "DISABLED":
         return f"JobQueue {queue} is DISABLED and accepts no new jobs"
     if allowed_namespaces and namespace not in allowed_namespaces:
         return f"JobQueue {queue} does not accept jobs from namespace {namespace}"
+    if share_identifier and not scheduling_policy:
+        return (
+            f"shareIdentifier {share_identifier} is not allowed: JobQueue {queue} has no scheduling "
+            "policy (AWS SubmitJob: don't specify shareIdentifier if the job queue doesn't have one)"
+        )
+    if scheduling_policy and not share_identifier:
+        return (
+            f"shareIdentifier is required: JobQueue {queue} has the scheduling policy {scheduling_policy} "
+            "(AWS SubmitJob: if the job queue has a scheduling policy, shareIdentifier must be specified)"
+        )
     return None
 
 
@@ -335,8 +369,13 @@ def advance(job: BatchJob, status: BatchJobStatus, ctx: Context, now: float) -> 
             return _stop(step, ctx, now, outcome.status_reason or Reason.TERMINATED_DEFAULT,
                          cancelled=outcome.is_cancelled, terminated=outcome.is_terminated)  # fmt: skip
 
-    # 3. Cancel (before STARTING).
-    if job.spec.cancel is not None:
+    # 3. Cancel (before STARTING). AWS CancelJob (API model, digest §2.3): "Jobs that are in the
+    # SUBMITTED or PENDING state are cancelled after all dependency jobs are completed": while a
+    # dependency is outstanding the job stays (or becomes) PENDING and is cancelled once they end.
+    awaiting_dependencies = state in (None, JobState.SUBMITTED, JobState.PENDING) and isinstance(
+        ctx.dependencies, deps.Wait
+    )
+    if job.spec.cancel is not None and not awaiting_dependencies:
         outcome = on_cancel(state or JobState.SUBMITTED, job.spec.cancel.reason)
         if outcome.applied:
             return _stop(step, ctx, now, outcome.status_reason or Reason.CANCELLED_DEFAULT, cancelled=True)
@@ -394,6 +433,12 @@ def _admit(step: Step, job: BatchJob, ctx: Context, now: float) -> Step:
         missing.append(ctx.definition_problem or f"JobDefinition {job.spec.jobDefinition} does not exist")
     if ctx.queue_problem:
         return _fail_invalid(step, now, ctx.queue_problem)
+    too_large = payload_size_problem(job)
+    if too_large is not None:
+        return _fail_invalid(step, now, too_large)
+    if ctx.consumable_problems:
+        # Within the grace a resource may still be arriving on its own watch stream.
+        missing.append("Invalid consumable resource requirement: " + "; ".join(ctx.consumable_problems))
     if missing:
         if age < MISSING_REFERENCE_GRACE_SECONDS:
             step.wake_at = now + MISSING_REFERENCE_GRACE_SECONDS - age
@@ -411,6 +456,20 @@ def _admit(step: Step, job: BatchJob, ctx: Context, now: float) -> Step:
     if ctx.definition.problems:
         return _fail_invalid(step, now, Reason.invalid_job_definition("; ".join(ctx.definition.problems)))
     return _resolve_dependencies(step, ctx)
+
+
+def payload_size_problem(job: BatchJob) -> str | None:
+    """Why a submission is over AWS's SubmitJob payload limit, or None."""
+    data = job.spec.model_dump(
+        mode="json", exclude_none=True, exclude={"cancel", "terminate", "childRequests"}
+    )
+    size = len(json.dumps(data, separators=(",", ":")).encode())
+    if size <= MAX_JOB_PAYLOAD_BYTES:
+        return None
+    return (
+        f"Job payload of {size} bytes is over the maximum job payload size of 30 KiB "
+        f"({MAX_JOB_PAYLOAD_BYTES} bytes, AWS SubmitJob quota)"
+    )
 
 
 def fail(step: Step, now: float, reason: str, *, cancelled: bool = False) -> Step:
@@ -441,6 +500,13 @@ def _resolve_dependencies(step: Step, ctx: Context) -> Step:
         st.stoppedAt = iso(step.now)
         _transition(step, JobState.FAILED, res.reason, "Warning")
         return step
+    if isinstance(res, deps.Wait) and res.not_submitted:
+        deadline = (epoch(st.createdAt) or step.now) + DEPENDENCY_SUBMIT_GRACE_SECONDS
+        if step.now >= deadline:
+            st.stoppedAt = iso(step.now)
+            _transition(step, JobState.FAILED, Reason.dependency_not_found(res.not_submitted), "Warning")
+            return step
+        step.wake_at = deadline
     if isinstance(res, deps.Wait):
         if st.status != JobState.PENDING.value or st.statusReason != res.reason:
             if st.status == JobState.PENDING.value:

@@ -8,13 +8,17 @@ The render layer calls these functions; they are pure so they can be tested exha
 Sources: AWS User Guide "Parameters", "Reference: Parameter substitution", "AWS Batch job
 environment variables"; SubmitJob `parameters`; digest §3.1.4 and §4.
 
+What AWS documents (User Guide "Parameters"): a placeholder is a whole element of the command
+array ("Ref::codec"), replaced by the value of the parameter it names. That form is exact here:
+the element must be `Ref::` followed by a parameter's full name.
+
 Decisions where the AWS documents are silent (digest §3.1.4, §8.3 #2 and #3):
-* Substitution applies to every element of both `command` and `args` (EKS splits the two), to
-  whole elements ("Ref::codec") and to tokens embedded in a longer element ("--in=Ref::src",
-  "s3://Ref::bucket/Ref::key").
-* An embedded token names the LONGEST known parameter that the text after `Ref::` starts
-  with, so "Ref::input.csv" with a parameter `input` becomes "<value>.csv", and parameters
-  `in` and `input` do not shadow each other.
+* Substitution applies to every element of both `command` and `args` (EKS splits the two).
+* Extension: a token embedded in a longer element ("--in=Ref::src", "s3://Ref::bucket/Ref::key")
+  is replaced too. Its name is the whole run of name characters after `Ref::` (letters, digits,
+  `_` and `-`), and it is replaced only when a parameter has exactly that name: with only a
+  parameter `in`, "Ref::inputfile" stays "Ref::inputfile" (never "<value of in>putfile"), and
+  "Ref::input.csv" with a parameter `input` becomes "<value>.csv" (the dot ends the name).
 * A placeholder without a value stays literal (as AWS leaves it: the container sees the text).
 * Values are inserted once; a value that itself contains `Ref::` is not expanded again.
 * AWS_BATCH_JOB_ID of an array child is "<parent id>:<index>", of a multi-node node
@@ -46,11 +50,10 @@ def substitute_element(element: str, params: Mapping[str, str]) -> str:
     """Replace every `Ref::name` token in one command/args element (see module docstring)."""
     if REF_PREFIX not in element:
         return element
-    # AWS documented form: the whole element is the placeholder.
+    # AWS documented form: the whole element is the placeholder of one parameter, named in full.
     whole = element[len(REF_PREFIX) :]
     if element.startswith(REF_PREFIX) and whole and whole in params:
         return params[whole]
-    names_longest_first = sorted(params, key=len, reverse=True)
     out: list[str] = []
     pos = 0
     while True:
@@ -60,13 +63,22 @@ def substitute_element(element: str, params: Mapping[str, str]) -> str:
             return "".join(out)
         out.append(element[pos:hit])
         rest_at = hit + len(REF_PREFIX)
-        name = next((n for n in names_longest_first if n and element.startswith(n, rest_at)), None)
-        if name is None:
-            out.append(REF_PREFIX)  # unknown placeholder stays literal
-            pos = rest_at
-        else:
+        end = _name_end(element, rest_at)
+        name = element[rest_at:end]
+        if name and name in params:
             out.append(params[name])
-            pos = rest_at + len(name)
+            pos = end
+        else:
+            out.append(REF_PREFIX)  # unknown placeholder stays literal (a prefix of a name is not a match)
+            pos = rest_at
+
+
+def _name_end(text: str, start: int) -> int:
+    """Where the parameter name that starts at ``start`` ends (letters, digits, `_` and `-`)."""
+    end = start
+    while end < len(text) and (text[end].isalnum() or text[end] in "_-"):
+        end += 1
+    return end
 
 
 def substitute(values: Sequence[str] | None, params: Mapping[str, str]) -> list[str] | None:
@@ -82,9 +94,7 @@ def unresolved_refs(values: Sequence[str] | None, params: Mapping[str, str]) -> 
     for element in substitute(values, params) or []:
         pos = element.find(REF_PREFIX)
         while pos >= 0:
-            end = pos + len(REF_PREFIX)
-            while end < len(element) and (element[end].isalnum() or element[end] in "_-"):
-                end += 1
+            end = _name_end(element, pos + len(REF_PREFIX))
             token = element[pos:end]
             if token not in found:
                 found.append(token)

@@ -24,8 +24,9 @@ so the job returns to exactly the position it had.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 # (neg_priority, retry_rank, submitted_at, seq, job_key) -- seq is unique, so job keys are
 # never compared (they are opaque and need not be orderable).
@@ -162,3 +163,25 @@ class Merge:
 
     def __bool__(self) -> bool:
         return self.peek() is not None
+
+
+QUEUE_HEALTHY: Final = "JobQueue Healthy"  # AWS DescribeJobQueues statusReason of a VALID queue
+
+
+def queue_health(
+    compute_environments: Sequence[str],
+    known_compute_environments: Collection[str],
+    scheduling_policy: str | None,
+    known_policies: Collection[str],
+) -> tuple[str, str]:
+    """(status, statusReason) of a job queue: VALID with AWS's "JobQueue Healthy", or INVALID
+    naming every compute environment and scheduling policy it refers to that does not exist
+    (AWS refuses such a queue at CreateJobQueue; Kubernetes admits the object first)."""
+    problems = [
+        f"ComputeEnvironment {ce} does not exist"
+        for ce in compute_environments
+        if ce not in known_compute_environments
+    ]
+    if scheduling_policy and scheduling_policy not in known_policies:
+        problems.append(f"SchedulingPolicy {scheduling_policy} does not exist")
+    return ("INVALID", "; ".join(problems)) if problems else ("VALID", QUEUE_HEALTHY)

@@ -2,21 +2,49 @@
 
 Why this exists: AWS job definitions are immutable revisions (RegisterJobDefinition makes
 revision N+1; a submitted job keeps the revision it was submitted with). A Kubernetes object has
-one mutable spec, so the operator records every distinct spec as a revision in the
+one mutable spec, so the operator records every spec change as a revision in the
 JobDefinition's status, with a full copy, and jobs pin a revision number at submission.
+
+What counts as a spec change: the API server bumps ``metadata.generation`` on every change of
+the spec, so a generation the status has not observed yet is a new revision even when the spec
+now hashes like the latest revision (A -> B -> A seen only as the final A, say while the
+operator was down or the watch coalesced the edits: AWS would have made two registrations). The
+one exception is an edit of ``inactiveRevisions`` alone (deregistration is bookkeeping, not a
+registration): a generation bump whose spec hashes like the latest revision and whose
+inactiveRevisions differ from the recorded states makes no revision. What an unseen
+intermediate spec (B) contained is lost; only the count and the final spec are recorded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from typing import Final
 
+from batchyard.api.common import Condition
 from batchyard.api.jobdefinition import (
     JobDefinition,
     JobDefinitionRevision,
     JobDefinitionSpec,
     JobDefinitionStatus,
 )
+
+# AWS quota (User Guide "Service quotas"): "Maximum job definition size (for RegisterJobDefinition
+# API operations) 24 KiB". Measured as the spec's compact JSON, without inactiveRevisions.
+MAX_DEFINITION_BYTES: Final = 24 * 1024
+TOO_LARGE_CONDITION: Final = "Registered"
+
+
+def definition_size_problem(spec: JobDefinitionSpec) -> str | None:
+    """Why a spec can't be registered as a revision (too large), or None."""
+    data = spec.model_dump(mode="json", exclude_none=True, exclude={"inactiveRevisions"})
+    size = len(json.dumps(data, separators=(",", ":")).encode())
+    if size <= MAX_DEFINITION_BYTES:
+        return None
+    return (
+        f"the job definition spec is {size} bytes, over the maximum job definition size of 24 KiB "
+        f"({MAX_DEFINITION_BYTES} bytes, AWS RegisterJobDefinition quota): no revision was recorded"
+    )
 
 
 def spec_hash(spec: JobDefinitionSpec) -> str:
@@ -26,13 +54,51 @@ def spec_hash(spec: JobDefinitionSpec) -> str:
 
 
 def record_revisions(jd: JobDefinition, now_iso: str) -> JobDefinitionStatus | None:
-    """The definition's new status if its spec is a new revision or revision states changed."""
+    """The definition's new status if its spec is a new revision or revision states changed.
+
+    A spec over AWS's 24 KiB limit is refused as RegisterJobDefinition refuses it: no revision is
+    recorded (jobs keep resolving to the earlier revisions) and a ``Registered=False`` condition
+    with reason ``DefinitionTooLarge`` says why; it is cleared once a spec is recorded again.
+    """
     status = jd.status.model_copy(deep=True) if jd.status else JobDefinitionStatus()
+    too_large = definition_size_problem(jd.spec)
+    previous = [c for c in status.conditions or [] if c.type == TOO_LARGE_CONDITION]
+    if too_large is not None:
+        if (
+            previous
+            and previous[0].message == too_large
+            and status.observedGeneration == jd.metadata.generation
+        ):
+            return None
+        status.conditions = [
+            *(c for c in status.conditions or [] if c.type != TOO_LARGE_CONDITION),
+            Condition(
+                type=TOO_LARGE_CONDITION,
+                status="False",
+                reason="DefinitionTooLarge",
+                message=too_large,
+                lastTransitionTime=now_iso,
+            ),
+        ]
+        status.observedGeneration = jd.metadata.generation
+        return status
+    if previous:
+        status.conditions = [c for c in status.conditions or [] if c.type != TOO_LARGE_CONDITION] or None
     revisions = list(status.revisions or [])
     digest = spec_hash(jd.spec)
     changed = False
     latest = revisions[-1] if revisions else None
-    if latest is None or latest.specHash != digest:
+    inactive = set(jd.spec.inactiveRevisions or [])
+    unseen_edit = (
+        latest is not None
+        and jd.metadata.generation is not None
+        and status.observedGeneration is not None
+        and jd.metadata.generation > status.observedGeneration
+        # an edit of inactiveRevisions alone is a deregistration, not a registration
+        and inactive & {r.revision for r in revisions}
+        == {r.revision for r in revisions if r.state == "INACTIVE"}
+    )
+    if latest is None or latest.specHash != digest or unseen_edit:
         # AWS: registering a changed definition makes revision N+1; older revisions stay usable.
         number = (latest.revision if latest else 0) + 1
         revisions.append(
@@ -45,7 +111,6 @@ def record_revisions(jd: JobDefinition, now_iso: str) -> JobDefinitionStatus | N
             )
         )
         changed = True
-    inactive = set(jd.spec.inactiveRevisions or [])
     for i, rev in enumerate(revisions):
         state = "INACTIVE" if rev.revision in inactive else "ACTIVE"
         if rev.state != state:
@@ -54,6 +119,7 @@ def record_revisions(jd: JobDefinition, now_iso: str) -> JobDefinitionStatus | N
     if jd.metadata.generation is not None and status.observedGeneration != jd.metadata.generation:
         status.observedGeneration = jd.metadata.generation
         changed = True
+    changed = changed or bool(previous)
     if not changed:
         return None
     status.revisions = revisions
@@ -72,6 +138,11 @@ def resolve(jd: JobDefinition | None, ref: str, pinned: int | None) -> tuple[int
         return f"JobDefinition {name} does not exist in the job's namespace"
     revisions = (jd.status.revisions if jd.status else None) or []
     if not revisions:
+        refused = [
+            c for c in (jd.status.conditions if jd.status else None) or [] if c.type == TOO_LARGE_CONDITION
+        ]
+        if refused:
+            return f"JobDefinition {name}: {refused[0].message}"
         return f"JobDefinition {name} has no recorded revision yet"
     wanted = pinned if pinned is not None else (int(rev_text) if rev_text else None)
     if wanted is None:

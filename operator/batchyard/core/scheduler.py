@@ -387,6 +387,10 @@ class Scheduler:
         self._holds: dict[JobKey, _Hold] = {}
         self._seq = itertools.count()
         self._world = World({}, {})
+        # SUBMITTED/PENDING jobs with a share identifier: key -> (queue, share). AWS: "If a share
+        # identifier has jobs in a SUBMITTED, PENDING, RUNNABLE, STARTING, or RUNNING state, it's
+        # considered an active share identifier."
+        self._waiting: dict[JobKey, tuple[str, str]] = {}
 
     # --- events from the cluster state --------------------------------------------------------
     def add_runnable(self, job: JobView, now: float) -> Cancel | None:
@@ -398,7 +402,8 @@ class Scheduler:
         old = self._jobs.get(job.key)
         if old is not None:
             self._drop(old, now, consume=False)
-        if job.share_identifier is not None:
+        waiting = self._waiting.pop(job.key, None)
+        if waiting is None and job.share_identifier is not None:  # (a waiting job was admitted)
             fs = self._fs(job.queue)
             decay = self._decay(job.queue)
             share = job.share_identifier
@@ -411,14 +416,46 @@ class Scheduler:
                 )
         entry = _Entry(job, next(self._seq), job.share_identifier or "")
         self._enqueue(entry)
+        if waiting is not None:
+            self._fs(waiting[0]).job_left(waiting[1], now)  # ... and joins again just below
         self._fs(job.queue).job_joined(entry.share)
         return None
+
+    def note_waiting(self, key: JobKey, queue: str, share_identifier: str, now: float) -> Cancel | None:
+        """A SUBMITTED or PENDING job with a share identifier makes that identifier active (AWS
+        counts those states). Returns a Cancel when it would add a 501st active share identifier
+        to its queue (AWS: "submissions of any jobs that add a new share identifier fail").
+        Idempotent; ``add_runnable``, ``remove`` or ``forget_waiting`` end it."""
+        if key in self._waiting:
+            return None
+        fs = self._fs(queue)
+        decay = self._decay(queue)
+        if (
+            not fs.is_active(share_identifier, now, decay)
+            and fs.active_count(now, decay) >= MAX_ACTIVE_SHARES
+        ):
+            return Cancel(
+                key,
+                queue,
+                f"Job queue {queue} already has {MAX_ACTIVE_SHARES} active share identifiers; "
+                f"a job can't add the share identifier {share_identifier!r}",
+            )
+        self._waiting[key] = (queue, share_identifier)
+        fs.job_joined(share_identifier)
+        return None
+
+    def forget_waiting(self, key: JobKey, now: float) -> None:
+        """A job noted by ``note_waiting`` failed, was cancelled or deleted before RUNNABLE."""
+        waiting = self._waiting.pop(key, None)
+        if waiting is not None:
+            self._fs(waiting[0]).job_left(waiting[1], now)
 
     def remove(self, key: JobKey, now: float) -> bool:
         """The job left the scheduler's hands (cancelled, terminated, deleted, finished).
 
         A running attempt is released as by ``attempt_ended``.
         """
+        self.forget_waiting(key, now)
         entry = self._jobs.get(key)
         if entry is None:
             return False
@@ -441,6 +478,7 @@ class Scheduler:
         old = self._jobs.get(job.key)
         if old is not None:
             self._drop(old, now, consume=False)
+        self.forget_waiting(job.key, now)
         entry = _Entry(job, next(self._seq), job.share_identifier or "", state=state)
         self._jobs[job.key] = entry
         self._fs(job.queue).job_joined(entry.share)
@@ -724,9 +762,12 @@ class Scheduler:
         backlog = self._backlogs.get(job.queue)
         if backlog is None:
             backlog = self._backlogs[job.queue] = QueueBacklog(job.queue)
+        q = self._world.queues.get(job.queue)
         item = order_key(
             job.scheduling_priority,
-            job.share_identifier is not None,
+            # AWS SubmitJob schedulingPriorityOverride: "This only affects jobs in job queues with
+            # a fair share policy": in a FIFO queue neither it nor a shareIdentifier reorders.
+            job.share_identifier is not None and q is not None and q.policy is not None,
             job.retried,
             job.submitted_at,
             entry.seq,

@@ -1,0 +1,160 @@
+"""The AWS Batch gateway: SubmitJob/s through boto3 against plain BatchJob creates, DescribeJobs latency.
+
+Same run, same control plane: BatchJobs created through the Kubernetes API (the `kubernetes`
+client, C threads) and SubmitJob through the gateway (boto3, C threads, one client each; the
+gateway verifies SigV4, validates, and creates the BatchJob as the key's ServiceAccount). Rounds
+alternate so that neither side gets the warmer API server; the best round of each is compared.
+Then DescribeJobs of 100 ids, repeated, p50/p99. No operator runs: the jobs stay SUBMITTED, so
+only the request path is measured.
+
+    python bench/bench_gateway.py [--jobs 400] [--clients 8] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from harness import REPO, machine
+
+from batchyard.devcluster import DevCluster
+
+NS = "default"
+
+
+def setup(cluster: DevCluster) -> tuple[str, str]:
+    key_id, secret = "AKIABENCH" + uuid.uuid4().hex[:8].upper(), uuid.uuid4().hex
+    objs: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "bench", "namespace": NS}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "bench"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+         "subjects": [{"kind": "ServiceAccount", "name": "bench", "namespace": NS}]},
+        {"apiVersion": "v1", "kind": "Secret",
+         "metadata": {"name": "bench-key", "namespace": NS, "labels": {"batchyard.io/gateway-credentials": "true"}},
+         "stringData": {"accessKeyId": key_id, "secretAccessKey": secret, "namespace": NS, "serviceAccount": "bench"}},
+        {"apiVersion": "batchyard.io/v1alpha1", "kind": "JobQueue", "metadata": {"name": "bench-q"},
+         "spec": {"priority": 1, "state": "DISABLED", "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "none"}]}},
+    ]  # fmt: skip
+    cluster.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(o) for o in objs))
+    return key_id, secret
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rate(n: int, clients: int, one: Any) -> float:
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one, range(n)))
+    return n / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=400)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    import boto3
+    from botocore.config import Config
+    from kubernetes import client, config
+
+    workdir = Path(tempfile.mkdtemp(prefix="batchyard-bench-gw-"))
+    cluster = DevCluster(workdir=workdir)
+    cluster.start()
+    gateway = None
+    try:
+        cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        key_id, secret = setup(cluster)
+        port = 18900
+        log = (workdir / "gateway.log").open("wb")
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "batchyard.cli.main", "gateway", "--host", "127.0.0.1", "--port", str(port),
+             "--secrets-namespace", NS, "--metrics-port", "0", "--log-level", "WARNING"],
+            env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}, stdout=log, stderr=log,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        while "AWS Batch API on" not in (workdir / "gateway.log").read_text():
+            time.sleep(0.1)
+
+        local = __import__("threading").local()
+
+        def kube_api() -> Any:
+            if not hasattr(local, "api"):
+                local.api = client.CustomObjectsApi(
+                    config.new_client_from_config(config_file=str(cluster.kubeconfig))
+                )
+            return local.api
+
+        def batch() -> Any:
+            if not hasattr(local, "batch"):
+                local.batch = boto3.client(
+                    "batch", endpoint_url=url, region_name="us-east-1", aws_access_key_id=key_id,
+                    aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}, max_pool_connections=4),
+                )  # fmt: skip
+            return local.batch
+
+        def direct(i: int) -> None:
+            kube_api().create_namespaced_custom_object(
+                "batchyard.io", "v1alpha1", NS, "batchjobs",
+                {"apiVersion": "batchyard.io/v1alpha1", "kind": "BatchJob", "metadata": {"generateName": "direct-"},
+                 "spec": {"jobName": f"direct-{i}", "jobQueue": "bench-q", "jobDefinition": "bench"}},
+            )  # fmt: skip
+
+        ids: list[str] = []
+
+        def via_gateway(i: int) -> None:
+            ids.append(
+                batch().submit_job(jobName=f"GW_{i}", jobQueue="bench-q", jobDefinition="bench")["jobId"]
+            )
+
+        direct(-1)
+        via_gateway(-1)  # warm both paths (connections, the gateway's key and RBAC caches)
+        direct_rates, gateway_rates = [], []
+        gateway_cpu = 0.0
+        for _ in range(args.rounds):
+            direct_rates.append(rate(args.jobs, args.clients, direct))
+            before = cpu_seconds(gateway.pid)
+            gateway_rates.append(rate(args.jobs, args.clients, via_gateway))
+            gateway_cpu += cpu_seconds(gateway.pid) - before
+        best_direct, best_gateway = max(direct_rates), max(gateway_rates)
+
+        sample = ids[:100]
+        latencies = []
+        for _ in range(200):
+            t = time.perf_counter()
+            got = batch().describe_jobs(jobs=sample)["jobs"]
+            latencies.append(time.perf_counter() - t)
+            assert len(got) == 100
+        latencies.sort()
+        p50, p99 = statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
+
+        print(f"machine: {machine()}")
+        print(f"jobs per round: {args.jobs}, clients: {args.clients}, rounds: {args.rounds}")
+        print("direct BatchJob creates/s: " + ", ".join(f"{r:.0f}" for r in direct_rates))
+        print("gateway SubmitJob/s (boto3): " + ", ".join(f"{r:.0f}" for r in gateway_rates))
+        print(f"gateway CPU per SubmitJob: {gateway_cpu / (args.jobs * args.rounds) * 1000:.1f} ms")
+        print(f"ratio gateway / direct (best rounds): {best_gateway / best_direct:.2f} (target >= 0.7)")
+        print(f"DescribeJobs of 100 ids, 200 calls: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
+    finally:
+        if gateway is not None:
+            gateway.terminate()
+            gateway.wait(10)
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
