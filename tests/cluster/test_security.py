@@ -8,6 +8,8 @@ tenant bound to the chart's ready ``<release>-tenant`` ClusterRole:
   ``eksProperties`` job and a ``containerProperties`` job SUCCEED (eksProperties pods no longer
   ask for the host network by default), and a privileged definition's job is FAILED at its first
   refusal with the Pod Security message -- exactly one pod create, counted by the API server;
+* in a namespace enforcing ``restricted``, with the operator's restricted pod defaults, jobs of
+  non-root images SUCCEED and a root one is FAILED with the Pod Security message;
 * a job in the operator's namespace or in ``kube-system`` is refused with a reason, and so is a
   job asking for the operator's ServiceAccount when the operator's namespace is listed;
 * a job whose pod a full ResourceQuota refuses waits RUNNABLE with the reason, then runs once
@@ -88,6 +90,7 @@ def start_operator(
     release: tuple[str, str, str],
     tmp_path: Path,
     namespaces: str = "",
+    **env: str,
 ) -> Any:
     _name, system, sa = release
     kubeconfig = token_kubeconfig(cluster, system, sa, tmp_path / "sa.kubeconfig")
@@ -98,6 +101,7 @@ def start_operator(
         BATCHYARD_SERVICE_ACCOUNT=sa,
         BATCHYARD_NAMESPACES=namespaces,
         BATCHYARD_LEADER_ELECTION="false",
+        **env,
     )
 
 
@@ -168,6 +172,40 @@ def test_a_baseline_namespace_runs_ordinary_jobs_and_fails_a_privileged_one_at_o
     # a few seconds is many cycles).
     time.sleep(max(0.0, 3.0 - (time.monotonic() - refused_at)))
     assert refused_pod_creates(cluster) - before == 1
+
+
+def test_a_restricted_namespace_runs_non_root_jobs_with_the_restricted_pod_defaults(
+    cluster: DevCluster,
+    operators: Any,
+    release: tuple[str, str, str],
+    tenant_ns: str,
+    tmp_path: Path,
+) -> None:
+    ns = tenant_ns
+    cluster.kubectl("label", "--overwrite", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
+    _ce, queue = environment(cluster, ns)
+    as_tenant(
+        cluster, ns,
+        job_definition("ecs", ns, container={"user": "1000"}),
+        eks_definition("eks", ns, container={"securityContext": {"runAsUser": 1000}}),
+        job_definition("root", ns, container={"user": "0"}),
+    )  # fmt: skip
+    op = start_operator(cluster, operators, release, tmp_path, BATCHYARD_RESTRICTED_POD_DEFAULTS="true")
+    as_tenant(
+        cluster, ns,
+        batch_job("ecs", ns, queue, "ecs"),
+        batch_job("eks", ns, queue, "eks"),
+        batch_job("root", ns, queue, "root"),
+    )  # fmt: skip
+    root = wait_status(cluster, ns, "root", "FAILED", "SUCCEEDED", timeout=60)
+    assert root["status"] == "FAILED" and 'violates PodSecurity "restricted' in root["statusReason"], (
+        op.tail()
+    )
+    for name in ("ecs", "eks"):
+        assert wait_status(cluster, ns, name, "SUCCEEDED", "FAILED", timeout=90)["status"] == "SUCCEEDED", (
+            job_status(cluster, ns, name),
+            op.tail(),
+        )
 
 
 def test_a_job_cant_run_in_the_operators_namespace_or_kube_system(

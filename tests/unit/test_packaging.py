@@ -311,6 +311,7 @@ def test_deployment_runs_the_operator_non_root_read_only_with_kopf_probes(helm: 
         == "spec.serviceAccountName"
     )
     assert env["BATCHYARD_EKS_HOST_NETWORK"] == "false"  # Pod Security baseline refuses hostNetwork
+    assert env["BATCHYARD_RESTRICTED_POD_DEFAULTS"] == "false"
     assert c["resources"]["requests"].keys() == {"cpu", "memory"}
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert c["securityContext"]["readOnlyRootFilesystem"] is True

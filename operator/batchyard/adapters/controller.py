@@ -86,6 +86,9 @@ class Settings:
     # Security baseline and restricted refuse host networking, so Batchyard defaults to false;
     # BATCHYARD_EKS_HOST_NETWORK=true (Helm operator.eksHostNetworkDefault) restores AWS's default.
     eks_host_network: bool = False
+    # BATCHYARD_RESTRICTED_POD_DEFAULTS (Helm operator.restrictedPodDefaults): fill what Pod
+    # Security restricted requires where the definition is silent (render.pod._restricted_defaults).
+    restricted_pod_defaults: bool = False
     # The operator's namespace and ServiceAccount, out of a job's reach (core.tenancy).
     identity: OperatorIdentity = field(default_factory=OperatorIdentity)
 
@@ -804,6 +807,7 @@ class Controller:
             queue=job.spec.jobQueue,
             compute_environment=ce if ce is not None else ce_name,
             default_host_network=self.settings.eks_host_network,
+            restricted_defaults=self.settings.restricted_pod_defaults,
         )
         namespace = job.metadata.namespace or ""
         name = str(manifest["metadata"]["name"])

@@ -95,6 +95,7 @@ def settings_from_env(served_namespaces: tuple[str, ...] = ()) -> Settings:
     env = os.environ.get
     return Settings(
         eks_host_network=_flag("BATCHYARD_EKS_HOST_NETWORK", False),
+        restricted_pod_defaults=_flag("BATCHYARD_RESTRICTED_POD_DEFAULTS", False),
         # The chart sets both through the downward API (core.tenancy keeps jobs away from them).
         identity=OperatorIdentity(
             namespace=env("BATCHYARD_OPERATOR_NAMESPACE") or env("POD_NAMESPACE") or None,
