@@ -155,6 +155,7 @@ def test_a_baseline_namespace_runs_ordinary_jobs_and_fails_a_privileged_one_at_o
         batch_job("ecs", ns, queue, "ecs"),
         batch_job("eks", ns, queue, "eks"),
         batch_job("privileged", ns, queue, "privileged", retryStrategy={"attempts": 3}),
+        batch_job("privileged-array", ns, queue, "privileged", arrayProperties={"size": 2}),
     )  # fmt: skip
     failed = wait_status(cluster, ns, "privileged", "FAILED", "SUCCEEDED", timeout=60)
     refused_at = time.monotonic()
@@ -168,10 +169,14 @@ def test_a_baseline_namespace_runs_ordinary_jobs_and_fails_a_privileged_one_at_o
             job_status(cluster, ns, name),
             op.tail(),
         )
+    # Array children: the same rule per child, each FAILED at its one refused create.
+    array = wait_status(cluster, ns, "privileged-array", "FAILED", "SUCCEEDED", timeout=60)
+    assert array["status"] == "FAILED", (array, op.tail())
+    assert array["arrayProperties"]["statusSummary"]["FAILED"] == 2
     # The refusal is final: the operator never asks again (its loop goes round every second;
     # a few seconds is many cycles).
     time.sleep(max(0.0, 3.0 - (time.monotonic() - refused_at)))
-    assert refused_pod_creates(cluster) - before == 1
+    assert refused_pod_creates(cluster) - before == 1 + 2  # the job, and each array child once
 
 
 def test_a_restricted_namespace_runs_non_root_jobs_with_the_restricted_pod_defaults(
