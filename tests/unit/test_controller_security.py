@@ -117,3 +117,45 @@ def test_the_eks_host_network_default(settings: Settings, host_network: bool | N
     cycles(controller, 1)
     pod = kube.objects["/api/v1/namespaces/team-a/pods/j-a1"]
     assert pod["spec"].get("hostNetwork") is host_network
+
+
+def an_array_world(size: int) -> tuple[Controller, FakeKube]:
+    controller, kube = a_world("team-a", eks(), Settings())
+    body = {
+        "metadata": {"name": "arr", "namespace": "team-a", "uid": "u2", "generation": 1},
+        "spec": {"jobQueue": "q", "jobDefinition": "d", "arrayProperties": {"size": size}},
+    }
+    controller.state.forget_job(("team-a", "j"))
+    controller.state.upsert_job(body)
+    return controller, kube
+
+
+@pytest.mark.parametrize(
+    ("message", "parent", "reason"),
+    [
+        pytest.param(
+            'pods "arr-0-a1" is forbidden: violates PodSecurity "baseline:latest": privileged',
+            "FAILED",
+            None,
+            id="Pod Security: each child fails at its one create, and so does the parent",
+        ),
+        pytest.param(
+            'pods "arr-0-a1" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=0, limited: pods=0',
+            "PENDING",  # the parent of RUNNABLE children
+            "WAITING:RESOURCE_QUOTA",
+            id="a full quota: the children wait, backing off, and the parent says why",
+        ),
+    ],
+)
+def test_array_children_follow_the_same_rule_per_child(message: str, parent: str, reason: str | None) -> None:
+    controller, kube = an_array_world(2)
+    kube.fail("create", "/pods", 403, times=1000, message=message)
+    cycles(controller, 4)
+    status = controller.state.jobs[("team-a", "arr")].status
+    assert status.status == parent
+    assert kube.count("create", "/pods") == 2  # one create per child: final, or backing off
+    assert status.arrayProperties is not None and status.arrayProperties.statusSummary is not None
+    summary = status.arrayProperties.statusSummary
+    assert ((2, 0) if reason is None else (0, 2)) == (summary.FAILED, summary.RUNNABLE)
+    if reason is not None:
+        assert (status.statusReason or "").startswith(reason)

@@ -741,7 +741,7 @@ class Controller:
                     step.status.statusReason = refusal.status_reason
                 plan.arrays.add(key)
             elif refusal.permanent:
-                # AWS: a job whose definition is invalid fails, and is not retried.
+                # AWS: "jobs that fail because of an invalid job definition aren't retried".
                 lifecycle.fail(step, now, refusal.status_reason)
                 self._wake_dependents(entry)
                 self.scheduler.remove(key, now)

@@ -8,8 +8,8 @@ it rather than around it. A refused pod create falls in one of two classes:
   the namespace's policy: Pod Security ("violates PodSecurity"), an admission webhook or policy
   denial, a spec the API server calls invalid (400/422), a namespace being deleted. The attempt
   ends at once: the job (or array child) is FAILED with a statusReason quoting the refusal and is
-  not retried. # AWS: a job whose definition is invalid fails ("Invalid job definition") and its
-  retry strategy does not apply.
+  not retried. # AWS (User Guide, "Automated job retries"): "jobs that fail because of an
+  invalid job definition aren't retried".
 * transient -- the refusal may clear by itself: a ResourceQuota that is full ("exceeded quota"),
   API priority and fairness throttling (429), a server or webhook failure (5xx), a timeout, the
   operator's own RBAC (an administrator can fix it without touching the job). The job stays
