@@ -48,7 +48,8 @@ from batchyard.core.arrayjob import ArraySteps
 from batchyard.core.backoff import KeyedBackoff
 from batchyard.core.failures import FailureCategory
 from batchyard.core.jobref import JobRef
-from batchyard.core.jobstate import POD_STATES, TERMINAL_STATES, Reason
+from batchyard.core.jobstate import POD_STATES, TERMINAL_STATES
+from batchyard.core.refusals import classify_pod_refusal
 from batchyard.core.scheduler import CycleResult, Dispatch
 from batchyard.render import pod as render
 from batchyard.render.names import LABEL_JOB_UID
@@ -112,6 +113,8 @@ class Executor:
         # Failed status writes back off per job (exponential with jitter, capped), as client-go's
         # rate-limited workqueue does, instead of being retried every cycle.
         self.write_backoff = write_backoff or KeyedBackoff()
+        # Pod creates refused for now (core.refusals: quota, throttling) back off per job/child.
+        self.create_backoff = KeyedBackoff(base_seconds=1.0, cap_seconds=60.0)
         self._sem = asyncio.Semaphore(settings.create_concurrency)
         self._event_tasks: set[asyncio.Task[None]] = set()
         self._next_expiry_scan = 0.0
@@ -208,32 +211,35 @@ class Executor:
                 # pod is still going away): try again shortly.
                 entry.wake_at = now + POD_CONFLICT_RETRY_SECONDS
                 return
+            # Pod Security, a webhook, an invalid spec: final; a full quota, throttling: wait.
+            refusal = classify_pod_refusal(err.status, err.message)
+            if refusal.transient:
+                until = self.create_backoff.failed(target, now)
+                sched.hold(target, refusal.code, refusal.status_reason, until, now)
+                log.warning("creating the pod of %s was refused, will retry: %s", target, err)
+                entry.wake_at = until if entry.wake_at is None else min(entry.wake_at, until)
+            else:
+                self.create_backoff.succeeded(target)
+                log.warning("creating the pod of %s was refused for good: %s", target, err)
             if target.index is not None:
-                # A child whose pod is refused: retried next cycle (422: its definition is the
-                # parent's, so the first child's refusal is reported on the parent).
-                log.warning("creating the pod of %s failed: %s", target, err)
-                if isinstance(err, Invalid):
-                    self.arrays.failed(target, entry, f"pod rejected: {err}"[:512])
+                # An array child: the same rule per child (a blocked child shows on the parent).
+                if refusal.permanent:
+                    self.arrays.failed(target, entry, refusal.status_reason)
                     sched.remove(target, now)
+                else:
+                    plan.step_for(ref, entry, now).status.statusReason = refusal.status_reason
                 plan.arrays.add(ref)
-                return
-            if isinstance(err, Invalid):
-                # The definition produces a pod the API server refuses: it can never run.
+            elif refusal.permanent:
                 # AWS: "jobs that fail because of an invalid job definition aren't retried".
-                step = lifecycle.Step(status=entry.status.model_copy(deep=True), now=now)
-                lifecycle.fail(step, now, Reason.invalid_job_definition(f"pod rejected: {err}")[:1024])
+                step = plan.step_for(ref, entry, now)
+                lifecycle.fail(step, now, refusal.status_reason)
                 self.book.wake_dependents(ref)
                 self.book.forget(ref, now)
-                entry.status = step.status
-                plan.steps[ref] = step
             else:
-                # Quota, admission webhooks, RBAC: the job stays at the head of its queue and
-                # says why, and the dispatch is tried again next cycle.
-                log.warning("creating the pod of %s failed, will retry: %s", ref, err)
-                step = plan.step_for(ref, entry, now)
-                step.status.statusReason = f"Pod could not be created, retrying: {err}"[:1024]
-                self.state.dirty_jobs.add(ref)
+                plan.step_for(ref, entry, now).status.statusReason = refusal.status_reason
             return
+        self.create_backoff.succeeded(target)
+        sched.release_hold(target)
         # Look at the attempt again next cycle even if no event comes (an adopted pod that
         # already finished produces none).
         self.state.dirty_jobs.add(ref)
@@ -290,6 +296,8 @@ class Executor:
             array_size=entry.children.size if index is not None and entry.children is not None else None,
             queue=job.spec.jobQueue,
             compute_environment=ce if ce is not None else ce_name,
+            default_host_network=self.settings.eks_host_network,
+            restricted_defaults=self.settings.restricted_pod_defaults,
         )
         namespace = job.metadata.namespace or ""
         name = str(manifest["metadata"]["name"])

@@ -84,6 +84,7 @@ class Controller:
             capacity or CapacityBoard(),
             keep_pods=settings.keep_pods,
             time_limit_scale=settings.time_limit_scale,
+            identity=settings.identity,
         )
         self.arrays = ArraySteps(self.book, pod_name)
         self.executor = Executor(

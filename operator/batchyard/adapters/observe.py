@@ -20,6 +20,7 @@ from batchyard.core.arrays import ArrayChildren
 from batchyard.core.jobref import JobRef
 from batchyard.core.revisions import resolve
 from batchyard.core.scheduler import JobView, World
+from batchyard.core.tenancy import OperatorIdentity
 from batchyard.core.views import CECapacity
 from batchyard.render import pod as render
 
@@ -54,10 +55,12 @@ class JobReader:
         *,
         keep_pods: bool = False,
         time_limit_scale: float = 1.0,
+        identity: OperatorIdentity | None = None,
     ) -> None:
         self.state = state
         self.capacity = capacity
         self.keep_pods = keep_pods
+        self.identity = identity
         self.time_limit_scale = time_limit_scale
 
     def definition(self, entry: JobEntry) -> tuple[int, JobDefinitionSpec] | str:
@@ -80,7 +83,9 @@ class JobReader:
         if isinstance(found, str):
             return found
         revision, spec = found
-        return views.resolved(entry.job, revision, spec, render.render_problems(entry.job, spec))
+        return views.resolved(
+            entry.job, revision, spec, render.render_problems(entry.job, spec), identity=self.identity
+        )
 
     def consumable_problems(self, entry: JobEntry) -> tuple[str, ...]:
         found = self.definition(entry)
@@ -117,6 +122,7 @@ class JobReader:
             pod_seen=pod_seen,
             keep_pods=self.keep_pods,
             consumable_problems=self.consumable_problems(entry),
+            identity=self.identity,
         )
 
     def job_view(self, ref: JobRef, entry: JobEntry, *, retried: bool = False, now: float) -> JobView | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from batchyard.core.tenancy import OperatorIdentity
 
 
 @dataclass(frozen=True)
@@ -18,3 +20,12 @@ class Settings:
     # (see core.queuestatus.QueuePositions).
     queue_positions: int = 100
     queue_position_interval_seconds: float = 5.0
+    # hostNetwork of an eksProperties job that does not set it. AWS defaults it to true, but Pod
+    # Security baseline and restricted refuse host networking, so Batchyard defaults to false;
+    # BATCHYARD_EKS_HOST_NETWORK=true (Helm operator.eksHostNetworkDefault) restores AWS's default.
+    eks_host_network: bool = False
+    # BATCHYARD_RESTRICTED_POD_DEFAULTS (Helm operator.restrictedPodDefaults): fill what Pod
+    # Security restricted requires where the definition is silent (render.pod._restricted_defaults).
+    restricted_pod_defaults: bool = False
+    # The operator's namespace and ServiceAccount, out of a job's reach (core.tenancy).
+    identity: OperatorIdentity = field(default_factory=OperatorIdentity)

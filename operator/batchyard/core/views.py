@@ -38,6 +38,7 @@ from batchyard.core.jobref import JobRef
 from batchyard.core.jobstate import JobState
 from batchyard.core.retry import ExitRule, parse_action
 from batchyard.core.scheduler import JobView, QueueView, TimeLimitAction, World
+from batchyard.core.tenancy import OperatorIdentity, namespace_refusal, service_account_refusal
 
 # An UNMANAGED compute environment without unmanagedvCpus has no vCPU cap of its own.
 UNBOUNDED_VCPUS = 1_000_000
@@ -68,7 +69,11 @@ def unsupported(spec: JobDefinitionSpec) -> tuple[str, ...]:
 
 
 def resolved(
-    job: BatchJob, revision: int, spec: JobDefinitionSpec, problems: Iterable[str] = ()
+    job: BatchJob,
+    revision: int,
+    spec: JobDefinitionSpec,
+    problems: Iterable[str] = (),
+    identity: OperatorIdentity | None = None,
 ) -> lifecycle.Resolved:
     """The pinned revision as the lifecycle reads it. ``problems``: why its pod can't be built.
 
@@ -86,9 +91,21 @@ def resolved(
         # AWS: attempts defaults to 1 (no retry).
         attempts=(strategy.attempts if strategy and strategy.attempts else 1),
         attempt_duration_seconds=timeout.attemptDurationSeconds if timeout else None,
-        problems=(*problems, *unsupported(spec)),
+        problems=(*problems, *unsupported(spec), *identity_problems(job, spec, identity)),
         effective=effective(job.spec, spec),
     )
+
+
+def identity_problems(
+    job: BatchJob, spec: JobDefinitionSpec, identity: OperatorIdentity | None
+) -> tuple[str, ...]:
+    """A job can't run as the operator's ServiceAccount (core.tenancy)."""
+    if identity is None:
+        return ()
+    pod = spec.eksProperties.podProperties if spec.eksProperties is not None else None
+    account = pod.serviceAccountName if pod is not None else None
+    refusal = service_account_refusal(job.metadata.namespace or "", account, identity)
+    return (refusal,) if refusal else ()
 
 
 def scheduling_priority(job: BatchJob, spec: JobDefinitionSpec) -> int:
@@ -141,11 +158,15 @@ def context(
     pod_seen: bool,
     keep_pods: bool,
     consumable_problems: tuple[str, ...] = (),
+    identity: OperatorIdentity | None = None,
 ) -> lifecycle.Context:
     """Everything besides the job that one lifecycle step reads. ``definition`` is the pinned
     revision, or why it can't be read; ``consumable_problems``: see ``consumable_problems``."""
     queue_problem = None
-    if queue is not None and status.status is None:
+    if identity is not None and status.status is None:
+        # The operator's namespace and kube-system are not served unless listed (core.tenancy).
+        queue_problem = namespace_refusal(job.metadata.namespace or "", identity)
+    if queue is not None and status.status is None and queue_problem is None:
         queue_problem = lifecycle.queue_refusal(
             job.spec.jobQueue,
             queue.spec.state,
