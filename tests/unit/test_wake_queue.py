@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from batchyard.adapters.state import ClusterState
+from batchyard.core.jobref import JobRef
 
 
 def a_job(name: str, queue: str = "q", status: str | None = None, uid: str | None = None) -> dict[str, Any]:
@@ -28,7 +29,7 @@ def state_with(*names: str) -> ClusterState:
     return st
 
 
-def scan_due(st: ClusterState, now: float) -> set[tuple[str, str]]:
+def scan_due(st: ClusterState, now: float) -> set[JobRef]:
     """What the loop computed before: every job scanned."""
     return {k for k, e in st.jobs.items() if e.wake_at is not None and e.wake_at <= now}
 
@@ -51,41 +52,41 @@ def test_the_heap_answers_as_the_old_scan_did(
 ) -> None:
     st = state_with(*wakes)
     for name, at in wakes.items():
-        st.jobs[("ns", name)].wake_at = at
+        st.jobs[JobRef("ns", name)].wake_at = at
     assert st.wakes.soonest() == scan_soonest(st) == soonest
-    assert st.wakes.pop_due(now) == scan_due(st, now) == {("ns", n) for n in due}
+    assert st.wakes.pop_due(now) == scan_due(st, now) == {JobRef("ns", n) for n in due}
 
 
 def test_a_wake_moved_later_is_not_due_at_its_old_time() -> None:
     st = state_with("a")
-    entry = st.jobs[("ns", "a")]
+    entry = st.jobs[JobRef("ns", "a")]
     entry.wake_at = 5.0
     entry.wake_at = 50.0  # the loop stepped it and set a later time
     assert st.wakes.soonest() == 50.0
     assert st.wakes.pop_due(10.0) == set()
-    assert st.wakes.pop_due(50.0) == {("ns", "a")}
+    assert st.wakes.pop_due(50.0) == {JobRef("ns", "a")}
 
 
 def test_a_cleared_wake_is_never_due() -> None:
     st = state_with("a")
-    st.jobs[("ns", "a")].wake_at = 5.0
-    st.jobs[("ns", "a")].wake_at = None
+    st.jobs[JobRef("ns", "a")].wake_at = 5.0
+    st.jobs[JobRef("ns", "a")].wake_at = None
     assert st.wakes.soonest() is None
     assert st.wakes.pop_due(100.0) == set()
 
 
 def test_a_forgotten_job_never_wakes() -> None:
     st = state_with("a", "b")
-    st.jobs[("ns", "a")].wake_at = 5.0
-    st.jobs[("ns", "b")].wake_at = 8.0
-    st.forget_job(("ns", "a"))
+    st.jobs[JobRef("ns", "a")].wake_at = 5.0
+    st.jobs[JobRef("ns", "b")].wake_at = 8.0
+    st.forget_job(JobRef("ns", "a"))
     assert st.wakes.soonest() == 8.0
-    assert st.wakes.pop_due(100.0) == {("ns", "b")}
+    assert st.wakes.pop_due(100.0) == {JobRef("ns", "b")}
 
 
 def test_stale_items_do_not_pile_up_when_one_job_is_woken_again_and_again() -> None:
     st = state_with("a")
-    entry = st.jobs[("ns", "a")]
+    entry = st.jobs[JobRef("ns", "a")]
     for i in range(10_000):
         entry.wake_at = 1_000_000.0 + i  # each later than the last: the old items stay stale
     assert len(st.wakes) <= 2 * len(st.jobs) + 1025
@@ -131,10 +132,10 @@ def test_queue_counts_follow_what_was_written(
     for body in jobs:
         st.upsert_job(body)
     for name, status in written.items():
-        entry = st.jobs[("ns", name)]
+        entry = st.jobs[JobRef("ns", name)]
         st.record_written(entry, {**entry.written, "status": status})
     for name in forgotten:
-        st.forget_job(("ns", name))
+        st.forget_job(JobRef("ns", name))
     assert {q: dict(c) for q, c in st.queue_counts.items()} == expected
 
 

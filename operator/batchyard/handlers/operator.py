@@ -37,14 +37,20 @@ import kopf
 
 from batchyard import GROUP, VERSION
 from batchyard.adapters import health, metrics
-from batchyard.adapters.controller import Controller, Settings
+from batchyard.adapters.controller import Controller
 from batchyard.adapters.instrumentation import Instrumentation
 from batchyard.adapters.kube import Kube
 from batchyard.adapters.leader import LeaderElector
 from batchyard.adapters.objectstatus import ConsumableStatusWriter, QueueStatusWriter
-from batchyard.adapters.scaler import NodePoolReconciler
-from batchyard.adapters.state import JOB_UID_LABEL, ClusterState
+from batchyard.adapters.observe import CapacityBoard
+from batchyard.adapters.scaler import NOT_RECONCILED, NodePoolReconciler
+from batchyard.adapters.settings import Settings
+from batchyard.adapters.state import ClusterState
 from batchyard.adapters.watch import list_objects, list_watch
+from batchyard.core.jobref import JobRef
+from batchyard.core.scheduler import Scheduler
+from batchyard.core.tenancy import OperatorIdentity
+from batchyard.render.names import LABEL_JOB_UID
 
 CLUSTER_PLURALS = ("jobqueues", "computeenvironments", "schedulingpolicies", "consumableresources")
 
@@ -88,10 +94,19 @@ class Engine:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
-def settings_from_env() -> Settings:
+def settings_from_env(served_namespaces: tuple[str, ...] = ()) -> Settings:
     # The chart documents 0 as "keep finished jobs forever".
     ttl = float(os.environ.get("BATCHYARD_FINISHED_JOB_TTL_SECONDS") or 7 * 24 * 3600)
+    env = os.environ.get
     return Settings(
+        eks_host_network=_flag("BATCHYARD_EKS_HOST_NETWORK", False),
+        restricted_pod_defaults=_flag("BATCHYARD_RESTRICTED_POD_DEFAULTS", False),
+        # The chart sets both through the downward API (core.tenancy keeps jobs away from them).
+        identity=OperatorIdentity(
+            namespace=env("BATCHYARD_OPERATOR_NAMESPACE") or env("POD_NAMESPACE") or None,
+            service_account=env("BATCHYARD_SERVICE_ACCOUNT") or None,
+            listed_namespaces=served_namespaces,
+        ),
         keep_pods=os.environ.get("BATCHYARD_KEEP_PODS", "").lower() in ("1", "true", "yes"),
         finished_job_ttl_seconds=ttl if ttl > 0 else math.inf,
         time_limit_scale=float(os.environ.get("BATCHYARD_TIME_LIMIT_SCALE", 1.0)),
@@ -129,11 +144,26 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 async def start_engine(memo: kopf.Memo, kube: Kube, options: Options) -> list[asyncio.Task[Any]]:
     """List everything, start the pod watch and the loop; returns once the pods are listed."""
     state = ClusterState()
-    controller = Controller(kube, state, settings_from_env())
-    controller.object_status_writers.append(QueueStatusWriter(controller))
-    controller.object_status_writers.append(ConsumableStatusWriter(controller))
-    instrumentation = Instrumentation(controller).install()
-    scaler = NodePoolReconciler(kube, controller)  # owns ComputeEnvironment status and nodes
+    # Every collaborator is wired here, once, by constructor arguments.
+    scheduler = Scheduler()
+    capacity = CapacityBoard(unseen=NOT_RECONCILED)
+    scaler = NodePoolReconciler(kube, state, scheduler, capacity)  # owns ComputeEnvironment status and nodes
+    instrumentation = Instrumentation(state)
+    controller = Controller(
+        kube,
+        state,
+        settings_from_env(options.namespaces),
+        scheduler=scheduler,
+        capacity=capacity,
+        status_writers=[
+            QueueStatusWriter(state, kube),
+            ConsumableStatusWriter(state, kube),
+            instrumentation.write,
+            scaler.on_cycle,
+        ],
+        on_cycle=[metrics.observe_cycle],
+        on_transition=[instrumentation.on_transition],
+    )
     engine: Engine = memo.engine
     engine.state, engine.controller, engine.instrumentation = state, controller, instrumentation
     # Namespaced kinds per served namespace (a namespace-limited install has only Roles there).
@@ -166,7 +196,7 @@ async def start_engine(memo: kopf.Memo, kube: Kube, options: Options) -> list[as
     engine.tasks = [
         *(
             asyncio.create_task(
-                list_watch(kube, f"/api/v1{scope}/pods", JOB_UID_LABEL, on_pod, event),
+                list_watch(kube, f"/api/v1{scope}/pods", LABEL_JOB_UID, on_pod, event),
                 name=f"batchyard-pod-watch{scope or ' (all namespaces)'}",
             )
             for scope, event in zip(scopes, synced, strict=True)
@@ -242,7 +272,7 @@ async def batchjob_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) 
     if state is None:
         return
     if type == "DELETED":
-        state.forget_job((namespace, name), uid=(body.get("metadata") or {}).get("uid"))
+        state.forget_job(JobRef(namespace, name), uid=(body.get("metadata") or {}).get("uid"))
     else:
         state.upsert_job(body)
     await _reported(memo, state)

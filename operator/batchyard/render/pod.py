@@ -14,7 +14,9 @@ nodes are the user's: they are selected by its nodeLabels alone when it has any.
 Networking: AWS defaults EKS job pods to hostNetwork=true with dnsPolicy ClusterFirstWithHostNet
 ("If the hostNetwork parameter isn't explicitly set ... hostNetwork=true and
 dnsPolicy=ClusterFirstWithHostNet"); `default_host_network` lets the operator configuration change
-that default. ECS-style containerProperties jobs get normal pod networking.
+that default (the operator's default is false: Pod Security baseline refuses host networking).
+ECS-style containerProperties jobs get normal pod networking. `restricted_defaults` fills what Pod
+Security restricted requires where the definition is silent.
 
 Namespace: the pod lives in the BatchJob's namespace. A compute environment's kubernetesNamespace
 and a podProperties metadata.namespace are refused (CRD rules; a render problem for older objects):
@@ -23,6 +25,7 @@ an owner reference can't cross namespaces, and without it a deleted job would le
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from batchyard.api.batchjob import BatchJob
@@ -214,6 +217,38 @@ def _container(c: ContainerPlan, batch_vars: list[tuple[str, str]]) -> dict[str,
     return out
 
 
+def job_tolerations(ce_name: str, gpu: bool, extra: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+    """The tolerations of a job pod placed in compute environment ``ce_name``: both Batch taints
+    of its nodes, the compute environment's own ``extra`` tolerations, and with ``gpu`` the GPU
+    taint (GPU nodes are tainted nvidia.com/gpu:NoSchedule by core.nodepool; a GPU job tolerates
+    it, and so does a CPU job placed in a compute environment that has only GPU types)."""
+    out: list[dict[str, Any]] = [
+        {"key": NODE_TAINT_COMPUTE_ENVIRONMENT, "operator": "Equal", "value": ce_name, "effect": effect}
+        for effect in NODE_TAINT_EFFECTS
+    ]
+    out.extend(dict(t) for t in extra)
+    if gpu:
+        out.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+    return out
+
+
+def _restricted_defaults(spec: dict[str, Any]) -> None:
+    """Fill what Pod Security `restricted` requires and an AWS JobDefinition can't say (a seccomp
+    profile, dropped capabilities) or leaves unset (runAsNonRoot, allowPrivilegeEscalation), where
+    the definition is silent. A privileged container or runAsUser 0 stays as asked: restricted
+    refuses it, and the job fails saying so. Images must then run as a non-root user."""
+    spec.setdefault("securityContext", {}).setdefault("seccompProfile", {"type": "RuntimeDefault"})
+    for c in [*spec.get("initContainers", []), *spec["containers"]]:
+        sc = c.setdefault("securityContext", {})
+        if sc.get("privileged"):
+            continue
+        # AWS (EksContainerSecurityContext): allowPrivilegeEscalation "The default value is false".
+        sc.setdefault("allowPrivilegeEscalation", False)
+        sc.setdefault("capabilities", {"drop": ["ALL"]})
+        if sc.get("runAsUser") != 0:
+            sc.setdefault("runAsNonRoot", True)
+
+
 def render_pod(
     job: BatchJob,
     definition: JobDefinitionSpec,
@@ -227,6 +262,7 @@ def render_pod(
     node_index: int | None = None,
     main_node_ip: str | None = None,
     default_host_network: bool = True,
+    restricted_defaults: bool = False,
 ) -> dict[str, Any]:
     """The v1 Pod of attempt `attempt` (from 1) of `job`, or of its array child `array_index`.
 
@@ -305,6 +341,8 @@ def render_pod(
         spec.setdefault("dnsPolicy", "ClusterFirstWithHostNet")
     elif plan.host_network is False:
         spec["hostNetwork"] = False
+    if restricted_defaults:
+        _restricted_defaults(spec)
 
     node_selector: dict[str, str] = {}
     if by_ce_label:
@@ -312,17 +350,10 @@ def render_pod(
     node_selector.update(ce_node_labels)
     node_selector.update(plan.node_selector)
     spec["nodeSelector"] = node_selector
-    tolerations: list[dict[str, Any]] = [
-        {"key": NODE_TAINT_COMPUTE_ENVIRONMENT, "operator": "Equal", "value": ce_name, "effect": effect}
-        for effect in NODE_TAINT_EFFECTS
-    ]
-    tolerations.extend(ce_tolerations)
     gpu_job = any(GPU_RESOURCE in c.limits for c in [*plan.containers, *plan.init_containers])
-    if tolerates_gpu_nodes(int(gpu_job), _gpu_only(compute_environment)):
-        # GPU nodes are tainted nvidia.com/gpu:NoSchedule (core.nodepool); a GPU job tolerates it,
-        # and so does a CPU job placed in a compute environment that has only GPU types.
-        tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
-    spec["tolerations"] = tolerations
+    spec["tolerations"] = job_tolerations(
+        ce_name, tolerates_gpu_nodes(int(gpu_job), _gpu_only(compute_environment)), ce_tolerations
+    )
 
     return {
         "apiVersion": "v1",
