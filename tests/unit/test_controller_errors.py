@@ -288,3 +288,32 @@ def test_a_failure_still_posts_its_event_by_default() -> None:
     cycles(controller)
     assert job(controller).status.status == "FAILED"
     assert "Failed" in event_reasons(kube)
+
+
+def test_a_retry_dispatched_in_the_same_cycle_still_deletes_the_failed_attempts_pod() -> None:
+    # The new attempt's dispatch replaces the job's step in the plan; the pod of the attempt
+    # that failed must go all the same (issue 14 moved pod deletions next to each job's write).
+    controller, kube = a_world()
+    controller.state.upsert_job(
+        {
+            "metadata": {"name": "j", "namespace": "ns", "uid": "u1", "generation": 1},
+            "spec": {"jobQueue": "q", "jobDefinition": "d", "retryStrategy": {"attempts": 2}},
+        }
+    )
+    cycles(controller)
+    assert job(controller).status.status == "STARTING"
+    pod = dict(kube.objects[POD])
+    container = pod["spec"]["containers"][0]["name"]
+    pod["status"] = {
+        "phase": "Failed",
+        "containerStatuses": [
+            {"name": container, "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}
+        ],
+    }
+    controller.state.upsert_pod(pod)
+    cycles(controller)
+    entry = job(controller)
+    assert len(entry.status.attempts or []) == 2  # retried and dispatched again in one cycle
+    assert kube.count("delete", POD) == 1
+    assert POD not in kube.objects
+    assert "/api/v1/namespaces/ns/pods/j-a2" in kube.objects

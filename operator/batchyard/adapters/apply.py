@@ -125,6 +125,9 @@ class Executor:
         for key, status in plan.definition_status.items():
             await patch_status(self.kube, "jobdefinitions", key[1], key[0], status)
 
+        # Taken now: a dispatch in this cycle replaces its job's step (a retry's new attempt), and
+        # the old attempt's pod must still go.
+        deletes = {ref: list(step.delete_pods) for ref, step in plan.steps.items() if step.delete_pods}
         creates = [self._dispatch(plan, d, now) for d in plan.dispatches]
         ensures = [self._ensure_pod(ref) for ref, step in plan.steps.items() if step.ensure_pod]
         ensures += [self._ensure_child_pod(child) for child in book.take_pending_child_pod_creates()]
@@ -155,18 +158,24 @@ class Executor:
         # 5. pod deletions: each job's status, then its finished pods, per job in that order (the
         # result reaches the API server before the pod goes) but without a barrier across jobs,
         # so no job's delete waits for every other job's write (issue 14).
-        async def write_then_delete(ref: JobRef, entry: JobEntry | None, step: lifecycle.Step) -> None:
+        async def write_then_delete(
+            ref: JobRef, entry: JobEntry | None, events: list[lifecycle.Event]
+        ) -> None:
             if entry is not None:
-                await self._write_job(ref, entry, step.events)
-            for pod in step.delete_pods:
+                await self._write_job(ref, entry, events)
+            for pod in deletes.get(ref, ()):
                 await self._delete_pod(ref, pod)
 
         chains = []
-        for ref, step in plan.steps.items():
+        for ref in plan.steps.keys() | deletes.keys():
             entry = st.jobs.get(ref)
             if entry is not None:
                 before.setdefault(ref, _written(entry))
-            chains.append(write_then_delete(ref, entry, step))
+            stepped = plan.steps.get(ref)
+            if stepped is None:  # only pods to delete
+                chains.append(write_then_delete(ref, None, []))
+            else:
+                chains.append(write_then_delete(ref, entry, stepped.events))
         await _gather_limited(self._sem, chains)
         # 6. hooks, object status, expiry
         for ref, (entry, old, old_attempts) in before.items():
