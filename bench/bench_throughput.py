@@ -155,6 +155,15 @@ class Client:
                     await asyncio.sleep(0.1 * (attempt + 1))
             return 599
 
+    async def pods_gone(self, timeout: float) -> None:
+        """Wait (up to ``timeout``) until no pod is left in the namespace."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            async with self.session.get(f"{self.base}/api/v1/namespaces/{NS}/pods?limit=1") as resp:
+                if not (await resp.json()).get("items"):
+                    return
+            await asyncio.sleep(0.5)
+
     async def watch(self, path: str, on_event: Any, stop: asyncio.Event) -> None:
         """List, then watch from the list's resourceVersion; on any break, list again (a
         missed event can't leave the count short)."""
@@ -361,7 +370,8 @@ async def run_batchyard(
         await asyncio.wait_for(progress.all_done.wait(), timeout=3600)
         result = progress.summary()
         # Let the operator's last pod deletions (after the status writes) and events land.
-        await asyncio.sleep(3)
+        await client.pods_gone(120)
+        await asyncio.sleep(2)
         after_w, after_op = apiserver_writes(cluster), operator_writes(port)
         after_cpu = cpu_by_process(cluster, {"operator": proc.pid})
         if spy is not None:
