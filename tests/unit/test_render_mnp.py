@@ -138,6 +138,15 @@ def test_instance_type_pins_the_node_range() -> None:
             "spec.nodeOverrides.nodePropertyOverrides[0].eksPropertiesOverride can't be used",
             id="EKS override on a container node range",
         ),
+        pytest.param(
+            an_mnp(
+                {**a_range("0", "x"), "instanceTypes": ["c5.large"]},
+                {**a_range("1:", "x"), "instanceTypes": ["c5.xlarge"]},
+            ),
+            {},
+            "must use the same instance type (found c5.large, c5.xlarge)",
+            id="node groups on different instance types",
+        ),
     ],
 )
 def test_mnp_problems_name_the_field(
@@ -225,3 +234,11 @@ def test_node_pod_names_do_not_clash_with_other_jobs() -> None:
     assert pod_name("x", 1, None, node_index=1) != pod_name("x", 1, 1)
     with pytest.raises(ValueError, match="array"):
         pod_name("x", 1, 0, node_index=0)
+
+
+def test_node_groups_on_one_instance_type_are_fine() -> None:
+    d = an_mnp(
+        {**a_range("0", "x"), "instanceTypes": ["c5.large"]},
+        {**a_range("1:", "x"), "instanceTypes": ["c5.large"]},
+    )
+    assert not any("instance type" in p for p in render_problems(a_job(), d))
