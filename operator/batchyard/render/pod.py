@@ -285,6 +285,11 @@ def render_pod(
     for key, value in (meta.annotations or {}).items():
         if key.startswith(KWOK_ANNOTATION_PREFIX):
             annotations[key] = value
+    if node_index is not None:
+        # kwok's exit stage reads one delay per pod: a node's own delay wins (devcluster/kwok.py)
+        node_delay = (meta.annotations or {}).get(f"{KWOK_ANNOTATION_PREFIX}delay-node-{node_index}")
+        if node_delay:
+            annotations[f"{KWOK_ANNOTATION_PREFIX}delay"] = node_delay
     annotations[ANNOTATION_JOB_ID] = job_id
     annotations[ANNOTATION_JOB_DEFINITION] = f"{job.spec.job_definition_ref()[0]}:{revision}"
 
@@ -323,6 +328,20 @@ def render_pod(
         # and so does a CPU job placed in a compute environment that has only GPU types.
         tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
     spec["tolerations"] = tolerations
+    if node_index is not None:
+        # AWS "Running MNP jobs": "Multi-node parallel job nodes are single-tenant" -- one pod per
+        # node. Required anti-affinity against every Batchyard job pod, in every namespace, keeps
+        # this pod off nodes that run another job, and (kube-scheduler honours existing pods'
+        # required anti-affinity) keeps every other job pod off this pod's node.
+        affinity = spec.setdefault("affinity", {})
+        anti = affinity.setdefault("podAntiAffinity", {})
+        anti.setdefault("requiredDuringSchedulingIgnoredDuringExecution", []).append(
+            {
+                "labelSelector": {"matchExpressions": [{"key": LABEL_JOB_UID, "operator": "Exists"}]},
+                "namespaceSelector": {},
+                "topologyKey": "kubernetes.io/hostname",
+            }
+        )
 
     return {
         "apiVersion": "v1",
