@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -969,19 +969,23 @@ def test_user_requests_can_be_added_to_a_submitted_job(crds_installed: Any, name
     crds_installed.kubectl(
         "patch", "batchjob", "bj-under-test", "-n", namespace, "--type", "merge", "-p", json.dumps(patch)
     )
+    stored = json.loads(
+        crds_installed.kubectl("get", "batchjob", "bj-under-test", "-n", namespace, "-o", "json").stdout
+    )
+    assert stored["spec"]["cancel"] == {"reason": "not needed"}
+    assert stored["spec"]["childRequests"] == [{"index": 2, "action": "TERMINATE", "reason": "x"}]
 
 
 # --- kubectl explain ---------------------------------------------------------------------------
 
 
 def test_kubectl_explain_prints_evaluate_on_exit_documentation(crds_installed: Any) -> None:
-    deadline = time.monotonic() + 60
-    while True:  # the API server publishes new OpenAPI documents a few seconds after the CRD
+    def explained() -> Any:
         proc = crds_installed.kubectl("explain", "batchjob.spec.retryStrategy.evaluateOnExit", check=False)
-        if proc.returncode == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    assert proc.returncode == 0, proc.stderr
+        return proc if proc.returncode == 0 else None
+
+    # The API server publishes new OpenAPI documents a few seconds after the CRD.
+    proc = wait_for(explained, timeout=60, interval=1, what="kubectl explain to know the new CRD")
     text = " ".join(proc.stdout.split())
     assert "first match wins" in text
     for field in ("onExitCode", "onReason", "onStatusReason", "action"):

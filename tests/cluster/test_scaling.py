@@ -173,8 +173,13 @@ def test_a_gpu_job_brings_up_a_gpu_node_and_no_cpu_node(
     assert list(types.values()) == ["g4dn.xlarge"], types
 
 
+def scaler_passes(operator: Any) -> int:
+    """How many node-pool passes the in-process operator has finished (adapters.scaler)."""
+    return int(operator.memo.scaler.passes)
+
+
 def test_a_disabled_compute_environment_gets_no_new_jobs_and_no_nodes(
-    devcluster: DevCluster, namespace: str, pool: tuple[str, str]
+    devcluster: DevCluster, operator: Any, namespace: str, pool: tuple[str, str]
 ) -> None:
     ce, queue = pool
     apply(devcluster, managed_ce(ce, ["m5.xlarge"], state="DISABLED"), job_queue(queue, [ce]))
@@ -187,7 +192,10 @@ def test_a_disabled_compute_environment_gets_no_new_jobs_and_no_nodes(
     )
     assert status["status"] == "RUNNABLE"
     assert f"{ce}: DISABLED" in status["statusReason"]
-    time.sleep(3)  # several scaling passes
+    # Several node-pool passes have seen the waiting job (a count, not a fixed sleep): none of
+    # them may have launched a node.
+    seen = scaler_passes(operator)
+    wait_for(lambda: scaler_passes(operator) >= seen + 3, timeout=60, what="three more node-pool passes")
     assert job_status(devcluster, namespace, "waits")["status"] == "RUNNABLE"
     assert nodes_of(devcluster, ce) == []
     assert job_pods(devcluster, namespace) == []

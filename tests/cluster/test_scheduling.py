@@ -31,7 +31,7 @@ from batch import (
     scheduling_policy,
     wait_status,
 )
-from waiting import wait_for
+from waiting import sample_until, wait_for
 
 from batchyard.devcluster import DevCluster
 
@@ -45,18 +45,16 @@ CE_MAX_RESOURCE = "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE"
 def run_and_sample(
     cluster: DevCluster, namespace: str, total: int, timeout: float = 120, extra: Any = None
 ) -> list[tuple[list[tuple[str, str, str]], Any]]:
-    """Poll `kubectl get batchjobs` (and ``extra()``) until all ``total`` jobs are done."""
-    samples = []
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = job_rows(cluster, namespace)
-        samples.append((rows, extra() if extra else None))
-        if len(rows) == total and all(s in DONE for _, s, _ in rows):
-            return samples
-        assert time.monotonic() < deadline, (
-            f"jobs not done after {timeout}s: {Counter(s for _, s, _ in rows)}"
-        )
-        time.sleep(0.2)
+    """Sample `kubectl get batchjobs` (and ``extra()``) until all ``total`` jobs are done."""
+
+    def sample() -> tuple[list[tuple[str, str, str]], Any]:
+        return job_rows(cluster, namespace), extra() if extra else None
+
+    def all_done(s: tuple[list[tuple[str, str, str]], Any]) -> bool:
+        rows = s[0]
+        return len(rows) == total and all(state in DONE for _, state, _ in rows)
+
+    return sample_until(sample, all_done, timeout=timeout, what=f"all {total} jobs to be done")
 
 
 def set_ce_state(cluster: DevCluster, ce: str, state: str) -> None:

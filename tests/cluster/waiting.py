@@ -21,3 +21,27 @@ def wait_for(
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+def sample_until(
+    sample: Callable[[], T],
+    done: Callable[[T], bool],
+    timeout: float = 120,
+    interval: float = 0.2,
+    what: str = "condition",
+) -> list[T]:
+    """Call `sample` until `done(sample)`; return every sample taken (the last one is done).
+
+    For tests that assert on what was seen on the way (states, shares, peaks), not only at the
+    end; fails naming `what` and the last sample if `done` never holds."""
+    deadline = time.monotonic() + timeout
+    samples: list[T] = []
+    while True:
+        samples.append(sample())
+        if done(samples[-1]):
+            return samples
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what}; last sample: {samples[-1]!r}"
+            )
+        time.sleep(interval)

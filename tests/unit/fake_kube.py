@@ -8,8 +8,9 @@ It implements ``nodepools.base.KubeClient`` (get, list, create, merge_patch, del
 
 from __future__ import annotations
 
+import asyncio
 import copy
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,8 @@ class FakeKube:
     """Objects by path (``create`` stores at ``path/name``); every request is recorded."""
 
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Events each watch yields, in order, before it goes quiet (popped: one list per watch).
+    watch_events: list[list[dict[str, Any]]] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)  # (verb, path)
     failures: list[Failure] = field(default_factory=list)
 
@@ -85,6 +88,15 @@ class FakeKube:
         if self.objects.pop(path, None) is None:
             raise NotFound(404, {"message": "not found"}, "DELETE", path)
         return {}
+
+    async def watch(
+        self, path: str, params: Mapping[str, str], resource_version: str, timeout_seconds: int = 300
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The next scripted events (``watch_events``), then nothing happens (until cancelled)."""
+        self._maybe_fail("watch", path)
+        for event in self.watch_events.pop(0) if self.watch_events else []:
+            yield event
+        await asyncio.Event().wait()
 
     async def request(
         self,

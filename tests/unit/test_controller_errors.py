@@ -190,3 +190,36 @@ def test_consecutive_status_write_failures_wait_longer_each_time() -> None:
     assert delays[0] >= 0.05 and delays[1] >= 0.1 and delays[2] >= 0.2
     assert delays[0] < delays[2]
     assert controller.write_backoff.failures(KEY) == 3
+
+
+def finished_world(ttl: float) -> tuple[Controller, FakeKube]:
+    """Job ns/old SUCCEEDED an hour ago, ns/new a second ago; both BatchJobs exist."""
+    kube = FakeKube()
+    st = ClusterState()
+    now = time.time()
+    for name, stopped in (("old", now - 3600), ("new", now - 1)):
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(stopped))
+        body = {
+            "metadata": {"name": name, "namespace": "ns", "uid": f"u-{name}"},
+            "spec": {"jobQueue": "q", "jobDefinition": "d"},
+            "status": {"status": "SUCCEEDED", "stoppedAt": stamp},
+        }
+        st.upsert_job(body)
+        kube.objects[f"/apis/batchyard.io/v1alpha1/namespaces/ns/batchjobs/{name}"] = body
+    st.synced = True
+    return Controller(kube, st, Settings(finished_job_ttl_seconds=ttl)), kube  # type: ignore[arg-type]
+
+
+def test_the_expiry_scan_deletes_finished_jobs_past_their_ttl_only() -> None:
+    controller, kube = finished_world(ttl=600)
+    asyncio.run(controller._expire(time.time()))
+    assert set(controller.state.jobs) == {("ns", "new")}
+    assert kube.count("delete", "/batchjobs/old") == 1 and kube.count("delete", "/batchjobs/new") == 0
+
+
+def test_an_expired_job_already_deleted_is_forgotten_and_a_failed_delete_is_kept() -> None:
+    controller, kube = finished_world(ttl=0.5)
+    kube.objects.pop("/apis/batchyard.io/v1alpha1/namespaces/ns/batchjobs/old")  # someone deleted it: 404
+    kube.fail("delete", "/batchjobs/new", 500)
+    asyncio.run(controller._expire(time.time()))
+    assert set(controller.state.jobs) == {("ns", "new")}  # kept: tried again at the next scan

@@ -166,8 +166,11 @@ class Controller:
             self.heartbeat = time.monotonic()
             try:
                 wait = self._next_wake(time.time())
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that
+                # arrives as the event fires, and the loop then outlives stop_engine.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.state.event.wait(), timeout=wait)
+                    async with asyncio.timeout(wait):
+                        await self.state.event.wait()
                 self.state.event.clear()
                 if self.state.synced:
                     await self.reconcile_once()

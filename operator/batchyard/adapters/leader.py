@@ -196,15 +196,19 @@ class LeaderElector:
         after it saw that renewal, so we have stopped (our API calls cancelled) before then.
         """
         while not task.done():
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel that
+            # arrives as the awaited thing completes, and the elector would outlive cleanup.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), timeout=self.renew_seconds)
+                async with asyncio.timeout(self.renew_seconds):
+                    await asyncio.shield(task)
             if task.done():
                 return
             remaining = self.renew_deadline_seconds - (self.clock() - self._renewed_at)
             ok = False
             if remaining > 0:
                 try:
-                    ok = await asyncio.wait_for(self.try_acquire_or_renew(), timeout=remaining)
+                    async with asyncio.timeout(remaining):
+                        ok = await self.try_acquire_or_renew()
                 except asyncio.CancelledError:
                     raise
                 except Exception as err:  # includes the timeout: judged by the deadline below

@@ -221,8 +221,10 @@ class NodePoolReconciler:
         )
         try:
             while True:
+                # asyncio.timeout, not wait_for (3.11's wait_for can swallow a cancel).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake_event.wait(), timeout=LOOP_SECONDS)
+                    async with asyncio.timeout(LOOP_SECONDS):
+                        await self.wake_event.wait()
                 self.wake_event.clear()
                 if not (self.controller.state.synced and self.cache.synced.is_set()):
                     continue

@@ -44,10 +44,10 @@ async def list_watch(
             items, rv = await list_objects(kube, path, selector)
             listed = {_key(item) for item in items}
             for key in [k for k in alive if k not in listed]:
-                handle("DELETED", alive.pop(key))
+                _handle_one(handle, path, "DELETED", alive.pop(key))
             for item in items:
                 alive[_key(item)] = _stub(item)
-                handle("ADDED", item)
+                _handle_one(handle, path, "ADDED", item)
             if synced is not None:
                 synced.set()
             while True:
@@ -65,7 +65,7 @@ async def list_watch(
                         alive.pop(_key(obj), None)
                     else:
                         alive[_key(obj)] = _stub(obj)
-                    handle(str(kind), obj)
+                    _handle_one(handle, path, str(kind), obj)
                 failures = 0
         except asyncio.CancelledError:
             raise
@@ -79,6 +79,16 @@ async def list_watch(
             log.warning("watch of %s broke: %r", path, err)
             failures += 1
             await sleep_backoff(failures)
+
+
+def _handle_one(handle: Handler, path: str, kind: str, obj: Mapping[str, Any]) -> None:
+    """One object the handler cannot read (a malformed label, say) is logged and skipped: it
+    must not restart the watch, which would relist and meet it again, forever."""
+    try:
+        handle(kind, obj)
+    except Exception:
+        namespace, name = _key(obj)
+        log.exception("watch of %s: skipping %s of %s/%s", path, kind, namespace, name)
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:

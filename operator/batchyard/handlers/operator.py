@@ -286,7 +286,8 @@ async def loop_liveness(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
     now = health.monotonic()
     if heartbeat is not None:
         metrics.set_loop_heartbeat_age(now - heartbeat)
-    tasks = [*getattr(memo, "tasks", []), *(engine.tasks if engine is not None else [])]
+    # Standalone, memo.tasks are the engine's tasks: each counted once.
+    tasks = list(dict.fromkeys([*getattr(memo, "tasks", []), *(engine.tasks if engine is not None else [])]))
     found = health.problems(heartbeat=heartbeat, now=now, stall=health.stall_seconds(), tasks=tasks)
     if found:
         # Permanent: kopf must not retry the probe handler (the answer is the failure).
