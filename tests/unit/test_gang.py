@@ -177,3 +177,25 @@ def test_restart_restores_the_whole_gang():
     assert dispatched(r) == ["single"]
     d = _dispatch(r, "single")
     assert d.node in ("ce-n2", "ce-n3")
+
+
+def test_bind_moves_a_member_and_holds_its_new_node_whole():
+    # kube-scheduler may place a member elsewhere than the first fit: the charge follows it
+    w = world([a_ce().nodes(*((4, "8Gi", 0),) * 5)], [a_queue()])
+    s = scheduler_with(w, a_job("g").gang(4))
+    d = _dispatch(s.cycle(w, 1.0), "g")
+    assert "ce-n4" not in d.nodes
+    s.bind("g", "ce-n4", 0)  # member 0 landed on the spare node; its first-fit node is free again
+    s.add_runnable(a_job("single").submitted(2.0).view, 2.0)
+    r = s.cycle(w, 2.0)
+    assert _dispatch(r, "single").node == d.nodes[0]
+
+
+def test_demands_of_a_gang_is_one_per_node():
+    from batchyard.core.capacity import Resources
+
+    w = world([a_ce().nodes(*THREE_NODES)], [a_queue()])
+    s = scheduler_with(w, a_job("g").gang(4, cpu=3), a_job("single").requesting(cpu=2))
+    assert s.demands_of("g") == (Resources.of(3),) * 4
+    assert s.demands_of("single") == (Resources.of(2),)
+    assert s.demands_of("nobody") == ()

@@ -85,6 +85,7 @@ def _older(new: KubeObject, old: KubeObject) -> bool:
 JOB_UID_LABEL = "batchyard.io/job-uid"
 ATTEMPT_LABEL = "batchyard.io/attempt"
 ARRAY_INDEX_LABEL = "batchyard.io/array-index"
+NODE_INDEX_LABEL = "batchyard.io/node-index"
 CE_LABEL = "batchyard.io/compute-environment"
 GPU_RESOURCE = "nvidia.com/gpu"
 
@@ -119,6 +120,8 @@ class PodEntry:
     # it was placed in (the pod's CE label value).
     requests: Resources = ZERO
     compute_environment: str | None = None
+    # A multi-node parallel job's node index (pod label), None for other pods.
+    node_index: int | None = None
 
 
 def pod_requests(spec: Mapping[str, Any]) -> Resources:
@@ -269,9 +272,14 @@ def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
             scheduled_at=scheduled_at,
             containers=tuple(containers),
             essentials_done=essentials_done,
+            pod_ip=status.get("podIP") or None,
+            host_ip=status.get("hostIP") or None,
         ),
         requests=pod_requests(body.get("spec") or {}),
         compute_environment=labels.get(CE_LABEL),
+        node_index=int(node)
+        if (node := labels.get(NODE_INDEX_LABEL)) is not None and node.isdigit()
+        else None,
     )
 
 

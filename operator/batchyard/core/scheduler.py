@@ -509,8 +509,17 @@ class Scheduler:
         multi-node parallel job, the charge of node ``node_index``)."""
         entry = self._jobs.get(key)
         if entry is not None and entry.job.gang:
-            if node_index is not None:
-                self._capacity.rebind(GangNode(key, node_index), node)
+            if node_index is None:
+                return
+            gk = GangNode(key, node_index)
+            charge = self._capacity.charges.get(gk)
+            if charge is None or charge.node == node:
+                return
+            # the member holds its new node whole (single-tenant), when the node is known
+            work = self._capacity.work.get(charge.ce)
+            i = work.index.get(node) if work is not None and node is not None else None
+            whole = work.whole_node(i) if work is not None and i is not None else None
+            self._capacity.charge(gk, Charge(charge.ce, node, charge.demand, whole))
             return
         self._capacity.rebind(key, node)
 
@@ -553,6 +562,15 @@ class Scheduler:
         """The demand of a job the scheduler holds (with ``snapshot``: per-job node-pool sizing)."""
         entry = self._jobs.get(key)
         return entry.job.demand if entry is not None else None
+
+    def demands_of(self, key: JobKey) -> tuple[Resources, ...]:
+        """What node-pool sizing must find room for: the job's one demand, or one per node of a
+        multi-node parallel job (AWS: its nodes are single-tenant, so N nodes, not N pods' worth
+        of packed room). Empty for a job the scheduler does not hold."""
+        entry = self._jobs.get(key)
+        if entry is None:
+            return ()
+        return entry.job.node_demands or (entry.job.demand,)
 
     def share_admission(self, queue: str, share_identifier: str, now: float) -> str | None:
         """None if a job with ``share_identifier`` may be submitted to ``queue``, else the reason."""
