@@ -172,12 +172,31 @@ class GangRunner:
         main_index = render.main_node(spec)
         if g is None:
             g = core_mnp.Gang(n, main_index, 0, {})
-        rows = core_mnp.node_rows(g, job_ended=status.status in ("SUCCEEDED", "FAILED"))
-        status.nodeProperties = NodePropertiesDetail(
-            numNodes=n,
-            mainNode=main_index,
-            nodes=[NodeDetail.model_validate(r.as_dict()) for r in rows],
-        )
+        ended = status.status in ("SUCCEEDED", "FAILED")
+        rows = [NodeDetail.model_validate(r.as_dict()) for r in core_mnp.node_rows(g, job_ended=ended)]
+        # A node's pod goes once the attempt is over: its last row stays (what the user needs to
+        # see of a finished job), and a node stopped with the job says so.
+        last = status.nodeProperties.nodes if status.nodeProperties and status.nodeProperties.nodes else []
+        previous = {r.nodeIndex: r for r in last}
+        for k, row in enumerate(rows):
+            pod = g.pod(row.nodeIndex)
+            before = previous.get(row.nodeIndex)
+            expected = (
+                render.pod_name(job.metadata.name or "", g.attempt, None, row.nodeIndex)
+                if g.attempt
+                else None
+            )
+            if (
+                pod.phase in (core_mnp.ABSENT, core_mnp.GONE)
+                and before is not None
+                and before.podName == expected
+            ):
+                kept = before.model_copy()
+                if kept.status in ("STARTING", "RUNNING") and ended:
+                    kept.status = status.status
+                    kept.reason = kept.reason or "Stopped: the main node exited"
+                rows[k] = kept
+        status.nodeProperties = NodePropertiesDetail(numNodes=n, mainNode=main_index, nodes=rows)
 
     async def launch(self, launch: ChildLaunch) -> None:
         """Create the child nodes' pods (idempotent by name: 409 from our own pod is adopted)."""
