@@ -11,6 +11,9 @@ job asks 3 vCPUs, so every node of the job needs a node of its own.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -146,7 +149,93 @@ def test_four_node_gang_main_first_children_with_its_address_one_outcome(
     # AWS: "All child nodes are then stopped"
     wait_for(lambda: not pods(devcluster, namespace), timeout=60, what="the children to be stopped")
     reasons = {e["reason"] for e in events(devcluster, namespace, "gang")}
-    assert "MainNodeRunning" in reasons
+    assert {"GangAdmitted", "MainNodeRunning", "Succeeded"} <= reasons
+
+    # AWS: "describe aws_batch_job_id#1" shows one node
+    node2 = json.loads(batchyard(devcluster, "describe", "gang#2", "-n", namespace))
+    assert node2["jobId"] == f"{status['jobId']}#2"
+    assert node2["nodeDetails"] == {"nodeIndex": 2, "isMainNode": False}
+    assert node2["podName"] == running["2"]["metadata"]["name"]
+    assert node2["nodeName"] == running["2"]["spec"]["nodeName"]
+    # one row in kubectl get batchjobs
+    rows = devcluster.kubectl("get", "batchjobs", "-n", namespace, "--no-headers").stdout.splitlines()
+    assert len(rows) == 1 and "SUCCEEDED" in rows[0]
+
+
+def batchyard(cluster: DevCluster, *args: str) -> str:
+    """Run the `batchyard` CLI as a user would, against the test control plane."""
+    assert cluster.binaries is not None
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchyard.cli.main", *args, "--kubectl", str(cluster.binaries.kubectl)],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def running_gang(devcluster: DevCluster, namespace: str) -> dict[str, dict[str, Any]]:
+    wait_for(
+        lambda: len([p for p in pods(devcluster, namespace) if p["status"].get("phase") == "Running"]) == 4,
+        timeout=120,
+        what="the 4 nodes to run",
+    )
+    return {p["metadata"]["labels"][NODE_INDEX]: p for p in pods(devcluster, namespace)}
+
+
+def test_terminate_stops_the_whole_gang(
+    devcluster: DevCluster, namespace: str, pool: tuple[str, str]
+) -> None:
+    ce, queue = pool
+    apply(devcluster, managed_ce(ce, max_vcpus=16), job_queue(queue, [ce]), mnp_definition("mpi", namespace))
+    apply(devcluster, batch_job("gang", namespace, queue, "mpi", exit_code=None))  # runs until stopped
+    running_gang(devcluster, namespace)
+
+    devcluster.kubectl("patch", "batchjob", "gang", "-n", namespace, "--type", "merge",
+                       "-p", json.dumps({"spec": {"terminate": {"reason": "stop the gang"}}}))  # fmt: skip
+    status = wait_status(devcluster, namespace, "gang", "FAILED", timeout=60)
+    assert status["statusReason"] == "stop the gang"
+    wait_for(lambda: not pods(devcluster, namespace), timeout=60, what="every node's pod to be stopped")
+
+
+def test_timeout_applies_to_the_whole_gang(
+    devcluster: DevCluster, namespace: str, pool: tuple[str, str]
+) -> None:
+    ce, queue = pool
+    apply(
+        devcluster,
+        managed_ce(ce, max_vcpus=16),
+        job_queue(queue, [ce]),
+        mnp_definition("mpi", namespace, timeout={"attemptDurationSeconds": 60}),
+    )
+    apply(devcluster, batch_job("gang", namespace, queue, "mpi", exit_code=None))
+    running_gang(devcluster, namespace)
+    status = wait_status(devcluster, namespace, "gang", "SUCCEEDED", "FAILED", timeout=150)
+    assert status["status"] == "FAILED"
+    assert status["statusReason"] == "Job attempt duration exceeded timeout"
+    wait_for(lambda: not pods(devcluster, namespace), timeout=60, what="every node's pod to be stopped")
+
+
+def test_operator_restarted_mid_gang_creates_no_duplicate_and_loses_no_node(
+    devcluster: DevCluster, operator: Any, namespace: str, pool: tuple[str, str]
+) -> None:
+    ce, queue = pool
+    apply(devcluster, managed_ce(ce, max_vcpus=16), job_queue(queue, [ce]), mnp_definition("mpi", namespace))
+    apply(devcluster, gang_job("gang", namespace, queue, main_delay="25s"))
+    before = running_gang(devcluster, namespace)
+
+    operator.stop()
+    operator.start()
+
+    status = wait_status(devcluster, namespace, "gang", "SUCCEEDED", "FAILED", timeout=120)
+    assert status["status"] == "SUCCEEDED"
+    assert len(status["attempts"]) == 1
+    assert [n["podName"] for n in status["nodeProperties"]["nodes"]] == [
+        before[str(i)]["metadata"]["name"] for i in range(4)
+    ]
+    assert {n["nodeName"] for n in status["nodeProperties"]["nodes"]} == {
+        p["spec"]["nodeName"] for p in before.values()
+    }
 
 
 def test_gang_waits_whole_until_a_fourth_node_is_possible(
