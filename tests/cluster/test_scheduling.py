@@ -206,42 +206,62 @@ def test_job_larger_than_any_ce_is_blocked_then_cancelled_by_time_limit(
 def test_fair_share_weights_one_and_three_get_capacity_three_to_one(
     devcluster: DevCluster, operator: object, namespace: str
 ) -> None:
+    """AWS: a lower weightFactor gets more: weight 1 gets three times the compute of weight 3.
+
+    Measured as the allocation the scheduler settles on, not by sampling a stream of short jobs:
+    the jobs run until terminated, so what `kubectl get` shows once the 16 vCPUs are taken is the
+    scheduler's decision, whatever the machine's load (sampling 1 s jobs under load measured the
+    operator's lag, and failed at 1.5-2.0 on a busy 2-core machine). Freeing one share's capacity
+    must give it back to that share: the allocation is held, not just reached once.
+    """
     ce, queue, policy = f"{namespace}-ce", f"{namespace}-q", f"{namespace}-fs"
     apply(
         devcluster,
         compute_environment(ce, max_vcpus=16, state="DISABLED"),
-        # AWS: a lower weightFactor gets more: weight 1 gets three times the compute of weight 3.
-        # A 600 s decay, as this test always ran with (0 used to mean 600 s; now, as the User
-        # Guide says, it means only current usage, which makes the sampled ratio noisier).
         scheduling_policy(policy, {"a": 1, "b": 3}, decay_seconds=600),
         job_queue(queue, [ce], schedulingPolicy=policy),
         job_definition("one", namespace),
     )
     ce_nodes(devcluster, ce, 1, cpu="32")
-    jobs = [batch_job(f"{s}-{i:03d}", namespace, queue, "one", delay="1s", shareIdentifier=s)
-            for i in range(100) for s in ("b", "a")]  # fmt: skip
+    jobs = [batch_job(f"{s}-{i:03d}", namespace, queue, "one", exit_code=None, shareIdentifier=s)
+            for i in range(30) for s in ("b", "a")]  # fmt: skip
     apply(devcluster, *jobs)
     wait_for(
-        lambda: [s for _, s, _ in job_rows(devcluster, namespace)] == ["RUNNABLE"] * 200,
+        lambda: [s for _, s, _ in job_rows(devcluster, namespace)] == ["RUNNABLE"] * 60,
         timeout=120,
-        what="all 200 jobs RUNNABLE",
+        what="all 60 jobs RUNNABLE",
     )
     set_ce_state(devcluster, ce, "ENABLED")
-    samples = run_and_sample(devcluster, namespace, total=200, timeout=300)
 
-    # Capacity held per share, summed over the samples in which both shares had jobs waiting.
-    held: Counter[str] = Counter()
-    contended = 0
-    for rows, _ in samples:
-        waiting = {share for _, s, share in rows if s == "RUNNABLE"}
-        if waiting >= {"a", "b"}:
-            contended += 1
-            held.update(share for _, s, share in rows if s in ACTIVE)
-    ratio = held["a"] / max(1, held["b"])
-    print(f"fair share: {contended} contended samples, a={held['a']} b={held['b']} vCPU-samples, {ratio:.2f}")
-    assert contended >= 5, f"too few samples under contention: {contended}"
-    assert 3 * 0.85 <= ratio <= 3 * 1.15, f"a:b = {held['a']}:{held['b']} = {ratio:.2f}, expected 3 +-15%"
-    assert Counter(s for _, s, _ in samples[-1][0]) == {"SUCCEEDED": 200}
+    def settled(stopped: set[str]) -> Counter[str] | None:
+        rows = job_rows(devcluster, namespace)
+        if any(s != "FAILED" for name, s, _ in rows if name in stopped):
+            return None
+        held = Counter(share for _, s, share in rows if s in ACTIVE)
+        return held if sum(held.values()) == 16 else None
+
+    def terminate(names: list[str]) -> None:
+        for name in names:
+            devcluster.kubectl("patch", "batchjob", name, "-n", namespace, "--type", "merge",
+                               "-p", json.dumps({"spec": {"terminate": {"reason": "free capacity"}}}))  # fmt: skip
+
+    def running(share: str) -> list[str]:
+        return [n for n, s, sh in job_rows(devcluster, namespace) if sh == share and s in ACTIVE]
+
+    held = wait_for(lambda: settled(set()), timeout=120, what="16 vCPUs held")
+    assert held == Counter({"a": 12, "b": 4}), f"first allocation {dict(held)}, expected a:b = 12:4"
+
+    # b's four end: its next four take their place (its usage is now the lowest), not a's.
+    stopped = running("b")
+    terminate(stopped)
+    held = wait_for(lambda: settled(set(stopped)), timeout=120, what="b's capacity handed back")
+    assert held == Counter({"a": 12, "b": 4}), f"after freeing b: {dict(held)}, expected 12:4"
+
+    # a's twelve end: a gets its twelve back.
+    stopped = running("a")
+    terminate(stopped)
+    held = wait_for(lambda: settled(set(stopped)), timeout=120, what="a's capacity handed back")
+    assert held == Counter({"a": 12, "b": 4}), f"after freeing a: {dict(held)}, expected 12:4"
 
 
 def test_consumable_resource_of_two_runs_at_most_two_jobs(

@@ -121,25 +121,59 @@ def test_a_pod_the_api_server_refuses_fails_the_job_naming_the_refusal(status: i
     assert entry.written.get("status") == "FAILED"  # and it reached the API server
 
 
+def test_a_pod_security_refusal_fails_the_job_at_once_without_a_second_create() -> None:
+    controller, kube = a_world()
+    message = (
+        'pods "j-a1" is forbidden: violates PodSecurity "baseline:latest": host namespaces (hostNetwork=true)'
+    )
+    kube.fail("create", PODS, 403, times=100, message=message)
+    cycles(controller, 3)
+    entry = job(controller)
+    assert entry.status.status == "FAILED"
+    assert entry.status.statusReason == f"Invalid job definition: pod rejected: {message}"
+    assert not entry.status.attempts  # AWS: an invalid definition fails, no retry
+    assert kube.count("create", PODS) == 1
+
+
 @pytest.mark.parametrize(
-    "status",
-    [403, 429, 500, 0],
-    ids=["403 quota or RBAC", "429 throttled", "500 server error", "timeout"],
+    ("status", "message", "reason"),
+    [
+        (
+            403,
+            "exceeded quota: pods, requested: pods=1, used: pods=1, limited: pods=1",
+            "WAITING:RESOURCE_QUOTA",
+        ),
+        (403, 'User "x" cannot create resource "pods"', "MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS"),
+        (429, "", "WAITING:POD_CREATE"),
+        (500, "", "WAITING:POD_CREATE"),
+        (0, "", "WAITING:POD_CREATE"),
+    ],
+    ids=["403 quota", "403 RBAC", "429 throttled", "500 server error", "timeout"],
 )
-def test_a_transient_pod_creation_failure_keeps_the_job_runnable_with_a_reason_and_retries(
-    status: int,
+def test_a_transient_pod_creation_failure_keeps_the_job_runnable_with_a_reason_and_backs_off(
+    status: int, message: str, reason: str
 ) -> None:
     controller, kube = a_world()
+    controller.create_backoff = KeyedBackoff(base_seconds=0.3, rand=lambda: 0.0)
     if status == 0:
         kube.fail_with("create", PODS, RequestTimeout(0, "no answer within 30 s", "POST", PODS))
     else:
-        kube.fail("create", PODS, status)
+        kube.fail("create", PODS, status, message=message)
     cycles(controller)
     entry = job(controller)
     assert entry.status.status == "RUNNABLE"
-    assert (entry.status.statusReason or "").startswith("Pod could not be created, retrying")
-    cycles(controller)  # the failure was one-off: the next cycle starts it
+    assert (entry.status.statusReason or "").startswith(reason)
+    retry_at = controller.create_backoff.retry_at(("ns", "j"))
+    assert retry_at is not None and entry.wake_at is not None and entry.wake_at <= retry_at
+    cycles(controller, 3)  # within the backoff: no second create, the reason stays
+    assert kube.count("create", PODS) == 1
+    assert (job(controller).status.statusReason or "").startswith(reason)
+    deadline = time.monotonic() + 10
+    while time.time() < retry_at and time.monotonic() < deadline:
+        time.sleep(0.02)
+    cycles(controller)  # the failure was one-off: the retry after the backoff starts it
     assert job(controller).status.status == "STARTING"
+    assert not controller.scheduler.held(KEY)
 
 
 def test_404_on_the_status_write_forgets_the_deleted_job() -> None:

@@ -195,8 +195,28 @@ def test_values_schema_rejects_bad_settings_with_a_clear_message(
 def test_cluster_role_grants_exactly_what_the_operator_uses(
     helm: Path, sets: list[str], expected: set[tuple[str, str, str, str]]
 ) -> None:
-    role = one(template(helm, *sets), "ClusterRole")
+    role = one(template(helm, *sets), "ClusterRole", "by-batchyard")
     assert grants(role["rules"]) == expected
+
+
+TENANT = g("batchyard.io", "jobdefinitions batchjobs", "get list watch create update patch delete") | g(
+    "", "pods pods/log events", "get list watch"
+)
+
+
+def test_tenant_roles_let_a_tenant_submit_jobs_and_nothing_of_the_operators(helm: Path) -> None:
+    """The ready ClusterRoles a tenant binds (README "Security"): jobs and definitions, never their
+    status (the operator's), never pod create (a tenant runs pods only through a JobDefinition)."""
+    docs = template(helm)
+    assert grants(one(docs, "ClusterRole", "by-batchyard-tenant")["rules"]) == TENANT
+    assert grants(one(docs, "ClusterRole", "by-batchyard-queue-reader")["rules"]) == g(
+        "batchyard.io", CLUSTER_KINDS, "get list watch"
+    )
+    aggregated = template(helm, "tenantRoles.aggregateToEdit=true")
+    labels = one(aggregated, "ClusterRole", "by-batchyard-tenant")["metadata"]["labels"]
+    assert labels["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    off = template(helm, "tenantRoles.create=false")
+    assert [d["metadata"]["name"] for d in off if d["kind"] == "ClusterRole"] == ["by-batchyard"]
 
 
 def test_namespace_limited_install_grants_jobs_and_pods_per_namespace(helm: Path) -> None:
@@ -284,6 +304,14 @@ def test_deployment_runs_the_operator_non_root_read_only_with_kopf_probes(helm: 
     assert env["BATCHYARD_LEADER_ELECTION"] == "true"
     assert env["BATCHYARD_LEASE_NAME"] == "batchyard"
     assert "POD_NAMESPACE" in env  # the Lease lives in the operator's namespace
+    # core.tenancy: the operator knows its ServiceAccount, which no job may run as
+    by_name = {e["name"]: e for e in c["env"]}
+    assert (
+        by_name["BATCHYARD_SERVICE_ACCOUNT"]["valueFrom"]["fieldRef"]["fieldPath"]
+        == "spec.serviceAccountName"
+    )
+    assert env["BATCHYARD_EKS_HOST_NETWORK"] == "false"  # Pod Security baseline refuses hostNetwork
+    assert env["BATCHYARD_RESTRICTED_POD_DEFAULTS"] == "false"
     assert c["resources"]["requests"].keys() == {"cpu", "memory"}
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert c["securityContext"]["readOnlyRootFilesystem"] is True

@@ -999,3 +999,50 @@ def test_ecs_secrets_of_another_form_are_refused_naming_the_variable(value_from:
 
     problems = render_problems(a_job(), d)
     assert any("secrets[0] (DB_PASSWORD)" in p and "<secret-name>:<key>" in p for p in problems), problems
+
+
+# --- Pod Security restricted: the operator's restricted_defaults -----------------------------------
+
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+}
+
+
+@pytest.mark.parametrize(
+    ("definition", "expected"),
+    [
+        pytest.param(
+            ecs(), RESTRICTED_CONTAINER, id="a silent containerProperties definition gets all of it"
+        ),
+        pytest.param(
+            ecs(user="1000"),
+            RESTRICTED_CONTAINER | {"runAsUser": 1000},
+            id="a numeric user is kept, non-root",
+        ),
+        pytest.param(
+            eks(ctr(securityContext={"runAsUser": 0})),
+            {"runAsUser": 0, "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+            id="runAsUser 0 stays as asked (restricted refuses it; the job fails saying so)",
+        ),
+        pytest.param(
+            eks(ctr(securityContext={"privileged": True})),
+            {"privileged": True},
+            id="a privileged container stays as asked",
+        ),
+        pytest.param(
+            eks(ctr(securityContext={"allowPrivilegeEscalation": True, "runAsNonRoot": False})),
+            {"allowPrivilegeEscalation": True, "runAsNonRoot": False, "capabilities": {"drop": ["ALL"]}},
+            id="what the definition says wins",
+        ),
+    ],
+)
+def test_restricted_defaults_fill_what_pod_security_restricted_needs_where_the_definition_is_silent(
+    definition: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    pod = render(a_job(), a_definition(**definition), restricted_defaults=True)
+    assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["spec"]["containers"][0]["securityContext"] == expected
+    plain = render(a_job(), a_definition(**definition))
+    assert "seccompProfile" not in (plain["spec"].get("securityContext") or {})  # off: as AWS runs it

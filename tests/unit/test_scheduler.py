@@ -570,3 +570,49 @@ def test_queue_counts_every_job_state():
     counts = count_jobs_by_state([("q", "RUNNABLE"), ("q", "PENDING"), ("q", "RUNNABLE"), ("p", "FAILED")])
     assert counts["q"]["RUNNABLE"] == 2 and counts["q"]["PENDING"] == 1 and counts["q"]["SUCCEEDED"] == 0
     assert counts["p"]["FAILED"] == 1
+
+
+# --- a pod the API server refused for now (core.refusals) ---------------------------------------
+
+QUOTA = "WAITING:RESOURCE_QUOTA"
+
+
+def test_a_held_job_waits_at_the_head_with_its_refusal_until_the_backoff_ends():
+    w = world([a_ce().max_vcpus(4)], [a_queue()])
+    s = scheduler_with(w, a_job("j").submitted(1), a_job("next").submitted(2))
+    s.hold("j", QUOTA, "WAITING:RESOURCE_QUOTA - exceeded quota: pods", until=10.0, now=0.0)
+    r = s.cycle(w, 1.0)
+    assert dispatched(r) == []  # the head blocks its queue: no backfill (AWS head-of-queue rule)
+    assert [(b.job_key, b.reason_code) for b in blocks(r)] == [("j", QUOTA)]
+    assert r.queues["q"].blocked is not None and not r.queues["q"].blocked.queue_blocked
+    assert dispatched(s.cycle(w, 10.0)) == ["j", "next"]  # tried again once the backoff ended
+
+
+def test_the_time_limit_clock_of_a_refused_job_runs_from_the_first_refusal_across_retries():
+    # One vCPU: while j's create is in flight, 'next' can't start behind it.
+    w = world([a_ce().max_vcpus(1)], [a_queue().cancel_after(QUOTA, 600)])
+    s = scheduler_with(w, a_job("j").submitted(1), a_job("next").submitted(2))
+    s.hold("j", QUOTA, "quota", until=60.0, now=0.0)  # the first refusal, at t=0
+    t = 0.0
+    while t <= 600.0:  # refused at every retry, every 60 s (the last one at t=600)
+        r = s.cycle(w, t)
+        for d in r.decisions:
+            if isinstance(d, Dispatch) and d.job_key == "j":
+                s.undo(d, t)
+                s.hold("j", QUOTA, "quota", until=t + 60.0, now=t)
+        assert of_type(r, Cancel) == []
+        t += 30.0
+    r = s.cycle(w, 615.0)
+    assert of_type(r, Cancel) == [
+        Cancel("j", "q", f"Canceled by JobStateTimeLimit action due to reason: {QUOTA}")
+    ]
+    assert dispatched(r) == ["next"]
+
+
+def test_a_created_pod_releases_the_hold():
+    w = world([a_ce().max_vcpus(4)], [a_queue()])
+    s = scheduler_with(w, a_job("j"))
+    s.hold("j", QUOTA, "quota", until=100.0, now=0.0)
+    assert s.held("j")
+    s.release_hold("j")
+    assert not s.held("j") and dispatched(s.cycle(w, 1.0)) == ["j"]

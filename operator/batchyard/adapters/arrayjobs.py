@@ -387,4 +387,6 @@ class ArrayRunner:
             array_size=entry.children.size,
             queue=entry.job.spec.jobQueue,
             compute_environment=ce,
+            default_host_network=self.c.settings.eks_host_network,
+            restricted_defaults=self.c.settings.restricted_pod_defaults,
         )

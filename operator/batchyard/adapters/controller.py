@@ -43,6 +43,7 @@ from batchyard.core.consumables import ConsumableView, requirement_problems
 from batchyard.core.effective import effective
 from batchyard.core.fairshare import PolicyView
 from batchyard.core.jobstate import JobState
+from batchyard.core.refusals import classify_pod_refusal
 from batchyard.core.retry import ExitRule, parse_action
 from batchyard.core.revisions import record_revisions, resolve
 from batchyard.core.scheduler import (
@@ -57,6 +58,7 @@ from batchyard.core.scheduler import (
     Unblock,
     World,
 )
+from batchyard.core.tenancy import OperatorIdentity, namespace_refusal, service_account_refusal
 from batchyard.render import pod as render
 
 log = logging.getLogger("batchyard.loop")
@@ -81,6 +83,15 @@ class Settings:
     # (see adapters.objectstatus.QueuePositions).
     queue_positions: int = 100
     queue_position_interval_seconds: float = 5.0
+    # hostNetwork of an eksProperties job that does not set it. AWS defaults it to true, but Pod
+    # Security baseline and restricted refuse host networking, so Batchyard defaults to false;
+    # BATCHYARD_EKS_HOST_NETWORK=true (Helm operator.eksHostNetworkDefault) restores AWS's default.
+    eks_host_network: bool = False
+    # BATCHYARD_RESTRICTED_POD_DEFAULTS (Helm operator.restrictedPodDefaults): fill what Pod
+    # Security restricted requires where the definition is silent (render.pod._restricted_defaults).
+    restricted_pod_defaults: bool = False
+    # The operator's namespace and ServiceAccount, out of a job's reach (core.tenancy).
+    identity: OperatorIdentity = field(default_factory=OperatorIdentity)
 
 
 @dataclass(frozen=True)
@@ -138,6 +149,8 @@ class Controller:
         self.heartbeat = time.monotonic()
         # Failed status writes back off per job (exponential with jitter, capped).
         self.write_backoff = KeyedBackoff()
+        # Pod creates refused for now (core.refusals: quota, throttling) back off per job/child.
+        self.create_backoff = KeyedBackoff(base_seconds=1.0, cap_seconds=60.0)
         self.on_cycle: list[Callable[[float], None]] = []
         # Status writers for the cluster-scoped kinds (queues, consumables: adapters.objectstatus;
         # compute environments: adapters.scaler), called after each cycle with its result.
@@ -394,7 +407,10 @@ class Controller:
         job = entry.job
         queue = self.state.queues.get(job.spec.jobQueue)
         queue_problem = None
-        if queue is not None and entry.status.status is None:
+        if entry.status.status is None:
+            # The operator's namespace and kube-system are not served unless listed.
+            queue_problem = namespace_refusal(job.metadata.namespace or "", self.settings.identity)
+        if queue is not None and entry.status.status is None and queue_problem is None:
             queue_problem = lifecycle.queue_refusal(
                 job.spec.jobQueue,
                 queue.spec.state,
@@ -421,7 +437,9 @@ class Controller:
                 rules=rules,
                 attempts=(strategy.attempts if strategy and strategy.attempts else 1),
                 attempt_duration_seconds=timeout.attemptDurationSeconds if timeout else None,
-                problems=tuple(render.render_problems(job, spec)) + _unsupported(spec),
+                problems=tuple(render.render_problems(job, spec))
+                + _unsupported(spec)
+                + self._identity_problems(job, spec),
                 effective=effective(job.spec, spec),
             )
         consumable_problems: tuple[str, ...] = ()
@@ -454,6 +472,13 @@ class Controller:
             keep_pods=self.settings.keep_pods,
             consumable_problems=consumable_problems,
         )
+
+    def _identity_problems(self, job: BatchJob, spec: JobDefinitionSpec) -> tuple[str, ...]:
+        """A job can't run as the operator's ServiceAccount (core.tenancy)."""
+        pod = spec.eksProperties.podProperties if spec.eksProperties is not None else None
+        account = pod.serviceAccountName if pod is not None else None
+        refusal = service_account_refusal(job.metadata.namespace or "", account, self.settings.identity)
+        return (refusal,) if refusal else ()
 
     def _facts(self, entry: JobEntry) -> deps.JobFacts:
         job = entry.job
@@ -714,42 +739,38 @@ class Controller:
                 # pod is still going away): try again shortly.
                 entry.wake_at = now + POD_CONFLICT_RETRY_SECONDS
                 return
+            # Pod Security, a webhook, an invalid spec: final; a full quota, throttling: wait.
+            refusal = classify_pod_refusal(err.status, err.message)
+            if refusal.transient:
+                until = self.create_backoff.failed(dkey, now)
+                self.scheduler.hold(dkey, refusal.code, refusal.status_reason, until, now)
+                log.warning("creating the pod of %s was refused, will retry: %s", dkey, err)
+                entry.wake_at = until if entry.wake_at is None else min(entry.wake_at, until)
+            else:
+                self.create_backoff.succeeded(dkey)
+                log.warning("creating the pod of %s was refused for good: %s", dkey, err)
+            step = plan.steps.get(key) or lifecycle.Step(status=entry.status.model_copy(deep=True), now=now)
             if index is not None:
-                # A child whose pod is refused: retried next cycle (422: its definition is the
-                # parent's, so the first child's refusal is reported on the parent).
-                log.warning("creating the pod of %s child %s failed: %s", key, index, err)
-                if err.status in (400, 422):
-                    self.arrays.cancelled(
-                        key,
-                        entry,
-                        index,
-                        f"pod rejected: {err}"[:512],
-                        plan.steps.get(key) or lifecycle.Step(status=entry.status, now=now),
-                    )
+                # An array child: the same rule per child (a blocked child shows on the parent).
+                if refusal.permanent:
+                    self.arrays.cancelled(key, entry, index, refusal.status_reason, step)
                     self.scheduler.remove(dkey, now)
+                else:
+                    step.status.statusReason = refusal.status_reason
                 plan.arrays.add(key)
-                return
-            if err.status in (400, 422):
-                # The definition produces a pod the API server refuses: it can never run.
-                step = lifecycle.Step(status=entry.status.model_copy(deep=True), now=now)
-                lifecycle.fail(step, now, f"Invalid job definition: pod rejected: {err}"[:1024])
+            elif refusal.permanent:
+                # AWS: "jobs that fail because of an invalid job definition aren't retried".
+                lifecycle.fail(step, now, refusal.status_reason)
                 self._wake_dependents(entry)
                 self.scheduler.remove(key, now)
                 self.known.discard(key)
-                entry.status = step.status
-                plan.steps[key] = step
             else:
-                # Quota, admission webhooks, RBAC: the job stays at the head of its queue and
-                # says why, and the dispatch is tried again next cycle.
-                log.warning("creating the pod of %s failed, will retry: %s", key, err)
-                step = plan.steps.get(key) or lifecycle.Step(
-                    status=entry.status.model_copy(deep=True), now=now
-                )
-                step.status.statusReason = f"Pod could not be created, retrying: {err}"[:1024]
-                entry.status = step.status
-                plan.steps[key] = step
-                self.state.dirty_jobs.add(key)
+                step.status.statusReason = refusal.status_reason
+            entry.status = step.status
+            plan.steps[key] = step
             return
+        self.create_backoff.succeeded(dkey)
+        self.scheduler.release_hold(dkey)
         # Look at the attempt again next cycle even if no event comes (an adopted pod that
         # already finished produces none).
         self.state.dirty_jobs.add(key)
@@ -812,6 +833,8 @@ class Controller:
             array_size=entry.children.size if index is not None and entry.children is not None else None,
             queue=job.spec.jobQueue,
             compute_environment=ce if ce is not None else ce_name,
+            default_host_network=self.settings.eks_host_network,
+            restricted_defaults=self.settings.restricted_pod_defaults,
         )
         namespace = job.metadata.namespace or ""
         name = str(manifest["metadata"]["name"])

@@ -93,6 +93,7 @@ from batchyard.core.capacity import (
 from batchyard.core.consumables import ConsumableLedger, ConsumableUsage, ConsumableView
 from batchyard.core.fairshare import MAX_ACTIVE_SHARES, FairShareState, PolicyView
 from batchyard.core.queueing import HeapItem, Merge, QueueBacklog, order_key
+from batchyard.core.refusals import WAITING_POD_CREATE, WAITING_RESOURCE_QUOTA
 
 JobKey = Hashable
 
@@ -146,8 +147,17 @@ QUEUE_BLOCKING_REASONS: Final = frozenset(
 # programmable action ... to resolve this error" for the others). Batchyard adds the consumable
 # wait, which AWS says waits "until all the required resources become available or the job state
 # time limit is reached".
+# A pod the API server refuses for now (a full ResourceQuota, throttling) is a wait of the same
+# kind (see core.refusals and ``Scheduler.hold``).
 TIME_LIMIT_REASONS: Final = frozenset(
-    {CAPACITY_INSUFFICIENT, CE_MAX_RESOURCE, JOB_RESOURCE_REQUIREMENT, WAITING_CONSUMABLE}
+    {
+        CAPACITY_INSUFFICIENT,
+        CE_MAX_RESOURCE,
+        JOB_RESOURCE_REQUIREMENT,
+        WAITING_CONSUMABLE,
+        WAITING_RESOURCE_QUOTA,
+        WAITING_POD_CREATE,
+    }
 )
 
 RUNNABLE: Final = "RUNNABLE"
@@ -359,6 +369,17 @@ class _Outcome:
     message: str
     queue_blocked: bool
     detail: str = ""
+    since: float | None = None  # the wait began earlier than this cycle (a held job)
+
+
+@dataclass(slots=True)
+class _Hold:
+    """A RUNNABLE job whose pod the API server refused for now: not dispatched before ``until``."""
+
+    until: float
+    code: str
+    message: str
+    since: float  # the first refusal with this code: the jobStateTimeLimitActions clock
 
 
 class Scheduler:
@@ -381,6 +402,7 @@ class Scheduler:
         # cancelled this cycle, with the head block that led to it, for undo
         self._removed: dict[JobKey, tuple[_Entry, _HeadBlock]] = {}
         self._bucket_cache: dict[str, tuple[PolicyView, dict[str, tuple[str, float]]]] = {}
+        self._holds: dict[JobKey, _Hold] = {}
         self._seq = itertools.count()
         self._world = World({}, {})
         # SUBMITTED/PENDING jobs with a share identifier: key -> (queue, share). AWS: "If a share
@@ -503,6 +525,22 @@ class Scheduler:
             self._count(entry.job.queue, STARTING, -1)
             self._count(entry.job.queue, RUNNING, +1)
             entry.state = RUNNING
+
+    def hold(self, key: JobKey, code: str, message: str, until: float, now: float) -> None:
+        """The API server refused the job's pod for a reason that may clear (core.refusals): keep
+        it RUNNABLE, not dispatched before ``until`` (the caller's backoff). While held at the head
+        of its queue it blocks the queue with ``code`` as its reason, and the
+        jobStateTimeLimitActions clock runs from the first refusal with that code."""
+        old = self._holds.get(key)
+        since = old.since if old is not None and old.code == code else now
+        self._holds[key] = _Hold(until, code, message, since)
+
+    def release_hold(self, key: JobKey) -> None:
+        """The job's pod was created (or the job left): forget its refusals."""
+        self._holds.pop(key, None)
+
+    def held(self, key: JobKey) -> bool:
+        return key in self._holds
 
     def bind(self, key: JobKey, node: str | None, node_index: int | None = None) -> None:
         """The attempt's pod was bound to ``node``: move its node charge there (for a
@@ -675,13 +713,24 @@ class Scheduler:
             d = job.demand
             outcome: _Outcome | None = None
             gang: list[int] | None = None
-            if job.gang:
-                placed_gang = _first_fit_gang(job.node_demands, ces)
-                placed = (placed_gang[0], -1) if placed_gang is not None else None
-                gang = placed_gang[1] if placed_gang is not None else None
-            else:
-                placed = _first_fit(d, ces)
-            if placed is None:
+            held = self._holds.get(job.key)
+            placed: tuple[CEWork, int] | None = None
+            if held is None or held.until <= now:
+                if job.gang:
+                    placed_gang = _first_fit_gang(job.node_demands, ces)
+                    placed = (placed_gang[0], -1) if placed_gang is not None else None
+                    gang = placed_gang[1] if placed_gang is not None else None
+                else:
+                    placed = _first_fit(d, ces)
+            if held is not None and held.until > now:
+                outcome = _Outcome(
+                    held.code,
+                    held.message,
+                    held.code in QUEUE_BLOCKING_REASONS,
+                    "the API server refused the job's pod for now; it is tried again after a backoff",
+                    held.since,
+                )
+            elif placed is None:
                 outcome = _classify(job.node_demands or (d,), q, ces, job.gang)
             else:
                 short = self._consumables.shortfall(job.consumables, world.consumables)
@@ -741,8 +790,9 @@ class Scheduler:
                     old = self._jobs.get(hb.job_key)
                     if old is not None and old.state == RUNNABLE:
                         decisions.append(Unblock(hb.job_key, q.name))
+                since = outcome.since if outcome.since is not None else now
                 hb = _HeadBlock(
-                    job.key, outcome.code, outcome.message, now, outcome.queue_blocked, outcome.detail
+                    job.key, outcome.code, outcome.message, since, outcome.queue_blocked, outcome.detail
                 )
                 self._head_blocks[q.name] = hb
                 decisions.append(Block(job.key, q.name, outcome.code, outcome.message, outcome.queue_blocked))
@@ -869,6 +919,7 @@ class Scheduler:
         job = entry.job
         gone: dict[str, int] = {}
         del self._jobs[job.key]
+        self._holds.pop(job.key, None)
         if entry.state == RUNNABLE:
             self._unqueue_counts(entry)
             self._backlogs[job.queue].discard(entry.share, self._valid)

@@ -45,6 +45,7 @@ from batchyard.adapters.objectstatus import ConsumableStatusWriter, QueueStatusW
 from batchyard.adapters.scaler import NodePoolReconciler
 from batchyard.adapters.state import JOB_UID_LABEL, ClusterState
 from batchyard.adapters.watch import list_objects, list_watch
+from batchyard.core.tenancy import OperatorIdentity
 
 CLUSTER_PLURALS = ("jobqueues", "computeenvironments", "schedulingpolicies", "consumableresources")
 
@@ -88,10 +89,19 @@ class Engine:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
-def settings_from_env() -> Settings:
+def settings_from_env(served_namespaces: tuple[str, ...] = ()) -> Settings:
     # The chart documents 0 as "keep finished jobs forever".
     ttl = float(os.environ.get("BATCHYARD_FINISHED_JOB_TTL_SECONDS") or 7 * 24 * 3600)
+    env = os.environ.get
     return Settings(
+        eks_host_network=_flag("BATCHYARD_EKS_HOST_NETWORK", False),
+        restricted_pod_defaults=_flag("BATCHYARD_RESTRICTED_POD_DEFAULTS", False),
+        # The chart sets both through the downward API (core.tenancy keeps jobs away from them).
+        identity=OperatorIdentity(
+            namespace=env("BATCHYARD_OPERATOR_NAMESPACE") or env("POD_NAMESPACE") or None,
+            service_account=env("BATCHYARD_SERVICE_ACCOUNT") or None,
+            listed_namespaces=served_namespaces,
+        ),
         keep_pods=os.environ.get("BATCHYARD_KEEP_PODS", "").lower() in ("1", "true", "yes"),
         finished_job_ttl_seconds=ttl if ttl > 0 else math.inf,
         time_limit_scale=float(os.environ.get("BATCHYARD_TIME_LIMIT_SCALE", 1.0)),
@@ -128,7 +138,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 async def start_engine(memo: kopf.Memo, kube: Kube, options: Options) -> list[asyncio.Task[Any]]:
     """List everything, start the pod watch and the loop; returns once the pods are listed."""
     state = ClusterState()
-    controller = Controller(kube, state, settings_from_env())
+    controller = Controller(kube, state, settings_from_env(options.namespaces))
     controller.object_status_writers.append(QueueStatusWriter(controller))
     controller.object_status_writers.append(ConsumableStatusWriter(controller))
     instrumentation = Instrumentation(controller).install()

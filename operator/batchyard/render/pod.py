@@ -14,7 +14,9 @@ nodes are the user's: they are selected by its nodeLabels alone when it has any.
 Networking: AWS defaults EKS job pods to hostNetwork=true with dnsPolicy ClusterFirstWithHostNet
 ("If the hostNetwork parameter isn't explicitly set ... hostNetwork=true and
 dnsPolicy=ClusterFirstWithHostNet"); `default_host_network` lets the operator configuration change
-that default. ECS-style containerProperties jobs get normal pod networking.
+that default (the operator's default is false: Pod Security baseline refuses host networking).
+ECS-style containerProperties jobs get normal pod networking. `restricted_defaults` fills what Pod
+Security restricted requires where the definition is silent.
 
 Namespace: the pod lives in the BatchJob's namespace. A compute environment's kubernetesNamespace
 and a podProperties metadata.namespace are refused (CRD rules; a render problem for older objects):
@@ -214,6 +216,23 @@ def _container(c: ContainerPlan, batch_vars: list[tuple[str, str]]) -> dict[str,
     return out
 
 
+def _restricted_defaults(spec: dict[str, Any]) -> None:
+    """Fill what Pod Security `restricted` requires and an AWS JobDefinition can't say (a seccomp
+    profile, dropped capabilities) or leaves unset (runAsNonRoot, allowPrivilegeEscalation), where
+    the definition is silent. A privileged container or runAsUser 0 stays as asked: restricted
+    refuses it, and the job fails saying so. Images must then run as a non-root user."""
+    spec.setdefault("securityContext", {}).setdefault("seccompProfile", {"type": "RuntimeDefault"})
+    for c in [*spec.get("initContainers", []), *spec["containers"]]:
+        sc = c.setdefault("securityContext", {})
+        if sc.get("privileged"):
+            continue
+        # AWS (EksContainerSecurityContext): allowPrivilegeEscalation "The default value is false".
+        sc.setdefault("allowPrivilegeEscalation", False)
+        sc.setdefault("capabilities", {"drop": ["ALL"]})
+        if sc.get("runAsUser") != 0:
+            sc.setdefault("runAsNonRoot", True)
+
+
 def render_pod(
     job: BatchJob,
     definition: JobDefinitionSpec,
@@ -227,6 +246,7 @@ def render_pod(
     node_index: int | None = None,
     main_node_ip: str | None = None,
     default_host_network: bool = True,
+    restricted_defaults: bool = False,
 ) -> dict[str, Any]:
     """The v1 Pod of attempt `attempt` (from 1) of `job`, or of its array child `array_index`.
 
@@ -310,6 +330,8 @@ def render_pod(
         spec.setdefault("dnsPolicy", "ClusterFirstWithHostNet")
     elif plan.host_network is False:
         spec["hostNetwork"] = False
+    if restricted_defaults:
+        _restricted_defaults(spec)
 
     node_selector: dict[str, str] = {}
     if by_ce_label:
