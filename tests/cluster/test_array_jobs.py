@@ -8,7 +8,19 @@ import subprocess
 import sys
 
 import pytest
-from batch import apply, batch_job, environment, get, job_definition, job_status, pods, wait_status
+from batch import (
+    apply,
+    batch_job,
+    ce_nodes,
+    compute_environment,
+    environment,
+    get,
+    job_definition,
+    job_queue,
+    job_status,
+    pods,
+    wait_status,
+)
 from waiting import wait_for
 
 from batchyard.devcluster import DevCluster
@@ -220,14 +232,31 @@ def test_chain_where_the_first_fails(devcluster: DevCluster, operator: object, n
         assert not status.get("attempts")
 
 
+def children_states(cluster: DevCluster, namespace: str, name: str) -> dict[str, str]:
+    states: dict[str, str] = (
+        job_status(cluster, namespace, name).get("arrayProperties", {}).get("children", {}).get("states", {})
+    )
+    return states
+
+
 def test_cancelling_one_child_fails_the_parent_when_all_are_done(
     devcluster: DevCluster, operator: object, namespace: str
 ) -> None:
-    _, queue = environment(devcluster, namespace, max_vcpus=2, nodes=1)
+    # The compute environment starts DISABLED, so child 9 is surely still RUNNABLE when the
+    # cancel lands (AWS: a child that has not started can be cancelled; a started one can't),
+    # however slow the machine; it is enabled once the cancel took effect.
+    ce, queue = f"{namespace}-ce", f"{namespace}-q"
+    apply(devcluster, compute_environment(ce, 2, state="DISABLED"), job_queue(queue, [ce]))
+    ce_nodes(devcluster, ce, 1)
     apply(devcluster, job_definition("d", namespace))
-    # Capacity for two 1-vCPU children at a time: child 9 waits RUNNABLE long enough to cancel.
     apply(devcluster, batch_job("arr", namespace, queue, "d", delay="1s", arrayProperties={"size": 10}))
+    wait_for(lambda: children_states(devcluster, namespace, "arr") == {"RUNNABLE": "0-9"},
+             what="the ten children RUNNABLE")  # fmt: skip
     batchyard(devcluster, "cancel", "arr:9", "--reason", "skip nine", "-n", namespace)
+    wait_for(lambda: children_states(devcluster, namespace, "arr").get("FAILED") == "9",
+             what="child 9 cancelled")  # fmt: skip
+    devcluster.kubectl("patch", "computeenvironment", ce, "--type", "merge",
+                       "-p", json.dumps({"spec": {"state": "ENABLED"}}))  # fmt: skip
 
     status = wait_status(devcluster, namespace, "arr", "SUCCEEDED", "FAILED", timeout=120)
 

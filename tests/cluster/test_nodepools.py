@@ -25,7 +25,6 @@ from batchyard.core.nodepool import (
     GPU_TAINT,
     ScalePlan,
     ce_taints,
-    job_tolerations,
     plan_scale,
     pool_spec,
 )
@@ -43,6 +42,7 @@ from batchyard.nodepools.clusterapi import (
     DEPLOYMENT_NAME_LABEL,
     NODE_MACHINE_ANNOTATION,
 )
+from batchyard.render.pod import job_tolerations
 
 pytestmark = pytest.mark.cluster
 

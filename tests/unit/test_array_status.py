@@ -1,5 +1,5 @@
-"""Array children kept compactly in the parent's status (adapters.arrayjobs.array_detail and
-children_of): core.arrays.ArrayChildren -> BatchJob status -> API JSON -> ArrayChildren again,
+"""Array children kept compactly in the parent's status (core.arrayjob.array_detail and
+adapters.arrayjobs.children_of): core.arrays.ArrayChildren -> BatchJob status -> API JSON -> ArrayChildren again,
 as after an operator restart."""
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 import pytest
 
-from batchyard.adapters.arrayjobs import array_detail, children_of
+from batchyard.adapters.arrayjobs import children_of
 from batchyard.adapters.state import JobEntry
 from batchyard.api.batchjob import BatchJob, BatchJobStatus
+from batchyard.core.arrayjob import array_detail
 from batchyard.core.arrays import ArrayChildren
 from batchyard.core.jobstate import JobState
 

@@ -14,18 +14,21 @@ from typing import Any
 import pytest
 from fake_kube import FakeKube
 
-from batchyard.adapters.controller import POD_CONFLICT_RETRY_SECONDS, Controller, Settings
-from batchyard.adapters.state import JOB_UID_LABEL, ClusterState, JobEntry
+from batchyard.adapters.apply import POD_CONFLICT_RETRY_SECONDS
+from batchyard.adapters.controller import Controller, Settings
+from batchyard.adapters.state import ClusterState, JobEntry
 from batchyard.apierrors import RequestTimeout
 from batchyard.core.backoff import KeyedBackoff
+from batchyard.core.jobref import JobRef
+from batchyard.render.names import LABEL_JOB_UID
 
-KEY = ("ns", "j")
+KEY = JobRef("ns", "j")
 POD = "/api/v1/namespaces/ns/pods/j-a1"
 PODS = "/api/v1/namespaces/ns/pods"
 JOB_STATUS = "/namespaces/ns/batchjobs/j/status"
 
 
-def a_world(kube: FakeKube | None = None) -> tuple[Controller, FakeKube]:
+def a_world(kube: FakeKube | None = None, backoff: KeyedBackoff | None = None) -> tuple[Controller, FakeKube]:
     kube = kube or FakeKube()
     st = ClusterState()
     st.upsert_cluster_object(
@@ -61,7 +64,7 @@ def a_world(kube: FakeKube | None = None) -> tuple[Controller, FakeKube]:
         }
     )
     st.synced = True
-    return Controller(kube, st, Settings()), kube  # type: ignore[arg-type]
+    return Controller(kube, st, Settings(), write_backoff=backoff), kube  # type: ignore[arg-type]
 
 
 def job(controller: Controller) -> JobEntry:
@@ -72,13 +75,13 @@ def cycles(controller: Controller, n: int = 1) -> None:
     async def run() -> None:
         for _ in range(n):
             await controller.reconcile_once()
-            await asyncio.gather(*controller._event_tasks)
+            await controller.executor.events_posted()
 
     asyncio.run(run())
 
 
 def a_pod_of(uid: str) -> dict[str, Any]:
-    return {"metadata": {"name": "j-a1", "namespace": "ns", "labels": {JOB_UID_LABEL: uid}}}
+    return {"metadata": {"name": "j-a1", "namespace": "ns", "labels": {LABEL_JOB_UID: uid}}}
 
 
 def test_a_healthy_api_starts_the_job() -> None:
@@ -154,7 +157,7 @@ def test_a_transient_pod_creation_failure_keeps_the_job_runnable_with_a_reason_a
     status: int, message: str, reason: str
 ) -> None:
     controller, kube = a_world()
-    controller.create_backoff = KeyedBackoff(base_seconds=0.3, rand=lambda: 0.0)
+    controller.executor.create_backoff = KeyedBackoff(base_seconds=0.3, rand=lambda: 0.0)
     if status == 0:
         kube.fail_with("create", PODS, RequestTimeout(0, "no answer within 30 s", "POST", PODS))
     else:
@@ -163,7 +166,7 @@ def test_a_transient_pod_creation_failure_keeps_the_job_runnable_with_a_reason_a
     entry = job(controller)
     assert entry.status.status == "RUNNABLE"
     assert (entry.status.statusReason or "").startswith(reason)
-    retry_at = controller.create_backoff.retry_at(("ns", "j"))
+    retry_at = controller.executor.create_backoff.retry_at(KEY)
     assert retry_at is not None and entry.wake_at is not None and entry.wake_at <= retry_at
     cycles(controller, 3)  # within the backoff: no second create, the reason stays
     assert kube.count("create", PODS) == 1
@@ -184,14 +187,13 @@ def test_404_on_the_status_write_forgets_the_deleted_job() -> None:
 
 
 def test_a_failing_status_write_backs_off_per_job_instead_of_every_cycle() -> None:
-    controller, kube = a_world()
-    controller.write_backoff = KeyedBackoff(base_seconds=0.3, rand=lambda: 0.0)
+    controller, kube = a_world(backoff=KeyedBackoff(base_seconds=0.3, rand=lambda: 0.0))
     kube.fail("patch_status", JOB_STATUS, 500, times=1)
     cycles(controller)
     entry = job(controller)
     assert kube.count("patch_status", JOB_STATUS) == 1
     assert entry.written.get("status") is None  # not written
-    retry_at = controller.write_backoff.retry_at(KEY)
+    retry_at = controller.executor.write_backoff.retry_at(KEY)
     assert retry_at is not None and entry.wake_at == retry_at  # the loop wakes for it
 
     controller.state.dirty_jobs.add(KEY)  # an event for the job within the backoff
@@ -204,18 +206,17 @@ def test_a_failing_status_write_backs_off_per_job_instead_of_every_cycle() -> No
     cycles(controller)
     assert kube.count("patch_status", JOB_STATUS) == 2
     assert job(controller).written.get("status") == "STARTING"
-    assert controller.write_backoff.failures(KEY) == 0  # success resets the backoff
+    assert controller.executor.write_backoff.failures(KEY) == 0  # success resets the backoff
 
 
 def test_consecutive_status_write_failures_wait_longer_each_time() -> None:
-    controller, kube = a_world()
-    controller.write_backoff = KeyedBackoff(base_seconds=0.05, rand=lambda: 0.0)
+    controller, kube = a_world(backoff=KeyedBackoff(base_seconds=0.05, rand=lambda: 0.0))
     kube.fail("patch_status", JOB_STATUS, 503, times=3)
     delays = []
     for _ in range(3):
         started = time.time()
         cycles(controller)
-        at = controller.write_backoff.retry_at(KEY)
+        at = controller.executor.write_backoff.retry_at(KEY)
         assert at is not None
         delays.append(at - started)
         while time.time() < at:
@@ -223,7 +224,7 @@ def test_consecutive_status_write_failures_wait_longer_each_time() -> None:
     # 0.05 s, 0.1 s, 0.2 s after each failure (plus the cycle's own time before the write).
     assert delays[0] >= 0.05 and delays[1] >= 0.1 and delays[2] >= 0.2
     assert delays[0] < delays[2]
-    assert controller.write_backoff.failures(KEY) == 3
+    assert controller.executor.write_backoff.failures(KEY) == 3
 
 
 def finished_world(ttl: float) -> tuple[Controller, FakeKube]:
@@ -246,8 +247,8 @@ def finished_world(ttl: float) -> tuple[Controller, FakeKube]:
 
 def test_the_expiry_scan_deletes_finished_jobs_past_their_ttl_only() -> None:
     controller, kube = finished_world(ttl=600)
-    asyncio.run(controller._expire(time.time()))
-    assert set(controller.state.jobs) == {("ns", "new")}
+    asyncio.run(controller.executor._expire(time.time()))
+    assert set(controller.state.jobs) == {JobRef("ns", "new")}
     assert kube.count("delete", "/batchjobs/old") == 1 and kube.count("delete", "/batchjobs/new") == 0
 
 
@@ -255,5 +256,5 @@ def test_an_expired_job_already_deleted_is_forgotten_and_a_failed_delete_is_kept
     controller, kube = finished_world(ttl=0.5)
     kube.objects.pop("/apis/batchyard.io/v1alpha1/namespaces/ns/batchjobs/old")  # someone deleted it: 404
     kube.fail("delete", "/batchjobs/new", 500)
-    asyncio.run(controller._expire(time.time()))
-    assert set(controller.state.jobs) == {("ns", "new")}  # kept: tried again at the next scan
+    asyncio.run(controller.executor._expire(time.time()))
+    assert set(controller.state.jobs) == {JobRef("ns", "new")}  # kept: tried again at the next scan

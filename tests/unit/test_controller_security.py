@@ -14,6 +14,7 @@ from fake_kube import FakeKube
 
 from batchyard.adapters.controller import Controller, Settings
 from batchyard.adapters.state import ClusterState
+from batchyard.core.jobref import JobRef
 from batchyard.core.tenancy import OperatorIdentity
 
 IDENTITY = OperatorIdentity(namespace="batchyard-system", service_account="batchyard")
@@ -59,7 +60,7 @@ def cycles(controller: Controller, n: int = 2) -> None:
     async def run() -> None:
         for _ in range(n):
             await controller.reconcile_once()
-            await asyncio.gather(*controller._event_tasks)
+            await controller.executor.events_posted()
 
     asyncio.run(run())
 
@@ -94,7 +95,7 @@ def test_a_job_cant_reach_the_operators_identity(
     identity = OperatorIdentity(IDENTITY.namespace, IDENTITY.service_account, listed)
     controller, kube = a_world(namespace, eks(service_account), Settings(identity=identity))
     cycles(controller)
-    status = controller.state.jobs[(namespace, "j")].status
+    status = controller.state.jobs[JobRef(namespace, "j")].status
     if refusal is None:
         assert status.status == "STARTING"
     else:
@@ -125,7 +126,7 @@ def an_array_world(size: int) -> tuple[Controller, FakeKube]:
         "metadata": {"name": "arr", "namespace": "team-a", "uid": "u2", "generation": 1},
         "spec": {"jobQueue": "q", "jobDefinition": "d", "arrayProperties": {"size": size}},
     }
-    controller.state.forget_job(("team-a", "j"))
+    controller.state.forget_job(JobRef("team-a", "j"))
     controller.state.upsert_job(body)
     return controller, kube
 
@@ -151,7 +152,7 @@ def test_array_children_follow_the_same_rule_per_child(message: str, parent: str
     controller, kube = an_array_world(2)
     kube.fail("create", "/pods", 403, times=1000, message=message)
     cycles(controller, 4)
-    status = controller.state.jobs[("team-a", "arr")].status
+    status = controller.state.jobs[JobRef("team-a", "arr")].status
     assert status.status == parent
     assert kube.count("create", "/pods") == 2  # one create per child: final, or backing off
     assert status.arrayProperties is not None and status.arrayProperties.statusSummary is not None

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from batchyard.adapters import metrics
-from batchyard.adapters.instrumentation import Instrumentation, failure_category
+from batchyard.adapters.instrumentation import Instrumentation
 from batchyard.adapters.state import ClusterState, JobEntry
 from batchyard.api.batchjob import AttemptDetail, BatchJob, BatchJobStatus
 from batchyard.core.capacity import Resources
 from batchyard.core.consumables import ConsumableUsage
-from batchyard.core.jobstate import Reason
+from batchyard.core.failures import FailureCategory, classify
+from batchyard.core.jobref import JobRef
+from batchyard.core.jobstate import JobState, Reason
+from batchyard.core.lifecycle import Step as Step_
+from batchyard.core.lifecycle import fail, transition
 from batchyard.core.scheduler import CEUsage, CycleResult
 
 _queues = itertools.count()
@@ -136,7 +140,7 @@ DEPENDENCY_FAILED: list[Step] = [
 )
 def test_transitions_move_the_counters_by_what_happened(story: list[Step], expected: dict[str, Any]) -> None:
     queue = f"q-story-{next(_queues)}"
-    inst = Instrumentation(controller=cast(Any, None))
+    inst = Instrumentation(state=ClusterState())
     entry = an_entry(queue)
     for old, new, attempts, reason in story:
         entry.status = BatchJobStatus(
@@ -195,7 +199,7 @@ def test_transitions_move_the_counters_by_what_happened(story: list[Step], expec
     ],
 )
 def test_failure_reasons_become_a_few_categories(status: BatchJobStatus, category: str) -> None:
-    assert failure_category(status) == category
+    assert classify(status) == category
 
 
 def test_each_cycle_sets_jobs_by_queue_and_state_ce_vcpus_and_consumables_and_forgets_the_gone() -> None:
@@ -223,9 +227,8 @@ def test_each_cycle_sets_jobs_by_queue_and_state_ce_vcpus_and_consumables_and_fo
     for name, st in (("a", "RUNNING"), ("b", "RUNNABLE"), ("c", "RUNNABLE"), ("d", None)):
         entry = an_entry(queue, name)
         entry.status = BatchJobStatus(status=st)  # type: ignore[arg-type]
-        state.jobs[("ns", name)] = entry
-    controller = cast(Any, type("C", (), {"state": state})())
-    inst = Instrumentation(controller)
+        state.jobs[JobRef("ns", name)] = entry
+    inst = Instrumentation(state)
     result = CycleResult(
         decisions=[],
         queues={},
@@ -260,3 +263,24 @@ def test_each_cycle_sets_jobs_by_queue_and_state_ce_vcpus_and_consumables_and_fo
         )
         is None
     )
+
+
+def test_the_failure_category_decided_by_the_lifecycle_is_the_one_counted() -> None:
+    # The lifecycle stores the category on its Step when the job FAILS (core.failures); the
+    # loop hands it to the hook, so the metric never depends on parsing the statusReason.
+    queue = f"q-story-{next(_queues)}"
+    inst = Instrumentation(state=ClusterState())
+    entry = an_entry(queue)
+    entry.status = BatchJobStatus(status="FAILED", statusReason="a user's own words")
+    inst.on_transition(entry, "RUNNING", "FAILED", FailureCategory.TIMEOUT)
+    assert sample("batchyard_job_failures_total", queue=queue, reason="Timeout") == 1
+    assert sample("batchyard_job_failures_total", queue=queue, reason="Other") == 0
+
+
+def test_moving_to_failed_records_the_category_on_the_step() -> None:
+    step = Step_(status=BatchJobStatus(status="RUNNABLE"), now=0.0)
+    fail(step, 0.0, "Canceled by JobStateTimeLimit action", cancelled=True)
+    assert step.failure is FailureCategory.CANCELLED
+    ok = Step_(status=BatchJobStatus(status="RUNNING"), now=0.0)
+    transition(ok, JobState.SUCCEEDED, None)
+    assert ok.failure is None

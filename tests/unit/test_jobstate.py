@@ -216,3 +216,30 @@ def test_on_timeout(state: JobState, expected: StopOutcome) -> None:
 )
 def test_reason_strings(value: str, expected: str) -> None:
     assert value == expected
+
+
+# --- the table is the state machine -------------------------------------------------------------
+
+
+def test_the_lifecycle_refuses_a_move_the_transition_table_does_not_allow() -> None:
+    from batchyard.api.batchjob import BatchJobStatus
+    from batchyard.core.jobstate import IllegalTransition
+    from batchyard.core.lifecycle import Step, transition
+
+    step = Step(status=BatchJobStatus(status="SUCCEEDED"), now=0.0)
+    with pytest.raises(IllegalTransition, match="SUCCEEDED to RUNNING"):
+        transition(step, JobState.RUNNING, None)
+    pending = Step(status=BatchJobStatus(status="PENDING"), now=0.0)
+    with pytest.raises(IllegalTransition):  # AWS: a single job goes PENDING -> RUNNABLE first
+        transition(pending, JobState.STARTING, None)
+    transition(pending, JobState.SUCCEEDED, None, array_parent=True)  # an array parent may
+    assert pending.status.status == "SUCCEEDED"
+
+
+def test_job_refs_name_a_job_or_one_array_child() -> None:
+    from batchyard.core.jobref import JobRef
+
+    child = JobRef("ns", "arr").child(3)
+    assert child.parent == JobRef("ns", "arr") and child.is_child and not child.parent.is_child
+    assert str(child) == "ns/arr:3" and str(child.parent) == "ns/arr"
+    assert len({child, JobRef("ns", "arr", 3), child.parent}) == 2

@@ -24,6 +24,7 @@ from fake_kube import FakeKube
 
 from batchyard.adapters.controller import Controller, Settings
 from batchyard.adapters.state import ClusterState
+from batchyard.core.jobref import JobRef
 from batchyard.handlers import operator as handlers
 
 HELD = 60_000
@@ -123,12 +124,14 @@ def test_the_loop_survives_bursts_of_events_with_60000_jobs_held(caplog: pytest.
         # Every new job reaches the state and is stepped (no lost dirty mark): all RUNNABLE.
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not loop_task.done():
-            if all((e := st.jobs.get((NS, n))) is not None and e.status.status == "RUNNABLE" for n in names):
+            if all(
+                (e := st.jobs.get(JobRef(NS, n))) is not None and e.status.status == "RUNNABLE" for n in names
+            ):
                 break
             await asyncio.sleep(0.05)
         assert not loop_task.done(), loop_task.exception() if not loop_task.cancelled() else "cancelled"
         not_stepped = [
-            n for n in names if (e := st.jobs.get((NS, n))) is None or e.status.status != "RUNNABLE"
+            n for n in names if (e := st.jobs.get(JobRef(NS, n))) is None or e.status.status != "RUNNABLE"
         ]
         assert not_stepped == [], f"{len(not_stepped)} jobs never stepped, e.g. {not_stepped[:3]}"
         assert len(st.jobs) == HELD + BURSTS * PER_BURST - BURSTS * 100

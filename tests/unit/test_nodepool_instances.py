@@ -24,13 +24,12 @@ from batchyard.core.nodepool import (
     CE_LABEL,
     DAEMONSET_TOLERATION,
     GPU_TAINT,
-    job_node_selector,
-    job_tolerations,
     node_labels,
     node_taints,
     pool_spec,
     tolerates_gpu_nodes,
 )
+from batchyard.render.pod import job_tolerations
 
 
 @pytest.mark.parametrize(
@@ -108,8 +107,10 @@ def test_node_identity_conventions() -> None:
         {"key": CE_LABEL, "value": "ce1", "effect": "NoExecute"},
         dict(GPU_TAINT),
     ]
-    assert job_node_selector("ce1") == {CE_LABEL: "ce1"}
-    assert {"key": "nvidia.com/gpu", "operator": "Exists"} in job_tolerations("ce1", gpu=True)
+    # Job pods are built by render.pod; its tolerations match these node taints.
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in job_tolerations(
+        "ce1", gpu=True
+    )
     assert len(job_tolerations("ce1", gpu=False)) == 2
     assert DAEMONSET_TOLERATION == {"key": CE_LABEL, "operator": "Exists"}
     assert tolerates_gpu_nodes(0, pool_gpu_only=True) and not tolerates_gpu_nodes(0, pool_gpu_only=False)

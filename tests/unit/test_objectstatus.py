@@ -18,6 +18,7 @@ from batchyard.adapters.objectstatus import ConsumableStatusWriter, QueueStatusW
 from batchyard.adapters.state import ClusterState
 from batchyard.api.batchjob import JobStateCounts
 from batchyard.core.capacity import Resources
+from batchyard.core.jobref import JobRef
 from batchyard.core.queueing import queue_health
 from batchyard.core.scheduler import CE_MAX_RESOURCE, JobView
 
@@ -66,41 +67,41 @@ def a_loop(
                 "status": {"status": "RUNNABLE"},
             }
         )
-        key = ("ns", f"j{i}")
+        key = JobRef("ns", f"j{i}")
         controller.scheduler.add_runnable(JobView(key, "q", float(i), Resources.of(vcpus, 512)), NOW)
-        controller.known.add(key)
+        controller.book.held.add(key)
     state.dirty_jobs.clear()  # as if the loop had stepped them already
     return controller, kube
 
 
 def positions(controller: Controller) -> dict[str, int | None]:
-    return {k[1]: e.status.queuePosition for k, e in controller.state.jobs.items()}
+    return {k.name: e.status.queuePosition for k, e in controller.state.jobs.items()}
 
 
 def test_the_first_n_runnable_jobs_get_their_position_zero_based_the_rest_none() -> None:
     controller, _ = a_loop(jobs=3, positions=2)
     plan = controller.decide(NOW)
     assert positions(controller) == {"j0": 0, "j1": 1, "j2": None}
-    assert set(plan.steps) == {("ns", "j0"), ("ns", "j1")}  # only changed jobs are written
+    assert set(plan.steps) == {JobRef("ns", "j0"), JobRef("ns", "j1")}  # only changed jobs are written
 
 
 def test_positions_are_refreshed_at_most_once_per_interval_and_only_when_they_change() -> None:
     controller, _ = a_loop(jobs=3, positions=2, interval=5)
     controller.decide(NOW)
     # The head leaves RUNNABLE (it was dispatched): everyone moves up, but not before 5 s.
-    controller.scheduler.remove(("ns", "j0"), NOW)
-    controller.state.jobs[("ns", "j0")].status.status = "STARTING"
+    controller.scheduler.remove(JobRef("ns", "j0"), NOW)
+    controller.state.jobs[JobRef("ns", "j0")].status.status = "STARTING"
     controller.decide(NOW + 1)  # j1 becomes the waiting head (its statusReason), same position
     assert positions(controller) == {"j0": 0, "j1": 1, "j2": None}
     plan = controller.decide(NOW + 5)
     assert positions(controller) == {"j0": None, "j1": 0, "j2": 1}
-    assert set(plan.steps) == {("ns", "j0"), ("ns", "j1"), ("ns", "j2")}
+    assert set(plan.steps) == {JobRef("ns", "j0"), JobRef("ns", "j1"), JobRef("ns", "j2")}
     assert not controller.decide(NOW + 10).steps  # nothing changed: nothing written
 
 
 def test_after_a_restart_a_stale_position_beyond_the_first_n_is_cleared() -> None:
     controller, _ = a_loop(jobs=3, positions=1)
-    controller.state.jobs[("ns", "j2")].status.queuePosition = 7  # written by the previous operator
+    controller.state.jobs[JobRef("ns", "j2")].status.queuePosition = 7  # written by the previous operator
     controller.decide(NOW)
     assert positions(controller) == {"j0": 0, "j1": None, "j2": None}
 
@@ -111,7 +112,7 @@ def test_a_blocked_queue_gets_one_event_per_block_and_a_blocked_condition() -> N
         "computeenvironments",
         {"metadata": {"name": "ce"}, "spec": {"type": "UNMANAGED", "unmanagedvCpus": 4}},
     )
-    writer = QueueStatusWriter(controller)
+    writer = QueueStatusWriter(controller.state, controller.kube)
     for t in (0, 1, 2):
         asyncio.run(writer(controller.decide(NOW + t).result))  # type: ignore[arg-type]
     events = [body for path, body in kube.created if path.endswith("/events")]
@@ -135,9 +136,9 @@ def test_consumable_status_shows_in_use_and_available_and_is_written_only_on_cha
     controller.state.upsert_cluster_object(
         "consumableresources", {"metadata": {"name": "lic", "generation": 3}, "spec": {"totalQuantity": 2}}
     )
-    writer = ConsumableStatusWriter(controller)
+    writer = ConsumableStatusWriter(controller.state, controller.kube)
     controller.scheduler.add_running(
-        JobView(("ns", "r"), "q", 0.0, Resources.of(1, 1), consumables={"lic": 1}), "ce", None, NOW
+        JobView(JobRef("ns", "r"), "q", 0.0, Resources.of(1, 1), consumables={"lic": 1}), "ce", None, NOW
     )
     for t in (0, 1):
         asyncio.run(writer(controller.decide(NOW + t).result))  # type: ignore[arg-type]
@@ -165,7 +166,7 @@ def test_non_replenishable_units_used_up_are_read_back_from_status_after_a_resta
 
 def test_queue_status_is_valid_with_aws_reason_and_counts_keyed_as_the_crd_schema() -> None:
     controller, kube = a_loop(jobs=2)
-    asyncio.run(QueueStatusWriter(controller)(controller.decide(NOW).result))  # type: ignore[arg-type]
+    asyncio.run(QueueStatusWriter(controller.state, controller.kube)(controller.decide(NOW).result))
     [patch] = [b["status"] for p, b in kube.patched if p.endswith("/jobqueues/q/status")]
     assert (patch["status"], patch["statusReason"]) == ("VALID", "JobQueue Healthy")
     # Keys the CRD schema does not list are pruned by the API server (the `kubectl get jq`
@@ -190,7 +191,7 @@ def test_a_queue_naming_missing_objects_is_invalid_naming_them() -> None:
             },
         },
     )
-    asyncio.run(QueueStatusWriter(controller)(controller.decide(NOW).result))  # type: ignore[arg-type]
+    asyncio.run(QueueStatusWriter(controller.state, controller.kube)(controller.decide(NOW).result))
     [patch] = [b["status"] for p, b in kube.patched if p.endswith("/jobqueues/q/status")]
     assert patch["status"] == "INVALID"
     assert (
@@ -231,5 +232,5 @@ def test_share_decay_seconds_zero_means_only_current_usage() -> None:
             },
         },
     )
-    policy = controller._world().queues["q"].policy
+    policy = controller.reader.world().queues["q"].policy
     assert policy is not None and policy.share_decay_seconds == 0

@@ -12,14 +12,15 @@ from typing import Any
 
 import pytest
 
-from batchyard.adapters.controller import CECapacity, Controller
-from batchyard.adapters.scaler import HEALTHY, NodePoolReconciler
+from batchyard.adapters.observe import CapacityBoard
+from batchyard.adapters.scaler import HEALTHY, NOT_RECONCILED, NodePoolReconciler
 from batchyard.adapters.state import ClusterState, observe_pod, pod_requests
 from batchyard.api.batchjob import BatchJob
 from batchyard.api.computeenvironment import ComputeEnvironment
 from batchyard.api.jobdefinition import JobDefinition
 from batchyard.core.capacity import CEView, Resources
 from batchyard.core.instances import BUILTIN_CATALOGUE
+from batchyard.core.jobref import JobRef
 from batchyard.core.nodepool import CE_LABEL, GPU_TAINT_KEY
 from batchyard.core.scheduler import (
     CAPACITY_INSUFFICIENT,
@@ -30,6 +31,7 @@ from batchyard.core.scheduler import (
     Scheduler,
     World,
 )
+from batchyard.core.views import CECapacity
 from batchyard.nodepools.kwok import kwok_node
 from batchyard.render.pod import render_pod
 
@@ -92,12 +94,14 @@ def a_world(*ces: ComputeEnvironment, jobs: int = 0, gpus: int = 0) -> tuple[Nod
             },
         },
     )
-    controller = Controller(kube, state)  # type: ignore[arg-type]
+    scheduler = Scheduler()
     for i in range(jobs):
-        controller.scheduler.add_runnable(
-            JobView(key=("ns", f"j{i}"), queue="q", submitted_at=i, demand=Resources.of(1, 512, gpus)), NOW
+        scheduler.add_runnable(
+            JobView(key=JobRef("ns", f"j{i}"), queue="q", submitted_at=i, demand=Resources.of(1, 512, gpus)),
+            NOW,
         )
-    return NodePoolReconciler(kube, controller), kube  # type: ignore[arg-type]
+    board = CapacityBoard(unseen=NOT_RECONCILED)
+    return NodePoolReconciler(kube, state, scheduler, board), kube  # type: ignore[arg-type]
 
 
 def ce_status_patches(kube: FakeKube, ce: str) -> list[dict[str, Any]]:
@@ -114,7 +118,7 @@ def run(r: NodePoolReconciler, now: float = NOW) -> None:
 
 def test_an_unreconciled_compute_environment_is_creating_so_the_scheduler_waits() -> None:
     r, _ = a_world(a_ce("ce1", ["m5.xlarge"]))
-    cap = r.controller.ce_capacity.get("ce1", CECapacity())
+    cap = r.capacity.of("ce1")  # what the scheduler sees
     assert cap.status == "CREATING"
     assert cap.nodes == ()
 
@@ -126,8 +130,8 @@ def test_demand_on_an_empty_pool_launches_nodes_up_to_max_vcpus_and_reports_it()
     # m5.xlarge holds three 1-vCPU jobs; maxvCpus 8 allows two 4-vCPU nodes
     assert [n["metadata"]["name"] for n in nodes] == ["ce1-0", "ce1-1"]
     # no nodes yet, and the scheduler knows they are coming (jobs wait, the queue is not blocked)
-    assert r.controller.ce_capacity["ce1"] == CECapacity(
-        nodes=(), max_node=r.controller.ce_capacity["ce1"].max_node, scaling=True
+    assert r.capacity.reports["ce1"] == CECapacity(
+        nodes=(), max_node=r.capacity.reports["ce1"].max_node, scaling=True
     )
     [status] = ce_status_patches(kube, "ce1")
     assert status["status"] == "VALID" and status["statusReason"] == HEALTHY
@@ -147,7 +151,7 @@ def test_nodes_from_the_watch_become_the_schedulers_nodes_cpu_first() -> None:
         body["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
         r.cache.handle("ADDED", body)
     run(r)
-    nodes = r.controller.ce_capacity["ce1"].nodes
+    nodes = r.capacity.reports["ce1"].nodes
     assert nodes is not None
     assert [n.name for n in nodes] == ["ce1-b", "ce1-a"]  # the CPU node first
     assert nodes[1].allocatable.gpus == 1
@@ -156,7 +160,7 @@ def test_nodes_from_the_watch_become_the_schedulers_nodes_cpu_first() -> None:
 def test_an_unknown_instance_type_makes_the_compute_environment_invalid() -> None:
     r, kube = a_world(a_ce("bad", ["q9.mega"]), jobs=1)
     run(r)
-    cap = r.controller.ce_capacity["bad"]
+    cap = r.capacity.reports["bad"]
     assert cap.status == "INVALID" and "unknown instance type q9.mega" in cap.status_reason
     assert kube.created == []
     [status] = ce_status_patches(kube, "bad")

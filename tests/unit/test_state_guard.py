@@ -11,6 +11,7 @@ from fake_kube import FakeKube
 
 from batchyard.adapters import health, metrics
 from batchyard.adapters.state import ClusterState
+from batchyard.core.jobref import JobRef
 
 
 def queue(name: str, order: list[dict[str, Any]], rv: str = "1") -> dict[str, Any]:
@@ -108,9 +109,9 @@ def test_a_listed_copy_older_than_the_watched_one_does_not_undo_a_cancel() -> No
     st = ClusterState()
     st.upsert_job(job("12", cancel=True))
     st.upsert_job(job("10"))
-    assert st.jobs[("ns", "j")].job.spec.cancel is not None
+    assert st.jobs[JobRef("ns", "j")].job.spec.cancel is not None
     st.upsert_job(job("13"))  # a newer copy still wins
-    assert st.jobs[("ns", "j")].job.spec.cancel is None
+    assert st.jobs[JobRef("ns", "j")].job.spec.cancel is None
 
 
 def test_a_stale_cluster_object_does_not_replace_a_newer_one() -> None:

@@ -1,4 +1,4 @@
-"""Status merge patches (adapters.controller.status_diff): RFC 7386 with nested nulls for keys
+"""Status merge patches (adapters.writes.status_diff): RFC 7386 with nested nulls for keys
 that disappeared at any depth, lists replaced whole. One merge patch per job per cycle."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from batchyard.adapters.controller import status_diff
+from batchyard.adapters.writes import status_diff
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

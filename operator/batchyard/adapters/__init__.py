@@ -1,1 +1,2 @@
-"""The only code that talks to Kubernetes: the client, the cluster state and `apply`."""
+"""The only code that talks to Kubernetes: the loop observes the cluster state, asks ``core``
+and executes (``controller`` decides, ``apply`` acts; layers in docs/architecture.md)."""

@@ -22,44 +22,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from batchyard.adapters import metrics
-from batchyard.adapters.controller import Controller
-from batchyard.adapters.state import JobEntry, JobKey
+from batchyard.adapters.state import ClusterState, JobEntry, JobKey
 from batchyard.api.batchjob import BatchJobStatus
-from batchyard.core.jobstate import Reason
-from batchyard.core.lifecycle import POD_LOST_REASON, epoch
+from batchyard.core.failures import FailureCategory, classify
+from batchyard.core.jobstate import TERMINAL_STATES
+from batchyard.core.lifecycle import epoch
 from batchyard.core.scheduler import CycleResult
 
 ACTIVE = ("STARTING", "RUNNING")
-TERMINAL = ("SUCCEEDED", "FAILED")
 JOBS_GAUGE_SECONDS = 1.0
-_POD_LOST_PREFIX = POD_LOST_REASON.split("{", 1)[0]
-
-
-def failure_category(status: BatchJobStatus) -> str:
-    """A bounded label for why a job FAILED (the statusReason itself is free text)."""
-    reason = status.statusReason or ""
-    if status.isCancelled:
-        return "Cancelled"
-    if status.isTerminated:
-        return "Terminated"
-    if reason == Reason.TIMEOUT:
-        return "Timeout"
-    if reason == Reason.ESSENTIAL_CONTAINER_EXITED:
-        return "NonZeroExit"
-    if reason.startswith(Reason.INVALID_JOB_DEFINITION_PREFIX):
-        return "InvalidJobDefinition"
-    if reason == Reason.DEPENDENT_JOB_FAILED or reason.startswith(
-        (Reason.DEPENDENCY_CYCLE_PREFIX, Reason.DEPENDENCY_NOT_FOUND_PREFIX, Reason.INVALID_DEPENDENCY_PREFIX)
-    ):
-        return "DependencyFailed"
-    if reason.startswith(_POD_LOST_PREFIX):
-        return "PodLost"
-    if reason.startswith(("JobQueue", "Job queue")):
-        return "JobQueue"
-    last = status.attempts[-1] if status.attempts else None
-    if last is not None and last.exitCode not in (None, 0):
-        return "NonZeroExit"  # an evaluateOnExit EXIT or exhausted attempts with a custom reason
-    return "Other"
 
 
 def _runnable_fallback(status: BatchJobStatus, index: int, now: float) -> float:
@@ -72,9 +43,10 @@ def _runnable_fallback(status: BatchJobStatus, index: int, now: float) -> float:
 
 @dataclass
 class Instrumentation:
-    """Registers itself on a Controller; one per leader term (``close`` clears its gauges)."""
+    """Hooks for the loop (``on_transition``, and ``write`` as an object status writer,
+    wired by handlers.operator); one per leader term (``close`` clears its gauges)."""
 
-    controller: Controller
+    state: ClusterState
     runnable_since: dict[JobKey, float] = field(default_factory=dict)  # became RUNNABLE (seen here)
     attempts_seen: dict[JobKey, int] = field(default_factory=dict)  # attempts at the last transition
     _queues: set[str] = field(default_factory=set)
@@ -82,16 +54,12 @@ class Instrumentation:
     _consumables: set[str] = field(default_factory=set)
     _counted_at: float = float("-inf")
 
-    def install(self) -> Instrumentation:
-        self.controller.on_cycle.append(metrics.observe_cycle)
-        self.controller.on_transition.append(self.on_transition)
-        self.controller.object_status_writers.append(self.write)
-        return self
-
     # -- per job --------------------------------------------------------------------------------
-    def on_transition(self, entry: JobEntry, old: str | None, new: str | None) -> None:
+    def on_transition(
+        self, entry: JobEntry, old: str | None, new: str | None, failure: FailureCategory | None = None
+    ) -> None:
         queue = entry.job.spec.jobQueue
-        key = (entry.job.metadata.namespace or "", entry.job.metadata.name or "")
+        key = JobKey(entry.job.metadata.namespace or "", entry.job.metadata.name or "")
         now = time.time()
         status = entry.status
         attempts = status.attempts or []
@@ -108,7 +76,7 @@ class Instrumentation:
             started = epoch(ended.startedAt)
             if started is not None:
                 metrics.observe_running_seconds(queue, (epoch(ended.stoppedAt) or now) - started)
-            if new not in TERMINAL:
+            if new not in TERMINAL_STATES:
                 metrics.count_retry(queue)
         for index in range(max(seen, 0), n):
             attempt = attempts[index]
@@ -118,15 +86,16 @@ class Instrumentation:
         if new == "RUNNABLE":
             self.runnable_since[key] = now
         if new == "FAILED":
-            metrics.count_failure(queue, failure_category(status))
-        if new in TERMINAL:
+            # The lifecycle decided the category with the transition (Step.failure).
+            metrics.count_failure(queue, failure or classify(status))
+        if new in TERMINAL_STATES:
             self.runnable_since.pop(key, None)
         else:
             self.attempts_seen[key] = n
 
     # -- per cycle ------------------------------------------------------------------------------
     async def write(self, result: CycleResult) -> None:
-        st = self.controller.state
+        st = self.state
         now = time.monotonic()
         # Counting every job is O(jobs): at most once per JOBS_GAUGE_SECONDS, however busy the loop.
         if now - self._counted_at >= JOBS_GAUGE_SECONDS:

@@ -34,10 +34,10 @@ from prometheus_client import (
     start_http_server,
 )
 
+from batchyard.core.jobstate import JOB_STATES
+
 DEFAULT_PORT = 8080
 
-# AWS Batch job states (DescribeJobs `status`), in lifecycle order.
-JOB_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 
 # Waiting and running times go from sub-second (kwok) to AWS Batch's 14-day RUNNABLE limit.
 _JOB_SECONDS_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400, 604800)

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from batchyard import render
 from batchyard.adapters.kube import ApiError
-from batchyard.adapters.state import JOB_UID_LABEL, JobEntry, JobKey
+from batchyard.adapters.state import JobEntry, JobKey
 from batchyard.api.batchjob import NodeDetail, NodePropertiesDetail
 from batchyard.api.jobdefinition import JobDefinitionSpec
 from batchyard.core import lifecycle
 from batchyard.core import mnp as core_mnp
 from batchyard.core.capacity import Resources
+from batchyard.render.names import LABEL_JOB_UID
 
 if TYPE_CHECKING:
     from batchyard.adapters.controller import Controller
@@ -203,7 +204,7 @@ class GangRunner:
         entry = self.ctl.state.jobs.get(launch.key)
         if entry is None:
             return
-        resolved = self.ctl._definition(entry)
+        resolved = self.ctl.reader.definition(entry)
         if isinstance(resolved, str):
             return
         revision, spec = resolved
@@ -228,7 +229,7 @@ class GangRunner:
                     existing = await self.ctl.kube.get(
                         f"/api/v1/namespaces/{ns}/pods/{manifest['metadata']['name']}"
                     )
-                    owner = ((existing.get("metadata") or {}).get("labels") or {}).get(JOB_UID_LABEL)
+                    owner = ((existing.get("metadata") or {}).get("labels") or {}).get(LABEL_JOB_UID)
                     if owner == job.metadata.uid:
                         continue
                 log.warning("creating node %s of %s failed, will retry: %s", i, launch.key, err)

@@ -1,56 +1,46 @@
-"""What users see of the scheduler: JobQueue status (job counts, Blocked condition and event),
-ConsumableResource status (in-use and available units) and RUNNABLE jobs' queue positions.
+"""What users see of the scheduler: JobQueue status (job counts, Blocked condition and event)
+and ConsumableResource status (in-use and available units).
 
 Object status is written after each scheduler cycle, only when it changes, one merge patch per
-object. Queue positions are folded into the jobs' own status patches (``QueuePositions``).
+object. The Blocked condition is ``core.queuestatus.blocked_condition``'s; queue positions are
+decided in the cycle (``core.queuestatus.QueuePositions``) and folded into the jobs' own patches.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
-from batchyard import API_VERSION
-from batchyard.adapters.kube import ApiError
-from batchyard.core import lifecycle
+from batchyard.adapters.kube import Kube
+from batchyard.adapters.state import ClusterState
+from batchyard.adapters.writes import involved_object, patch_status, post_event
+from batchyard.core.jobref import JobRef
+from batchyard.core.jobstate import ACTIVE_STATES
 from batchyard.core.queueing import queue_health
+from batchyard.core.queuestatus import blocked_condition
 from batchyard.core.scheduler import BlockInfo, CycleResult
-
-if TYPE_CHECKING:
-    from batchyard.adapters.controller import Controller, Plan
-    from batchyard.adapters.state import JobKey
 
 log = logging.getLogger("batchyard.status")
 
-COUNTED = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
-
 
 class QueueStatusWriter:
-    def __init__(self, controller: Controller) -> None:
-        self.controller = controller
+    def __init__(self, state: ClusterState, kube: Kube) -> None:
+        self.state = state
+        self.kube = kube
         self.written: dict[str, dict[str, Any]] = {}
 
     async def __call__(self, result: CycleResult) -> None:
-        st = self.controller.state
-        counts: dict[str, dict[str, int]] = {name: dict.fromkeys(COUNTED, 0) for name in st.queues}
+        st = self.state
+        counts: dict[str, dict[str, int]] = {name: dict.fromkeys(ACTIVE_STATES, 0) for name in st.queues}
         for entry in st.jobs.values():
             per_queue = counts.get(entry.job.spec.jobQueue)
             if per_queue is not None and entry.status.status in per_queue:
                 per_queue[entry.status.status] += 1
         for name, q in st.queues.items():
-            qs = result.queues.get(name)
-            blocked = qs.blocked if qs is not None and qs.blocked and qs.blocked.queue_blocked else None
-            condition = {
-                "type": "Blocked",
-                "status": "True" if blocked else "False",
-                "reason": blocked.reason_code.replace(":", "_") if blocked else "NotBlocked",
-                "message": blocked.status_reason if blocked else "the queue's head job can start",
-                "lastTransitionTime": lifecycle.iso(blocked.since if blocked else time.time()),
-            }
+            blocked, condition = blocked_condition(result.queues.get(name), time.time())
             health, reason = queue_health(
-                [o.computeEnvironment for o in sorted(q.spec.computeEnvironmentOrder, key=lambda o: o.order)],
+                q.compute_environments_in_order(),
                 st.compute_environments.keys(),
                 q.spec.schedulingPolicy,
                 st.policies.keys(),
@@ -60,7 +50,7 @@ class QueueStatusWriter:
                 "statusReason": reason,
                 # The CRD schema's keys (JobStateCounts: the AWS state names): any other key would
                 # be pruned by the API server.
-                "jobCounts": counts[name],
+                "jobCounts": {str(k): v for k, v in counts[name].items()},
                 "observedGeneration": q.metadata.generation,
             }
             if blocked is not None and blocked.new:
@@ -68,9 +58,7 @@ class QueueStatusWriter:
             comparable = {**status, "blocked": condition["status"], "reason": condition["reason"]}
             if self.written.get(name) == comparable:
                 continue
-            if await self.controller.patch_status(
-                "jobqueues", name, None, {**status, "conditions": [condition]}
-            ):
+            if await patch_status(self.kube, "jobqueues", name, None, {**status, "conditions": [condition]}):
                 self.written[name] = comparable
 
     async def _blocked_event(self, queue: str, uid: str | None, blocked: BlockInfo) -> None:
@@ -78,42 +66,29 @@ class QueueStatusWriter:
         Kubernetes Event on the JobQueue, once per block (``BlockInfo.new``). The JobQueue is
         cluster-scoped, so its events live in the ``default`` namespace (as Node events do);
         ``kubectl describe jobqueue`` finds them there."""
-        namespace, job = cast("JobKey", blocked.job_key)
-        message = f"{blocked.status_reason} (head job {namespace}/{job}" + (
+        head = blocked.job_key
+        assert isinstance(head, JobRef)
+        message = f"{blocked.status_reason} (head job {head}" + (
             f"; {blocked.detail})" if blocked.detail else ")"
         )
-        stamp = lifecycle.iso(time.time())
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{queue}.{uuid.uuid4().hex[:12]}", "namespace": "default"},
-            "involvedObject": {"apiVersion": API_VERSION, "kind": "JobQueue", "name": queue, "uid": uid},
-            "reason": "Blocked",
-            "message": message[:1024],
-            "type": "Warning",
-            "source": {"component": "batchyard"},
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        }
-        try:
-            await self.controller.kube.create("/api/v1/namespaces/default/events", body)
-        except ApiError as err:
-            log.debug("blocked event for queue %s not recorded: %s", queue, err)
+        await post_event(
+            self.kube, involved_object("JobQueue", queue, uid), "default", "Blocked", message, "Warning"
+        )
 
 
 class ConsumableStatusWriter:
     """ConsumableResource status as AWS DescribeConsumableResource shows it: totalQuantity (for
-    NON_REPLENISHABLE, the spec's total minus the units used up -- the controller reads the
-    consumed count back from it after a restart), inUseQuantity (held by STARTING and RUNNING
-    jobs), availableQuantity."""
+    NON_REPLENISHABLE, the spec's total minus the units used up -- the loop reads the consumed
+    count back from it after a restart, core.views.consumed), inUseQuantity (held by STARTING
+    and RUNNING jobs), availableQuantity."""
 
-    def __init__(self, controller: Controller) -> None:
-        self.controller = controller
+    def __init__(self, state: ClusterState, kube: Kube) -> None:
+        self.state = state
+        self.kube = kube
         self.written: dict[str, dict[str, Any]] = {}
 
     async def __call__(self, result: CycleResult) -> None:
-        for name, resource in self.controller.state.consumables.items():
+        for name, resource in self.state.consumables.items():
             usage = result.consumables.get(name)
             if usage is None:
                 continue
@@ -125,64 +100,7 @@ class ConsumableStatusWriter:
             }
             if self.written.get(name) == status:
                 continue
-            if await self.controller.patch_status("consumableresources", name, None, status):
+            if await patch_status(self.kube, "consumableresources", name, None, status):
                 self.written[name] = status
-        for gone in self.written.keys() - self.controller.state.consumables.keys():
+        for gone in self.written.keys() - self.state.consumables.keys():
             del self.written[gone]
-
-
-class QueuePositions:
-    """``status.queuePosition`` (0 = head) of RUNNABLE jobs, cheaply.
-
-    Writing every RUNNABLE job's position every cycle would flood the API server (each dispatch
-    from the head shifts every position behind it). The rule:
-
-    * only the first ``Settings.queue_positions`` (100) jobs of each queue get a position -- the
-      AWS "job queue snapshot" shows the first 100 too; jobs further back have none;
-    * positions are recomputed at most every ``Settings.queue_position_interval_seconds`` (5 s),
-      from ``Scheduler.snapshot`` (O(100 log 100) per queue, after the cycle's dispatches);
-    * a job's position is written only when it differs from its status, and always within the
-      job's one merge patch of that cycle (it becomes part of the job's step);
-    * a job that leaves RUNNABLE, or falls out of the first 100, loses its position at once.
-
-    Worst case: 100 writes per queue per interval (the head dispatching continuously).
-    """
-
-    def __init__(self, controller: Controller) -> None:
-        self.controller = controller
-        self.due = 0.0
-        self.positioned: set[JobKey] | None = None  # None: not yet swept after (re)start
-
-    def refresh(self, plan: Plan, now: float) -> None:
-        st = self.controller.state
-        for step in plan.steps.values():
-            if step.status.status != "RUNNABLE":
-                step.status.queuePosition = None
-        for _, key in plan.dispatches:
-            entry = st.jobs.get(key)
-            if entry is not None:
-                entry.status.queuePosition = None  # start_attempt copies it; the pod may not exist yet
-        settings = self.controller.settings
-        if now < self.due or settings.queue_positions <= 0:
-            return
-        self.due = now + settings.queue_position_interval_seconds
-        dispatched = {key for _, key in plan.dispatches}
-        fresh: dict[JobKey, int] = {}
-        for queue in st.queues:
-            ordered = self.controller.scheduler.snapshot(queue, settings.queue_positions)
-            for index, job_key in enumerate(ordered):
-                fresh[cast("JobKey", job_key)] = index
-        if self.positioned is None:  # after a restart: positions left in status by the last run
-            self.positioned = {k for k, e in st.jobs.items() if e.status.queuePosition is not None}
-        for key in (self.positioned - fresh.keys()) | fresh.keys():
-            entry = st.jobs.get(key)
-            if entry is None or key in dispatched:
-                continue
-            position = fresh.get(key) if entry.status.status == "RUNNABLE" else None
-            if entry.status.queuePosition == position:
-                continue
-            step = plan.steps.get(key) or lifecycle.Step(status=entry.status.model_copy(deep=True), now=now)
-            step.status.queuePosition = position
-            entry.status = step.status
-            plan.steps[key] = step
-        self.positioned = set(fresh)

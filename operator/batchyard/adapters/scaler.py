@@ -4,9 +4,9 @@ Why this exists: a MANAGED compute environment scales its nodes with the RUNNABL
 to it, between minvCpus and maxvCpus (AWS "desiredvCpus"), and every compute environment shows
 VALID or INVALID with a reason. The sizing decision is pure (``core.nodepool``), the launching is
 the provider's (``batchyard.nodepools``); this module is the loop between them. It runs beside the
-scheduler loop (``adapters.controller``) and talks to it only through its hooks:
+scheduler loop (``adapters.controller``) and talks to it only through what it is given:
 
-* it writes ``controller.ce_capacity`` (the nodes the scheduler may bind to, the largest
+* it publishes on the ``CapacityBoard`` (the nodes the scheduler may bind to, the largest
   launchable node, VALID/INVALID) and wakes the scheduler when that changes;
 * it reads the scheduler's RUNNABLE jobs (``Scheduler.snapshot``/``demand_of``), the job pods
   (``ClusterState.pods``: node, requests, compute environment) and the last cycle's usage.
@@ -42,7 +42,7 @@ API error, a node NotReady for ``LAUNCH_SECONDS``) it shows CAPACITY:INSUFFICIEN
 
 A compute environment the loop has not reconciled yet shows as CREATING (AWS's status while a
 compute environment is being created), so the scheduler waits for it instead of dispatching
-into nodes it knows nothing about (``CapacityMap``).
+into nodes it knows nothing about (``NOT_RECONCILED``, the board's ``unseen`` value).
 
 Known limits: the requests of non-job pods (DaemonSets) on a node are not watched (only job pods
 are), so a node's room is its allocatable; a job pod that then does not fit stays Pending and
@@ -65,9 +65,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchyard.adapters.controller import CECapacity, Controller
 from batchyard.adapters.kube import Kube
+from batchyard.adapters.observe import CapacityBoard
+from batchyard.adapters.state import ClusterState
 from batchyard.adapters.watch import list_watch
+from batchyard.adapters.writes import patch_status
 from batchyard.api.computeenvironment import ComputeEnvironment
 from batchyard.core import lifecycle
 from batchyard.core.capacity import ZERO, NodeView, Resources
@@ -83,7 +85,8 @@ from batchyard.core.nodepool import (
     pool_spec,
     route_demand,
 )
-from batchyard.core.scheduler import CycleResult
+from batchyard.core.scheduler import CycleResult, Scheduler
+from batchyard.core.views import CECapacity
 from batchyard.nodepools import (
     NodePoolProvider,
     ObservedNode,
@@ -109,19 +112,13 @@ CREATING = "CREATING"
 FINISHED = ("Succeeded", "Failed")
 
 
-class CapacityMap(dict[str, CECapacity]):
-    """``controller.ce_capacity``: a compute environment not reconciled yet is CREATING (waits).
-
-    The scheduler loop reads it with ``.get(name, default)``; until this loop has seen the
-    compute environment that returns the CREATING placeholder, not the caller's default.
-    """
-
-    def __init__(self, placeholder: CECapacity) -> None:
-        super().__init__()
-        self.placeholder = placeholder
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return super().get(key, self.placeholder)
+# What the scheduler sees of a compute environment this loop has not reconciled yet: CREATING
+# (AWS's status while a compute environment is being created), so jobs wait for it.
+NOT_RECONCILED = CECapacity(
+    nodes=(),
+    status=CREATING,
+    status_reason="the node-pool reconciler has not seen this compute environment yet",
+)
 
 
 class NodeCache:
@@ -177,23 +174,20 @@ class _PodUse:
 
 
 class NodePoolReconciler:
-    def __init__(self, kube: Kube, controller: Controller) -> None:
+    def __init__(
+        self, kube: Kube, state: ClusterState, scheduler: Scheduler, capacity: CapacityBoard
+    ) -> None:
         self.kube = kube
-        self.controller = controller
+        self.state = state
+        self.scheduler = scheduler
+        self.capacity = capacity  # what the scheduler sees of each CE (the board's unseen: NOT_RECONCILED)
+        self.last_result: CycleResult | None = None
         self.cache = NodeCache()
         self.pools: dict[str, _Pool] = {}
         self.forgetting: dict[str, _Pool] = {}  # deleted CEs whose nodes are still there
         self.wake_event = asyncio.Event()
         self._signature: Any = None
         self.passes = 0
-        controller.ce_capacity = CapacityMap(
-            CECapacity(
-                nodes=(),
-                status=CREATING,
-                status_reason="the node-pool reconciler has not seen this compute environment yet",
-            )
-        )
-        controller.object_status_writers.append(self.on_cycle)
 
     # -- the loop ------------------------------------------------------------------------------
     def wake(self) -> None:
@@ -201,6 +195,7 @@ class NodePoolReconciler:
 
     async def on_cycle(self, result: CycleResult) -> None:
         """After each scheduler cycle: run a pass soon when demand or usage changed."""
+        self.last_result = result
         signature = (
             tuple(sorted(result.compute_environments.items())),
             tuple(sorted((n, q.runnable_demand) for n, q in result.queues.items())),
@@ -226,7 +221,7 @@ class NodePoolReconciler:
                     async with asyncio.timeout(LOOP_SECONDS):
                         await self.wake_event.wait()
                 self.wake_event.clear()
-                if not (self.controller.state.synced and self.cache.synced.is_set()):
+                if not (self.state.synced and self.cache.synced.is_set()):
                     continue
                 try:
                     await self.reconcile_once(time.time())
@@ -239,12 +234,12 @@ class NodePoolReconciler:
             await asyncio.gather(watch, return_exceptions=True)
 
     async def reconcile_once(self, now: float) -> None:
-        st = self.controller.state
+        st = self.state
         ces = dict(st.compute_environments)
         # 1. providers; deleted compute environments are forgotten
         for name in [n for n in self.pools if n not in ces]:
             self.forgetting[name] = self.pools.pop(name)
-            self.controller.ce_capacity.pop(name, None)
+            self.capacity.reports.pop(name, None)
         for name in list(self.forgetting):
             if name in ces:
                 del self.forgetting[name]  # re-created under the same name
@@ -258,7 +253,7 @@ class NodePoolReconciler:
 
         # 3.-4. nodes and their use
         use = self._pod_use(ces)
-        result = self.controller.last_result
+        result = self.last_result
         observed: dict[str, list[ObservedNode]] = {}
         pool_nodes: dict[str, list[PoolNode]] = {}
         for name, pool in pools.items():
@@ -304,11 +299,11 @@ class NodePoolReconciler:
             capacity = self._capacity(
                 pool, specs.get(name), pool_nodes.get(name), observed.get(name), plan, now
             )
-            if self.controller.ce_capacity.get(name) != capacity:
-                self.controller.ce_capacity[name] = capacity
+            if self.capacity.reports.get(name) != capacity:
+                self.capacity.reports[name] = capacity
                 changed = True
         if changed:
-            self.controller.state.wake()
+            self.state.wake()
         for name, plan in plans.items():
             pool = pools[name]
             try:
@@ -375,7 +370,7 @@ class NodePoolReconciler:
     def _pod_use(self, ces: Iterable[str]) -> _PodUse:
         by_label = {label_value(name): name for name in ces}
         use = _PodUse()
-        for pod in self.controller.state.pods.values():
+        for pod in self.state.pods.values():
             ce = by_label.get(pod.compute_environment or "")
             if ce is not None:
                 use.jobs[ce].add((pod.job_uid, pod.array_index))
@@ -390,20 +385,14 @@ class NodePoolReconciler:
         return use
 
     def _queue_demand(self) -> list[QueueDemand]:
-        sched = self.controller.scheduler
+        sched = self.scheduler
         out = []
-        for q in sorted(
-            self.controller.state.queues.values(), key=lambda q: (-q.spec.priority, q.metadata.name or "")
-        ):
+        for q in sorted(self.state.queues.values(), key=lambda q: (-q.spec.priority, q.metadata.name or "")):
             name = q.metadata.name or ""
             # a multi-node parallel job counts as one demand per node
             jobs = [d for key in sched.snapshot(name, DEMAND_LIMIT) for d in sched.demands_of(key)]
             if jobs:
-                order = tuple(
-                    o.computeEnvironment
-                    for o in sorted(q.spec.computeEnvironmentOrder, key=lambda o: o.order)
-                )
-                out.append(QueueDemand(order, jobs))
+                out.append(QueueDemand(tuple(q.compute_environments_in_order()), jobs))
         return out
 
     @staticmethod
@@ -427,7 +416,7 @@ class NodePoolReconciler:
             return cls(nodes=(), status="INVALID", status_reason=pool.reason)
         max_node = spec.max_node if spec is not None else None
         if nodes is None:  # VALID, but its nodes could not be read: keep what the scheduler had
-            previous = self.controller.ce_capacity.get(pool.ce.metadata.name or "")
+            previous = self.capacity.reports.get(pool.ce.metadata.name or "")
             return (
                 previous
                 if previous is not None and previous.status == "VALID"
@@ -495,7 +484,7 @@ class NodePoolReconciler:
         ]
         # Keys gone from the new status are removed by the merge patch (None).
         patch = {**{k: None for k in (pool.written or {}) if k not in status}, **status}
-        if await self.controller.patch_status("computeenvironments", name, None, patch):
+        if await patch_status(self.kube, "computeenvironments", name, None, patch):
             pool.written = comparable
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -37,9 +36,19 @@ from batchyard.api.jobqueue import JobQueue
 from batchyard.api.schedulingpolicy import SchedulingPolicy
 from batchyard.core.arrays import ArrayChildren
 from batchyard.core.capacity import ZERO, Resources, parse_cpu, parse_memory_mib
+from batchyard.core.jobref import JobRef
+from batchyard.core.jobstate import TERMINAL_STATES
 from batchyard.core.lifecycle import ContainerExit, PodObs, epoch
+from batchyard.render.names import (
+    GPU_RESOURCE,
+    LABEL_ARRAY_INDEX,
+    LABEL_ATTEMPT,
+    LABEL_COMPUTE_ENVIRONMENT,
+    LABEL_JOB_UID,
+    LABEL_NODE_INDEX,
+)
 
-JobKey = tuple[str, str]  # (namespace, name)
+JobKey = JobRef  # a BatchJob (index None): the maps here never hold array children
 
 log = logging.getLogger("batchyard.state")
 M = TypeVar("M", bound=KubeObject)
@@ -82,14 +91,6 @@ def _older(new: KubeObject, old: KubeObject) -> bool:
         return False
 
 
-JOB_UID_LABEL = "batchyard.io/job-uid"
-ATTEMPT_LABEL = "batchyard.io/attempt"
-ARRAY_INDEX_LABEL = "batchyard.io/array-index"
-NODE_INDEX_LABEL = "batchyard.io/node-index"
-CE_LABEL = "batchyard.io/compute-environment"
-GPU_RESOURCE = "nvidia.com/gpu"
-
-
 @dataclass(slots=True)
 class JobEntry:
     job: BatchJob
@@ -97,10 +98,10 @@ class JobEntry:
     written: dict[str, Any]  # the status as last written to the API server (for diffs)
     pods_seen: set[str] = field(default_factory=set)
     wake_at: float | None = None
-    # Array parents only (adapters.arrayjobs): the children, the ones to step next cycle, and
-    # the running ones with a timeout (stepped again when wake_at comes).
-    # The pinned job definition revision (revision, spec), once resolved: see Controller._definition.
+    # The pinned job definition revision (revision, spec), once resolved: see JobReader.definition.
     definition: tuple[int, JobDefinitionSpec] | None = None
+    # Array parents only (core.arrayjob): the children, the ones to step next cycle, and the
+    # running ones with a timeout (stepped again when wake_at comes).
     children: ArrayChildren | None = None
     dirty_children: set[int] = field(default_factory=set)
     timed_children: set[int] = field(default_factory=set)
@@ -177,7 +178,7 @@ def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
     """
     meta = body.get("metadata") or {}
     labels = meta.get("labels") or {}
-    uid = labels.get(JOB_UID_LABEL)
+    uid = labels.get(LABEL_JOB_UID)
     if not uid:
         return None
     status = body.get("status") or {}
@@ -247,11 +248,11 @@ def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
     )
     phase = status.get("phase", "Pending")
     essentials_done = phase == "Running" and bool(statuses) and len(containers) == len(statuses)
-    index = labels.get(ARRAY_INDEX_LABEL)
+    index = labels.get(LABEL_ARRAY_INDEX)
     return PodEntry(
         namespace=meta.get("namespace", ""),
         job_uid=uid,
-        attempt=int(labels.get(ATTEMPT_LABEL, "1")),
+        attempt=int(labels.get(LABEL_ATTEMPT, "1")),
         array_index=int(index) if index is not None else None,
         obs=PodObs(
             name=meta["name"],
@@ -276,9 +277,9 @@ def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
             host_ip=status.get("hostIP") or None,
         ),
         requests=pod_requests(body.get("spec") or {}),
-        compute_environment=labels.get(CE_LABEL),
+        compute_environment=labels.get(LABEL_COMPUTE_ENVIRONMENT),
         node_index=int(node)
-        if (node := labels.get(NODE_INDEX_LABEL)) is not None and node.isdigit()
+        if (node := labels.get(LABEL_NODE_INDEX)) is not None and node.isdigit()
         else None,
     )
 
@@ -299,7 +300,6 @@ class ClusterState:
         self.dirty_jobs: set[JobKey] = set()
         self.dirty_definitions: set[tuple[str, str]] = set()
         self.forgotten_jobs: set[JobKey] = set()
-        self.world_changed = True
         self.event = asyncio.Event()
         self.synced = False
         # Objects the models refused, to be reported on the object (a Warning Event) and the
@@ -309,6 +309,12 @@ class ClusterState:
 
     def wake(self) -> None:
         self.event.set()
+
+    def take_changes(self) -> tuple[set[tuple[str, str]], set[JobKey], set[JobKey]]:
+        """What changed since the last call, emptied: (definitions, forgotten jobs, dirty jobs)."""
+        out = (self.dirty_definitions, self.forgotten_jobs, self.dirty_jobs)
+        self.dirty_definitions, self.forgotten_jobs, self.dirty_jobs = set(), set(), set()
+        return out
 
     def _parse(self, model: type[M], plural: str, body: Mapping[str, Any]) -> M | None:
         """The object as ``model``, or None (reported and skipped) if the model refuses it."""
@@ -336,7 +342,7 @@ class ClusterState:
         job = self._parse(BatchJob, "batchjobs", body)
         if job is None:
             return
-        key = (job.metadata.namespace or "", job.metadata.name or "")
+        key = JobRef(job.metadata.namespace or "", job.metadata.name or "")
         entry = self.jobs.get(key)
         if entry is not None and _older(job, entry.job):
             return  # a stale copy (the startup LIST after a newer watch event)
@@ -411,7 +417,7 @@ class ClusterState:
         self.dirty_jobs.update(
             k
             for k, e in self.jobs.items()
-            if k[0] == key[0]
+            if k.namespace == key[0]
             and e.status.status in (None, "SUBMITTED")
             and e.job.spec.jobDefinition.partition(":")[0] == name
         )
@@ -445,7 +451,6 @@ class ClusterState:
             if consumable is None or not self._newer(self.consumables, name, consumable):
                 return
             self.consumables[name] = consumable
-        self.world_changed = True
 
     @staticmethod
     def _newer(held: Mapping[str, KubeObject], name: str, obj: KubeObject) -> bool:
@@ -460,7 +465,6 @@ class ClusterState:
             "consumableresources": self.consumables,
         }
         maps[plural].pop(name, None)
-        self.world_changed = True
         if plural == "jobqueues":
             # Its jobs must learn that it is gone (AWS: they are terminated).
             self.dirty_jobs.update(
@@ -469,8 +473,4 @@ class ClusterState:
 
 
 def _terminal(entry: JobEntry) -> bool:
-    return entry.status.status in ("SUCCEEDED", "FAILED")
-
-
-def now() -> float:
-    return time.time()
+    return entry.status.status in TERMINAL_STATES

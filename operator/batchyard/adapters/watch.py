@@ -1,8 +1,10 @@
 """List-then-watch with a server-side label selector, for the objects kopf should not stream.
 
-kopf filters labels in Python, after the API server has sent every object. On a shared cluster
-most pods are not ours, so job pods are watched here with `labelSelector` sent to the server,
-and the stream resumes from the last resourceVersion (relisting after 410 Gone).
+On a shared cluster most pods are not ours, so job pods (and Batch nodes) are watched with a
+`labelSelector` sent to the server, and the stream resumes from the last resourceVersion
+(relisting after 410 Gone). kopf 1.45 can send label selectors too; these streams are our own
+because they must run only while this replica leads (a standby holds no pods), and the engine
+needs an explicit "listed" signal before its first cycle (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from batchyard.cli import demo_gateway
+from batchyard.core.jobstate import TERMINAL_STATES
 from batchyard.devcluster import DevCluster
 
 REPO = Path(__file__).resolve().parents[3]
 DEMO = REPO / "examples" / "demo" / "demo.yaml"
-TERMINAL = ("SUCCEEDED", "FAILED")
 SHORT = {
     "SUBMITTED": "submitted",
     "PENDING": "pending",
@@ -118,7 +118,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                             flush=True,
                         )
                         last[r[0]] = r
-            if jobs and all((j.get("status") or {}).get("status") in TERMINAL for j in jobs):
+            if jobs and all((j.get("status") or {}).get("status") in TERMINAL_STATES for j in jobs):
                 break
             time.sleep(0.5)
         else:

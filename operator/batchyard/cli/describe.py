@@ -14,9 +14,9 @@ import json
 from typing import Any
 
 from batchyard import render
-from batchyard.adapters.arrayjobs import children_from_status
 from batchyard.api.batchjob import BatchJob
 from batchyard.cli.common import CommandError, Kubectl, UsageError, add_kube_args, parse_job_ref
+from batchyard.core.arrayjob import children_from_status
 from batchyard.core.lifecycle import iso
 
 

@@ -15,7 +15,6 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from batchyard.adapters.arrayjobs import children_from_status
 from batchyard.api.batchjob import BatchJob
 from batchyard.api.common import JOB_STATES
 from batchyard.cli.common import (
@@ -29,6 +28,7 @@ from batchyard.cli.common import (
     show,
     table,
 )
+from batchyard.core.arrayjob import children_from_status
 from batchyard.core.arrays import ArrayChildren
 from batchyard.core.jobstate import JobState
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchyard import render
-from batchyard.adapters.arrayjobs import children_from_status
 from batchyard.api.batchjob import BatchJob
 from batchyard.cli.common import CommandError, JobRef, Kubectl, UsageError, add_kube_args, parse_job_ref
+from batchyard.core.arrayjob import children_from_status
 
 
 def register(sub: Any) -> None:

@@ -33,6 +33,10 @@ class JobState(StrEnum):
 
 
 TERMINAL_STATES: frozenset[JobState] = frozenset({JobState.SUCCEEDED, JobState.FAILED})
+# Every state, in lifecycle order (metrics series, status counts).
+JOB_STATES: tuple[JobState, ...] = tuple(JobState)
+# The states a job queue's jobCounts and the scheduler care about: not finished yet.
+ACTIVE_STATES: tuple[JobState, ...] = tuple(s for s in JobState if s not in TERMINAL_STATES)
 
 # States in which a pod for the current attempt exists (or is being created): a terminate
 # must stop it. AWS: "Jobs that progressed to the STARTING or RUNNING state are terminated".

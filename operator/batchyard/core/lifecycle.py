@@ -36,8 +36,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from batchyard.api.batchjob import AttemptContainerDetail, AttemptDetail, BatchJob, BatchJobStatus
-from batchyard.core import deps
+from batchyard.core import deps, jobstate
 from batchyard.core.effective import Effective
+from batchyard.core.failures import FailureCategory, classify
 from batchyard.core.jobstate import JobState, Reason, on_cancel, on_terminate
 from batchyard.core.retry import AttemptExit, ExitRule, Fail, Retry, after_attempt, after_failed_attempt
 
@@ -212,6 +213,7 @@ class Step:
     retried: bool = False  # ... after a failed attempt (AWS: goes to the front of the queue)
     release: bool = False  # left STARTING/RUNNING/RUNNABLE: release the scheduler's hold
     ensure_pod: bool = False  # STARTING without a pod: (re)create it, idempotently by name
+    failure: FailureCategory | None = None  # moved to FAILED: why, as a metric label
     wake_at: float | None = None  # the next time this job must be looked at without an event
 
 
@@ -252,9 +254,20 @@ def _state(status: BatchJobStatus) -> JobState | None:
     return JobState(status.status) if status.status else None
 
 
-def _transition(step: Step, state: JobState, reason: str | None, kind: str = "Normal") -> None:
+def transition(
+    step: Step, state: JobState, reason: str | None, kind: str = "Normal", *, array_parent: bool = False
+) -> None:
+    """Move the step's job to ``state`` with an event (and the Kubernetes Complete/Failed
+    condition at the end). The move must be in ``jobstate.TRANSITIONS`` (or
+    ``ARRAY_PARENT_TRANSITIONS``): that table is the state machine, an illegal move raises
+    ``IllegalTransition``."""
+    current = _state(step.status) or JobState.SUBMITTED
+    if current is not state:
+        jobstate.transition(current, state, array_parent=array_parent)
     step.status.status = state.value
     step.status.statusReason = reason
+    if state is JobState.FAILED:
+        step.failure = classify(step.status)
     message = f"{state.value}" + (f": {reason}" if reason else "")
     step.events.append(Event(kind, state.value.capitalize(), message))
     if state.is_terminal:
@@ -263,6 +276,9 @@ def _transition(step: Step, state: JobState, reason: str | None, kind: str = "No
         _set_condition(
             step.status, kind_, "True", state.value.capitalize(), reason or state.value, _now(step)
         )
+
+
+_transition = transition
 
 
 def _current_attempt(status: BatchJobStatus) -> AttemptDetail | None:

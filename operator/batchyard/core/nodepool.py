@@ -134,19 +134,6 @@ def node_labels(
     return out
 
 
-def job_node_selector(ce: str) -> dict[str, str]:
-    """The node selector of a job pod placed in ``ce``."""
-    return {CE_LABEL: ce}
-
-
-def job_tolerations(ce: str, gpu: bool) -> list[dict[str, str]]:
-    """Tolerations of a job pod placed in ``ce``; ``gpu`` from ``tolerates_gpu_nodes``."""
-    out = [{"key": CE_TAINT_KEY, "operator": "Equal", "value": ce, "effect": e} for e in CE_TAINT_EFFECTS]
-    if gpu:
-        out.append(dict(GPU_TOLERATION))
-    return out
-
-
 def tolerates_gpu_nodes(job_gpus: int, pool_gpu_only: bool) -> bool:
     """GPU jobs go to GPU nodes; CPU jobs only when the queue sent them to a GPU-only pool."""
     return job_gpus > 0 or pool_gpu_only
@@ -560,8 +547,6 @@ __all__ = [
     "ScalePlan",
     "UnknownInstanceType",
     "ce_taints",
-    "job_node_selector",
-    "job_tolerations",
     "node_labels",
     "node_taints",
     "node_views",

@@ -92,6 +92,7 @@ from batchyard.core.capacity import (
 )
 from batchyard.core.consumables import ConsumableLedger, ConsumableUsage, ConsumableView
 from batchyard.core.fairshare import MAX_ACTIVE_SHARES, FairShareState, PolicyView
+from batchyard.core.jobstate import JOB_STATES
 from batchyard.core.queueing import HeapItem, Merge, QueueBacklog, order_key
 from batchyard.core.refusals import WAITING_POD_CREATE, WAITING_RESOURCE_QUOTA
 
@@ -325,9 +326,6 @@ class CycleResult:
     truncated: bool  # the dispatch budget ran out: run another cycle soon
     # queue -> first RUNNABLE jobs in order (position = index + 1), when asked for
     positions: dict[str, list[JobKey]] = field(default_factory=dict)
-
-
-JOB_STATES: Final = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 
 
 def count_jobs_by_state(jobs: Iterable[tuple[str, str]]) -> dict[str, dict[str, int]]:

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from batchyard.render.names import LABEL_ARRAY_INDEX, LABEL_ATTEMPT, LABEL_NODE_INDEX
+
 ANNOTATION_PREFIX = "kwok.batchyard.io/"
 EXIT_CODE = ANNOTATION_PREFIX + "exit-code"
 EXIT_CODE_INDEX = ANNOTATION_PREFIX + "exit-code-index-{index}"
@@ -33,9 +35,9 @@ REASON = ANNOTATION_PREFIX + "reason"
 MESSAGE = ANNOTATION_PREFIX + "message"
 DELAY = ANNOTATION_PREFIX + "delay"
 
-ATTEMPT_LABEL = "batchyard.io/attempt"
-ARRAY_INDEX_LABEL = "batchyard.io/array-index"
-NODE_INDEX_LABEL = "batchyard.io/node-index"
+ATTEMPT_LABEL = LABEL_ATTEMPT
+ARRAY_INDEX_LABEL = LABEL_ARRAY_INDEX
+NODE_INDEX_LABEL = LABEL_NODE_INDEX
 
 NODE_SELECTOR_ANNOTATION = "kwok.x-k8s.io/node"
 NODE_SELECTOR_VALUE = "fake"

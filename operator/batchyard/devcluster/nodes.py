@@ -10,8 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from batchyard.nodepools.kwok import fake_node
-
-GPU_RESOURCE = "nvidia.com/gpu"
+from batchyard.render.names import GPU_RESOURCE
 
 
 def node_manifest(

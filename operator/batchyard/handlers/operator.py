@@ -37,15 +37,20 @@ import kopf
 
 from batchyard import GROUP, VERSION
 from batchyard.adapters import health, metrics
-from batchyard.adapters.controller import Controller, Settings
+from batchyard.adapters.controller import Controller
 from batchyard.adapters.instrumentation import Instrumentation
 from batchyard.adapters.kube import Kube
 from batchyard.adapters.leader import LeaderElector
 from batchyard.adapters.objectstatus import ConsumableStatusWriter, QueueStatusWriter
-from batchyard.adapters.scaler import NodePoolReconciler
-from batchyard.adapters.state import JOB_UID_LABEL, ClusterState
+from batchyard.adapters.observe import CapacityBoard
+from batchyard.adapters.scaler import NOT_RECONCILED, NodePoolReconciler
+from batchyard.adapters.settings import Settings
+from batchyard.adapters.state import ClusterState
 from batchyard.adapters.watch import list_objects, list_watch
+from batchyard.core.jobref import JobRef
+from batchyard.core.scheduler import Scheduler
 from batchyard.core.tenancy import OperatorIdentity
+from batchyard.render.names import LABEL_JOB_UID
 
 CLUSTER_PLURALS = ("jobqueues", "computeenvironments", "schedulingpolicies", "consumableresources")
 
@@ -138,11 +143,26 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 async def start_engine(memo: kopf.Memo, kube: Kube, options: Options) -> list[asyncio.Task[Any]]:
     """List everything, start the pod watch and the loop; returns once the pods are listed."""
     state = ClusterState()
-    controller = Controller(kube, state, settings_from_env(options.namespaces))
-    controller.object_status_writers.append(QueueStatusWriter(controller))
-    controller.object_status_writers.append(ConsumableStatusWriter(controller))
-    instrumentation = Instrumentation(controller).install()
-    scaler = NodePoolReconciler(kube, controller)  # owns ComputeEnvironment status and nodes
+    # Every collaborator is wired here, once, by constructor arguments.
+    scheduler = Scheduler()
+    capacity = CapacityBoard(unseen=NOT_RECONCILED)
+    scaler = NodePoolReconciler(kube, state, scheduler, capacity)  # owns ComputeEnvironment status and nodes
+    instrumentation = Instrumentation(state)
+    controller = Controller(
+        kube,
+        state,
+        settings_from_env(options.namespaces),
+        scheduler=scheduler,
+        capacity=capacity,
+        status_writers=[
+            QueueStatusWriter(state, kube),
+            ConsumableStatusWriter(state, kube),
+            instrumentation.write,
+            scaler.on_cycle,
+        ],
+        on_cycle=[metrics.observe_cycle],
+        on_transition=[instrumentation.on_transition],
+    )
     engine: Engine = memo.engine
     engine.state, engine.controller, engine.instrumentation = state, controller, instrumentation
     # Namespaced kinds per served namespace (a namespace-limited install has only Roles there).
@@ -175,7 +195,7 @@ async def start_engine(memo: kopf.Memo, kube: Kube, options: Options) -> list[as
     engine.tasks = [
         *(
             asyncio.create_task(
-                list_watch(kube, f"/api/v1{scope}/pods", JOB_UID_LABEL, on_pod, event),
+                list_watch(kube, f"/api/v1{scope}/pods", LABEL_JOB_UID, on_pod, event),
                 name=f"batchyard-pod-watch{scope or ' (all namespaces)'}",
             )
             for scope, event in zip(scopes, synced, strict=True)
@@ -251,7 +271,7 @@ async def batchjob_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) 
     if state is None:
         return
     if type == "DELETED":
-        state.forget_job((namespace, name), uid=(body.get("metadata") or {}).get("uid"))
+        state.forget_job(JobRef(namespace, name), uid=(body.get("metadata") or {}).get("uid"))
     else:
         state.upsert_job(body)
     await _reported(memo, state)

@@ -25,6 +25,7 @@ an owner reference can't cross namespaces, and without it a deleted job would le
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from batchyard.api.batchjob import BatchJob
@@ -216,6 +217,21 @@ def _container(c: ContainerPlan, batch_vars: list[tuple[str, str]]) -> dict[str,
     return out
 
 
+def job_tolerations(ce_name: str, gpu: bool, extra: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+    """The tolerations of a job pod placed in compute environment ``ce_name``: both Batch taints
+    of its nodes, the compute environment's own ``extra`` tolerations, and with ``gpu`` the GPU
+    taint (GPU nodes are tainted nvidia.com/gpu:NoSchedule by core.nodepool; a GPU job tolerates
+    it, and so does a CPU job placed in a compute environment that has only GPU types)."""
+    out: list[dict[str, Any]] = [
+        {"key": NODE_TAINT_COMPUTE_ENVIRONMENT, "operator": "Equal", "value": ce_name, "effect": effect}
+        for effect in NODE_TAINT_EFFECTS
+    ]
+    out.extend(dict(t) for t in extra)
+    if gpu:
+        out.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+    return out
+
+
 def _restricted_defaults(spec: dict[str, Any]) -> None:
     """Fill what Pod Security `restricted` requires and an AWS JobDefinition can't say (a seccomp
     profile, dropped capabilities) or leaves unset (runAsNonRoot, allowPrivilegeEscalation), where
@@ -339,17 +355,10 @@ def render_pod(
     node_selector.update(ce_node_labels)
     node_selector.update(plan.node_selector)
     spec["nodeSelector"] = node_selector
-    tolerations: list[dict[str, Any]] = [
-        {"key": NODE_TAINT_COMPUTE_ENVIRONMENT, "operator": "Equal", "value": ce_name, "effect": effect}
-        for effect in NODE_TAINT_EFFECTS
-    ]
-    tolerations.extend(ce_tolerations)
     gpu_job = any(GPU_RESOURCE in c.limits for c in [*plan.containers, *plan.init_containers])
-    if tolerates_gpu_nodes(int(gpu_job), _gpu_only(compute_environment)):
-        # GPU nodes are tainted nvidia.com/gpu:NoSchedule (core.nodepool); a GPU job tolerates it,
-        # and so does a CPU job placed in a compute environment that has only GPU types.
-        tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
-    spec["tolerations"] = tolerations
+    spec["tolerations"] = job_tolerations(
+        ce_name, tolerates_gpu_nodes(int(gpu_job), _gpu_only(compute_environment)), ce_tolerations
+    )
     if node_index is not None:
         # AWS "Running MNP jobs": "Multi-node parallel job nodes are single-tenant" -- one pod per
         # node. Required anti-affinity against every Batchyard job pod, in every namespace, keeps

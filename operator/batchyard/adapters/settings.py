@@ -1,0 +1,31 @@
+"""How the scheduler loop is configured (handlers.operator reads them from the environment)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from batchyard.core.tenancy import OperatorIdentity
+
+
+@dataclass(frozen=True)
+class Settings:
+    keep_pods: bool = False  # keep finished pods for debugging
+    finished_job_ttl_seconds: float = 7 * 24 * 3600  # AWS keeps finished jobs at least 7 days
+    tick_seconds: float = 1.0  # the loop wakes at least this often (timeouts, time limits)
+    create_concurrency: int = 16
+    # Test knob (env BATCHYARD_TIME_LIMIT_SCALE): multiplies every jobStateTimeLimitActions
+    # maxTimeSeconds. The CRD keeps AWS's 600 s minimum; cluster tests run with a small scale.
+    time_limit_scale: float = 1.0
+    # status.queuePosition: the first N RUNNABLE jobs of each queue, refreshed at most this often
+    # (see core.queuestatus.QueuePositions).
+    queue_positions: int = 100
+    queue_position_interval_seconds: float = 5.0
+    # hostNetwork of an eksProperties job that does not set it. AWS defaults it to true, but Pod
+    # Security baseline and restricted refuse host networking, so Batchyard defaults to false;
+    # BATCHYARD_EKS_HOST_NETWORK=true (Helm operator.eksHostNetworkDefault) restores AWS's default.
+    eks_host_network: bool = False
+    # BATCHYARD_RESTRICTED_POD_DEFAULTS (Helm operator.restrictedPodDefaults): fill what Pod
+    # Security restricted requires where the definition is silent (render.pod._restricted_defaults).
+    restricted_pod_defaults: bool = False
+    # The operator's namespace and ServiceAccount, out of a job's reach (core.tenancy).
+    identity: OperatorIdentity = field(default_factory=OperatorIdentity)
