@@ -99,7 +99,8 @@ class Controller:
             on_transition=on_transition,
             write_backoff=write_backoff,
         )
-        self.gangs = GangRunner(self)  # multi-node parallel jobs (adapters.mnp)
+        # multi-node parallel jobs (adapters.mnp)
+        self.gangs = GangRunner(kube, state, self.scheduler, self.reader, keep_pods=settings.keep_pods)
         self.positions = QueuePositions(settings.queue_positions, settings.queue_position_interval_seconds)
         self.on_cycle = tuple(on_cycle)
         self.cycles = 0

@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from batchyard import render
-from batchyard.adapters.kube import ApiError
-from batchyard.adapters.state import JobEntry, JobKey
+from batchyard.adapters.kube import ApiError, Kube
+from batchyard.adapters.observe import JobReader
+from batchyard.adapters.state import ClusterState, JobEntry, JobKey
 from batchyard.api.batchjob import NodeDetail, NodePropertiesDetail
 from batchyard.api.jobdefinition import JobDefinitionSpec
 from batchyard.core import lifecycle
 from batchyard.core import mnp as core_mnp
-from batchyard.core.capacity import Resources
+from batchyard.core.scheduler import Scheduler
 from batchyard.render.names import LABEL_JOB_UID
-
-if TYPE_CHECKING:
-    from batchyard.adapters.controller import Controller
 
 log = logging.getLogger(__name__)
 
@@ -38,32 +36,6 @@ _LIVE = ("STARTING", "RUNNING")
 
 def is_mnp(spec: JobDefinitionSpec) -> bool:
     return spec.nodeProperties is not None
-
-
-def node_demands(entry: JobEntry, spec: JobDefinitionSpec) -> tuple[Resources, ...]:
-    """One demand per node, in index order (the scheduler places the gang from these)."""
-    job = entry.job
-    return tuple(render.job_demand(job, spec, i) for i in range(render.num_nodes(job, spec)))
-
-
-def node_consumables(entry: JobEntry, spec: JobDefinitionSpec, job_level: dict[str, int]) -> dict[str, int]:
-    """Consumable resources are held per node (AWS NodeRangeProperty.consumableResourceProperties;
-    a node without its own takes the job's): the gang needs the sum."""
-    job = entry.job
-    props = spec.nodeProperties
-    assert props is not None
-    out: dict[str, int] = {}
-    for i in range(render.num_nodes(job, spec)):
-        r, _ = render.node_choice(job, spec, i)
-        own = props.nodeRangeProperties[r].consumableResourceProperties if r is not None else None
-        needs = (
-            {c.consumableResource: c.quantity for c in own.consumableResourceList or []}
-            if own is not None
-            else job_level
-        )
-        for name, q in needs.items():
-            out[name] = out.get(name, 0) + q
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +51,11 @@ class ChildLaunch:
 class GangRunner:
     """The controller's MNP side: called from its synchronous ``decide`` and its ``execute``."""
 
-    ctl: Controller
+    kube: Kube
+    state: ClusterState
+    scheduler: Scheduler
+    reader: JobReader
+    keep_pods: bool = False
     launches: list[ChildLaunch] = field(default_factory=list)
     # jobs whose "children launched" event was posted, per attempt (one event per attempt)
     announced: set[tuple[JobKey, int, str]] = field(default_factory=set)
@@ -92,7 +68,7 @@ class GangRunner:
         host_network = False
         for i in range(n):
             name = render.pod_name(job.metadata.name or "", attempt, None, i)
-            found = self.ctl.state.pods.get((ns, name))
+            found = self.state.pods.get((ns, name))
             if found is None or found.job_uid != job.metadata.uid:
                 if name in entry.pods_seen:
                     pods[i] = core_mnp.NodePod(i, core_mnp.GONE, pod_name=name)
@@ -130,7 +106,7 @@ class GangRunner:
         # Stop what must not run: every node of an attempt that is not the live one, and every
         # node of the live attempt once its main pod is being stopped (timeout, terminate).
         main_name = attempts[-1].podName if attempts else None
-        main_pod = self.ctl.state.pods.get((job.metadata.namespace or "", main_name or ""))
+        main_pod = self.state.pods.get((job.metadata.namespace or "", main_name or ""))
         main_stopping = main_name is not None and (
             main_name in step.delete_pods or (main_pod is not None and main_pod.obs.deleting)
         )
@@ -141,11 +117,11 @@ class GangRunner:
             # AWS: "All child nodes are then stopped". Finished children go with the attempt's
             # pods too, unless finished pods are kept (Settings.keep_pods).
             stop = set(core_mnp.stop_all(old))
-            if not self.ctl.settings.keep_pods:
+            if not self.keep_pods:
                 stop |= {i for i, p in old.pods.items() if p.phase != core_mnp.GONE}
             for i in sorted(stop):
                 name = old.pod(i).pod_name
-                seen = self.ctl.state.pods.get((job.metadata.namespace or "", name or ""))
+                seen = self.state.pods.get((job.metadata.namespace or "", name or ""))
                 if seen is not None and seen.obs.deleting:
                     continue  # asked already
                 if name and name not in step.delete_pods and i != old.main_node:
@@ -154,7 +130,7 @@ class GangRunner:
         if live and g is not None and not main_stopping:
             for i, pod in g.pods.items():
                 if pod.node_name and pod.phase in (core_mnp.PENDING, core_mnp.RUNNING):
-                    self.ctl.scheduler.bind(key, pod.node_name, i)
+                    self.scheduler.bind(key, pod.node_name, i)
             decision = core_mnp.next_step(g)
             if isinstance(decision, core_mnp.CreateNodes) and decision.main_address is not None:
                 ce = attempts[-1].computeEnvironment or status.computeEnvironment or ""
@@ -201,16 +177,16 @@ class GangRunner:
 
     async def launch(self, launch: ChildLaunch) -> None:
         """Create the child nodes' pods (idempotent by name: 409 from our own pod is adopted)."""
-        entry = self.ctl.state.jobs.get(launch.key)
+        entry = self.state.jobs.get(launch.key)
         if entry is None:
             return
-        resolved = self.ctl.reader.definition(entry)
+        resolved = self.reader.definition(entry)
         if isinstance(resolved, str):
             return
         revision, spec = resolved
         job = entry.job
         ns = job.metadata.namespace or ""
-        ce = self.ctl.state.compute_environments.get(launch.compute_environment)
+        ce = self.state.compute_environments.get(launch.compute_environment)
         for i in launch.indexes:
             manifest: dict[str, Any] = render.render_pod(
                 job,
@@ -223,17 +199,17 @@ class GangRunner:
                 compute_environment=ce if ce is not None else launch.compute_environment,
             )
             try:
-                await self.ctl.kube.create(f"/api/v1/namespaces/{ns}/pods", manifest)
+                await self.kube.create(f"/api/v1/namespaces/{ns}/pods", manifest)
             except ApiError as err:
                 if err.status == 409:
-                    existing = await self.ctl.kube.get(
+                    existing = await self.kube.get(
                         f"/api/v1/namespaces/{ns}/pods/{manifest['metadata']['name']}"
                     )
                     owner = ((existing.get("metadata") or {}).get("labels") or {}).get(LABEL_JOB_UID)
                     if owner == job.metadata.uid:
                         continue
                 log.warning("creating node %s of %s failed, will retry: %s", i, launch.key, err)
-                self.ctl.state.dirty_jobs.add(launch.key)
+                self.state.dirty_jobs.add(launch.key)
 
     def take_launches(self) -> list[ChildLaunch]:
         out, self.launches = self.launches, []
