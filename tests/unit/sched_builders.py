@@ -81,6 +81,9 @@ class CEB:
     def updating(self) -> CEB:
         return CEB(replace(self.view, status="UPDATING"))
 
+    def spot(self) -> CEB:
+        return CEB(replace(self.view, spot=True))
+
     def scaling(self) -> CEB:
         return CEB(replace(self.view, scaling=True))
 

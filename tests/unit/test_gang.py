@@ -94,6 +94,23 @@ def test_unmanaged_refusal_names_the_rule():
     assert "aren't supported on UNMANAGED compute environments (static)" in blocks(r)[0].status_reason
 
 
+def test_spot_refusal_names_the_rule():
+    # AWS: "Multi-node parallel jobs aren't supported on compute environments that use Spot Instances"
+    w = world([a_ce("spotty").nodes(*FOUR_NODES).spot()], [a_queue().ces("spotty")])
+    r = scheduler_with(w, a_job("g").gang(2)).cycle(w, 1.0)
+    assert "compute environments that use Spot Instances (spotty)" in blocks(r)[0].status_reason
+
+
+def test_gang_skips_spot_for_the_next_on_demand_ce_and_single_jobs_still_use_spot():
+    w = world(
+        [a_ce("spotty").nodes(*FOUR_NODES).spot(), a_ce("pool").nodes(*FOUR_NODES)],
+        [a_queue().ces("spotty", "pool")],
+    )
+    r = scheduler_with(w, a_job("g").gang(2), a_job("single").submitted(1.0)).cycle(w, 1.0)
+    assert _dispatch(r, "g").compute_environment == "pool"
+    assert _dispatch(r, "single").compute_environment == "spotty"
+
+
 def test_gang_skips_unmanaged_ce_for_the_next_managed_one():
     w = world(
         [a_ce("static").nodes(*FOUR_NODES).unmanaged(), a_ce("pool").nodes(*FOUR_NODES)],

@@ -172,6 +172,9 @@ class CEView:
     # already add up to maxvCpus and running jobs must end): full nodes then mean "wait", not
     # INSUFFICIENT_INSTANCE_CAPACITY (which stays for a provider that fails to deliver).
     scaling: bool = False
+    # Spot capacity: AWS "Multi-node parallel jobs aren't supported on compute environments that
+    # use Spot Instances", so gangs skip it.
+    spot: bool = False
 
     @property
     def usable(self) -> bool:

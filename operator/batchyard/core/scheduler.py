@@ -1066,7 +1066,13 @@ def _first_fit_gang(
     # UNMANAGED compute environments", so those are skipped.
     total_demand = total(demands)
     for cew in ces:
-        if cew is None or not cew.ce.usable or not cew.ce.managed or not cew.under_max(total_demand):
+        if (
+            cew is None
+            or not cew.ce.usable
+            or not cew.ce.managed
+            or cew.ce.spot
+            or not cew.under_max(total_demand)
+        ):
             continue
         nodes = cew.find_gang(demands)
         if nodes is not None:
@@ -1104,16 +1110,23 @@ def _classify(demands: tuple[Resources, ...], q: QueueView, ces: list[CEWork | N
         )
     if gang:
         unmanaged = [c.ce.name for c in usable if not c.ce.managed]
-        usable = [c for c in usable if c.ce.managed]
+        spot = [c.ce.name for c in usable if c.ce.managed and c.ce.spot]
+        usable = [c for c in usable if c.ce.managed and not c.ce.spot]
         if not usable:
             # AWS "Compute environment considerations": "Multi-node parallel jobs aren't supported
-            # on UNMANAGED compute environments" -- the job can never start in this queue.
+            # on UNMANAGED compute environments" and "... on compute environments that use Spot
+            # Instances" -- the job can never start in this queue.
+            kinds = []
+            if unmanaged:
+                kinds.append(f"UNMANAGED compute environments ({', '.join(unmanaged)})")
+            if spot:
+                kinds.append(f"compute environments that use Spot Instances ({', '.join(spot)})")
             return _Outcome(
                 JOB_RESOURCE_REQUIREMENT,
                 f"{JOB_RESOURCE_REQUIREMENT_MESSAGE} Multi-node parallel jobs aren't supported on "
-                f"UNMANAGED compute environments ({', '.join(unmanaged)})",
+                + " or ".join(kinds),
                 True,
-                "multi-node parallel jobs aren't supported on UNMANAGED compute environments",
+                "multi-node parallel jobs aren't supported on UNMANAGED or Spot compute environments",
             )
     if all(d.milli_cpu > c.max_milli for c in usable):
         return _Outcome(

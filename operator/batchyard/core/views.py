@@ -271,6 +271,7 @@ def ce_view(ce: ComputeEnvironment, capacity: CECapacity) -> CEView:
         max_node=capacity.max_node,
         scaling=capacity.scaling,
         instance_types=tuple(cr.instanceTypes or ()) if cr else (),
+        spot=bool(cr is not None and cr.type == "SPOT"),
     )
 
 
