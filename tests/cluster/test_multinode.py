@@ -330,3 +330,51 @@ def test_child_node_failure_takes_no_action_and_the_outcome_is_the_main_nodes(
     node2 = status["nodeProperties"]["nodes"][2]
     assert (node2["status"], node2.get("exitCode")) == ("FAILED", 1)
     assert get(devcluster, "batchjob", "gang", namespace)["status"]["status"] == "SUCCEEDED"
+
+
+def test_a_gang_and_single_jobs_share_a_fifo_queue_without_starving(
+    devcluster: DevCluster, namespace: str, pool: tuple[str, str]
+) -> None:
+    # AWS FIFO: the head of the queue starts first and nothing backfills past it. Two single jobs,
+    # then the gang, then two more: the gang waits for free nodes and starts before the later ones.
+    ce, queue = pool
+    three = [{"type": "VCPU", "value": "3"}, {"type": "MEMORY", "value": "1024"}]
+    apply(
+        devcluster,
+        managed_ce(ce, max_vcpus=16),
+        job_queue(queue, [ce]),
+        mnp_definition("mpi", namespace),
+        {
+            "apiVersion": API,
+            "kind": "JobDefinition",
+            "metadata": {"name": "one", "namespace": namespace},
+            "spec": {
+                "type": "container",
+                "containerProperties": {"image": "x", "resourceRequirements": three},
+            },
+        },
+    )
+    apply(devcluster, batch_job("first-a", namespace, queue, "one", delay="3s"))
+    apply(devcluster, batch_job("first-b", namespace, queue, "one", delay="3s"))
+    wait_for(
+        lambda: job_status(devcluster, namespace, "first-b").get("status") == "RUNNABLE",
+        what="first-b queued",
+    )
+    apply(devcluster, gang_job("gang", namespace, queue, main_delay="3s"))
+    wait_for(
+        lambda: job_status(devcluster, namespace, "gang").get("status") == "RUNNABLE", what="the gang queued"
+    )
+    apply(devcluster, batch_job("later-a", namespace, queue, "one", delay="1s"))
+    apply(devcluster, batch_job("later-b", namespace, queue, "one", delay="1s"))
+
+    done = {
+        name: wait_status(devcluster, namespace, name, "SUCCEEDED", "FAILED", timeout=180)
+        for name in ("first-a", "first-b", "gang", "later-a", "later-b")
+    }
+    assert {s["status"] for s in done.values()} == {"SUCCEEDED"}
+    gang_started = done["gang"]["attempts"][0]["startedAt"]
+    assert done["first-a"]["attempts"][0]["startedAt"] <= gang_started
+    assert done["first-b"]["attempts"][0]["startedAt"] <= gang_started
+    # the later jobs did not pass the waiting gang
+    assert done["later-a"]["attempts"][0]["startedAt"] >= gang_started
+    assert done["later-b"]["attempts"][0]["startedAt"] >= gang_started
