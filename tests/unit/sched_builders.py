@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, replace
 
-from batchyard.core.capacity import DISABLED, INVALID, CEView, NodeView, Resources
+from batchyard.core.capacity import DISABLED, INVALID, CEView, NodeView, Resources, total
 from batchyard.core.consumables import NON_REPLENISHABLE, ConsumableView
 from batchyard.core.fairshare import PolicyView
 from batchyard.core.scheduler import (
@@ -47,6 +47,12 @@ class JobB:
     def needs(self, **consumables: int) -> JobB:
         return JobB(replace(self.view, consumables=consumables))
 
+    def gang(self, nodes: int, cpu: str | float = 1, memory: str | int = 0, gpus: int = 0) -> JobB:
+        """A multi-node parallel job of ``nodes`` identical nodes (demand = their sum)."""
+        per = Resources.of(cpu, memory, gpus)
+        demands = (per,) * nodes
+        return JobB(replace(self.view, node_demands=demands, demand=total(demands)))
+
 
 def a_job(key: Hashable) -> JobB:
     return JobB(JobView(key=key, queue="q", submitted_at=0.0, demand=Resources.of(1)))
@@ -74,6 +80,12 @@ class CEB:
 
     def updating(self) -> CEB:
         return CEB(replace(self.view, status="UPDATING"))
+
+    def spot(self) -> CEB:
+        return CEB(replace(self.view, spot=True))
+
+    def scaling(self) -> CEB:
+        return CEB(replace(self.view, scaling=True))
 
     def unmanaged(self) -> CEB:
         return CEB(replace(self.view, managed=False))

@@ -138,6 +138,15 @@ def test_instance_type_pins_the_node_range() -> None:
             "spec.nodeOverrides.nodePropertyOverrides[0].eksPropertiesOverride can't be used",
             id="EKS override on a container node range",
         ),
+        pytest.param(
+            an_mnp(
+                {**a_range("0", "x"), "instanceTypes": ["c5.large"]},
+                {**a_range("1:", "x"), "instanceTypes": ["c5.xlarge"]},
+            ),
+            {},
+            "must use the same instance type (found c5.large, c5.xlarge)",
+            id="node groups on different instance types",
+        ),
     ],
 )
 def test_mnp_problems_name_the_field(
@@ -225,3 +234,41 @@ def test_node_pod_names_do_not_clash_with_other_jobs() -> None:
     assert pod_name("x", 1, None, node_index=1) != pod_name("x", 1, 1)
     with pytest.raises(ValueError, match="array"):
         pod_name("x", 1, 0, node_index=0)
+
+
+def test_node_groups_on_one_instance_type_are_fine() -> None:
+    d = an_mnp(
+        {**a_range("0", "x"), "instanceTypes": ["c5.large"]},
+        {**a_range("1:", "x"), "instanceTypes": ["c5.large"]},
+    )
+    assert not any("instance type" in p for p in render_problems(a_job(), d))
+
+
+def test_node_pods_are_single_tenant_by_anti_affinity() -> None:
+    # AWS: "Multi-node parallel job nodes are single-tenant" -- enforced in the pod spec
+    pod = render(a_job(), MAIN_AND_WORKERS, node_index=1, main_node_ip="10.0.0.7")
+    terms = pod["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms == [
+        {
+            "labelSelector": {"matchExpressions": [{"key": "batchyard.io/job-uid", "operator": "Exists"}]},
+            "namespaceSelector": {},
+            "topologyKey": "kubernetes.io/hostname",
+        }
+    ]
+
+
+def test_single_job_pods_carry_no_anti_affinity() -> None:
+    from test_render import a_definition
+
+    d = a_definition(
+        containerProperties={"image": "x", "resourceRequirements": [{"type": "VCPU", "value": "1"}]}
+    )
+    assert "affinity" not in render(a_job(), d)["spec"]
+
+
+def test_per_node_kwok_delay_becomes_that_pods_delay() -> None:
+    job = a_job(annotations={"kwok.batchyard.io/delay": "1s", "kwok.batchyard.io/delay-node-2": "30s"})
+    main = render(job, MAIN_AND_WORKERS)
+    node2 = render(job, MAIN_AND_WORKERS, node_index=2, main_node_ip="10.0.0.7")
+    assert main["metadata"]["annotations"]["kwok.batchyard.io/delay"] == "1s"
+    assert node2["metadata"]["annotations"]["kwok.batchyard.io/delay"] == "30s"

@@ -32,6 +32,7 @@ from batchyard.adapters.apply import Executor, Plan, StatusWriter, TransitionHoo
 from batchyard.adapters.arrayjobs import ParentHost
 from batchyard.adapters.bookkeeping import Bookkeeping
 from batchyard.adapters.kube import Kube
+from batchyard.adapters.mnp import GangRunner
 from batchyard.adapters.observe import CapacityBoard, JobReader
 from batchyard.adapters.settings import Settings
 from batchyard.adapters.state import ClusterState, JobEntry
@@ -100,6 +101,8 @@ class Controller:
             on_transition=on_transition,
             write_backoff=write_backoff,
         )
+        # multi-node parallel jobs (adapters.mnp)
+        self.gangs = GangRunner(kube, state, self.scheduler, self.reader, keep_pods=settings.keep_pods)
         self.positions = QueuePositions(settings.queue_positions, settings.queue_position_interval_seconds)
         self.on_cycle = tuple(on_cycle)
         self.cycles = 0
@@ -139,6 +142,9 @@ class Controller:
         now = time.time()
         plan = self.decide(now)
         await self.executor.execute(plan, now)
+        # Multi-node parallel jobs: child nodes' pods, once their main node runs (its status
+        # is written by now).
+        await asyncio.gather(*(self.gangs.launch(launch) for launch in self.gangs.take_launches()))
         if plan.result.truncated:
             self.state.wake()  # more to dispatch: go round again without waiting for an event
         self.cycles += 1
@@ -242,6 +248,11 @@ class Controller:
         if ctx.pod is not None and ctx.pod.node and step.status.status in POD_STATES:
             # kube-scheduler may pick another node than the first fit we charged: follow it.
             self.scheduler.bind(ref, ctx.pod.node)
+        found = self.reader.definition(entry)
+        if not isinstance(found, str) and found[1].nodeProperties is not None:
+            # A multi-node parallel job: the main node's pod is the attempt's pod; the gang's
+            # other nodes follow it (adapters.mnp).
+            self.gangs.after_step(ref, entry, found[1], step, now)
         was_terminal = entry.status.status in TERMINAL_STATES
         entry.status = step.status
         entry.wake_at = step.wake_at
@@ -308,6 +319,15 @@ class Controller:
                 continue
             if isinstance(decision, Dispatch):
                 plan.dispatches.append(decision)
+                if decision.nodes:
+                    plan.step_for(ref, entry, now).events.append(
+                        lifecycle.Event(
+                            "Normal",
+                            "GangAdmitted",
+                            f"All {len(decision.nodes)} nodes of the job fit in compute environment "
+                            f"{decision.compute_environment}: capacity held for the whole gang; main node first",
+                        )
+                    )
                 continue
             step = plan.step_for(ref, entry, now)
             if target.is_child:

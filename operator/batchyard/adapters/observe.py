@@ -17,12 +17,14 @@ from batchyard.api.jobdefinition import JobDefinitionSpec
 from batchyard.core import deps, lifecycle, views
 from batchyard.core.arrayjob import children_from_status
 from batchyard.core.arrays import ArrayChildren
+from batchyard.core.capacity import Resources
 from batchyard.core.jobref import JobRef
 from batchyard.core.revisions import resolve
 from batchyard.core.scheduler import JobView, World
 from batchyard.core.tenancy import OperatorIdentity
 from batchyard.core.views import CECapacity
 from batchyard.render import pod as render
+from batchyard.render.mnp import node_choice, num_nodes
 
 
 def children_of(entry: JobEntry) -> ArrayChildren | None:
@@ -31,6 +33,32 @@ def children_of(entry: JobEntry) -> ArrayChildren | None:
     if entry.children is None and entry.job.spec.arrayProperties is not None:
         entry.children = children_from_status(entry.status)
     return entry.children
+
+
+def node_demands(entry: JobEntry, spec: JobDefinitionSpec) -> tuple[Resources, ...]:
+    """One demand per node, in index order (the scheduler places the gang from these)."""
+    job = entry.job
+    return tuple(render.job_demand(job, spec, i) for i in range(num_nodes(job, spec)))
+
+
+def node_consumables(entry: JobEntry, spec: JobDefinitionSpec, job_level: dict[str, int]) -> dict[str, int]:
+    """Consumable resources are held per node (AWS NodeRangeProperty.consumableResourceProperties;
+    a node without its own takes the job's): the gang needs the sum."""
+    job = entry.job
+    props = spec.nodeProperties
+    assert props is not None
+    out: dict[str, int] = {}
+    for i in range(num_nodes(job, spec)):
+        r, _ = node_choice(job, spec, i)
+        own = props.nodeRangeProperties[r].consumableResourceProperties if r is not None else None
+        needs = (
+            {c.consumableResource: c.quantity for c in own.consumableResourceList or []}
+            if own is not None
+            else job_level
+        )
+        for name, q in needs.items():
+            out[name] = out.get(name, 0) + q
+    return out
 
 
 @dataclass
@@ -132,6 +160,20 @@ class JobReader:
             return None
         _, spec = found
         demand = render.job_demand(entry.job, spec)
+        if spec.nodeProperties is not None:
+            # AWS gang scheduling: every node at once, each with its own demand; consumable
+            # resources are held per node (adapters.mnp)
+            return views.job_view(
+                ref,
+                entry.job,
+                entry.status,
+                spec,
+                demand,
+                retried=retried,
+                now=now,
+                node_demands=node_demands(entry, spec),
+                node_consumables=node_consumables(entry, spec, dict(views.consumables(entry.job, spec))),
+            )
         return views.job_view(ref, entry.job, entry.status, spec, demand, retried=retried, now=now)
 
     # -- dependencies -------------------------------------------------------------------------

@@ -389,9 +389,8 @@ class NodePoolReconciler:
         out = []
         for q in sorted(self.state.queues.values(), key=lambda q: (-q.spec.priority, q.metadata.name or "")):
             name = q.metadata.name or ""
-            jobs = [
-                d for key in sched.snapshot(name, DEMAND_LIMIT) if (d := sched.demand_of(key)) is not None
-            ]
+            # a multi-node parallel job counts as one demand per node
+            jobs = [d for key in sched.snapshot(name, DEMAND_LIMIT) for d in sched.demands_of(key)]
             if jobs:
                 out.append(QueueDemand(tuple(q.compute_environments_in_order()), jobs))
         return out

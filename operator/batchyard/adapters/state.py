@@ -47,6 +47,7 @@ from batchyard.render.names import (
     LABEL_ATTEMPT,
     LABEL_COMPUTE_ENVIRONMENT,
     LABEL_JOB_UID,
+    LABEL_NODE_INDEX,
 )
 
 JobKey = JobRef  # a BatchJob (index None): the maps here never hold array children
@@ -180,6 +181,8 @@ class PodEntry:
     # it was placed in (the pod's CE label value).
     requests: Resources = ZERO
     compute_environment: str | None = None
+    # A multi-node parallel job's node index (pod label), None for other pods.
+    node_index: int | None = None
 
 
 def pod_requests(spec: Mapping[str, Any]) -> Resources:
@@ -330,9 +333,14 @@ def observe_pod(body: Mapping[str, Any]) -> PodEntry | None:
             scheduled_at=scheduled_at,
             containers=tuple(containers),
             essentials_done=essentials_done,
+            pod_ip=status.get("podIP") or None,
+            host_ip=status.get("hostIP") or None,
         ),
         requests=pod_requests(body.get("spec") or {}),
         compute_environment=labels.get(LABEL_COMPUTE_ENVIRONMENT),
+        node_index=int(node)
+        if (node := labels.get(LABEL_NODE_INDEX)) is not None and node.isdigit()
+        else None,
     )
 
 

@@ -387,6 +387,40 @@ class ArrayPropertiesDetail(Loose):
     (parent only; other states appear when they have children)."""
 
 
+class NodeDetail(Loose):
+    """One node of a multi-node parallel job's current attempt (AWS NodeDetails, plus where its
+    pod runs). AWS addresses node N as ``<jobId>#N``."""
+
+    nodeIndex: int
+    """The node's index (0 .. numNodes-1)."""
+    isMainNode: bool | None = None
+    """True for the main node, whose exit decides the job's outcome."""
+    status: JobStatus | None = None
+    """The node's state: RUNNABLE/PENDING before its pod exists, then STARTING, RUNNING, SUCCEEDED
+    or FAILED."""
+    podName: str | None = None
+    """The node's pod in the current attempt."""
+    nodeName: str | None = None
+    """The Kubernetes node the pod runs on."""
+    privateIpv4Address: str | None = None
+    """The pod's address (the node's under hostNetwork)."""
+    exitCode: int | None = None
+    """The node's exit code, once it ended."""
+    reason: str | None = None
+    """Why the node's container ended."""
+
+
+class NodePropertiesDetail(Loose):
+    """A multi-node parallel job's nodes (AWS JobDetail nodeProperties, with each node's state)."""
+
+    numNodes: int | None = None
+    """Number of nodes (after nodeOverrides)."""
+    mainNode: int | None = None
+    """Index of the main node."""
+    nodes: list[NodeDetail] | None = None
+    """Every node of the current attempt, in index order."""
+
+
 class BatchJobStatus(Loose):
     """DescribeJobs' JobDetail for this job, written by the operator.
 
@@ -427,6 +461,8 @@ class BatchJobStatus(Loose):
     """The job was terminated (spec.terminate)."""
     arrayProperties: ArrayPropertiesDetail | None = None
     """Array job size and per-state child counts."""
+    nodeProperties: NodePropertiesDetail | None = None
+    """Multi-node parallel jobs: node count, main node and each node's state."""
     queuePosition: int | None = None
     """Position among the queue's RUNNABLE jobs (0 = head), while RUNNABLE."""
     observedGeneration: int | None = None

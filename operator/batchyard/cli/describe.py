@@ -1,4 +1,6 @@
-"""`batchyard describe <job>[:<index>]`: DescribeJobs for a job, or for one array child.
+"""`batchyard describe <job>[:<index>|#<node>]`: DescribeJobs for a job, one array child, or one
+node of a multi-node parallel job (AWS `jobId#node`: its state, pod, node and address from the
+job's status.nodeProperties).
 
 Array children are not Kubernetes objects: a child's state, attempt and last exit live in the
 parent's status (compact index ranges), and its pod exists while it runs. This command puts the
@@ -19,8 +21,10 @@ from batchyard.core.lifecycle import iso
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("describe", help="describe a job, or one array child as <job>:<index>")
-    p.add_argument("job", help="BatchJob name, or <name>:<index> for an array child")
+    p = sub.add_parser(
+        "describe", help="describe a job, one array child as <job>:<index>, or one MNP node as <job>#<node>"
+    )
+    p.add_argument("job", help="BatchJob name, <name>:<index> for an array child, <name>#<node> for a node")
     add_kube_args(p)
     p.set_defaults(func=cmd_describe)
 
@@ -69,13 +73,41 @@ def child_detail(job: BatchJob, index: int, pod: dict[str, Any] | None) -> dict[
     return detail
 
 
+def node_detail(job: BatchJob, node: int) -> dict[str, Any]:
+    """The DescribeJobs-like view of node `node` of a multi-node parallel job (pure)."""
+    status = job.status
+    props = status.nodeProperties if status is not None else None
+    if status is None or props is None or props.numNodes is None:
+        raise ValueError(f"{job.metadata.name} is not a multi-node parallel job (or has no status yet)")
+    if not 0 <= node < props.numNodes:
+        raise ValueError(f"node {node} is outside 0..{props.numNodes - 1}")
+    row = next((r for r in props.nodes or [] if r.nodeIndex == node), None)
+    detail: dict[str, Any] = {
+        "jobId": f"{status.jobId}#{node}",
+        "jobName": job.job_name,
+        "jobQueue": job.spec.jobQueue,
+        # AWS JobDetail nodeDetails
+        "nodeDetails": {"nodeIndex": node, "isMainNode": node == props.mainNode},
+        "attempts": len(status.attempts or []),
+    }
+    if row is not None:
+        detail.update(row.model_dump(exclude_none=True, mode="json", exclude={"nodeIndex", "isMainNode"}))
+    return detail
+
+
 def cmd_describe(args: argparse.Namespace) -> int:
-    ref = parse_job_ref(args.job)
+    ref = parse_job_ref(args.job, allow_node=True)
     kube = Kubectl.of(args)
     body = kube.get_or_none("batchjob", ref.name)
     if body is None:
         raise CommandError(f'batchjob "{ref.name}" not found')
     job = BatchJob.from_body(body)
+    if ref.node is not None:
+        try:
+            print(json.dumps(node_detail(job, ref.node), indent=2))
+        except ValueError as err:
+            raise UsageError(f"{ref}: {err}") from err
+        return 0
     if ref.index is None:
         print(json.dumps({"spec": job.spec.model_dump(exclude_none=True, mode="json"),
                           "status": job.status.model_dump(exclude_none=True, mode="json") if job.status else {}},

@@ -19,6 +19,12 @@ Capacity model (documented choice; AWS has instances, we have Kubernetes nodes):
   reacts to pending pods, e.g. Karpenter): only maxvCpus and the largest launchable node shape
   (``max_node``, when known) bind.
 
+Multi-node parallel (MNP) jobs are placed as a gang (``CEWork.find_gang``): all ``numNodes``
+pods at once, each on its own node, or none. AWS: "Multi-node parallel job nodes are
+single-tenant" -- so a gang node must be entirely free, and it is charged whole (``Charge.node_demand``
+is the node's allocatable) so that no other job lands beside the gang's pod. ``maxvCpus`` is
+charged the job's own vCPUs, as for every other job.
+
 Capacity is charged when the scheduler dispatches (assume-then-undo: the Dispatch is counted
 before the pod exists) and released when the attempt ends or the dispatch is undone.
 """
@@ -176,6 +182,9 @@ class CEView:
     # already add up to maxvCpus and running jobs must end): full nodes then mean "wait", not
     # INSUFFICIENT_INSTANCE_CAPACITY (which stays for a provider that fails to deliver).
     scaling: bool = False
+    # Spot capacity: AWS "Multi-node parallel jobs aren't supported on compute environments that
+    # use Spot Instances", so gangs skip it.
+    spot: bool = False
 
     @property
     def usable(self) -> bool:
@@ -193,6 +202,12 @@ class Charge:
     ce: str
     node: str | None
     demand: Resources
+    # what the node is charged, when it differs from ``demand``: a gang node is held whole
+    node_demand: Resources | None = None
+
+    @property
+    def on_node(self) -> Resources:
+        return self.demand if self.node_demand is None else self.node_demand
 
 
 @dataclass(slots=True)
@@ -232,11 +247,12 @@ class CapacityLedger:
         self.ce_gpus[ce] = self.ce_gpus.get(ce, 0) + d.gpus
         self.ce_jobs[ce] = self.ce_jobs.get(ce, 0) + 1
         if charge.node is not None:
+            nd = charge.on_node
             nk = (ce, charge.node)
-            self.node_used[nk] = self.node_used.get(nk, ZERO) + d
+            self.node_used[nk] = self.node_used.get(nk, ZERO) + nd
             w = self.work.get(ce)
             if w is not None:
-                w.adjust(charge.node, d, -1)
+                w.adjust(charge.node, nd, -1)
 
     def release(self, key: Hashable) -> Charge | None:
         charge = self.charges.pop(key, None)
@@ -248,15 +264,16 @@ class CapacityLedger:
         self.ce_gpus[ce] -= d.gpus
         self.ce_jobs[ce] -= 1
         if charge.node is not None:
+            nd = charge.on_node
             nk = (ce, charge.node)
-            left = self.node_used[nk] - d
+            left = self.node_used[nk] - nd
             if left == ZERO:
                 del self.node_used[nk]
             else:
                 self.node_used[nk] = left
             w = self.work.get(ce)
             if w is not None:
-                w.adjust(charge.node, d, +1)
+                w.adjust(charge.node, nd, +1)
         return charge
 
     def rebind(self, key: Hashable, node: str | None) -> None:
@@ -265,7 +282,7 @@ class CapacityLedger:
         if charge is None or charge.node == node:
             return
         self.release(key)
-        self.charge(key, Charge(charge.ce, node, charge.demand))
+        self.charge(key, Charge(charge.ce, node, charge.demand, charge.node_demand))
 
     def in_use(self, ce: str) -> Resources:
         return Resources(self.ce_milli.get(ce, 0), self.ce_memory.get(ce, 0), self.ce_gpus.get(ce, 0))
@@ -337,6 +354,39 @@ class CEWork:
             if c <= fc[i] and m <= fm[i] and g <= fg[i]:
                 return i
         return None
+
+    def find_gang(self, demands: tuple[Resources, ...]) -> list[int] | None:
+        """One distinct, entirely free node per gang member (index i -> node index), or None.
+
+        AWS "Multi-node parallel jobs" ("also known as gang scheduling"): the job starts only
+        when all its nodes can; AWS: MNP nodes are single-tenant, so a node that already runs
+        anything is not a candidate. Nodes that don't bind (capacity on demand): every member
+        gets -1 when each fits the largest launchable node. First fit in node order; the
+        largest demands are placed first so a mixed gang does not waste the big nodes.
+        """
+        if self.ce.nodes is None:
+            return [-1] * len(demands) if all(self.shape_fits(d) for d in demands) else None
+        fc, fm, fg = self.free_cpu, self.free_mem, self.free_gpu
+        sc, sm, sg = self.shape_cpu, self.shape_mem, self.shape_gpu
+        free = [i for i in range(len(fc)) if fc[i] == sc[i] and fm[i] == sm[i] and fg[i] == sg[i]]
+        if len(free) < len(demands):
+            return None
+        out: list[int] = [0] * len(demands)
+        taken: set[int] = set()
+        for k in sorted(range(len(demands)), key=lambda k: demands[k], reverse=True):
+            d = demands[k]
+            for i in free:
+                if i not in taken and d.milli_cpu <= fc[i] and d.memory_mib <= fm[i] and d.gpus <= fg[i]:
+                    taken.add(i)
+                    out[k] = i
+                    break
+            else:
+                return None
+        return out
+
+    def whole_node(self, i: int) -> Resources:
+        """Node ``i``'s allocatable: what a single-tenant gang member holds."""
+        return Resources(self.shape_cpu[i], self.shape_mem[i], self.shape_gpu[i])
 
     def adjust(self, node: str, d: Resources, sign: int) -> None:
         """A charge on ``node`` was added (sign -1) or released (+1)."""

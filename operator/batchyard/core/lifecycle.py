@@ -142,6 +142,10 @@ class PodObs:
     # All essential containers terminated though the pod still runs (a non-essential container
     # that never exits): the attempt is over (ECS: the task stops when an essential container exits).
     essentials_done: bool = False
+    # The pod's and its node's addresses (a multi-node parallel job's main node address: AWS
+    # AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS).
+    pod_ip: str | None = None
+    host_ip: str | None = None
 
     @property
     def finished(self) -> bool:

@@ -88,6 +88,7 @@ from batchyard.core.capacity import (
     CEWork,
     Charge,
     Resources,
+    total,
 )
 from batchyard.core.consumables import ConsumableLedger, ConsumableUsage, ConsumableView
 from batchyard.core.fairshare import MAX_ACTIVE_SHARES, FairShareState, PolicyView
@@ -179,6 +180,21 @@ class JobView:
     scheduling_priority: int = 0
     retried: bool = False  # back in RUNNABLE after a failed attempt: goes to the front
     consumables: Mapping[str, int] = field(default_factory=dict)
+    # A multi-node parallel job: one demand per node, in node-index order (``demand`` is their
+    # sum and ``consumables`` the per-node quantities summed). Empty for other jobs.
+    node_demands: tuple[Resources, ...] = ()
+
+    @property
+    def gang(self) -> bool:
+        return bool(self.node_demands)
+
+
+@dataclass(frozen=True, slots=True)
+class GangNode:
+    """The capacity-ledger key of node ``index`` of a multi-node parallel job."""
+
+    job_key: JobKey
+    index: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +249,8 @@ class Dispatch:
     node: str | None  # the node charged (a hint; None when the CE's nodes don't bind)
     demand: Resources
     consumables: Mapping[str, int]
+    # multi-node parallel job: the node charged for each node index (the whole gang is held)
+    nodes: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,9 +488,18 @@ class Scheduler:
         return self._drop(entry, now, consume=True)
 
     def add_running(
-        self, job: JobView, compute_environment: str, node: str | None, now: float, state: str = STARTING
+        self,
+        job: JobView,
+        compute_environment: str,
+        node: str | None,
+        now: float,
+        state: str = STARTING,
+        gang_nodes: tuple[str | None, ...] = (),
     ) -> None:
-        """Restore an attempt found STARTING/RUNNING (operator restart): charge what it holds."""
+        """Restore an attempt found STARTING/RUNNING (operator restart): charge what it holds.
+
+        A multi-node parallel job holds its whole gang again (``gang_nodes``: the node of each
+        node index, None for a pod not yet created or bound)."""
         old = self._jobs.get(job.key)
         if old is not None:
             self._drop(old, now, consume=False)
@@ -480,7 +507,13 @@ class Scheduler:
         entry = _Entry(job, next(self._seq), job.share_identifier or "", state=state)
         self._jobs[job.key] = entry
         self._fs(job.queue).job_joined(entry.share)
-        self._hold(entry, compute_environment, node, now)
+        if job.gang:
+            nodes = gang_nodes or (None,) * len(job.node_demands)
+            self._hold(
+                entry, compute_environment, node, now, self._gang_charges(job, compute_environment, nodes)
+            )
+        else:
+            self._hold(entry, compute_environment, node, now)
         self._count(job.queue, state, +1)
 
     def mark_running(self, key: JobKey) -> None:
@@ -507,8 +540,23 @@ class Scheduler:
     def held(self, key: JobKey) -> bool:
         return key in self._holds
 
-    def bind(self, key: JobKey, node: str | None) -> None:
-        """The attempt's pod was bound to ``node``: move its node charge there."""
+    def bind(self, key: JobKey, node: str | None, node_index: int | None = None) -> None:
+        """The attempt's pod was bound to ``node``: move its node charge there (for a
+        multi-node parallel job, the charge of node ``node_index``)."""
+        entry = self._jobs.get(key)
+        if entry is not None and entry.job.gang:
+            if node_index is None:
+                return
+            gk = GangNode(key, node_index)
+            charge = self._capacity.charges.get(gk)
+            if charge is None or charge.node == node:
+                return
+            # the member holds its new node whole (single-tenant), when the node is known
+            work = self._capacity.work.get(charge.ce)
+            i = work.index.get(node) if work is not None and node is not None else None
+            whole = work.whole_node(i) if work is not None and i is not None else None
+            self._capacity.charge(gk, Charge(charge.ce, node, charge.demand, whole))
+            return
         self._capacity.rebind(key, node)
 
     def undo(self, decision: Decision, now: float) -> None:
@@ -550,6 +598,15 @@ class Scheduler:
         """The demand of a job the scheduler holds (with ``snapshot``: per-job node-pool sizing)."""
         entry = self._jobs.get(key)
         return entry.job.demand if entry is not None else None
+
+    def demands_of(self, key: JobKey) -> tuple[Resources, ...]:
+        """What node-pool sizing must find room for: the job's one demand, or one per node of a
+        multi-node parallel job (AWS: its nodes are single-tenant, so N nodes, not N pods' worth
+        of packed room). Empty for a job the scheduler does not hold."""
+        entry = self._jobs.get(key)
+        if entry is None:
+            return ()
+        return entry.job.node_demands or (entry.job.demand,)
 
     def share_admission(self, queue: str, share_identifier: str, now: float) -> str | None:
         """None if a job with ``share_identifier`` may be submitted to ``queue``, else the reason."""
@@ -653,8 +710,16 @@ class Scheduler:
             job = entry.job
             d = job.demand
             outcome: _Outcome | None = None
+            gang: list[int] | None = None
             held = self._holds.get(job.key)
-            placed = _first_fit(d, ces) if held is None or held.until <= now else None
+            placed: tuple[CEWork, int] | None = None
+            if held is None or held.until <= now:
+                if job.gang:
+                    placed_gang = _first_fit_gang(job.node_demands, ces)
+                    placed = (placed_gang[0], -1) if placed_gang is not None else None
+                    gang = placed_gang[1] if placed_gang is not None else None
+                else:
+                    placed = _first_fit(d, ces)
             if held is not None and held.until > now:
                 outcome = _Outcome(
                     held.code,
@@ -664,7 +729,7 @@ class Scheduler:
                     held.since,
                 )
             elif placed is None:
-                outcome = _classify(d, q, ces)
+                outcome = _classify(job.node_demands or (d,), q, ces, job.gang)
             else:
                 short = self._consumables.shortfall(job.consumables, world.consumables)
                 if short:
@@ -687,13 +752,31 @@ class Scheduler:
                 backlog.pop_head(entry.share)
                 self._unqueue_counts(entry)
                 entry.state = STARTING
-                self._hold(entry, cew.ce.name, node, now)
+                gang_nodes: tuple[str | None, ...] = ()
+                if gang is not None:
+                    # AWS: the whole gang's capacity is held before its first pod is created
+                    gang_nodes = tuple(cew.node_names[i] if i >= 0 else None for i in gang)
+                    node = None
+                    charges = [
+                        Charge(
+                            cew.ce.name,
+                            gang_nodes[k],
+                            job.node_demands[k],
+                            cew.whole_node(i) if i >= 0 else None,
+                        )
+                        for k, i in enumerate(gang)
+                    ]
+                    self._hold(entry, cew.ce.name, None, now, charges)
+                else:
+                    self._hold(entry, cew.ce.name, node, now)
                 picker.taken()
                 self._count(q.name, STARTING, +1)
                 hb = self._head_blocks.get(q.name)
                 if hb is not None and hb.job_key == job.key:
                     del self._head_blocks[q.name]
-                decisions.append(Dispatch(job.key, q.name, cew.ce.name, node, d, dict(job.consumables)))
+                decisions.append(
+                    Dispatch(job.key, q.name, cew.ce.name, node, d, dict(job.consumables), gang_nodes)
+                )
                 budget -= 1
                 continue
             assert outcome is not None
@@ -784,9 +867,26 @@ class Scheduler:
         self._count(q, RUNNABLE, -1)
         self._demand[q] = self._demand.get(q, ZERO) - entry.job.demand
 
-    def _hold(self, entry: _Entry, ce: str, node: str | None, now: float) -> None:
+    def _gang_charges(self, job: JobView, ce: str, nodes: tuple[str | None, ...]) -> list[Charge]:
+        """Restart: the gang's charges on the nodes its pods are bound to (held whole when known)."""
+        work = self._capacity.work.get(ce)
+        out = []
+        for k, d in enumerate(job.node_demands):
+            node = nodes[k] if k < len(nodes) else None
+            i = work.index.get(node) if work is not None and node is not None else None
+            whole = work.whole_node(i) if work is not None and i is not None else None
+            out.append(Charge(ce, node, d, whole))
+        return out
+
+    def _hold(
+        self, entry: _Entry, ce: str, node: str | None, now: float, gang: list[Charge] | None = None
+    ) -> None:
         job = entry.job
-        self._capacity.charge(job.key, Charge(ce, node, job.demand))
+        if gang is not None:
+            for k, charge in enumerate(gang):
+                self._capacity.charge(GangNode(job.key, k), charge)
+        else:
+            self._capacity.charge(job.key, Charge(ce, node, job.demand))
         self._consumables.acquire(job.key, job.consumables)
         self._queue_milli[job.queue] = self._queue_milli.get(job.queue, 0) + job.demand.milli_cpu
         q = self._world.queues.get(job.queue)
@@ -798,7 +898,12 @@ class Scheduler:
 
     def _release(self, entry: _Entry, now: float, consume: bool) -> dict[str, int]:
         job = entry.job
-        self._capacity.release(job.key)
+        if job.gang:
+            # AWS: a gang that cannot complete (or ends) releases every node it held
+            for k in range(len(job.node_demands)):
+                self._capacity.release(GangNode(job.key, k))
+        else:
+            self._capacity.release(job.key)
         gone = self._consumables.release(job.key, self._world.consumables, consume)
         self._queue_milli[job.queue] = self._queue_milli.get(job.queue, 0) - job.demand.milli_cpu
         if entry.bucket is not None:
@@ -953,8 +1058,32 @@ def _first_fit(d: Resources, ces: list[CEWork | None]) -> tuple[CEWork, int] | N
     return None
 
 
-def _classify(d: Resources, q: QueueView, ces: list[CEWork | None]) -> _Outcome:
-    """Why the head job fits in no CE now (module docstring, step 5)."""
+def _first_fit_gang(
+    demands: tuple[Resources, ...], ces: list[CEWork | None]
+) -> tuple[CEWork, list[int]] | None:
+    # AWS: a multi-node parallel job starts only when all its nodes fit at once ("gang
+    # scheduling"), in one compute environment; "Multi-node parallel jobs aren't supported on
+    # UNMANAGED compute environments", so those are skipped.
+    total_demand = total(demands)
+    for cew in ces:
+        if (
+            cew is None
+            or not cew.ce.usable
+            or not cew.ce.managed
+            or cew.ce.spot
+            or not cew.under_max(total_demand)
+        ):
+            continue
+        nodes = cew.find_gang(demands)
+        if nodes is not None:
+            return cew, nodes
+    return None
+
+
+def _classify(demands: tuple[Resources, ...], q: QueueView, ces: list[CEWork | None], gang: bool) -> _Outcome:
+    """Why the head job fits in no CE now (module docstring, step 5). ``demands``: the job's one
+    demand, or one per node of a multi-node parallel job (``gang``)."""
+    d = total(demands)
     usable = [c for c in ces if c is not None and c.ce.usable]
     if not usable:
         problems = []
@@ -979,11 +1108,31 @@ def _classify(d: Resources, q: QueueView, ces: list[CEWork | None]) -> _Outcome:
             False,
             detail,
         )
+    if gang:
+        unmanaged = [c.ce.name for c in usable if not c.ce.managed]
+        spot = [c.ce.name for c in usable if c.ce.managed and c.ce.spot]
+        usable = [c for c in usable if c.ce.managed and not c.ce.spot]
+        if not usable:
+            # AWS "Compute environment considerations": "Multi-node parallel jobs aren't supported
+            # on UNMANAGED compute environments" and "... on compute environments that use Spot
+            # Instances" -- the job can never start in this queue.
+            kinds = []
+            if unmanaged:
+                kinds.append(f"UNMANAGED compute environments ({', '.join(unmanaged)})")
+            if spot:
+                kinds.append(f"compute environments that use Spot Instances ({', '.join(spot)})")
+            return _Outcome(
+                JOB_RESOURCE_REQUIREMENT,
+                f"{JOB_RESOURCE_REQUIREMENT_MESSAGE} Multi-node parallel jobs aren't supported on "
+                + " or ".join(kinds),
+                True,
+                "multi-node parallel jobs aren't supported on UNMANAGED or Spot compute environments",
+            )
     if all(d.milli_cpu > c.max_milli for c in usable):
         return _Outcome(
             CE_MAX_RESOURCE, CE_MAX_RESOURCE_MESSAGE, True, "job vCPUs exceed maxvCpus of every CE"
         )
-    possible = [c for c in usable if d.milli_cpu <= c.max_milli and c.shape_fits(d)]
+    possible = [c for c in usable if d.milli_cpu <= c.max_milli and all(c.shape_fits(x) for x in demands)]
     if not possible:
         return _Outcome(
             JOB_RESOURCE_REQUIREMENT,

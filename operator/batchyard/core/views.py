@@ -62,9 +62,9 @@ class CECapacity:
 
 
 def unsupported(spec: JobDefinitionSpec) -> tuple[str, ...]:
-    """What the API accepts but the loop does not run yet: said at submission, never half-run."""
-    if spec.type == "multinode" or spec.nodeProperties is not None:
-        return ("multi-node parallel jobs (type multinode) are not supported by this operator version yet",)
+    """What the API accepts but the loop does not run yet: said at submission, never half-run.
+    Nothing today: multi-node parallel jobs run as a gang (adapters.mnp, core.mnp)."""
+    del spec
     return ()
 
 
@@ -131,9 +131,14 @@ def job_view(
     *,
     retried: bool,
     now: float,
+    node_demands: tuple[Resources, ...] = (),
+    node_consumables: Mapping[str, int] | None = None,
 ) -> JobView:
     """The job (or array child ``ref``) as the scheduler sees it. ``demand`` is what its pod
-    requests (render.job_demand). FIFO order is by createdAt (AWS: submission time)."""
+    requests (render.job_demand). FIFO order is by createdAt (AWS: submission time).
+
+    A multi-node parallel job passes one demand per node (``demand`` is their sum) and the
+    consumables its nodes hold together: the scheduler places it as a gang."""
     submitted = lifecycle.epoch(status.createdAt or job.metadata.creationTimestamp)
     return JobView(
         key=ref,
@@ -143,7 +148,8 @@ def job_view(
         share_identifier=job.spec.shareIdentifier,
         scheduling_priority=scheduling_priority(job, spec),
         retried=retried,
-        consumables=consumables(job, spec),
+        consumables=consumables(job, spec) if node_consumables is None else node_consumables,
+        node_demands=node_demands,
     )
 
 
@@ -265,6 +271,7 @@ def ce_view(ce: ComputeEnvironment, capacity: CECapacity) -> CEView:
         max_node=capacity.max_node,
         scaling=capacity.scaling,
         instance_types=tuple(cr.instanceTypes or ()) if cr else (),
+        spot=bool(cr is not None and cr.type == "SPOT"),
     )
 
 

@@ -9,30 +9,35 @@ Running pod as its annotations say. That is how tests and the demo drive exit co
 | --- | --- |
 | `kwok.batchyard.io/exit-code` | exit code, or a comma list by attempt ("137,0": attempt 1 exits 137, later ones 0; the last entry repeats) |
 | `kwok.batchyard.io/exit-code-index-<N>` | the same, for array child N only (takes precedence) |
+| `kwok.batchyard.io/exit-code-node-<N>` | the same, for node N of a multi-node parallel job only (takes precedence) |
+| `kwok.batchyard.io/delay-node-<N>` | the delay of node N of a multi-node parallel job (the operator writes it as that pod's `delay`) |
 | `kwok.batchyard.io/reason` | the container's terminated reason (default `Completed` for 0, `Error` otherwise) |
 | `kwok.batchyard.io/message` | the container's terminated message (default empty) |
 | `kwok.batchyard.io/delay` | how long the pod runs, a Go duration ("3s", "250ms"); default 1s |
 
 A pod without `kwok.batchyard.io/exit-code` runs until it is deleted, like a long job. The stage
-reads the attempt from the pod label `batchyard.io/attempt` and the array index from
-`batchyard.io/array-index`. It matches bare pods, not only Job pods.
+reads the attempt from the pod label `batchyard.io/attempt`, the array index from
+`batchyard.io/array-index` and the node index from `batchyard.io/node-index`. It matches bare pods, not only Job pods.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from batchyard.render.names import LABEL_ARRAY_INDEX, LABEL_ATTEMPT
+from batchyard.render.names import LABEL_ARRAY_INDEX, LABEL_ATTEMPT, LABEL_NODE_INDEX
 
 ANNOTATION_PREFIX = "kwok.batchyard.io/"
 EXIT_CODE = ANNOTATION_PREFIX + "exit-code"
 EXIT_CODE_INDEX = ANNOTATION_PREFIX + "exit-code-index-{index}"
+EXIT_CODE_NODE = ANNOTATION_PREFIX + "exit-code-node-{node}"
+DELAY_NODE = ANNOTATION_PREFIX + "delay-node-{node}"
 REASON = ANNOTATION_PREFIX + "reason"
 MESSAGE = ANNOTATION_PREFIX + "message"
 DELAY = ANNOTATION_PREFIX + "delay"
 
 ATTEMPT_LABEL = LABEL_ATTEMPT
 ARRAY_INDEX_LABEL = LABEL_ARRAY_INDEX
+NODE_INDEX_LABEL = LABEL_NODE_INDEX
 
 NODE_SELECTOR_ANNOTATION = "kwok.x-k8s.io/node"
 NODE_SELECTOR_VALUE = "fake"
@@ -74,6 +79,8 @@ spec:
       {{ $codes := splitList "," ( index $ann "kwok.batchyard.io/exit-code" ) }}
       {{ $idx := or ( index $labels "batchyard.io/array-index" ) "" }}
       {{ if $idx }}{{ $perIndex := index $ann ( printf "kwok.batchyard.io/exit-code-index-%s" $idx ) }}{{ if $perIndex }}{{ $codes = splitList "," $perIndex }}{{ end }}{{ end }}
+      {{ $node := or ( index $labels "batchyard.io/node-index" ) "" }}
+      {{ if $node }}{{ $perNode := index $ann ( printf "kwok.batchyard.io/exit-code-node-%s" $node ) }}{{ if $perNode }}{{ $codes = splitList "," $perNode }}{{ end }}{{ end }}
       {{ $attempt := atoi ( or ( index $labels "batchyard.io/attempt" ) "1" ) }}
       {{ $i := sub $attempt 1 }}
       {{ if ge $i ( len $codes ) }}{{ $i = sub ( len $codes ) 1 }}{{ end }}

@@ -6,7 +6,7 @@ placement on the compute environment's nodes), and it must be deterministic and 
 a cluster. No I/O, no kopf, no Kubernetes client here (an import contract enforces it).
 """
 
-from batchyard.render.mnp import main_node, num_nodes
+from batchyard.render.mnp import main_node, node_choice, num_nodes
 from batchyard.render.names import (
     LABEL_ARRAY_INDEX,
     LABEL_ATTEMPT,
@@ -42,6 +42,7 @@ __all__ = [
     "NODE_TAINT_EFFECTS",
     "job_demand",
     "main_node",
+    "node_choice",
     "num_nodes",
     "pod_name",
     "render_pod",

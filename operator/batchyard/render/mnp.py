@@ -129,6 +129,21 @@ def layout_problems(job: BatchJob, definition: JobDefinitionSpec) -> list[str]:
                 f"jobDefinition.nodeProperties.nodeRangeProperties[{k}].targetNodes {r.targetNodes!r} "
                 f"must lie within nodes 0..{n - 1}"
             )
+    # AWS "Node groups": "all node groups in a multi-node parallel job must use the same
+    # instance type" -- where ranges (or overrides) name one, they must agree.
+    types = sorted(
+        {t for r in props.nodeRangeProperties for t in _instance_types_of(r.instanceTypes, r.container)}
+        | {
+            t
+            for o in (spec.nodeOverrides.nodePropertyOverrides or [] if spec.nodeOverrides else [])
+            for t in _instance_types_of(o.instanceTypes, o.containerOverrides)
+        }
+    )
+    if len(types) > 1:
+        problems.append(
+            "jobDefinition.nodeProperties.nodeRangeProperties: all node groups of a multi-node parallel "
+            f"job must use the same instance type (found {', '.join(types)})"
+        )
     uncovered = [i for i in range(n) if node_choice(job, definition, i)[0] is None]
     if uncovered:
         problems.append(
@@ -143,6 +158,14 @@ def layout_problems(job: BatchJob, definition: JobDefinitionSpec) -> list[str]:
                 f"within nodes 0..{n - 1}"
             )
     return problems
+
+
+def _instance_types_of(types: list[str] | None, container: object) -> list[str]:
+    named = list(types or [])
+    instance = getattr(container, "instanceType", None)
+    if isinstance(instance, str) and instance:
+        named.append(instance)
+    return named
 
 
 def _ranges_text(indexes: list[int]) -> str:

@@ -321,6 +321,11 @@ def render_pod(
     for key, value in (meta.annotations or {}).items():
         if key.startswith(KWOK_ANNOTATION_PREFIX):
             annotations[key] = value
+    if node_index is not None:
+        # kwok's exit stage reads one delay per pod: a node's own delay wins (devcluster/kwok.py)
+        node_delay = (meta.annotations or {}).get(f"{KWOK_ANNOTATION_PREFIX}delay-node-{node_index}")
+        if node_delay:
+            annotations[f"{KWOK_ANNOTATION_PREFIX}delay"] = node_delay
     annotations[ANNOTATION_JOB_ID] = job_id
     annotations[ANNOTATION_JOB_DEFINITION] = f"{job.spec.job_definition_ref()[0]}:{revision}"
 
@@ -354,6 +359,20 @@ def render_pod(
     spec["tolerations"] = job_tolerations(
         ce_name, tolerates_gpu_nodes(int(gpu_job), _gpu_only(compute_environment)), ce_tolerations
     )
+    if node_index is not None:
+        # AWS "Running MNP jobs": "Multi-node parallel job nodes are single-tenant" -- one pod per
+        # node. Required anti-affinity against every Batchyard job pod, in every namespace, keeps
+        # this pod off nodes that run another job, and (kube-scheduler honours existing pods'
+        # required anti-affinity) keeps every other job pod off this pod's node.
+        affinity = spec.setdefault("affinity", {})
+        anti = affinity.setdefault("podAntiAffinity", {})
+        anti.setdefault("requiredDuringSchedulingIgnoredDuringExecution", []).append(
+            {
+                "labelSelector": {"matchExpressions": [{"key": LABEL_JOB_UID, "operator": "Exists"}]},
+                "namespaceSelector": {},
+                "topologyKey": "kubernetes.io/hostname",
+            }
+        )
 
     return {
         "apiVersion": "v1",

@@ -1,0 +1,216 @@
+"""Running multi-node parallel (MNP) jobs: the adapter side of ``core.mnp``.
+
+Why this exists: an MNP job's attempt is one gang of pods, but the job lifecycle
+(``core.lifecycle``) follows one pod per attempt. The main node's pod is that pod: it is created
+by the ordinary dispatch, and its end is the attempt's end, with the main node's exit code,
+reason and timestamps (AWS: "The final job status ... is determined by the final job status of
+the main node"). This module adds the rest, from what the pod watch shows: the child nodes'
+pods once the main node runs (``core.mnp.next_step``), stopping them when the attempt ends
+(timeout, terminate, main exit, retry), the per-node node charges of the scheduler, and
+``status.nodeProperties``. Pod names are deterministic (`<job>-n<node>-a<attempt>`), so a
+restarted operator that repeats a creation gets 409 and adopts the pod.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchyard import render
+from batchyard.adapters.kube import ApiError, Kube
+from batchyard.adapters.observe import JobReader
+from batchyard.adapters.state import ClusterState, JobEntry, JobKey
+from batchyard.api.batchjob import NodeDetail, NodePropertiesDetail
+from batchyard.api.jobdefinition import JobDefinitionSpec
+from batchyard.core import lifecycle
+from batchyard.core import mnp as core_mnp
+from batchyard.core.scheduler import Scheduler
+from batchyard.render.names import LABEL_JOB_UID
+
+log = logging.getLogger(__name__)
+
+_PHASES = {"Pending": core_mnp.PENDING, "Running": core_mnp.RUNNING, "Succeeded": core_mnp.SUCCEEDED}
+_LIVE = ("STARTING", "RUNNING")
+
+
+def is_mnp(spec: JobDefinitionSpec) -> bool:
+    return spec.nodeProperties is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildLaunch:
+    key: JobKey
+    attempt: int
+    compute_environment: str
+    indexes: tuple[int, ...]
+    main_address: str
+
+
+@dataclass(slots=True)
+class GangRunner:
+    """The controller's MNP side: called from its synchronous ``decide`` and its ``execute``."""
+
+    kube: Kube
+    state: ClusterState
+    scheduler: Scheduler
+    reader: JobReader
+    keep_pods: bool = False
+    launches: list[ChildLaunch] = field(default_factory=list)
+    # jobs whose "children launched" event was posted, per attempt (one event per attempt)
+    announced: set[tuple[JobKey, int, str]] = field(default_factory=set)
+
+    def gang(self, entry: JobEntry, spec: JobDefinitionSpec, attempt: int) -> core_mnp.Gang:
+        job = entry.job
+        ns = job.metadata.namespace or ""
+        n = render.num_nodes(job, spec)
+        pods: dict[int, core_mnp.NodePod] = {}
+        host_network = False
+        for i in range(n):
+            name = render.pod_name(job.metadata.name or "", attempt, None, i)
+            found = self.state.pods.get((ns, name))
+            if found is None or found.job_uid != job.metadata.uid:
+                if name in entry.pods_seen:
+                    pods[i] = core_mnp.NodePod(i, core_mnp.GONE, pod_name=name)
+                continue
+            o = found.obs
+            phase = _PHASES.get(o.phase, core_mnp.FAILED)
+            if o.phase == "Running" and o.essentials_done:
+                phase = core_mnp.SUCCEEDED if o.exit_code == 0 else core_mnp.FAILED
+            # Under hostNetwork the pod's IP is its node's IP (either is the right address then).
+            host_network = host_network or (o.pod_ip is not None and o.pod_ip == o.host_ip)
+            pods[i] = core_mnp.NodePod(
+                i,
+                phase,
+                pod_name=name,
+                node_name=o.node,
+                pod_ip=o.pod_ip,
+                host_ip=o.host_ip,
+                exit_code=o.exit_code,
+                reason=o.reason,
+                started_at=o.running_since,
+                stopped_at=o.finished_at,
+            )
+        return core_mnp.Gang(n, render.main_node(spec), attempt, pods, host_network)
+
+    def after_step(
+        self, key: JobKey, entry: JobEntry, spec: JobDefinitionSpec, step: lifecycle.Step, now: float
+    ) -> None:
+        """The job's lifecycle step is known: launch children, stop the gang, bind charges, and
+        set status.nodeProperties. Synchronous (decide); pod creation happens in ``execute``."""
+        status = step.status
+        job = entry.job
+        attempts = status.attempts or []
+        current = attempts[-1].attempt if attempts else None
+        live = status.status in _LIVE
+        # Stop what must not run: every node of an attempt that is not the live one, and every
+        # node of the live attempt once its main pod is being stopped (timeout, terminate).
+        main_name = attempts[-1].podName if attempts else None
+        main_pod = self.state.pods.get((job.metadata.namespace or "", main_name or ""))
+        main_stopping = main_name is not None and (
+            main_name in step.delete_pods or (main_pod is not None and main_pod.obs.deleting)
+        )
+        for number in sorted({a.attempt for a in attempts if a.attempt is not None}):
+            if live and number == current and not main_stopping:
+                continue  # the running attempt keeps its nodes (AWS: a child's end changes nothing)
+            old = self.gang(entry, spec, number)
+            # AWS: "All child nodes are then stopped". Finished children go with the attempt's
+            # pods too, unless finished pods are kept (Settings.keep_pods).
+            stop = set(core_mnp.stop_all(old))
+            if not self.keep_pods:
+                stop |= {i for i, p in old.pods.items() if p.phase != core_mnp.GONE}
+            for i in sorted(stop):
+                name = old.pod(i).pod_name
+                seen = self.state.pods.get((job.metadata.namespace or "", name or ""))
+                if seen is not None and seen.obs.deleting:
+                    continue  # asked already
+                if name and name not in step.delete_pods and i != old.main_node:
+                    step.delete_pods.append(name)
+        g = self.gang(entry, spec, current) if current is not None else None
+        if live and g is not None and not main_stopping:
+            for i, pod in g.pods.items():
+                if pod.node_name and pod.phase in (core_mnp.PENDING, core_mnp.RUNNING):
+                    self.scheduler.bind(key, pod.node_name, i)
+            decision = core_mnp.next_step(g)
+            if isinstance(decision, core_mnp.CreateNodes) and decision.main_address is not None:
+                ce = attempts[-1].computeEnvironment or status.computeEnvironment or ""
+                self.launches.append(ChildLaunch(key, g.attempt, ce, decision.indexes, decision.main_address))
+                if (key, g.attempt, "launch") not in self.announced:
+                    self.announced.add((key, g.attempt, "launch"))
+                    step.events.append(
+                        lifecycle.Event(
+                            "Normal",
+                            "MainNodeRunning",
+                            f"Main node {g.main_node} is RUNNING at {decision.main_address}; launching "
+                            f"{len(decision.indexes)} child node(s) of attempt {g.attempt}",
+                        )
+                    )
+        n = render.num_nodes(job, spec)
+        main_index = render.main_node(spec)
+        if g is None:
+            g = core_mnp.Gang(n, main_index, 0, {})
+        ended = status.status in ("SUCCEEDED", "FAILED")
+        rows = [NodeDetail.model_validate(r.as_dict()) for r in core_mnp.node_rows(g, job_ended=ended)]
+        # A node's pod goes once the attempt is over: its last row stays (what the user needs to
+        # see of a finished job), and a node stopped with the job says so.
+        last = status.nodeProperties.nodes if status.nodeProperties and status.nodeProperties.nodes else []
+        previous = {r.nodeIndex: r for r in last}
+        for k, row in enumerate(rows):
+            pod = g.pod(row.nodeIndex)
+            before = previous.get(row.nodeIndex)
+            expected = (
+                render.pod_name(job.metadata.name or "", g.attempt, None, row.nodeIndex)
+                if g.attempt
+                else None
+            )
+            if (
+                pod.phase in (core_mnp.ABSENT, core_mnp.GONE)
+                and before is not None
+                and before.podName == expected
+            ):
+                kept = before.model_copy()
+                if kept.status in ("STARTING", "RUNNING") and ended:
+                    kept.status = status.status
+                    kept.reason = kept.reason or "Stopped: the main node exited"
+                rows[k] = kept
+        status.nodeProperties = NodePropertiesDetail(numNodes=n, mainNode=main_index, nodes=rows)
+
+    async def launch(self, launch: ChildLaunch) -> None:
+        """Create the child nodes' pods (idempotent by name: 409 from our own pod is adopted)."""
+        entry = self.state.jobs.get(launch.key)
+        if entry is None:
+            return
+        resolved = self.reader.definition(entry)
+        if isinstance(resolved, str):
+            return
+        revision, spec = resolved
+        job = entry.job
+        ns = job.metadata.namespace or ""
+        ce = self.state.compute_environments.get(launch.compute_environment)
+        for i in launch.indexes:
+            manifest: dict[str, Any] = render.render_pod(
+                job,
+                spec,
+                revision=revision,
+                attempt=launch.attempt,
+                node_index=i,
+                main_node_ip=launch.main_address,
+                queue=job.spec.jobQueue,
+                compute_environment=ce if ce is not None else launch.compute_environment,
+            )
+            try:
+                await self.kube.create(f"/api/v1/namespaces/{ns}/pods", manifest)
+            except ApiError as err:
+                if err.status == 409:
+                    existing = await self.kube.get(
+                        f"/api/v1/namespaces/{ns}/pods/{manifest['metadata']['name']}"
+                    )
+                    owner = ((existing.get("metadata") or {}).get("labels") or {}).get(LABEL_JOB_UID)
+                    if owner == job.metadata.uid:
+                        continue
+                log.warning("creating node %s of %s failed, will retry: %s", i, launch.key, err)
+                self.state.dirty_jobs.add(launch.key)
+
+    def take_launches(self) -> list[ChildLaunch]:
+        out, self.launches = self.launches, []
+        return out
