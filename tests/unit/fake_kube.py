@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchyard.adapters.state import ClusterState
 from batchyard.apierrors import ApiError, Conflict, NotFound, api_error
 from batchyard.nodepools.base import KubeClient
 
@@ -112,3 +113,43 @@ class FakeKube:
 
 
 _: type[KubeClient] = FakeKube  # the fake keeps the providers' Protocol (checked by mypy)
+
+
+ONE_VCPU_CONTAINER: dict[str, Any] = {
+    "type": "container",
+    "containerProperties": {
+        "image": "busybox",
+        "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}],
+    },
+}
+
+
+def one_job_state(namespace: str = "ns", definition: dict[str, Any] | None = None) -> ClusterState:
+    """The smallest synced world a Controller runs one job in: an UNMANAGED compute environment of
+    4 vCPUs, queue ``q`` on it, definition ``d`` (a 1-vCPU container unless given) and job ``j``."""
+    st = ClusterState()
+    st.upsert_cluster_object(
+        "computeenvironments",
+        {"metadata": {"name": "ce"}, "spec": {"type": "UNMANAGED", "state": "ENABLED", "unmanagedvCpus": 4}},
+    )
+    st.upsert_cluster_object(
+        "jobqueues",
+        {
+            "metadata": {"name": "q", "uid": "q-uid"},
+            "spec": {"priority": 1, "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "ce"}]},
+        },
+    )
+    st.upsert_definition(
+        {
+            "metadata": {"name": "d", "namespace": namespace, "generation": 1},
+            "spec": definition if definition is not None else ONE_VCPU_CONTAINER,
+        }
+    )
+    st.upsert_job(
+        {
+            "metadata": {"name": "j", "namespace": namespace, "uid": "u1", "generation": 1},
+            "spec": {"jobQueue": "q", "jobDefinition": "d"},
+        }
+    )
+    st.synced = True
+    return st

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import pytest
-from fake_kube import FakeKube
+from fake_kube import FakeKube, one_job_state
 
 from batchyard.adapters.apply import POD_CONFLICT_RETRY_SECONDS
 from batchyard.adapters.controller import Controller, Settings
@@ -30,41 +30,7 @@ JOB_STATUS = "/namespaces/ns/batchjobs/j/status"
 
 def a_world(kube: FakeKube | None = None, backoff: KeyedBackoff | None = None) -> tuple[Controller, FakeKube]:
     kube = kube or FakeKube()
-    st = ClusterState()
-    st.upsert_cluster_object(
-        "computeenvironments",
-        {"metadata": {"name": "ce"}, "spec": {"type": "UNMANAGED", "state": "ENABLED", "unmanagedvCpus": 4}},
-    )
-    st.upsert_cluster_object(
-        "jobqueues",
-        {
-            "metadata": {"name": "q", "uid": "q-uid"},
-            "spec": {"priority": 1, "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "ce"}]},
-        },
-    )
-    st.upsert_definition(
-        {
-            "metadata": {"name": "d", "namespace": "ns", "generation": 1},
-            "spec": {
-                "type": "container",
-                "containerProperties": {
-                    "image": "busybox",
-                    "resourceRequirements": [
-                        {"type": "VCPU", "value": "1"},
-                        {"type": "MEMORY", "value": "512"},
-                    ],
-                },
-            },
-        }
-    )
-    st.upsert_job(
-        {
-            "metadata": {"name": "j", "namespace": "ns", "uid": "u1", "generation": 1},
-            "spec": {"jobQueue": "q", "jobDefinition": "d"},
-        }
-    )
-    st.synced = True
-    return Controller(kube, st, Settings(), write_backoff=backoff), kube  # type: ignore[arg-type]
+    return Controller(kube, one_job_state(), Settings(), write_backoff=backoff), kube  # type: ignore[arg-type]
 
 
 def job(controller: Controller) -> JobEntry:

@@ -10,10 +10,9 @@ import asyncio
 from typing import Any
 
 import pytest
-from fake_kube import FakeKube
+from fake_kube import FakeKube, one_job_state
 
 from batchyard.adapters.controller import Controller, Settings
-from batchyard.adapters.state import ClusterState
 from batchyard.core.jobref import JobRef
 from batchyard.core.tenancy import OperatorIdentity
 
@@ -31,29 +30,7 @@ def eks(service_account: str | None = None) -> dict[str, Any]:
 
 def a_world(namespace: str, definition: dict[str, Any], settings: Settings) -> tuple[Controller, FakeKube]:
     kube = FakeKube()
-    st = ClusterState()
-    st.upsert_cluster_object(
-        "computeenvironments",
-        {"metadata": {"name": "ce"}, "spec": {"type": "UNMANAGED", "state": "ENABLED", "unmanagedvCpus": 4}},
-    )
-    st.upsert_cluster_object(
-        "jobqueues",
-        {
-            "metadata": {"name": "q", "uid": "q-uid"},
-            "spec": {"priority": 1, "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "ce"}]},
-        },
-    )
-    st.upsert_definition(
-        {"metadata": {"name": "d", "namespace": namespace, "generation": 1}, "spec": definition}
-    )
-    st.upsert_job(
-        {
-            "metadata": {"name": "j", "namespace": namespace, "uid": "u1", "generation": 1},
-            "spec": {"jobQueue": "q", "jobDefinition": "d"},
-        }
-    )
-    st.synced = True
-    return Controller(kube, st, settings), kube  # type: ignore[arg-type]
+    return Controller(kube, one_job_state(namespace, definition), settings), kube  # type: ignore[arg-type]
 
 
 def cycles(controller: Controller, n: int = 2) -> None:
