@@ -31,12 +31,11 @@ Time is an argument (epoch seconds); statuses carry RFC 3339 strings.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from batchyard.api.batchjob import AttemptContainerDetail, AttemptDetail, BatchJob, BatchJobStatus
-from batchyard.core import deps, jobstate
+from batchyard.core import deps, jobstate, limits
 from batchyard.core.effective import Effective
 from batchyard.core.failures import FailureCategory, classify
 from batchyard.core.jobstate import JobState, Reason, on_cancel, on_terminate
@@ -51,9 +50,6 @@ MISSING_REFERENCE_GRACE_SECONDS = 5.0
 # "Dependent Job not found: <name>". Ten minutes covers any apply order and an operator restart.
 DEPENDENCY_SUBMIT_GRACE_SECONDS = 600.0
 POD_LOST_REASON = "Pod {pod} was deleted before the attempt finished"
-# AWS quota (User Guide "Service quotas"): "Maximum job payload size (for SubmitJob API
-# operations) 30 KiB". Measured as the spec's compact JSON without the user's later requests.
-MAX_JOB_PAYLOAD_BYTES = 30 * 1024
 QUEUE_DELETED_REASON = "JobQueue {queue} was deleted"
 # States in which a job belongs to its queue (admission has happened, no result yet).
 ADMITTED_STATES = frozenset({JobState.PENDING, JobState.RUNNABLE, JobState.STARTING, JobState.RUNNING})
@@ -468,7 +464,9 @@ def _admit(step: Step, job: BatchJob, ctx: Context, now: float) -> Step:
         missing.append(ctx.definition_problem or f"JobDefinition {job.spec.jobDefinition} does not exist")
     if ctx.queue_problem:
         return _fail_invalid(step, now, ctx.queue_problem)
-    too_large = payload_size_problem(job)
+    # AWS's 30 KiB SubmitJob quota; the admission webhook refuses such a job before it is stored,
+    # this is the backstop for one admitted while the webhook was off (core.limits).
+    too_large = limits.submission_problem(job.spec)
     if too_large is not None:
         return _fail_invalid(step, now, too_large)
     if ctx.consumable_problems:
@@ -491,20 +489,6 @@ def _admit(step: Step, job: BatchJob, ctx: Context, now: float) -> Step:
     if ctx.definition.problems:
         return _fail_invalid(step, now, Reason.invalid_job_definition("; ".join(ctx.definition.problems)))
     return _resolve_dependencies(step, ctx)
-
-
-def payload_size_problem(job: BatchJob) -> str | None:
-    """Why a submission is over AWS's SubmitJob payload limit, or None."""
-    data = job.spec.model_dump(
-        mode="json", exclude_none=True, exclude={"cancel", "terminate", "childRequests"}
-    )
-    size = len(json.dumps(data, separators=(",", ":")).encode())
-    if size <= MAX_JOB_PAYLOAD_BYTES:
-        return None
-    return (
-        f"Job payload of {size} bytes is over the maximum job payload size of 30 KiB "
-        f"({MAX_JOB_PAYLOAD_BYTES} bytes, AWS SubmitJob quota)"
-    )
 
 
 def fail(step: Step, now: float, reason: str, *, cancelled: bool = False) -> Step:

@@ -28,23 +28,15 @@ from batchyard.api.jobdefinition import (
     JobDefinitionSpec,
     JobDefinitionStatus,
 )
+from batchyard.core import limits
 
-# AWS quota (User Guide "Service quotas"): "Maximum job definition size (for RegisterJobDefinition
-# API operations) 24 KiB". Measured as the spec's compact JSON, without inactiveRevisions.
-MAX_DEFINITION_BYTES: Final = 24 * 1024
 TOO_LARGE_CONDITION: Final = "Registered"
 
 
 def definition_size_problem(spec: JobDefinitionSpec) -> str | None:
-    """Why a spec can't be registered as a revision (too large), or None."""
-    data = spec.model_dump(mode="json", exclude_none=True, exclude={"inactiveRevisions"})
-    size = len(json.dumps(data, separators=(",", ":")).encode())
-    if size <= MAX_DEFINITION_BYTES:
-        return None
-    return (
-        f"the job definition spec is {size} bytes, over the maximum job definition size of 24 KiB "
-        f"({MAX_DEFINITION_BYTES} bytes, AWS RegisterJobDefinition quota): no revision was recorded"
-    )
+    """Why a spec can't be registered as a revision (over AWS's 24 KiB quota, core.limits), or None."""
+    problem = limits.definition_problem(spec)
+    return None if problem is None else f"{problem}: no revision was recorded"
 
 
 def spec_hash(spec: JobDefinitionSpec) -> str:
