@@ -106,7 +106,9 @@ def _size_for(kind: str, size: int, char: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("case", "kind", "size", "char", "refused"), LIMITS, ids=[c[0] for c in LIMITS])
-def test_the_limit_is_inclusive_and_counts_bytes(case: str, kind: str, size: int, char: str, refused: bool) -> None:
+def test_the_limit_is_inclusive_and_counts_bytes(
+    case: str, kind: str, size: int, char: str, refused: bool
+) -> None:
     spec = _size_for(kind, size, char)
     if kind == "BatchJob":
         problem = limits.submission_problem(BatchJobSpec.model_validate(spec))

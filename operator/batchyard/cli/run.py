@@ -2,6 +2,7 @@
 
 Every flag has a BATCHYARD_* variable (the Helm chart sets those): the served namespaces, leader
 election over a Lease (on by default: two replicas are safe, one dispatches), the /metrics port,
+the admission webhook's port and certificate (every replica serves it),
 plus BATCHYARD_KEEP_PODS and BATCHYARD_FINISHED_JOB_TTL_SECONDS (read by the handlers).
 """
 
@@ -26,6 +27,12 @@ def register(sub: Any) -> None:
                      help="comma-separated namespaces to serve (default: all)")  # fmt: skip
     run.add_argument("--metrics-port", default=env("BATCHYARD_METRICS_PORT", ""),
                      help="serve Prometheus /metrics on this port (default: off)")  # fmt: skip
+    run.add_argument("--webhook-port", default=env("BATCHYARD_WEBHOOK_PORT", ""),
+                     help="serve the admission webhook (AWS's size quotas) over HTTPS on this port (default: off)")  # fmt: skip
+    run.add_argument("--webhook-address", default=env("BATCHYARD_WEBHOOK_ADDRESS", "0.0.0.0"))
+    run.add_argument("--webhook-cert", default=env("BATCHYARD_WEBHOOK_CERT", ""),
+                     help="PEM certificate (chain) of the webhook server; re-read when it changes")  # fmt: skip
+    run.add_argument("--webhook-key", default=env("BATCHYARD_WEBHOOK_KEY", ""), help="its PEM private key")
     run.add_argument("--lease-name", default=env("BATCHYARD_LEASE_NAME", "batchyard"))
     lease_ns = env("BATCHYARD_LEASE_NAMESPACE") or env("POD_NAMESPACE", "")
     run.add_argument("--lease-namespace", default=lease_ns,
@@ -49,7 +56,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         lease_name=args.lease_name,
         lease_namespace=args.lease_namespace or "default",
         metrics_port=int(args.metrics_port) if str(args.metrics_port).strip() else None,
+        webhook_port=int(args.webhook_port) if str(args.webhook_port).strip() else None,
+        webhook_address=args.webhook_address,
+        webhook_cert=args.webhook_cert,
+        webhook_key=args.webhook_key,
     )
+    options.webhook_server()  # a port without a certificate is refused before anything starts
     memo = kopf.Memo(options=options)
     asyncio.run(
         kopf.operator(

@@ -18,6 +18,11 @@ One writer: every handler here is ``async def``, so kopf runs it on the event lo
 handlers do no blocking I/O; ``login`` stays a plain ``def`` because it reads files and touches
 no state.
 
+Admission: ``_size_handler`` refuses a BatchJob or JobDefinition over AWS's size quotas
+(``core.limits``) when the API server asks (the chart's ValidatingWebhookConfiguration). kopf
+serves it on every replica, leader or standby, from the first seconds after start; it reads no
+state. Its failurePolicy is Ignore, so the operator's own check in the loop stays the backstop.
+
 Liveness: ``loop_liveness`` (a kopf probe, served on ``--liveness``, the chart's probe) fails
 when the scheduler loop has not gone round for ``BATCHYARD_LIVENESS_STALL_SECONDS`` or when an
 engine task (the loop, a pod watch, the node-pool reconciler, the leader elector) has ended,
@@ -30,6 +35,7 @@ import asyncio
 import logging
 import math
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +53,7 @@ from batchyard.adapters.scaler import NOT_RECONCILED, NodePoolReconciler
 from batchyard.adapters.settings import Settings
 from batchyard.adapters.state import ClusterState
 from batchyard.adapters.watch import list_objects, list_watch
+from batchyard.core import limits
 from batchyard.core.jobref import JobRef
 from batchyard.core.scheduler import Scheduler
 from batchyard.core.tenancy import OperatorIdentity
@@ -69,19 +76,56 @@ class Options:
     lease_name: str = "batchyard"
     lease_namespace: str = "default"
     metrics_port: int | None = None  # None: no /metrics server
+    # The admission webhook (core.limits: AWS's size quotas), served on every replica, leader or
+    # not. None: off. The certificate comes from outside (the chart's Secret, cert-manager):
+    # kopf re-reads the files when they change; it never generates one here.
+    webhook_port: int | None = None
+    webhook_address: str = "0.0.0.0"
+    webhook_cert: str = ""
+    webhook_key: str = ""
 
     @classmethod
     def from_env(cls, leader_election_default: bool = False) -> Options:
         """In-process operators (tests) default to no leader election; `batchyard run` to on."""
         env = os.environ.get
         port = env("BATCHYARD_METRICS_PORT", "").strip()
+        webhook_port = env("BATCHYARD_WEBHOOK_PORT", "").strip()
         return cls(
             namespaces=tuple(n.strip() for n in env("BATCHYARD_NAMESPACES", "").split(",") if n.strip()),
             leader_election=_flag("BATCHYARD_LEADER_ELECTION", leader_election_default),
             lease_name=env("BATCHYARD_LEASE_NAME") or "batchyard",
             lease_namespace=env("BATCHYARD_LEASE_NAMESPACE") or env("POD_NAMESPACE") or "default",
             metrics_port=int(port) if port else None,
+            webhook_port=int(webhook_port) if webhook_port else None,
+            webhook_address=env("BATCHYARD_WEBHOOK_ADDRESS") or "0.0.0.0",
+            webhook_cert=env("BATCHYARD_WEBHOOK_CERT", ""),
+            webhook_key=env("BATCHYARD_WEBHOOK_KEY", ""),
         )
+
+    def webhook_server(self) -> Any:
+        """kopf's admission server for ``settings.admission.server``: a TLS server on the port,
+        or, when the webhook is off, one that never listens (kopf insists on a server as soon as
+        a validating handler is registered)."""
+        if self.webhook_port is None:
+            return _no_webhook_server
+        if not (self.webhook_cert and self.webhook_key):
+            raise ValueError(
+                "the admission webhook (BATCHYARD_WEBHOOK_PORT / --webhook-port) needs a certificate: "
+                "set BATCHYARD_WEBHOOK_CERT and BATCHYARD_WEBHOOK_KEY (--webhook-cert, --webhook-key)"
+            )
+        return kopf.WebhookServer(
+            addr=self.webhook_address,
+            port=self.webhook_port,
+            certfile=self.webhook_cert,
+            pkeyfile=self.webhook_key,
+        )
+
+
+async def _no_webhook_server(fn: Any) -> AsyncIterator[Any]:
+    """The webhook is off: listen nowhere, forever (failurePolicy Ignore lets the API server
+    admit; the operator's own size check is the backstop)."""
+    await asyncio.Event().wait()
+    yield  # never reached: makes this an async generator, as kopf expects
 
 
 @dataclass
@@ -121,6 +165,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.scanning.disabled = True
     options: Options = getattr(memo, "options", None) or Options.from_env()
     memo.options = options
+    # Every replica answers admission requests (kopf runs its server outside our leader term);
+    # the chart owns the ValidatingWebhookConfiguration, so kopf manages none.
+    settings.admission.server = options.webhook_server()
+    settings.admission.managed = None
     memo.engine = Engine()
     kube = memo.kube = await Kube.connect()
     if options.metrics_port is not None:
@@ -306,6 +354,26 @@ def _cluster_handler(plural: str) -> None:
 
 for _plural in CLUSTER_PLURALS:
     _cluster_handler(_plural)
+
+
+# --- admission: AWS's size quotas (core.limits), before the API server stores the object -------
+# The chart's ValidatingWebhookConfiguration calls /<handler id> for CREATE and UPDATE of the
+# main resource only (status is a subresource). The check is a few microseconds of JSON on the
+# event loop; it touches no state, so a standby replica answers as the leader does.
+WEBHOOK_IDS = {"batchjobs": "size-batchjobs", "jobdefinitions": "size-jobdefinitions"}
+
+
+def _size_handler(plural: str, kind: str) -> None:
+    @kopf.on.validate(GROUP, VERSION, plural, id=WEBHOOK_IDS[plural], operations=["CREATE", "UPDATE"])
+    async def handler(body: kopf.Body, **kwargs: Any) -> None:
+        # kopf passes the stored object of an UPDATE as ``old`` (not in its WebhookFn type).
+        problem = limits.admission_problem(kind, body, kwargs.get("old"))
+        if problem is not None:
+            raise kopf.AdmissionError(problem, code=422)
+
+
+_size_handler("batchjobs", "BatchJob")
+_size_handler("jobdefinitions", "JobDefinition")
 
 
 @kopf.on.probe(id="scheduler-loop")
