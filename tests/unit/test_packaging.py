@@ -131,6 +131,7 @@ def test_helm_lint_is_clean_for_defaults_and_every_toggle(helm: Path) -> None:
             "metrics.serviceMonitor.enabled=true,grafanaDashboard.enabled=true,replicaCount=2",
             "operator.watchNamespaces={team-a,team-b}",
             "console.enabled=true",
+            "admissionWebhook.enabled=false",
         ],
     ):
         args = [str(helm), "lint", "--strict", str(CHART)] + [a for s in sets for a in ("--set", s)]
@@ -147,6 +148,12 @@ def test_helm_lint_is_clean_for_defaults_and_every_toggle(helm: Path) -> None:
             "operator.watchNamespaces={Team_A}", "does not match pattern", id="an invalid namespace"
         ),
         pytest.param("operator.finishedJobTTLSeconds=-1", "minimum", id="a negative TTL"),
+        pytest.param(
+            "admissionWebhook.failurePolicy=Sometimes", "value must be one of", id="a bad failurePolicy"
+        ),
+        pytest.param(
+            "admissionWebhook.timeoutSeconds=31", "maximum", id="a webhook timeout the API server refuses"
+        ),
     ],
 )
 def test_values_schema_rejects_bad_settings_with_a_clear_message(
@@ -292,7 +299,7 @@ def test_deployment_runs_the_operator_non_root_read_only_with_kopf_probes(helm: 
     assert pod["serviceAccountName"] == one(docs, "ServiceAccount")["metadata"]["name"]
     assert c["args"][:2] == ["run", "--liveness=http://0.0.0.0:8081/healthz"]
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"metrics": metrics.DEFAULT_PORT, "health": 8081}
+    assert ports == {"metrics": metrics.DEFAULT_PORT, "health": 8081, "webhook": 9443}
     for probe in ("livenessProbe", "readinessProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     env = {e["name"]: e.get("value") for e in c["env"]}
@@ -322,7 +329,7 @@ def test_deployment_runs_the_operator_non_root_read_only_with_kopf_probes(helm: 
 
 def test_metrics_service_targets_the_metrics_port_and_service_monitor_is_optional(helm: Path) -> None:
     docs = template(helm)
-    svc = one(docs, "Service")
+    svc = one(docs, "Service", "by-batchyard-metrics")
     assert svc["spec"]["ports"][0]["targetPort"] == "metrics"
     assert not any(d["kind"] in ("ServiceMonitor", "PodDisruptionBudget", "ConfigMap") for d in docs)
     docs = template(helm, "metrics.serviceMonitor.enabled=true,grafanaDashboard.enabled=true,replicaCount=2")
@@ -350,6 +357,111 @@ def test_console_is_off_by_default_and_has_no_rights_of_its_own(helm: Path) -> N
     assert not selects <= console["spec"]["template"]["metadata"]["labels"].items()
     svc = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"].endswith("-console"))
     assert svc["spec"]["selector"].items() <= console["spec"]["template"]["metadata"]["labels"].items()
+
+
+# --- the admission webhook (AWS's size quotas) ---------------------------------------------------
+
+
+def _openssl(*args: str, stdin: bytes | None = None) -> str:
+    return subprocess.run(["openssl", *args], input=stdin, check=True, capture_output=True).stdout.decode()
+
+
+def test_webhook_is_on_by_default_with_a_generated_certificate_the_api_server_can_verify(
+    helm: Path, tmp_path: Path
+) -> None:
+    import base64
+
+    from batchyard.handlers.operator import WEBHOOK_IDS
+
+    docs = template(helm, namespace="sys")
+    vwc = one(docs, "ValidatingWebhookConfiguration", "by-batchyard-sys")
+    svc = one(docs, "Service", "by-batchyard-webhook")
+    secret = one(docs, "Secret", "by-batchyard-webhook-tls")
+    deployment = one(docs, "Deployment", "by-batchyard")
+    pod = deployment["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    # Only CREATE and UPDATE of the two kinds' main resource: never status, never deletes.
+    assert [w["rules"] for w in vwc["webhooks"]] == [
+        [
+            {
+                "apiGroups": ["batchyard.io"],
+                "apiVersions": ["v1alpha1"],
+                "operations": ["CREATE", "UPDATE"],
+                "resources": [plural],
+                "scope": "Namespaced",
+            }
+        ]
+        for plural in WEBHOOK_IDS
+    ]
+    for w, plural in zip(vwc["webhooks"], WEBHOOK_IDS, strict=True):
+        assert (w["sideEffects"], w["failurePolicy"], w["timeoutSeconds"]) == ("None", "Ignore", 5)
+        assert w["admissionReviewVersions"] == ["v1"]
+        assert "namespaceSelector" not in w  # all namespaces, like the operator's default
+        ref = w["clientConfig"]["service"]
+        # kopf serves each handler at /<its id>
+        assert ref == {
+            "name": "by-batchyard-webhook",
+            "namespace": "sys",
+            "path": f"/{WEBHOOK_IDS[plural]}",
+            "port": 443,
+        }
+        assert w["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+    # The Service reaches the operator's webhook port; the pod serves it with the mounted files.
+    assert svc["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert svc["spec"]["ports"] == [
+        {"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}
+    ]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["BATCHYARD_WEBHOOK_PORT"] == "9443"
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "webhook-tls")
+    assert mount["readOnly"] is True
+    assert {env["BATCHYARD_WEBHOOK_CERT"], env["BATCHYARD_WEBHOOK_KEY"]} == {
+        f"{mount['mountPath']}/tls.crt",
+        f"{mount['mountPath']}/tls.key",
+    }
+    volume = next(v for v in pod["volumes"] if v["name"] == "webhook-tls")
+    assert volume["secret"]["secretName"] == "by-batchyard-webhook-tls"
+    # The certificate is signed by the caBundle's CA and names the Service as the API server dials it.
+    ca, cert, key = (tmp_path / "ca.crt", tmp_path / "tls.crt", tmp_path / "tls.key")
+    for path in (ca, cert, key):
+        path.write_bytes(base64.b64decode(secret["data"][path.name]))
+    assert _openssl("verify", "-CAfile", str(ca), str(cert)).strip().endswith(": OK")
+    sans = _openssl("x509", "-in", str(cert), "-noout", "-ext", "subjectAltName")
+    assert "DNS:by-batchyard-webhook.sys.svc" in sans
+    assert _openssl("pkey", "-in", str(key), "-pubout") == _openssl(
+        "x509", "-in", str(cert), "-noout", "-pubkey"
+    )
+
+
+def test_webhook_follows_served_namespaces_a_users_certificate_and_can_be_off(helm: Path) -> None:
+    docs = template(
+        helm,
+        "operator.watchNamespaces={team-a,team-b}",
+        "admissionWebhook.certificate.existingSecret=mine",
+        "admissionWebhook.certificate.caBundle=Q0E=",
+        "admissionWebhook.annotations.cert-manager\\.io/inject-ca-from=batchyard/webhook",
+        "admissionWebhook.failurePolicy=Fail",
+    )
+    vwc = one(docs, "ValidatingWebhookConfiguration")
+    assert vwc["metadata"]["annotations"] == {"cert-manager.io/inject-ca-from": "batchyard/webhook"}
+    for w in vwc["webhooks"]:
+        assert w["namespaceSelector"]["matchExpressions"] == [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}
+        ]
+        assert (w["clientConfig"]["caBundle"], w["failurePolicy"]) == ("Q0E=", "Fail")
+    assert not any(d["kind"] == "Secret" for d in docs)  # the user's own Secret is mounted
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert next(v for v in pod["volumes"] if v["name"] == "webhook-tls")["secret"]["secretName"] == "mine"
+
+    off = template(helm, "admissionWebhook.enabled=false")
+    assert not any(d["kind"] in ("ValidatingWebhookConfiguration", "Secret") for d in off)
+    assert [d["metadata"]["name"] for d in off if d["kind"] == "Service"] == ["by-batchyard-metrics"]
+    (c,) = one(off, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert not any(e["name"].startswith("BATCHYARD_WEBHOOK") for e in c["env"])
+    assert "webhook" not in {p["name"] for p in c["ports"]}
+    # The plain manifest carries no private key: it is rendered with the webhook off.
+    committed = [d for d in yaml.safe_load_all((REPO / "deploy" / "batchyard.yaml").read_text()) if d]
+    assert not any(d["kind"] in ("ValidatingWebhookConfiguration", "Secret") for d in committed)
 
 
 # --- Dockerfile --------------------------------------------------------------------------------

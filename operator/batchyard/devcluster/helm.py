@@ -38,6 +38,9 @@ DEPLOY_NAMESPACE = "batchyard-system"
 DEPLOY_HEADER = f"""\
 # Batchyard operator, for `kubectl apply` without Helm. Generated from helm/batchyard with its
 # default values by `make deploy-manifest` (helm template). Do not edit: change the chart.
+# Without the admission webhook (admissionWebhook.enabled=false): its certificate must be made
+# per install, which a static file can't do; the operator's own size check still applies (README
+# "Security"). Install with Helm for the webhook.
 #
 #   kubectl apply --server-side -f crds/        # the CRDs first
 #   kubectl apply -f deploy/batchyard.yaml
@@ -115,8 +118,10 @@ def ensure_helm(log: Log = _stderr) -> Path:
 
 
 def render_deploy_manifest(helm: Path, chart: Path) -> str:
-    """`helm template` of the chart with default values, behind a Namespace and a header."""
+    """`helm template` of the chart with default values, behind a Namespace and a header; the
+    admission webhook off (a committed file must not carry a private key)."""
     args = [str(helm), "template", DEPLOY_RELEASE, str(chart), "--namespace", DEPLOY_NAMESPACE]
+    args += ["--set", "admissionWebhook.enabled=false"]
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stderr[-4000:]}")
