@@ -13,7 +13,11 @@ tenant bound to the chart's ready ``<release>-tenant`` ClusterRole:
 * a job in the operator's namespace or in ``kube-system`` is refused with a reason, and so is a
   job asking for the operator's ServiceAccount when the operator's namespace is listed;
 * a job whose pod a full ResourceQuota refuses waits RUNNABLE with the reason, then runs once
-  the quota is raised.
+  the quota is raised;
+* with the chart's ValidatingWebhookConfiguration pointed at a standby replica, the API server
+  refuses a BatchJob over 30 KiB and a JobDefinition over 24 KiB (kubectl fails naming the limit,
+  nothing is stored), admits and runs objects exactly at the limits, and still lets metadata
+  writes reach an oversized object admitted earlier (which the operator's own check FAILED).
 
 These start `batchyard run` processes of their own, so they use a control plane of their own
 (test_operations' fixtures).
@@ -21,8 +25,10 @@ These start `batchyard run` processes of their own, so they use a control plane 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,10 +37,12 @@ from typing import Any
 
 import pytest
 import test_operations as ops
-from batch import apply, batch_job, environment, job_definition, job_status, wait_status
+import yaml
+from batch import apply, batch_job, environment, get, job_definition, job_status, wait_status
 from waiting import wait_for
 
 from batchyard.devcluster import DevCluster
+from batchyard.devcluster.cluster import free_port
 
 pytestmark = pytest.mark.cluster
 
@@ -53,7 +61,11 @@ def release(cluster: DevCluster) -> Iterator[tuple[str, str, str]]:
     """The chart installed with its defaults (cluster-wide): (release, its namespace, its ServiceAccount)."""
     name = f"by-{uuid.uuid4().hex[:6]}"
     system = f"{name}-system"
-    helm(cluster, "install", name, str(CHART), "--namespace", system, "--create-namespace")
+    # The chart's webhook Service is unreachable here (no service network, the operators run as
+    # processes): test_the_api_server_refuses_oversized_objects registers the chart's webhooks
+    # with a URL instead.
+    helm(cluster, "install", name, str(CHART), "--namespace", system, "--create-namespace",
+         "--set", "admissionWebhook.enabled=false")  # fmt: skip
     try:
         yield name, system, f"{name}-batchyard"
     finally:
@@ -299,3 +311,182 @@ def test_a_full_resource_quota_makes_the_job_wait_with_the_reason_then_it_runs(
     final = wait_status(cluster, ns, "j", "SUCCEEDED", "FAILED", timeout=120)
     assert final["status"] == "SUCCEEDED", (final, op.tail())
     assert len(final["attempts"]) == 1  # the refusals were no attempts
+
+
+# --- AWS's size quotas: the admission webhook (core.limits) --------------------------------------
+
+
+def make_certificate(tmp: Path) -> tuple[Path, Path, Path]:
+    """A CA and a serving certificate for 127.0.0.1 signed by it (ca.crt, tls.crt, tls.key)."""
+    ca_key, ca, key, csr, cert, ext = (
+        tmp / n for n in ("ca.key", "ca.crt", "tls.key", "tls.csr", "tls.crt", "ext")
+    )
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    for args in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "1",
+         "-subj", "/CN=batchyard-test-ca"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
+         "-days", "1", "-extfile", ext],
+    ):  # fmt: skip
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+    return ca, cert, key
+
+
+def charts_webhooks(cluster: DevCluster, ca: Path, port: int, name: str, ns: str) -> dict[str, Any]:
+    """The chart's own ValidatingWebhookConfiguration (served namespace: ``ns``), its Service
+    reference swapped for a URL on 127.0.0.1 (the API server runs on this machine)."""
+    out = helm(
+        cluster, "template", "by", str(CHART), "--namespace", "sys",
+        "--set", f"operator.watchNamespaces={{{ns}}}",
+        "--set", "admissionWebhook.certificate.existingSecret=unused",
+        "--set", f"admissionWebhook.certificate.caBundle={base64.b64encode(ca.read_bytes()).decode()}",
+        "--show-only", "templates/admission-webhook.yaml",
+    )  # fmt: skip
+    (vwc,) = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "ValidatingWebhookConfiguration"]
+    vwc["metadata"] = {"name": name}
+    for webhook in vwc["webhooks"]:
+        path = webhook["clientConfig"].pop("service")["path"]
+        webhook["clientConfig"]["url"] = f"https://127.0.0.1:{port}{path}"
+    return dict(vwc)
+
+
+def kubectl_as_tenant(cluster: DevCluster, ns: str, *args: str, obj: dict[str, Any]) -> Any:
+    return cluster.kubectl(
+        *args, f"--as=system:serviceaccount:{ns}:tenant", "-f", "-", input=json.dumps(obj), check=False
+    )
+
+
+def fill_to(obj: dict[str, Any], size: int, measure: Any) -> dict[str, Any]:
+    """``obj`` with parameters that make ``measure(spec)`` exactly ``size`` bytes."""
+    spec = dict(obj["spec"])
+    params: dict[str, str] = {}
+    while True:
+        key = f"p{len(params):03d}"
+        room = size - measure({**spec, "parameters": {**params, key: ""}})
+        if room <= 1000:
+            params[key] = "x" * room
+            break
+        params[key] = "x" * 1000
+    spec["parameters"] = params
+    assert measure(spec) == size
+    return {**obj, "spec": spec}
+
+
+def test_the_api_server_refuses_oversized_objects_and_runs_those_at_the_limit(
+    cluster: DevCluster,
+    operators: Any,
+    release: tuple[str, str, str],
+    tenant_ns: str,
+    tmp_path: Path,
+) -> None:
+    from batchyard.api.batchjob import BatchJobSpec
+    from batchyard.api.jobdefinition import JobDefinitionSpec
+    from batchyard.core import limits
+
+    def job_bytes(spec: dict[str, Any]) -> int:
+        return limits.submission_bytes(BatchJobSpec.model_validate(spec))
+
+    def definition_bytes(spec: dict[str, Any]) -> int:
+        return limits.definition_bytes(JobDefinitionSpec.model_validate(spec))
+
+    ns = tenant_ns
+    _name, system, sa = release
+    _ce, queue = environment(cluster, ns)
+    as_tenant(cluster, ns, job_definition("d", ns))
+    ca, cert, key = make_certificate(tmp_path)
+    # Two replicas under the chart's ServiceAccount, electing a leader; each serves the webhook.
+    kubeconfig = token_kubeconfig(cluster, system, sa, tmp_path / "sa.kubeconfig")
+    ports = [free_port(), free_port()]
+    webhook_env = {
+        "BATCHYARD_WEBHOOK_ADDRESS": "127.0.0.1",
+        "BATCHYARD_WEBHOOK_CERT": str(cert),
+        "BATCHYARD_WEBHOOK_KEY": str(key),
+    }
+    replicas = [
+        operators(
+            kubeconfig,
+            POD_NAMESPACE=system,
+            BATCHYARD_SERVICE_ACCOUNT=sa,
+            BATCHYARD_LEADER_ELECTION="true",
+            BATCHYARD_WEBHOOK_PORT=str(port),
+            **webhook_env,
+        )
+        for port in ports
+    ]
+    leader = wait_for(
+        lambda: next((op for op in replicas if ops.leads(cluster, op, system, "batchyard")), None),
+        timeout=60,
+        what="a leader among the two replicas",
+    )
+    standby = next(op for op in replicas if op is not leader)
+    port = ports[replicas.index(standby)]
+
+    # Before the webhook is registered, an oversized job is stored: the operator's own check
+    # (the backstop while no webhook answers) fails it, naming the limit.
+    early = fill_to(batch_job("early", ns, queue, "d"), limits.MAX_SUBMISSION_BYTES + 1, job_bytes)
+    as_tenant(cluster, ns, early)
+    status = wait_status(cluster, ns, "early", "FAILED", "SUCCEEDED", timeout=60)
+    assert (
+        "Job payload of 30,721 bytes is over the maximum job payload size of 30 KiB" in status["statusReason"]
+    ), (
+        status,
+        leader.tail(),
+    )
+
+    vwc = charts_webhooks(cluster, ca, port, f"sizes-{ns}", ns)
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(vwc))
+    try:
+        big_job = fill_to(batch_job("big-job", ns, queue, "d"), limits.MAX_SUBMISSION_BYTES + 1, job_bytes)
+        # The API server calls the standby as soon as the configuration is live.
+        refused = wait_for(
+            lambda: (
+                (r := kubectl_as_tenant(cluster, ns, "create", "--dry-run=server", obj=big_job)).returncode
+                and r
+            ),
+            timeout=30,
+            what=f"the webhook to refuse\n{standby.tail()}",
+        )
+        assert "30 KiB" in refused.stderr, refused.stderr
+
+        # Over the limits: kubectl fails naming the limit, and nothing is stored.
+        big_def = fill_to(job_definition("big-def", ns), limits.MAX_DEFINITION_BYTES + 1, definition_bytes)
+        for obj, message in (
+            (big_job, f"BatchJob {ns}/big-job: job payload of 30,721 bytes is over the maximum job payload "
+                      "size of 30 KiB (30,720 bytes, AWS Batch SubmitJob quota)"),
+            (big_def, f"JobDefinition {ns}/big-def: job definition of 24,577 bytes is over the maximum job "
+                      "definition size of 24 KiB (24,576 bytes, AWS Batch RegisterJobDefinition quota)"),
+        ):  # fmt: skip
+            result = kubectl_as_tenant(cluster, ns, "create", obj=obj)
+            assert result.returncode != 0 and message in result.stderr, result.stderr
+            kind, name = obj["kind"].lower(), obj["metadata"]["name"]
+            gone = cluster.kubectl("get", kind, name, "-n", ns, check=False)
+            assert gone.returncode != 0 and "NotFound" in gone.stderr, gone.stdout
+
+        # Exactly at the limits: admitted, registered, run; the operator's status writes on them work.
+        at_def = fill_to(job_definition("at-limit", ns), limits.MAX_DEFINITION_BYTES, definition_bytes)
+        at_job = fill_to(batch_job("at-limit", ns, queue, "at-limit"), limits.MAX_SUBMISSION_BYTES, job_bytes)
+        for obj in (at_def, at_job):
+            result = kubectl_as_tenant(cluster, ns, "create", obj=obj)
+            assert result.returncode == 0, result.stderr
+        stored = get(cluster, "batchjob", "at-limit", ns)
+        assert (
+            job_bytes(stored["spec"]) == limits.MAX_SUBMISSION_BYTES
+        )  # the API server added nothing counted
+        final = wait_status(cluster, ns, "at-limit", "SUCCEEDED", "FAILED", timeout=90)
+        assert final["status"] == "SUCCEEDED", (final, leader.tail())
+        definition = get(cluster, "jobdefinition", "at-limit", ns)
+        assert [r["revision"] for r in definition["status"]["revisions"]] == [1]
+
+        # An edit that takes the definition one byte over is refused as a registration would be.
+        grown = fill_to(definition, limits.MAX_DEFINITION_BYTES + 1, definition_bytes)
+        result = kubectl_as_tenant(cluster, ns, "replace", obj=grown)
+        assert result.returncode != 0 and "24 KiB" in result.stderr, result.stderr
+        assert get(cluster, "jobdefinition", "at-limit", ns)["metadata"]["generation"] == 1
+
+        # The object admitted before the webhook: metadata writes and deletion still go through.
+        cluster.kubectl("label", "batchjob", "early", "-n", ns, "checked=yes")
+        cluster.kubectl("delete", "batchjob", "early", "-n", ns)
+        assert standby.proc.poll() is None and leader.proc.poll() is None
+    finally:
+        cluster.kubectl("delete", "validatingwebhookconfiguration", vwc["metadata"]["name"], check=False)
