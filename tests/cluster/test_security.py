@@ -479,7 +479,8 @@ def test_the_api_server_refuses_oversized_objects_and_runs_those_at_the_limit(
         assert [r["revision"] for r in definition["status"]["revisions"]] == [1]
 
         # An edit that takes the definition one byte over is refused as a registration would be.
-        grown = fill_to(definition, limits.MAX_DEFINITION_BYTES + 1, definition_bytes)
+        # (no resourceVersion: an unconditional update, so only admission can refuse it)
+        grown = fill_to(at_def, limits.MAX_DEFINITION_BYTES + 1, definition_bytes)
         result = kubectl_as_tenant(cluster, ns, "replace", obj=grown)
         assert result.returncode != 0 and "24 KiB" in result.stderr, result.stderr
         assert get(cluster, "jobdefinition", "at-limit", ns)["metadata"]["generation"] == 1
