@@ -358,8 +358,9 @@ for _plural in CLUSTER_PLURALS:
 
 # --- admission: AWS's size quotas (core.limits), before the API server stores the object -------
 # The chart's ValidatingWebhookConfiguration calls /<handler id> for CREATE and UPDATE of the
-# main resource only (status is a subresource). The check is a few microseconds of JSON on the
-# event loop; it touches no state, so a standby replica answers as the leader does.
+# main resource only (status is a subresource). The check costs tens of microseconds on the
+# event loop (about 10 us for a small job, 50 us at 30 KiB, on a 2-core EPYC); it touches no
+# state, so a standby replica answers as the leader does.
 WEBHOOK_IDS = {"batchjobs": "size-batchjobs", "jobdefinitions": "size-jobdefinitions"}
 
 
