@@ -4,11 +4,13 @@ What a user would check after `helm install`: every object the chart renders is 
 API server (the Deployment's pod can't pull an image here, which is fine), the CRDs are served,
 and `kubectl auth can-i --list` for the operator's ServiceAccount shows only what the operator
 uses. The baseline every authenticated ServiceAccount has (self-reviews, discovery URLs) is
-measured on a ServiceAccount without bindings and subtracted.
+measured on a ServiceAccount without bindings and subtracted. The admission webhook's generated
+certificate is kept across `helm upgrade` and is the CA in the webhook configuration.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import uuid
@@ -135,8 +137,10 @@ def test_chart_installs_and_every_object_is_accepted(devcluster: DevCluster, rel
         "Deployment",
         "Role",  # the leader Lease
         "RoleBinding",
+        "Secret",  # the admission webhook's certificate
         "Service",
         "ServiceAccount",
+        "ValidatingWebhookConfiguration",
     ]
     for d in docs:
         ns = d["metadata"].get("namespace")
@@ -148,6 +152,42 @@ def test_chart_installs_and_every_object_is_accepted(devcluster: DevCluster, rel
     spec = yaml.safe_load(deploy.stdout)["spec"]["template"]["spec"]
     assert spec["containers"][0]["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert spec["securityContext"]["runAsNonRoot"] is True
+
+
+def test_the_webhook_certificate_survives_an_upgrade_and_matches_the_ca_bundle(
+    devcluster: DevCluster, release: Release
+) -> None:
+    """Helm's `lookup` keeps the generated CA and certificate across `helm upgrade` (a new CA
+    on every upgrade would leave running pods with a certificate the new caBundle rejects)."""
+
+    def current() -> tuple[dict[str, str], list[str]]:
+        secret = json.loads(
+            devcluster.kubectl(
+                "get",
+                "secret",
+                f"{release.service_account}-webhook-tls",
+                "-n",
+                release.namespace,
+                "-o",
+                "json",
+            ).stdout
+        )
+        vwc = json.loads(
+            devcluster.kubectl(
+                "get",
+                "validatingwebhookconfiguration",
+                f"{release.service_account}-{release.namespace}",
+                "-o",
+                "json",
+            ).stdout
+        )
+        return secret["data"], [w["clientConfig"]["caBundle"] for w in vwc["webhooks"]]
+
+    data, bundles = current()
+    assert set(data) == {"ca.crt", "tls.crt", "tls.key"}
+    assert bundles == [data["ca.crt"]] * 2
+    helm(devcluster, "upgrade", release.name, str(CHART), "--namespace", release.namespace, "--reuse-values")
+    assert current() == (data, bundles)
 
 
 def test_chart_crds_are_served(devcluster: DevCluster, release: Release) -> None:
