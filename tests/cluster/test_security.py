@@ -444,7 +444,7 @@ def test_the_api_server_refuses_oversized_objects_and_runs_those_at_the_limit(
                 (r := kubectl_as_tenant(cluster, ns, "create", "--dry-run=server", obj=big_job)).returncode
                 and r
             ),
-            timeout=30,
+            timeout=60,
             what=f"the webhook to refuse\n{standby.tail()}",
         )
         assert "30 KiB" in refused.stderr, refused.stderr
