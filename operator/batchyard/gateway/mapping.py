@@ -492,6 +492,7 @@ def definition_entries(obj: Mapping[str, Any], account: Account) -> list[dict[st
     for rev in _status(obj).get("revisions") or []:
         spec = dict(rev.get("spec") or {})
         spec.pop("inactiveRevisions", None)
+        spec.pop("registrationId", None)
         kind = "EKS" if spec.get("eksProperties") else "ECS"
         out.append(
             {

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from batchyard.adapters.kube import ApiError, Credentials, Kube, sleep_backoff
 from batchyard.api import JobDefinitionSpec
-from batchyard.core.revisions import spec_hash
+from batchyard.core.revisions import TOO_LARGE_CONDITION, spec_hash
 from batchyard.gateway import mapping as m
 from batchyard.gateway.auth import AccessKey, key_from_secret, verify
 from batchyard.gateway.errors import GatewayError, client_error, server_error
@@ -468,6 +468,9 @@ class Gateway:
     async def register_job_definition(self, call: Call, p: dict[str, Any]) -> dict[str, Any]:
         aws_name = str(p["jobDefinitionName"])
         name, spec = m.register_spec(p)
+        # AWS makes a revision per call, even of an identical definition: a fresh registrationId
+        # makes this spec a new one for the operator, which numbers the revision.
+        spec["registrationId"] = uuid.uuid4().hex
         path = ns_path(call.ns, "jobdefinitions", name)
         lock = self._jd_locks.setdefault((call.ns, name), asyncio.Lock())
         # One registration per definition at a time: each must be recorded as its own revision
@@ -498,23 +501,36 @@ class Gateway:
             except ApiError as exc:
                 raise api_error(exc, f"job definition {aws_name}") from None
             digest = spec_hash(JobDefinitionSpec.model_validate(got["spec"]))
-            revision = await self._await_revision(call, path, digest)
+            revision = await self._await_revision(call, path, digest, got["metadata"].get("generation"))
         return {
             "jobDefinitionName": aws_name,
             "jobDefinitionArn": call.account.arn("job-definition", f"{aws_name}:{revision}"),
             "revision": revision,
         }
 
-    async def _await_revision(self, call: Call, path: str, digest: str) -> int:
-        """The revision the operator records for this spec (it owns revision numbers)."""
+    async def _await_revision(self, call: Call, path: str, digest: str, generation: int | None) -> int:
+        """The revision the operator records for this spec (it owns revision numbers).
+
+        The digest includes the call's registrationId, so it names this registration's revision
+        even when others were recorded after it. A spec the operator refuses (over 24 KiB) is a
+        ClientException, not a 5xx an SDK would retry.
+        """
         deadline = time.monotonic() + REVISION_WAIT
         while True:
             obj = await call.kube.get(path)
-            revisions = (obj.get("status") or {}).get("revisions") or []
-            if revisions and revisions[-1].get("specHash") == digest:
-                return int(revisions[-1]["revision"])
+            status = obj.get("status") or {}
+            for rev in reversed(status.get("revisions") or []):
+                if rev.get("specHash") == digest:
+                    return int(rev["revision"])
+            refused = [c for c in status.get("conditions") or [] if c.get("type") == TOO_LARGE_CONDITION]
+            if (
+                refused
+                and refused[0].get("status") == "False"
+                and status.get("observedGeneration") == generation
+            ):
+                raise client_error(str(refused[0].get("message")))
             if time.monotonic() > deadline:
-                # 5xx on purpose: an SDK retry re-registers the same spec, which is idempotent.
+                # 5xx on purpose: an SDK retry registers again (AWS: a retried call may, too).
                 raise server_error("The operator has not recorded the new revision yet; retry")
             await asyncio.sleep(0.05)
 
