@@ -29,6 +29,7 @@ from gateway_support import REGION, GatewayProcess, Key, aws_cli, client, make_k
 from waiting import wait_for
 
 from batchyard.devcluster import DevCluster
+from batchyard.gateway.mapping import k8s_name
 
 pytestmark = pytest.mark.cluster
 
@@ -313,6 +314,92 @@ def test_list_jobs_filters_and_250_job_pagination(
     assert only({"name": "AFTER_CREATED_AT", "values": [str(marker)]}) == [last]
     assert last not in only({"name": "BEFORE_CREATED_AT", "values": [str(marker)]})
     assert batch.list_jobs(jobQueue=queue)["jobSummaryList"] == []  # AWS default: RUNNING only
+
+
+# --- multi-node parallel jobs ------------------------------------------------------------------------
+
+
+def test_multi_node_job_nodes_in_list_jobs_and_describe_jobs(
+    devcluster: DevCluster, gateway: GatewayProcess, namespace: str, key: Key
+) -> None:
+    """AWS: ListJobs(multiNodeJobId) "lists all nodes that are associated with the specified job";
+    a node is `<jobId>#<node>` in DescribeJobs. MNP jobs need a MANAGED compute environment (the
+    gateway's kwok provider here); each node asks 3 of an m5.xlarge's 4 vCPUs."""
+    batch = client(gateway.url, key)
+    ce, queue = f"{namespace}-mnp-ce", f"{namespace}-mnp-q"
+    batch.create_compute_environment(
+        computeEnvironmentName=ce,
+        type="MANAGED",
+        state="ENABLED",
+        computeResources={"type": "EC2", "minvCpus": 0, "maxvCpus": 8, "instanceTypes": ["m5.xlarge"],
+                          "subnets": ["subnet-1"], "instanceRole": "ecsInstanceRole"},
+    )  # fmt: skip
+    try:
+        batch.create_job_queue(
+            jobQueueName=queue, priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}]
+        )
+        rr = [{"type": "VCPU", "value": "3"}, {"type": "MEMORY", "value": "1024"}]
+        batch.register_job_definition(
+            jobDefinitionName="Mpi_Job",
+            type="multinode",
+            nodeProperties={
+                "numNodes": 2,
+                "mainNode": 0,
+                "nodeRangeProperties": [
+                    {"targetNodes": "0:", "container": {"image": "mpi:1", "command": ["mpirun"],
+                                                        "resourceRequirements": rr}}
+                ],
+            },
+        )  # fmt: skip
+        # The main node exits 0 when told below; the child runs until the job ends and stops it.
+        tags = {"kwok.batchyard.io/exit-code": "0", "kwok.batchyard.io/delay": "600s",
+                "kwok.batchyard.io/delay-node-1": "600s"}  # fmt: skip
+        job_id = batch.submit_job(
+            jobName="Mpi_Run", jobQueue=queue, jobDefinition="Mpi_Job", tags=tags, propagateTags=True
+        )["jobId"]
+
+        running = wait_for(
+            lambda: len(page := batch.list_jobs(multiNodeJobId=job_id)["jobSummaryList"]) == 2 and page,
+            timeout=120,
+            what="both nodes RUNNING in ListJobs(multiNodeJobId)",
+        )
+        assert [(n["jobId"], n["status"], n["nodeProperties"]) for n in running] == [
+            (f"{job_id}#0", "RUNNING", {"isMainNode": True, "numNodes": 2, "nodeIndex": 0}),
+            (f"{job_id}#1", "RUNNING", {"isMainNode": False, "numNodes": 2, "nodeIndex": 1}),
+        ]
+        assert running[1]["jobArn"] == f"arn:aws:batch:{REGION}:{namespace}:job/{job_id}#1"
+        assert batch.list_jobs(multiNodeJobId=job_id, jobStatus="SUCCEEDED")["jobSummaryList"] == []
+        parent, node1 = batch.describe_jobs(jobs=[job_id, f"{job_id}#1", f"{job_id}#7"])["jobs"]
+        assert parent["jobId"] == job_id and parent["nodeProperties"] == {"numNodes": 2, "mainNode": 0}
+        assert (node1["jobId"], node1["status"]) == (f"{job_id}#1", "RUNNING")
+        assert node1["nodeDetails"] == {"nodeIndex": 1, "isMainNode": False}
+        listed = batch.list_jobs(jobQueue=queue)["jobSummaryList"]
+        assert [(j["jobId"], j["nodeProperties"]) for j in listed] == [(job_id, {"numNodes": 2})]
+        with pytest.raises(ClientError) as err:
+            batch.terminate_job(jobId=f"{job_id}#1", reason="one node")
+        assert "multi-node" in str(err.value)
+
+        batch.terminate_job(jobId=job_id, reason="done here")
+        wait_job(batch, job_id, "FAILED", timeout=120)
+        ended = wait_for(
+            lambda: (n := describe(batch, f"{job_id}#0"))["status"] in DONE and n,
+            timeout=60,
+            what="the main node to end",
+        )
+        assert ended["nodeDetails"] == {"nodeIndex": 0, "isMainNode": True}
+        assert ended["isTerminated"] is True
+    finally:
+        devcluster.kubectl("delete", "batchjobs", "--all", "-n", namespace, "--wait=false", check=False)
+        devcluster.kubectl("delete", "jobqueue", k8s_name(queue), "--wait=false", check=False)
+        devcluster.kubectl("delete", "computeenvironment", k8s_name(ce), "--wait=false", check=False)
+        devcluster.kubectl(
+            "delete",
+            "node",
+            "-l",
+            f"batchyard.io/compute-environment={k8s_name(ce)}",
+            "--wait=false",
+            check=False,
+        )
 
 
 # --- job definitions and tags -----------------------------------------------------------------------

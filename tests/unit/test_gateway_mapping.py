@@ -214,10 +214,73 @@ def test_list_children_of_an_array_job() -> None:
     assert [j["jobId"] for j in page] == ["p:0", "p:2"]
 
 
+def an_mnp_job() -> dict[str, Any]:
+    """A 3-node job: main node 0 running, node 1 ended with exit 0, node 2 not started."""
+    return (
+        a_job("m").status(status="RUNNING", startedAt="2026-01-01T00:00:01Z", nodeProperties={
+            "numNodes": 3, "mainNode": 0, "nodes": [
+                {"nodeIndex": 0, "isMainNode": True, "status": "RUNNING", "podName": "m-n0-a1"},
+                {"nodeIndex": 1, "isMainNode": False, "status": "SUCCEEDED", "exitCode": 0},
+                {"nodeIndex": 2, "isMainNode": False},
+            ]})
+        .build()
+    )  # fmt: skip
+
+
+def test_a_multi_node_job_and_its_nodes_in_describe_jobs() -> None:
+    job = an_mnp_job()
+    assert m.job_detail(job, ACCOUNT)["nodeProperties"] == {"numNodes": 3, "mainNode": 0}
+    main = m.node_detail(job, ACCOUNT, 0)
+    assert main is not None
+    assert (main["jobId"], main["jobArn"]) == ("m#0", "arn:aws:batch:eu-west-1:team-a:job/m#0")
+    assert (main["status"], main["nodeDetails"]) == ("RUNNING", {"nodeIndex": 0, "isMainNode": True})
+    assert "nodeProperties" not in main and main["attempts"] == []
+    ended = m.node_detail(job, ACCOUNT, 1)
+    assert ended is not None and ended["status"] == "SUCCEEDED"
+    assert ended["container"] == {"exitCode": 0} and ended["attempts"] == [{"container": {"exitCode": 0}}]
+    waiting = m.node_detail(job, ACCOUNT, 2)
+    assert waiting is not None and waiting["status"] == "RUNNING", "a node without a state has the job's"
+    assert m.node_detail(job, ACCOUNT, 3) is None
+
+
+@pytest.mark.parametrize(
+    ("params", "ids"),
+    [
+        pytest.param({}, ["m#0", "m#2"], id="AWS default: RUNNING nodes only"),
+        pytest.param({"jobStatus": "SUCCEEDED"}, ["m#1"], id="one status"),
+        pytest.param({"multiNodeJobId": "arn:aws:batch:eu-west-1:team-a:job/m", "jobStatus": "RUNNING"},
+                     ["m#0", "m#2"], id="the job's ARN"),
+        pytest.param({"filters": [{"name": "JOB_NAME", "values": ["j"]}]}, ["m#0", "m#1", "m#2"],
+                     id="a filter lists every state"),
+    ],
+)  # fmt: skip
+def test_list_jobs_of_a_multi_node_job_lists_its_nodes(params: dict[str, Any], ids: list[str]) -> None:
+    query = m.parse_list_jobs({"multiNodeJobId": "m", **params})
+    page, token = m.list_jobs([an_mnp_job()], query, ACCOUNT)
+    assert ([j["jobId"] for j in page], token) == (ids, None)
+    assert all(j["nodeProperties"]["numNodes"] == 3 for j in page)
+    assert [j["nodeProperties"]["isMainNode"] for j in page] == [i == "m#0" for i in ids]
+
+
+def test_a_multi_node_job_in_a_queue_listing_has_its_node_count() -> None:
+    page, _ = m.list_jobs([an_mnp_job()], m.parse_list_jobs({"jobQueue": "q"}), ACCOUNT)
+    assert [(j["jobId"], j["nodeProperties"]) for j in page] == [("m", {"numNodes": 3})]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("u", None), ("u:3", None), ("u#2", ("u", 2)), ("arn:aws:batch:r:a:job/u#0", ("u", 0))],
+)
+def test_node_ids(value: str, expected: tuple[str, int] | None) -> None:
+    assert m.split_node_id(value) == expected
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
         pytest.param({}, "jobQueue", id="no scope"),
+        pytest.param({"multiNodeJobId": "u#1"}, "multiNodeJobId", id="a node is not a multi-node job"),
+        pytest.param({"jobQueue": "q", "multiNodeJobId": "u"}, "multiNodeJobId", id="queue and multi-node"),
         pytest.param({"jobQueue": "q", "arrayJobId": "a"}, "arrayJobId", id="two scopes"),
         pytest.param({"jobQueue": "q", "maxResults": 0}, "maxResults", id="maxResults 0"),
         pytest.param(

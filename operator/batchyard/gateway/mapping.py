@@ -165,6 +165,17 @@ def split_job_id(job_id: str) -> tuple[str, int | None]:
     return base, None
 
 
+def split_node_id(job_id: str) -> tuple[str, int] | None:
+    """`<uid>#<node>` (a node of a multi-node parallel job, AWS's form) -> (uid, node), else None."""
+    value = name_from(job_id, "job", "jobId")
+    base, sep, node = value.partition("#")
+    if not sep:
+        return None
+    if not base or not node.isdigit():
+        raise client_error(f"jobId: {job_id!r} is not <jobId> or <jobId>#<node index>")
+    return base, int(node)
+
+
 def _status(obj: Mapping[str, Any]) -> dict[str, Any]:
     return dict(obj.get("status") or {})
 
@@ -203,6 +214,17 @@ def child_states(obj: Mapping[str, Any]) -> dict[int, str]:
         # ranges, a child has the parent's state.
         out.setdefault(i, "PENDING" if job_state(obj) not in ("SUBMITTED",) else "SUBMITTED")
     return out
+
+
+def mnp_nodes(obj: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
+    """A multi-node parallel job's nodes of the current attempt (status.nodeProperties.nodes)."""
+    nodes = ((_status(obj).get("nodeProperties") or {}).get("nodes")) or []
+    return {int(n["nodeIndex"]): dict(n) for n in nodes if n.get("nodeIndex") is not None}
+
+
+def node_state(obj: Mapping[str, Any], node: Mapping[str, Any]) -> str:
+    # A node without a recorded state has the job's (before its pod exists).
+    return str(node.get("status") or job_state(obj))
 
 
 def _attempts(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -256,6 +278,11 @@ def job_detail(obj: Mapping[str, Any], account: Account, index: int | None = Non
         detail["container"] = spec["containerOverrides"]
     if spec.get("eksPropertiesOverride"):
         detail["eksProperties"] = spec["eksPropertiesOverride"]
+    mnp = st.get("nodeProperties") or {}
+    if mnp.get("numNodes") is not None:
+        # AWS NodeProperties: the job's node count and main node (nodeRangeProperties stay in the
+        # job definition: DescribeJobDefinitions).
+        detail["nodeProperties"] = _drop_none({"numNodes": mnp["numNodes"], "mainNode": mnp.get("mainNode")})
     array = spec.get("arrayProperties")
     if array and index is None:
         summary = ((st.get("arrayProperties") or {}).get("statusSummary")) or {}
@@ -294,6 +321,35 @@ def _child_overlay(obj: Mapping[str, Any], account: Account, index: int) -> dict
     return out
 
 
+def node_detail(obj: Mapping[str, Any], account: Account, node: int) -> dict[str, Any] | None:
+    """DescribeJobs JobDetail for node `node` of a multi-node parallel job (`<jobId>#<node>`),
+    None when the job has no such node."""
+    found = mnp_nodes(obj).get(node)
+    if found is None:
+        return None
+    uid = str(obj["metadata"]["uid"])
+    detail = job_detail(obj, account)
+    detail.pop("nodeProperties", None)
+    state = node_state(obj, found)
+    container = _drop_none({"exitCode": found.get("exitCode"), "reason": found.get("reason")})
+    detail.update(
+        {
+            "jobArn": account.arn("job", f"{uid}#{node}"),
+            "jobId": f"{uid}#{node}",
+            "status": state,
+            "nodeDetails": {"nodeIndex": node, "isMainNode": bool(found.get("isMainNode"))},
+            "attempts": [{"container": container}] if container and state in ("SUCCEEDED", "FAILED") else [],
+        }
+    )
+    if container:
+        detail["container"] = {**(detail.get("container") or {}), **container}
+    if state not in ("SUCCEEDED", "FAILED"):
+        detail.pop("stoppedAt", None)
+    if state in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING"):
+        detail.pop("startedAt", None)
+    return _drop_none(detail)
+
+
 def job_summary(obj: Mapping[str, Any], account: Account, index: int | None = None) -> dict[str, Any]:
     """ListJobs JobSummary."""
     d = job_detail(obj, account, index)
@@ -309,6 +365,26 @@ def job_summary(obj: Mapping[str, Any], account: Account, index: int | None = No
         summary["arrayProperties"] = (
             {"index": index} if index is not None else {"size": obj["spec"]["arrayProperties"]["size"]}
         )
+    if d.get("nodeProperties"):
+        summary["nodeProperties"] = {"numNodes": d["nodeProperties"]["numNodes"]}
+    return _drop_none(summary)
+
+
+def node_summary(obj: Mapping[str, Any], account: Account, node: int) -> dict[str, Any] | None:
+    """ListJobs(multiNodeJobId) JobSummary of one node: `<jobId>#<node>` with NodePropertiesSummary."""
+    d = node_detail(obj, account, node)
+    if d is None:
+        return None
+    summary = {k: d.get(k) for k in (
+        "jobArn", "jobId", "jobName", "createdAt", "status", "statusReason", "startedAt", "stoppedAt",
+        "jobDefinition", "shareIdentifier", "isCancelled", "isTerminated",
+    )}  # fmt: skip
+    if d.get("attempts"):
+        summary["container"] = d["attempts"][-1].get("container")
+    num = (_status(obj).get("nodeProperties") or {}).get("numNodes")
+    summary["nodeProperties"] = _drop_none(
+        {"isMainNode": d["nodeDetails"]["isMainNode"], "numNodes": num, "nodeIndex": node}
+    )
     return _drop_none(summary)
 
 
@@ -340,6 +416,7 @@ class ListQuery:
     max_results: int = 100
     after_key: tuple[int, str] | None = None
     share: str | None = None
+    multi_node_job_id: str | None = None
 
 
 def _token(key: tuple[int, str]) -> str:
@@ -360,10 +437,6 @@ def parse_list_jobs(params: Mapping[str, Any]) -> ListQuery:
     if len(scopes) != 1:
         # AWS: "You must specify only one of the following items: jobQueue, arrayJobId, multiNodeJobId".
         raise client_error("jobQueue, arrayJobId, multiNodeJobId: specify exactly one of them")
-    if params.get("multiNodeJobId"):
-        raise client_error(
-            "multiNodeJobId: multi-node parallel jobs run as one object here; list nodes is not supported"
-        )
     raw_max = params.get("maxResults")
     max_results = 100 if raw_max is None else int(raw_max)
     if not 1 <= max_results <= 1000:
@@ -402,11 +475,21 @@ def parse_list_jobs(params: Mapping[str, Any]) -> ListQuery:
     return ListQuery(
         queue=name_from(str(params["jobQueue"]), "job-queue", "jobQueue") if params.get("jobQueue") else None,
         array_job_id=split_job_id(str(params["arrayJobId"]))[0] if params.get("arrayJobId") else None,
+        multi_node_job_id=_multi_node_job_id(str(params["multiNodeJobId"]))
+        if params.get("multiNodeJobId")
+        else None,
         statuses=statuses,
         max_results=max_results,
         after_key=_untoken(str(params["nextToken"])) if params.get("nextToken") else None,
         **q,
     )
+
+
+def _multi_node_job_id(value: str) -> str:
+    uid = name_from(value, "job", "multiNodeJobId")
+    if ":" in uid or "#" in uid:
+        raise client_error(f"multiNodeJobId: {value!r} is not the ID of a multi-node parallel job")
+    return uid
 
 
 def _definition_matches(obj: Mapping[str, Any], q: ListQuery) -> bool:
@@ -450,13 +533,19 @@ def list_jobs(
                 if q.statuses is None or state in q.statuses:
                     rows.append(((index, str(index)), job_summary(obj, account, index)))
             continue
+        if q.multi_node_job_id is not None:
+            for node, found in sorted(mnp_nodes(obj).items()):
+                summary = node_summary(obj, account, node)
+                if summary is not None and (q.statuses is None or node_state(obj, found) in q.statuses):
+                    rows.append(((node, str(node)), summary))
+            continue
         if q.queue is not None and obj["spec"].get("jobQueue") != q.queue:
             continue
         if q.statuses is not None and job_state(obj) not in q.statuses:
             continue
         rows.append(((created, str(obj["metadata"]["uid"])), job_summary(obj, account)))
-    if q.array_job_id is not None:
-        rows.sort(key=lambda r: r[0])  # children in index order
+    if q.array_job_id is not None or q.multi_node_job_id is not None:
+        rows.sort(key=lambda r: r[0])  # children and nodes in index order
         if q.after_key is not None:
             rows = [r for r in rows if r[0] > q.after_key]
     else:

@@ -358,6 +358,13 @@ class Gateway:
         await self.allowed(call, "get", "batchjobs")
         out = []
         for ident in ids:
+            node_id = m.split_node_id(str(ident))
+            if node_id is not None:
+                parent = self.cache.get(call.ns, node_id[0])
+                node = m.node_detail(parent, call.account, node_id[1]) if parent is not None else None
+                if node is not None:
+                    out.append(node)
+                continue
             uid, index = m.split_job_id(str(ident))
             obj = self.cache.get(call.ns, uid)
             if obj is None:
@@ -375,6 +382,9 @@ class Gateway:
         if q.array_job_id is not None:
             parent = self.cache.get(call.ns, q.array_job_id)
             jobs = [parent] if parent is not None and parent["spec"].get("arrayProperties") else []
+        elif q.multi_node_job_id is not None:
+            parent = self.cache.get(call.ns, q.multi_node_job_id)
+            jobs = [parent] if parent is not None else []
         else:
             jobs = list(self.cache.in_namespace(call.ns))
         page, token = m.list_jobs(jobs, q, call.account)
@@ -383,6 +393,11 @@ class Gateway:
     async def _stop(self, call: Call, job_id: str, reason: str, verb: str) -> None:
         if not 1 <= len(reason) <= 1024:
             raise client_error("reason: 1 to 1024 characters")
+        if m.split_node_id(job_id) is not None:
+            raise client_error(
+                f"jobId: {job_id} is a node of a multi-node parallel job; nodes stop with their job, "
+                "so cancel or terminate the job itself"
+            )
         uid, index = m.split_job_id(job_id)
         obj = self.cache.get(call.ns, uid)
         if obj is None:
