@@ -171,6 +171,46 @@ def test_a_retried_job_shows_its_attempts(
     job = wait_job(batch, job_id, *DONE, timeout=90)
     assert job["status"] == "SUCCEEDED"
     assert [a["container"]["exitCode"] for a in job["attempts"]] == [137, 0]
+    # The effective retry strategy (the definition's), and the pinned definition's container.
+    assert job["retryStrategy"]["attempts"] == 3
+    assert (job["container"]["image"], job["container"]["exitCode"]) == ("busybox:1.36", 0)
+
+
+def test_an_eks_job_has_eks_properties_and_eks_attempts(
+    devcluster: DevCluster, gateway: GatewayProcess, namespace: str, key: Key
+) -> None:
+    batch = client(gateway.url, key)
+    queue = aws_environment(batch, devcluster, namespace)
+    batch.register_job_definition(
+        jobDefinitionName="eks_hello",
+        type="container",
+        eksProperties={"podProperties": {"containers": [
+            {"name": "main", "image": "busybox:1.36", "command": ["echo", "hi"],
+             "resources": {"limits": {"cpu": "1", "memory": "256Mi"}}},
+        ]}},
+    )  # fmt: skip
+    job_id = batch.submit_job(
+        jobName="eks_hello",
+        jobQueue=queue,
+        jobDefinition="eks_hello",
+        # An EKS job's pod annotations come from podProperties.metadata (propagateTags is ECS-only).
+        eksPropertiesOverride={
+            "podProperties": {
+                "containers": [{"name": "main", "command": ["echo", "bye"]}],
+                "metadata": {
+                    "annotations": {"kwok.batchyard.io/exit-code": "0", "kwok.batchyard.io/delay": "300ms"}
+                },
+            }
+        },
+    )["jobId"]
+    job = wait_job(batch, job_id, *DONE, timeout=90)
+    assert job["status"] == "SUCCEEDED"
+    (main,) = job["eksProperties"]["podProperties"]["containers"]
+    assert (main["image"], main["command"]) == ("busybox:1.36", ["echo", "bye"])
+    (attempt,) = job["eksAttempts"]
+    assert attempt["podNamespace"] == namespace and attempt["podName"] and attempt["nodeName"]
+    assert [c.get("exitCode") for c in attempt["containers"]] == [0]
+    assert job["eksProperties"]["podProperties"]["podName"] == attempt["podName"]
 
 
 def test_array_of_ten_with_status_summary_and_children(

@@ -356,25 +356,47 @@ class Gateway:
         if len(ids) > 100:
             raise client_error("jobs: a list of up to 100 job IDs")  # AWS DescribeJobs limit
         await self.allowed(call, "get", "batchjobs")
-        out = []
+        found: list[tuple[dict[str, Any], int | None, int | None]] = []  # (job, array index, node)
         for ident in ids:
             node_id = m.split_node_id(str(ident))
-            if node_id is not None:
-                parent = self.cache.get(call.ns, node_id[0])
-                node = m.node_detail(parent, call.account, node_id[1]) if parent is not None else None
-                if node is not None:
-                    out.append(node)
-                continue
-            uid, index = m.split_job_id(str(ident))
+            uid, index = node_id if node_id is not None else m.split_job_id(str(ident))
             obj = self.cache.get(call.ns, uid)
             if obj is None:
                 continue  # AWS: unknown ids are left out of the answer
+            if node_id is not None:
+                found.append((obj, None, node_id[1]))
+                continue
             if index is not None:
                 size = int((obj["spec"].get("arrayProperties") or {}).get("size") or 0)
                 if index >= size:
                     continue
-            out.append(m.job_detail(obj, call.account, index))
+            found.append((obj, index, None))
+        definitions = await self._definitions(call, {str(o["spec"]["jobDefinition"]) for o, _, _ in found})
+        out = []
+        for obj, index, node in found:
+            definition = definitions.get(m.definition_ref(str(obj["spec"]["jobDefinition"]))[0])
+            if node is None:
+                out.append(m.job_detail(obj, call.account, index, definition))
+            elif (detail := m.node_detail(obj, call.account, node, definition)) is not None:
+                out.append(detail)
         return {"jobs": out}
+
+    async def _definitions(self, call: Call, refs: set[str]) -> dict[str, dict[str, Any]]:
+        """The JobDefinitions the jobs name, read as the key (one GET per name). One the key may not
+        read, or that is gone, is left out: the job's detail then lacks what only it knows."""
+        names = sorted({m.definition_ref(r)[0] for r in refs})
+
+        async def one(name: str) -> dict[str, Any] | None:
+            try:
+                got: dict[str, Any] = await call.kube.get(ns_path(call.ns, "jobdefinitions", name))
+                return got
+            except ApiError as exc:
+                if exc.status in (401, 403, 404):
+                    return None
+                raise api_error(exc, f"job definition {name}") from None
+
+        got = await asyncio.gather(*(one(n) for n in names))
+        return {n: d for n, d in zip(names, got, strict=True) if d is not None}
 
     async def list_jobs(self, call: Call, p: dict[str, Any]) -> dict[str, Any]:
         q = m.parse_list_jobs(p)
