@@ -245,7 +245,7 @@ def test_array_of_ten_with_status_summary_and_children(
     assert wait_job(batch, dependent, *DONE)["status"] == "FAILED"
 
 
-def test_n_to_n_dependency_between_arrays(
+def test_n_to_n_between_arrays_and_a_job_depending_on_an_array(
     devcluster: DevCluster, gateway: GatewayProcess, namespace: str, key: Key
 ) -> None:
     batch = client(gateway.url, key)
@@ -258,8 +258,18 @@ def test_n_to_n_dependency_between_arrays(
         jobName="b", jobQueue=queue, jobDefinition="hello", arrayProperties={"size": 3},
         dependsOn=[{"jobId": first, "type": "N_TO_N"}], **kwok_tags(),
     )["jobId"]  # fmt: skip
+    # A single job depending on the whole array (AWS: it waits for every child).
+    after = batch.submit_job(
+        jobName="c", jobQueue=queue, jobDefinition="hello", dependsOn=[{"jobId": first}], **kwok_tags()
+    )["jobId"]
     assert wait_job(batch, second, *DONE, timeout=90)["status"] == "SUCCEEDED"
     assert describe(batch, first)["stoppedAt"] <= describe(batch, second)["stoppedAt"]
+    single = wait_job(batch, after, *DONE, timeout=90)
+    assert single["status"] == "SUCCEEDED" and [d["jobId"] for d in single["dependsOn"]] == [first]
+    parent = describe(batch, first)
+    assert parent["arrayProperties"]["statusSummary"]["SUCCEEDED"] == 3
+    # whole seconds: pod times have second precision, the operator's milliseconds
+    assert single["startedAt"] // 1000 >= parent["stoppedAt"] // 1000
 
 
 def test_cancel_runnable_and_terminate_running(
