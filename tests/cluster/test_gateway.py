@@ -193,15 +193,10 @@ def test_an_eks_job_has_eks_properties_and_eks_attempts(
         jobName="eks_hello",
         jobQueue=queue,
         jobDefinition="eks_hello",
-        # An EKS job's pod annotations come from podProperties.metadata (propagateTags is ECS-only).
         eksPropertiesOverride={
-            "podProperties": {
-                "containers": [{"name": "main", "command": ["echo", "bye"]}],
-                "metadata": {
-                    "annotations": {"kwok.batchyard.io/exit-code": "0", "kwok.batchyard.io/delay": "300ms"}
-                },
-            }
+            "podProperties": {"containers": [{"name": "main", "command": ["echo", "bye"]}]}
         },
+        **kwok_tags(),
     )["jobId"]
     job = wait_job(batch, job_id, *DONE, timeout=90)
     assert job["status"] == "SUCCEEDED"
@@ -420,7 +415,9 @@ def test_multi_node_job_nodes_in_list_jobs_and_describe_jobs(
         assert running[1]["jobArn"] == f"arn:aws:batch:{REGION}:{namespace}:job/{job_id}#1"
         assert batch.list_jobs(multiNodeJobId=job_id, jobStatus="SUCCEEDED")["jobSummaryList"] == []
         parent, node1 = batch.describe_jobs(jobs=[job_id, f"{job_id}#1", f"{job_id}#7"])["jobs"]
-        assert parent["jobId"] == job_id and parent["nodeProperties"] == {"numNodes": 2, "mainNode": 0}
+        assert parent["jobId"] == job_id
+        assert (parent["nodeProperties"]["numNodes"], parent["nodeProperties"]["mainNode"]) == (2, 0)
+        assert parent["nodeProperties"]["nodeRangeProperties"][0]["container"]["image"] == "mpi:1"
         assert (node1["jobId"], node1["status"]) == (f"{job_id}#1", "RUNNING")
         assert node1["nodeDetails"] == {"nodeIndex": 1, "isMainNode": False}
         listed = batch.list_jobs(jobQueue=queue)["jobSummaryList"]
