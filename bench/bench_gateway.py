@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument(
         "--py-spy",
         type=Path,
-        help="record the gateway with py-spy (a dev tool) (collapsed stacks, GIL holders only: the gateway's Python CPU)",
+        help="record the gateway with py-spy (a dev tool, not a dependency) into FILE: collapsed stacks, GIL holders only",
     )
     args = parser.parse_args()
     import boto3
