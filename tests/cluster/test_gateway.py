@@ -29,6 +29,7 @@ from gateway_support import REGION, GatewayProcess, Key, aws_cli, client, make_k
 from waiting import wait_for
 
 from batchyard.devcluster import DevCluster
+from batchyard.gateway.mapping import k8s_name
 
 pytestmark = pytest.mark.cluster
 
@@ -170,6 +171,41 @@ def test_a_retried_job_shows_its_attempts(
     job = wait_job(batch, job_id, *DONE, timeout=90)
     assert job["status"] == "SUCCEEDED"
     assert [a["container"]["exitCode"] for a in job["attempts"]] == [137, 0]
+    # The effective retry strategy (the definition's), and the pinned definition's container.
+    assert job["retryStrategy"]["attempts"] == 3
+    assert (job["container"]["image"], job["container"]["exitCode"]) == ("busybox:1.36", 0)
+
+
+def test_an_eks_job_has_eks_properties_and_eks_attempts(
+    devcluster: DevCluster, gateway: GatewayProcess, namespace: str, key: Key
+) -> None:
+    batch = client(gateway.url, key)
+    queue = aws_environment(batch, devcluster, namespace)
+    batch.register_job_definition(
+        jobDefinitionName="eks_hello",
+        type="container",
+        eksProperties={"podProperties": {"containers": [
+            {"name": "main", "image": "busybox:1.36", "command": ["echo", "hi"],
+             "resources": {"limits": {"cpu": "1", "memory": "256Mi"}}},
+        ]}},
+    )  # fmt: skip
+    job_id = batch.submit_job(
+        jobName="eks_hello",
+        jobQueue=queue,
+        jobDefinition="eks_hello",
+        eksPropertiesOverride={
+            "podProperties": {"containers": [{"name": "main", "command": ["echo", "bye"]}]}
+        },
+        **kwok_tags(),
+    )["jobId"]
+    job = wait_job(batch, job_id, *DONE, timeout=90)
+    assert job["status"] == "SUCCEEDED"
+    (main,) = job["eksProperties"]["podProperties"]["containers"]
+    assert (main["image"], main["command"]) == ("busybox:1.36", ["echo", "bye"])
+    (attempt,) = job["eksAttempts"]
+    assert attempt["podNamespace"] == namespace and attempt["podName"] and attempt["nodeName"]
+    assert [c.get("exitCode") for c in attempt["containers"]] == [0]
+    assert job["eksProperties"]["podProperties"]["podName"] == attempt["podName"]
 
 
 def test_array_of_ten_with_status_summary_and_children(
@@ -204,7 +240,7 @@ def test_array_of_ten_with_status_summary_and_children(
     assert wait_job(batch, dependent, *DONE)["status"] == "FAILED"
 
 
-def test_n_to_n_dependency_between_arrays(
+def test_n_to_n_between_arrays_and_a_job_depending_on_an_array(
     devcluster: DevCluster, gateway: GatewayProcess, namespace: str, key: Key
 ) -> None:
     batch = client(gateway.url, key)
@@ -217,8 +253,18 @@ def test_n_to_n_dependency_between_arrays(
         jobName="b", jobQueue=queue, jobDefinition="hello", arrayProperties={"size": 3},
         dependsOn=[{"jobId": first, "type": "N_TO_N"}], **kwok_tags(),
     )["jobId"]  # fmt: skip
+    # A single job depending on the whole array (AWS: it waits for every child).
+    after = batch.submit_job(
+        jobName="c", jobQueue=queue, jobDefinition="hello", dependsOn=[{"jobId": first}], **kwok_tags()
+    )["jobId"]
     assert wait_job(batch, second, *DONE, timeout=90)["status"] == "SUCCEEDED"
     assert describe(batch, first)["stoppedAt"] <= describe(batch, second)["stoppedAt"]
+    single = wait_job(batch, after, *DONE, timeout=90)
+    assert single["status"] == "SUCCEEDED" and [d["jobId"] for d in single["dependsOn"]] == [first]
+    parent = describe(batch, first)
+    assert parent["arrayProperties"]["statusSummary"]["SUCCEEDED"] == 3
+    # whole seconds: pod times have second precision, the operator's milliseconds
+    assert single["startedAt"] // 1000 >= parent["stoppedAt"] // 1000
 
 
 def test_cancel_runnable_and_terminate_running(
@@ -315,6 +361,94 @@ def test_list_jobs_filters_and_250_job_pagination(
     assert batch.list_jobs(jobQueue=queue)["jobSummaryList"] == []  # AWS default: RUNNING only
 
 
+# --- multi-node parallel jobs ------------------------------------------------------------------------
+
+
+def test_multi_node_job_nodes_in_list_jobs_and_describe_jobs(
+    devcluster: DevCluster, gateway: GatewayProcess, namespace: str, key: Key
+) -> None:
+    """AWS: ListJobs(multiNodeJobId) "lists all nodes that are associated with the specified job";
+    a node is `<jobId>#<node>` in DescribeJobs. MNP jobs need a MANAGED compute environment (the
+    gateway's kwok provider here); each node asks 3 of an m5.xlarge's 4 vCPUs."""
+    batch = client(gateway.url, key)
+    ce, queue = f"{namespace}-mnp-ce", f"{namespace}-mnp-q"
+    batch.create_compute_environment(
+        computeEnvironmentName=ce,
+        type="MANAGED",
+        state="ENABLED",
+        computeResources={"type": "EC2", "minvCpus": 0, "maxvCpus": 8, "instanceTypes": ["m5.xlarge"],
+                          "subnets": ["subnet-1"], "instanceRole": "ecsInstanceRole"},
+    )  # fmt: skip
+    try:
+        batch.create_job_queue(
+            jobQueueName=queue, priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}]
+        )
+        rr = [{"type": "VCPU", "value": "3"}, {"type": "MEMORY", "value": "1024"}]
+        batch.register_job_definition(
+            jobDefinitionName="Mpi_Job",
+            type="multinode",
+            nodeProperties={
+                "numNodes": 2,
+                "mainNode": 0,
+                "nodeRangeProperties": [
+                    {"targetNodes": "0:", "container": {"image": "mpi:1", "command": ["mpirun"],
+                                                        "resourceRequirements": rr}}
+                ],
+            },
+        )  # fmt: skip
+        # The main node exits 0 when told below; the child runs until the job ends and stops it.
+        tags = {"kwok.batchyard.io/exit-code": "0", "kwok.batchyard.io/delay": "600s",
+                "kwok.batchyard.io/delay-node-1": "600s"}  # fmt: skip
+        job_id = batch.submit_job(
+            jobName="Mpi_Run", jobQueue=queue, jobDefinition="Mpi_Job", tags=tags, propagateTags=True
+        )["jobId"]
+
+        running = wait_for(
+            lambda: len(page := batch.list_jobs(multiNodeJobId=job_id)["jobSummaryList"]) == 2 and page,
+            timeout=120,
+            what="both nodes RUNNING in ListJobs(multiNodeJobId)",
+        )
+        assert [(n["jobId"], n["status"], n["nodeProperties"]) for n in running] == [
+            (f"{job_id}#0", "RUNNING", {"isMainNode": True, "numNodes": 2, "nodeIndex": 0}),
+            (f"{job_id}#1", "RUNNING", {"isMainNode": False, "numNodes": 2, "nodeIndex": 1}),
+        ]
+        assert running[1]["jobArn"] == f"arn:aws:batch:{REGION}:{namespace}:job/{job_id}#1"
+        assert batch.list_jobs(multiNodeJobId=job_id, jobStatus="SUCCEEDED")["jobSummaryList"] == []
+        parent, node1 = batch.describe_jobs(jobs=[job_id, f"{job_id}#1", f"{job_id}#7"])["jobs"]
+        assert parent["jobId"] == job_id
+        assert (parent["nodeProperties"]["numNodes"], parent["nodeProperties"]["mainNode"]) == (2, 0)
+        assert parent["nodeProperties"]["nodeRangeProperties"][0]["container"]["image"] == "mpi:1"
+        assert (node1["jobId"], node1["status"]) == (f"{job_id}#1", "RUNNING")
+        assert node1["nodeDetails"] == {"nodeIndex": 1, "isMainNode": False}
+        listed = batch.list_jobs(jobQueue=queue)["jobSummaryList"]
+        assert [(j["jobId"], j["nodeProperties"]) for j in listed] == [(job_id, {"numNodes": 2})]
+        with pytest.raises(ClientError) as err:
+            batch.terminate_job(jobId=f"{job_id}#1", reason="one node")
+        assert "multi-node" in str(err.value)
+
+        batch.terminate_job(jobId=job_id, reason="done here")
+        wait_job(batch, job_id, "FAILED", timeout=120)
+        ended = wait_for(
+            lambda: (n := describe(batch, f"{job_id}#0"))["status"] in DONE and n,
+            timeout=60,
+            what="the main node to end",
+        )
+        assert ended["nodeDetails"] == {"nodeIndex": 0, "isMainNode": True}
+        assert ended["isTerminated"] is True
+    finally:
+        devcluster.kubectl("delete", "batchjobs", "--all", "-n", namespace, "--wait=false", check=False)
+        devcluster.kubectl("delete", "jobqueue", k8s_name(queue), "--wait=false", check=False)
+        devcluster.kubectl("delete", "computeenvironment", k8s_name(ce), "--wait=false", check=False)
+        devcluster.kubectl(
+            "delete",
+            "node",
+            "-l",
+            f"batchyard.io/compute-environment={k8s_name(ce)}",
+            "--wait=false",
+            check=False,
+        )
+
+
 # --- job definitions and tags -----------------------------------------------------------------------
 
 
@@ -324,7 +458,9 @@ def test_register_twice_gives_two_revisions_and_deregister_makes_inactive(
     batch = client(gateway.url, key)
     first = register(batch, "Etl_Job", ["echo", "one"])
     second = register(batch, "Etl_Job", ["echo", "two"])
-    assert (first["revision"], second["revision"]) == (1, 2)
+    # AWS makes a revision per registration, also of a definition identical to the latest.
+    third = register(batch, "Etl_Job", ["echo", "two"])
+    assert (first["revision"], second["revision"], third["revision"]) == (1, 2, 3)
 
     batch.deregister_job_definition(jobDefinition=first["jobDefinitionArn"])
 
@@ -339,9 +475,11 @@ def test_register_twice_gives_two_revisions_and_deregister_makes_inactive(
     assert [(d["revision"], d["status"], d["containerProperties"]["command"]) for d in described] == [
         (1, "INACTIVE", ["echo", "one"]),
         (2, "ACTIVE", ["echo", "two"]),
+        (3, "ACTIVE", ["echo", "two"]),
     ]
+    assert not any("registrationId" in d for d in described), "Batchyard bookkeeping is not AWS output"
     active = batch.describe_job_definitions(jobDefinitionName="Etl_Job", status="ACTIVE")["jobDefinitions"]
-    assert [d["revision"] for d in active] == [2]
+    assert [d["revision"] for d in active] == [2, 3]
     assert batch.describe_job_definitions(jobDefinitions=["Etl_Job:2"])["jobDefinitions"][0]["revision"] == 2
 
 

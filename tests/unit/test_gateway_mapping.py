@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import botocore.session
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -214,10 +215,73 @@ def test_list_children_of_an_array_job() -> None:
     assert [j["jobId"] for j in page] == ["p:0", "p:2"]
 
 
+def an_mnp_job() -> dict[str, Any]:
+    """A 3-node job: main node 0 running, node 1 ended with exit 0, node 2 not started."""
+    return (
+        a_job("m").status(status="RUNNING", startedAt="2026-01-01T00:00:01Z", nodeProperties={
+            "numNodes": 3, "mainNode": 0, "nodes": [
+                {"nodeIndex": 0, "isMainNode": True, "status": "RUNNING", "podName": "m-n0-a1"},
+                {"nodeIndex": 1, "isMainNode": False, "status": "SUCCEEDED", "exitCode": 0},
+                {"nodeIndex": 2, "isMainNode": False},
+            ]})
+        .build()
+    )  # fmt: skip
+
+
+def test_a_multi_node_job_and_its_nodes_in_describe_jobs() -> None:
+    job = an_mnp_job()
+    assert m.job_detail(job, ACCOUNT)["nodeProperties"] == {"numNodes": 3, "mainNode": 0}
+    main = m.node_detail(job, ACCOUNT, 0)
+    assert main is not None
+    assert (main["jobId"], main["jobArn"]) == ("m#0", "arn:aws:batch:eu-west-1:team-a:job/m#0")
+    assert (main["status"], main["nodeDetails"]) == ("RUNNING", {"nodeIndex": 0, "isMainNode": True})
+    assert "nodeProperties" not in main and main["attempts"] == []
+    ended = m.node_detail(job, ACCOUNT, 1)
+    assert ended is not None and ended["status"] == "SUCCEEDED"
+    assert ended["container"] == {"exitCode": 0} and ended["attempts"] == [{"container": {"exitCode": 0}}]
+    waiting = m.node_detail(job, ACCOUNT, 2)
+    assert waiting is not None and waiting["status"] == "RUNNING", "a node without a state has the job's"
+    assert m.node_detail(job, ACCOUNT, 3) is None
+
+
+@pytest.mark.parametrize(
+    ("params", "ids"),
+    [
+        pytest.param({}, ["m#0", "m#2"], id="AWS default: RUNNING nodes only"),
+        pytest.param({"jobStatus": "SUCCEEDED"}, ["m#1"], id="one status"),
+        pytest.param({"multiNodeJobId": "arn:aws:batch:eu-west-1:team-a:job/m", "jobStatus": "RUNNING"},
+                     ["m#0", "m#2"], id="the job's ARN"),
+        pytest.param({"filters": [{"name": "JOB_NAME", "values": ["j"]}]}, ["m#0", "m#1", "m#2"],
+                     id="a filter lists every state"),
+    ],
+)  # fmt: skip
+def test_list_jobs_of_a_multi_node_job_lists_its_nodes(params: dict[str, Any], ids: list[str]) -> None:
+    query = m.parse_list_jobs({"multiNodeJobId": "m", **params})
+    page, token = m.list_jobs([an_mnp_job()], query, ACCOUNT)
+    assert ([j["jobId"] for j in page], token) == (ids, None)
+    assert all(j["nodeProperties"]["numNodes"] == 3 for j in page)
+    assert [j["nodeProperties"]["isMainNode"] for j in page] == [i == "m#0" for i in ids]
+
+
+def test_a_multi_node_job_in_a_queue_listing_has_its_node_count() -> None:
+    page, _ = m.list_jobs([an_mnp_job()], m.parse_list_jobs({"jobQueue": "q"}), ACCOUNT)
+    assert [(j["jobId"], j["nodeProperties"]) for j in page] == [("m", {"numNodes": 3})]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("u", None), ("u:3", None), ("u#2", ("u", 2)), ("arn:aws:batch:r:a:job/u#0", ("u", 0))],
+)
+def test_node_ids(value: str, expected: tuple[str, int] | None) -> None:
+    assert m.split_node_id(value) == expected
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
         pytest.param({}, "jobQueue", id="no scope"),
+        pytest.param({"multiNodeJobId": "u#1"}, "multiNodeJobId", id="a node is not a multi-node job"),
+        pytest.param({"jobQueue": "q", "multiNodeJobId": "u"}, "multiNodeJobId", id="queue and multi-node"),
         pytest.param({"jobQueue": "q", "arrayJobId": "a"}, "arrayJobId", id="two scopes"),
         pytest.param({"jobQueue": "q", "maxResults": 0}, "maxResults", id="maxResults 0"),
         pytest.param(
@@ -426,3 +490,135 @@ def test_jobs_by_consumable_resource_from_override_or_pinned_definition_revision
         jobs, {"jd": definition}, "lic", [{"name": "JOB_STATUS", "values": ["RUNNING"]}], ACCOUNT
     )
     assert [j["jobName"] for j in only_running] == ["Old"]
+
+
+# --- JobDetail from the pinned definition revision and the operator's status -----------------------
+
+_MODEL = botocore.session.get_session().get_service_model("batch")
+
+
+def unknown_members(value: Any, shape: Any, where: str = "") -> list[str]:
+    """Paths in `value` that botocore's output shape does not have (a field AWS never returns)."""
+    if shape.type_name == "structure" and isinstance(value, dict):
+        out = []
+        for k, v in value.items():
+            if k not in shape.members:
+                out.append(f"{where}.{k}")
+            else:
+                out += unknown_members(v, shape.members[k], f"{where}.{k}")
+        return out
+    if shape.type_name == "list" and isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in unknown_members(v, shape.member, f"{where}[{i}]")]
+    return []
+
+
+def a_definition(**spec: Any) -> dict[str, Any]:
+    """A JobDefinition whose revision 1 is `spec` and whose live spec has moved on to revision 2."""
+    return {
+        "metadata": {"name": "jd", "namespace": "team-a"},
+        "spec": {"type": "container", "containerProperties": {"image": "live:2"}},
+        "status": {"revisions": [{"revision": 1, "specHash": "h1", "state": "ACTIVE", "spec": spec},
+                                 {"revision": 2, "specHash": "h2", "state": "ACTIVE",
+                                  "spec": {"type": "container", "containerProperties": {"image": "live:2"}}}]},
+    }  # fmt: skip
+
+
+def test_an_ecs_job_shows_the_pinned_containers_with_its_overrides_and_its_effective_values() -> None:
+    definition = a_definition(
+        type="container",
+        platformCapabilities=["EC2"],
+        consumableResourceProperties={"consumableResourceList": [{"consumableResource": "lic", "quantity": 1}]},
+        containerProperties={
+            "image": "app:1", "command": ["run"],
+            "environment": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}],
+        },
+    )  # fmt: skip
+    job = (
+        a_job("u").spec(containerOverrides={"command": ["run", "--fast"], "environment": [{"name": "B", "value": "3"}],
+                                            "resourceRequirements": [{"type": "VCPU", "value": "2"}]})
+        .status(status="FAILED", jobDefinitionRevision=1, retryStrategy={"attempts": 3}, timeout={"attemptDurationSeconds": 60},
+                parameters={"p": "v"}, schedulingPriority=5, isTerminated=True,
+                attempts=[{"attempt": 1, "exitCode": 2, "reason": "Error", "podName": "u-a1", "nodeName": "n1"}])
+        .build()
+    )  # fmt: skip
+    d = m.job_detail(job, ACCOUNT, definition=definition)
+    assert d["container"] == {
+        "image": "app:1", "command": ["run", "--fast"],
+        "environment": [{"name": "A", "value": "1"}, {"name": "B", "value": "3"}],
+        "resourceRequirements": [{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "512"}],
+        "exitCode": 2, "reason": "Error",
+    }  # fmt: skip
+    assert (d["retryStrategy"], d["timeout"], d["parameters"]) == (
+        {"attempts": 3},
+        {"attemptDurationSeconds": 60},
+        {"p": "v"},
+    )
+    assert (d["schedulingPriority"], d["isTerminated"], d["isCancelled"]) == (5, True, False)
+    assert d["platformCapabilities"] == ["EC2"]
+    assert d["consumableResourceProperties"]["consumableResourceList"][0]["consumableResource"] == "lic"
+    assert "eksAttempts" not in d and "eksProperties" not in d
+    assert unknown_members(d, _MODEL.shape_for("JobDetail")) == []
+
+
+def test_an_eks_job_has_eks_properties_and_eks_attempts() -> None:
+    definition = a_definition(
+        type="container",
+        eksProperties={"podProperties": {"containers": [{"name": "main", "image": "app:1", "command": ["run"]},
+                                                        {"name": "side", "image": "proxy:1"}]}},
+    )  # fmt: skip
+    job = (
+        a_job("u").spec(eksPropertiesOverride={"podProperties": {"containers": [{"name": "main", "command": ["go"]}]}})
+        .status(status="SUCCEEDED", jobDefinitionRevision=1, attempts=[
+            {"attempt": 1, "exitCode": 137, "reason": "OOMKilled", "podName": "u-a1", "nodeName": "n1",
+             "startedAt": "2026-01-01T00:00:01Z", "stoppedAt": "2026-01-01T00:00:02Z", "statusReason": "x"},
+            {"attempt": 2, "exitCode": 0, "podName": "u-a2", "nodeName": "n2",
+             "containers": [{"name": "main", "exitCode": 0, "reason": "Completed"}, {"name": "side", "exitCode": 0}]},
+        ])
+        .build()
+    )  # fmt: skip
+    d = m.job_detail(job, ACCOUNT, definition=definition)
+    pod = d["eksProperties"]["podProperties"]
+    assert [(c["name"], c["image"], c.get("command")) for c in pod["containers"]] == [
+        ("main", "app:1", ["go"]), ("side", "proxy:1", None)
+    ]  # fmt: skip
+    assert (pod["podName"], pod["nodeName"]) == ("u-a2", "n2")
+    assert d["eksAttempts"] == [
+        {"containers": [{"exitCode": 137, "reason": "OOMKilled"}], "podName": "u-a1", "podNamespace": "team-a",
+         "nodeName": "n1", "startedAt": 1767225601000, "stoppedAt": 1767225602000, "statusReason": "x"},
+        {"containers": [{"name": "main", "exitCode": 0, "reason": "Completed"}, {"name": "side", "exitCode": 0}],
+         "podName": "u-a2", "podNamespace": "team-a", "nodeName": "n2"},
+    ]  # fmt: skip
+    assert unknown_members(d, _MODEL.shape_for("JobDetail")) == []
+
+
+def test_a_multi_node_job_has_the_definitions_node_ranges() -> None:
+    ranges = [{"targetNodes": "0:", "container": {"image": "mpi:1"}}]
+    definition = a_definition(
+        type="multinode", nodeProperties={"numNodes": 3, "mainNode": 0, "nodeRangeProperties": ranges}
+    )
+    job = an_mnp_job()
+    job["status"]["jobDefinitionRevision"] = 1
+    d = m.job_detail(job, ACCOUNT, definition=definition)
+    assert d["nodeProperties"] == {"numNodes": 3, "mainNode": 0, "nodeRangeProperties": ranges}
+    node = m.node_detail(job, ACCOUNT, 1, definition)
+    assert node is not None and "nodeProperties" not in node
+    for detail in (d, node):
+        assert unknown_members(detail, _MODEL.shape_for("JobDetail")) == []
+    summary, _ = m.list_jobs(
+        [job], m.parse_list_jobs({"multiNodeJobId": "m", "jobStatus": "SUCCEEDED"}), ACCOUNT
+    )
+    assert unknown_members(summary[0], _MODEL.shape_for("JobSummary")) == []
+
+
+def test_an_array_childs_container_shows_the_childs_exit() -> None:
+    definition = a_definition(type="container", containerProperties={"image": "app:1"})
+    job = (
+        a_job("p").spec(arrayProperties={"size": 2})
+        .status(status="PENDING", jobDefinitionRevision=1, arrayProperties={
+            "children": {"states": {"FAILED": "0", "SUCCEEDED": "1"}, "lastExits": {"0": {"exitCode": 3}}}})
+        .build()
+    )  # fmt: skip
+    child = m.job_detail(job, ACCOUNT, 0, definition)
+    assert child["container"] == {"image": "app:1", "exitCode": 3}
+    assert m.job_detail(job, ACCOUNT, 1, definition)["container"] == {"image": "app:1"}

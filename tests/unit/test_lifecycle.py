@@ -911,6 +911,15 @@ def test_starting_to_running_records_started_at_and_node() -> None:
     assert [(e.type, e.reason) for e in step.events] == [("Normal", "Running")]
 
 
+def test_started_at_is_never_before_created_at() -> None:
+    """createdAt has milliseconds; a container start seen late is whole seconds, and can fall in
+    the job's creation second before createdAt. AWS: createdAt <= startedAt <= stoppedAt."""
+    st = run(STARTING, C.with_pod(POD.running(since=T0 - 1)), NOW).status
+
+    assert st.createdAt == iso(T0)
+    assert st.startedAt == iso(T0)
+
+
 def test_running_since_unknown_falls_back_to_now() -> None:
     st = run(STARTING, C.with_pod(POD.running(since=None)), NOW).status
 

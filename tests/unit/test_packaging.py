@@ -26,7 +26,7 @@ import yaml
 
 from batchyard.adapters import metrics
 from batchyard.api.crdgen import all_crds
-from batchyard.devcluster.helm import ensure_helm, render_deploy_manifest
+from batchyard.devcluster.helm import ensure_helm, render_deploy_manifest, render_gateway_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "batchyard"
@@ -121,6 +121,24 @@ def test_deploy_manifest_is_the_charts_output(helm: Path) -> None:
     docs = [d for d in yaml.safe_load_all(committed) if d]
     assert docs[0]["kind"] == "Namespace"
     assert not any(d["kind"] == "CustomResourceDefinition" for d in docs)  # those are in crds/
+
+
+def test_gateway_manifest_is_the_charts_gateway_objects_only(helm: Path) -> None:
+    committed = (REPO / "deploy" / "batchyard-gateway.yaml").read_text()
+    assert committed == render_gateway_manifest(helm, CHART), (
+        "deploy/batchyard-gateway.yaml differs from the chart: run `make deploy-manifest`"
+    )
+    docs = [d for d in yaml.safe_load_all(committed) if d]
+    assert sorted(d["kind"] for d in docs) == [
+        "ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount",
+    ]  # fmt: skip
+    assert all(d["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway" for d in docs)
+    assert all(d["metadata"].get("namespace", "batchyard-system") == "batchyard-system" for d in docs)
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["args"] == ["gateway"]
+    operator = [d for d in yaml.safe_load_all((REPO / "deploy" / "batchyard.yaml").read_text()) if d]
+    names = {(d["kind"], d["metadata"]["name"]) for d in operator}
+    assert not names & {(d["kind"], d["metadata"]["name"]) for d in docs}, "an object in both manifests"
 
 
 def test_helm_lint_is_clean_for_defaults_and_every_toggle(helm: Path) -> None:

@@ -90,6 +90,8 @@ def revisions_of(status: JobDefinitionStatus | None) -> list[tuple[int, str, str
         pytest.param(spec(parameters={"a": "1", "b": "2"}), spec(parameters={"b": "2", "a": "1"}), True,
                      id="key order does not matter"),
         pytest.param(spec(), spec(tags=None), True, id="an explicit null equals an absent field"),
+        pytest.param(spec(registrationId="r1"), spec(registrationId="r2"), False,
+                     id="a new registrationId is a new registration"),
     ],
 )  # fmt: skip
 def test_spec_hash(a: JobDefinitionSpec, b: JobDefinitionSpec, same: bool) -> None:
@@ -163,6 +165,19 @@ def test_a_spec_changed_and_back_while_unseen_is_still_a_new_revision() -> None:
     assert status is not None
     assert (status.observedGeneration, status.latestRevision) == (3, 2)
     assert revisions_of(status) == [(1, "ACTIVE", "busybox"), (2, "ACTIVE", "busybox")]
+
+
+def test_registering_an_identical_spec_again_is_a_new_revision() -> None:
+    """AWS: "Any subsequent job definitions that are registered with that name are given an
+    incremental revision number", identical or not. The gateway's RegisterJobDefinition sets a
+    fresh registrationId per call; the recorded copies do not carry it."""
+    jd = a_definition().with_field("registrationId", "r1").recorded(T1)
+    jd = jd.with_field("registrationId", "r2").generation(2).recorded(T2)
+
+    assert revisions_of(jd.status) == [(1, "ACTIVE", "busybox"), (2, "ACTIVE", "busybox")]
+    assert jd.status is not None and jd.status.revisions is not None
+    assert [r.spec.registrationId for r in jd.status.revisions if r.spec] == [None, None]
+    assert record_revisions(jd.build(), T3) is None, "the same registration seen again is no revision"
 
 
 def test_a_restart_that_sees_the_recorded_generation_makes_no_revision() -> None:

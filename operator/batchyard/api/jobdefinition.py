@@ -163,6 +163,10 @@ class JobDefinitionSpec(Spec):
     INACTIVE revision is never chosen for `name` (latest ACTIVE revision); `name:revision` still
     resolves it for jobs already submitted. Example: `kubectl patch jobdefinition sleep --type merge
     -p '{"spec":{"inactiveRevisions":[1]}}'`."""
+    registrationId: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    """Batchyard extension: an opaque id of the registration that wrote this spec. A new value
+    records a new revision even when the rest of the spec is unchanged (AWS makes a revision per
+    RegisterJobDefinition; the gateway sets a fresh id per call). Not copied into revisions."""
 
     @classmethod
     def from_aws(cls, request: Mapping[str, Any]) -> tuple[str | None, JobDefinitionSpec]:
@@ -184,7 +188,8 @@ class JobDefinitionRevision(Loose):
     revision: int
     """Revision number, from 1."""
     specHash: str
-    """Hash of the spec (without inactiveRevisions), used to detect a new registration."""
+    """Hash of the spec (without inactiveRevisions, with registrationId), used to detect a new
+    registration."""
     state: Literal["ACTIVE", "INACTIVE"] = "ACTIVE"
     """ACTIVE, or INACTIVE once listed in spec.inactiveRevisions."""
     createdAt: Timestamp | None = None

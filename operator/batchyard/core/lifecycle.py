@@ -332,6 +332,11 @@ def _record_start(st: BatchJobStatus, attempt: AttemptDetail | None, pod: PodObs
     if previous:
         # Never before the previous attempt stopped (whole-second container times could say so).
         started = max(started, max(p for p in previous if p is not None))
+    created = epoch(st.createdAt)
+    if created is not None:
+        # Nor before the job was created: createdAt has the operator's milliseconds, a container
+        # start seen after its second is whole seconds (AWS: createdAt <= startedAt).
+        started = max(started, created)
     attempt.startedAt = iso(started)
     st.startedAt = st.startedAt or attempt.startedAt
 

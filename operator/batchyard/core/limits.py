@@ -9,7 +9,8 @@ What is counted, the closest Kubernetes reading of "payload" and "definition": t
 nulls), as compact JSON (no spaces, the keys as stored) encoded in UTF-8, so a non-ASCII
 character counts its UTF-8 bytes. Left out is what is not part of the submission or the
 registration: a BatchJob's later requests (``cancel``, ``terminate``, ``childRequests``) and a
-JobDefinition's ``inactiveRevisions`` (DeregisterJobDefinition, not a registration); metadata
+JobDefinition's ``inactiveRevisions`` (DeregisterJobDefinition, not a registration) and
+``registrationId`` (the gateway's per-call marker, not the user's); metadata
 (name, labels, annotations) and status are never counted. 1 KiB is 1,024 bytes.
 
 The enforcers: the validating admission webhook (``handlers.operator``, the API server refuses
@@ -34,7 +35,7 @@ MAX_DEFINITION_BYTES: Final = 24 * 1024
 
 # Fields of a spec that are not part of the submission / registration AWS measures.
 SUBMISSION_EXCLUDED: Final = frozenset({"cancel", "terminate", "childRequests"})
-DEFINITION_EXCLUDED: Final = frozenset({"inactiveRevisions"})
+DEFINITION_EXCLUDED: Final = frozenset({"inactiveRevisions", "registrationId"})
 
 
 def json_size(data: Any) -> int:

@@ -11,7 +11,9 @@ now hashes like the latest revision (A -> B -> A seen only as the final A, say w
 operator was down or the watch coalesced the edits: AWS would have made two registrations). The
 one exception is an edit of ``inactiveRevisions`` alone (deregistration is bookkeeping, not a
 registration): a generation bump whose spec hashes like the latest revision and whose
-inactiveRevisions differ from the recorded states makes no revision. What an unseen
+inactiveRevisions differ from the recorded states makes no revision. Re-registering an identical
+spec (the gateway's RegisterJobDefinition) is a new revision because it carries a new
+``registrationId``, which the hash includes. What an unseen
 intermediate spec (B) contained is lost; only the count and the final spec are recorded.
 """
 
@@ -40,7 +42,8 @@ def definition_size_problem(spec: JobDefinitionSpec) -> str | None:
 
 
 def spec_hash(spec: JobDefinitionSpec) -> str:
-    # inactiveRevisions is bookkeeping, not part of what a job runs.
+    # inactiveRevisions is bookkeeping, not part of what a job runs. registrationId is hashed: a
+    # new one is a new registration (AWS: every RegisterJobDefinition is a revision).
     data = spec.model_dump(mode="json", exclude_none=True, exclude={"inactiveRevisions"})
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -99,7 +102,9 @@ def record_revisions(jd: JobDefinition, now_iso: str) -> JobDefinitionStatus | N
                 specHash=digest,
                 state="ACTIVE",
                 createdAt=now_iso,
-                spec=jd.spec.model_copy(update={"inactiveRevisions": None}, deep=True),
+                spec=jd.spec.model_copy(
+                    update={"inactiveRevisions": None, "registrationId": None}, deep=True
+                ),
             )
         )
         changed = True

@@ -11,8 +11,9 @@ The plain manifest in `deploy/` is rendered from the chart here too, so that `ma
 deploy-manifest` and the test that keeps it in step run the same code:
 
     python -m batchyard.devcluster.helm                    # build (or reuse) helm, print its path
-    python -m batchyard.devcluster.helm deploy-manifest    # write deploy/batchyard.yaml
-    python -m batchyard.devcluster.helm deploy-manifest --check   # exit 1 if it is stale
+    python -m batchyard.devcluster.helm deploy-manifest    # write deploy/batchyard.yaml and
+                                                           # deploy/batchyard-gateway.yaml
+    python -m batchyard.devcluster.helm deploy-manifest --check   # exit 1 if one is stale
 """
 
 from __future__ import annotations
@@ -51,6 +52,22 @@ metadata:
   name: {DEPLOY_NAMESPACE}
   labels:
     app.kubernetes.io/part-of: batchyard
+"""
+
+
+# The gateway's objects alone (templates/gateway.yaml), rendered with gateway.enabled=true and the
+# other values at their defaults, for the same release and namespace.
+GATEWAY_TEMPLATE = "templates/gateway.yaml"
+GATEWAY_HEADER = f"""\
+# Batchyard's AWS Batch API gateway, for `kubectl apply` without Helm: only the gateway's objects,
+# generated from helm/batchyard with gateway.enabled=true (other values at their defaults) by
+# `make deploy-manifest` (helm template). Do not edit: change the chart.
+#
+#   kubectl apply -f deploy/batchyard.yaml            # the operator and namespace {DEPLOY_NAMESPACE} first
+#   kubectl apply -f deploy/batchyard-gateway.yaml
+#
+# It may impersonate no ServiceAccount yet (gateway.serviceAccounts is empty by default): grant
+# `impersonate` on each key's ServiceAccount as the README's "Use boto3 and the AWS CLI" shows.
 """
 
 
@@ -117,15 +134,25 @@ def ensure_helm(log: Log = _stderr) -> Path:
     return path
 
 
-def render_deploy_manifest(helm: Path, chart: Path) -> str:
-    """`helm template` of the chart with default values, behind a Namespace and a header; the
-    admission webhook off (a committed file must not carry a private key)."""
-    args = [str(helm), "template", DEPLOY_RELEASE, str(chart), "--namespace", DEPLOY_NAMESPACE]
-    args += ["--set", "admissionWebhook.enabled=false"]
+def _template(helm: Path, chart: Path, *extra: str) -> str:
+    args = [str(helm), "template", DEPLOY_RELEASE, str(chart), "--namespace", DEPLOY_NAMESPACE, *extra]
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stderr[-4000:]}")
-    return DEPLOY_HEADER + proc.stdout
+    return proc.stdout
+
+
+def render_deploy_manifest(helm: Path, chart: Path) -> str:
+    """`helm template` of the chart with default values, behind a Namespace and a header; the
+    admission webhook off (a committed file must not carry a private key)."""
+    return DEPLOY_HEADER + _template(helm, chart, "--set", "admissionWebhook.enabled=false")
+
+
+def render_gateway_manifest(helm: Path, chart: Path) -> str:
+    """`helm template` of the gateway's objects only, with gateway.enabled=true, behind a header."""
+    return GATEWAY_HEADER + _template(
+        helm, chart, "--set", "gateway.enabled=true", "--show-only", GATEWAY_TEMPLATE
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,21 +161,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     deploy = sub.add_parser("deploy-manifest", help="render the chart into the plain manifest")
     deploy.add_argument("--chart", type=Path, default=Path("helm/batchyard"))
     deploy.add_argument("--out", type=Path, default=Path("deploy/batchyard.yaml"))
-    deploy.add_argument("--check", action="store_true", help="fail if --out differs instead of writing")
+    deploy.add_argument("--gateway-out", type=Path, default=Path("deploy/batchyard-gateway.yaml"))
+    deploy.add_argument("--check", action="store_true", help="fail if a file differs instead of writing")
     args = parser.parse_args(argv)
     helm = ensure_helm()
     if args.command is None:
         print(helm)
         return 0
-    text = render_deploy_manifest(helm, args.chart)
+    wanted = {
+        args.out: render_deploy_manifest(helm, args.chart),
+        args.gateway_out: render_gateway_manifest(helm, args.chart),
+    }
     if args.check:
-        if not args.out.exists() or args.out.read_text() != text:
-            _stderr(f"{args.out} is stale: run `make deploy-manifest`")
-            return 1
-        return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    _stderr(f"wrote {args.out}")
+        stale = [out for out, text in wanted.items() if not out.exists() or out.read_text() != text]
+        for out in stale:
+            _stderr(f"{out} is stale: run `make deploy-manifest`")
+        return 1 if stale else 0
+    for out, text in wanted.items():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        _stderr(f"wrote {out}")
     return 0
 
 

@@ -165,6 +165,17 @@ def split_job_id(job_id: str) -> tuple[str, int | None]:
     return base, None
 
 
+def split_node_id(job_id: str) -> tuple[str, int] | None:
+    """`<uid>#<node>` (a node of a multi-node parallel job, AWS's form) -> (uid, node), else None."""
+    value = name_from(job_id, "job", "jobId")
+    base, sep, node = value.partition("#")
+    if not sep:
+        return None
+    if not base or not node.isdigit():
+        raise client_error(f"jobId: {job_id!r} is not <jobId> or <jobId>#<node index>")
+    return base, int(node)
+
+
 def _status(obj: Mapping[str, Any]) -> dict[str, Any]:
     return dict(obj.get("status") or {})
 
@@ -205,6 +216,17 @@ def child_states(obj: Mapping[str, Any]) -> dict[int, str]:
     return out
 
 
+def mnp_nodes(obj: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
+    """A multi-node parallel job's nodes of the current attempt (status.nodeProperties.nodes)."""
+    nodes = ((_status(obj).get("nodeProperties") or {}).get("nodes")) or []
+    return {int(n["nodeIndex"]): dict(n) for n in nodes if n.get("nodeIndex") is not None}
+
+
+def node_state(obj: Mapping[str, Any], node: Mapping[str, Any]) -> str:
+    # A node without a recorded state has the job's (before its pod exists).
+    return str(node.get("status") or job_state(obj))
+
+
 def _attempts(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
     out = []
     for a in _status(obj).get("attempts") or []:
@@ -222,11 +244,117 @@ def _attempts(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def job_detail(obj: Mapping[str, Any], account: Account, index: int | None = None) -> dict[str, Any]:
-    """DescribeJobs JobDetail for a BatchJob (or for one array child with `index`)."""
+def pinned_definition(definition: Mapping[str, Any] | None, revision: int | None) -> Mapping[str, Any]:
+    """The spec of the definition revision a job pinned (the latest recorded one before it has
+    pinned one, the live spec before any is recorded); empty when the definition is unknown."""
+    if definition is None:
+        return {}
+    revisions = _status(definition).get("revisions") or []
+    chosen = [r for r in revisions if revision is not None and r.get("revision") == revision] or revisions[
+        -1:
+    ]
+    spec: Mapping[str, Any] = (chosen[0].get("spec") if chosen else None) or definition.get("spec") or {}
+    return spec
+
+
+def _merged_by(base: Sequence[Mapping[str, Any]], over: Sequence[Mapping[str, Any]], key: str) -> list[Any]:
+    """AWS override semantics for environment / resourceRequirements: an override replaces the
+    entry with the same key, others are added."""
+    out = {str(e.get(key)): dict(e) for e in base}
+    out.update({str(e.get(key)): dict(e) for e in over})
+    return list(out.values())
+
+
+def container_detail(properties: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """ContainerDetail: the definition's containerProperties with the job's containerOverrides."""
+    out = dict(properties)
+    for k in ("command", "instanceType"):
+        if overrides.get(k) is not None:
+            out[k] = overrides[k]
+    if overrides.get("environment"):
+        out["environment"] = _merged_by(properties.get("environment") or [], overrides["environment"], "name")
+    if overrides.get("resourceRequirements"):
+        out["resourceRequirements"] = _merged_by(
+            properties.get("resourceRequirements") or [], overrides["resourceRequirements"], "type"
+        )
+    return out
+
+
+def _eks_containers(
+    base: Sequence[Mapping[str, Any]], over: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    out = [dict(c) for c in base]
+    for i, o in enumerate(over):
+        at = next((j for j, c in enumerate(out) if o.get("name") and c.get("name") == o["name"]), i)
+        if at < len(out):
+            out[at].update({k: v for k, v in o.items() if v is not None and k != "name"})
+    return out
+
+
+def eks_properties_detail(
+    properties: Mapping[str, Any], override: Mapping[str, Any], last: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """EksPropertiesDetail: the definition's podProperties with the job's eksPropertiesOverride,
+    and the current attempt's pod and node."""
+    pod = dict(properties.get("podProperties") or {})
+    over = override.get("podProperties") or {}
+    for key in ("containers", "initContainers"):
+        if over.get(key):
+            pod[key] = _eks_containers(pod.get(key) or [], over[key])
+    if over.get("metadata"):
+        meta = dict(pod.get("metadata") or {})
+        for key, values in over["metadata"].items():
+            meta[key] = {**(meta.get(key) or {}), **values} if isinstance(values, dict) else values
+        pod["metadata"] = meta
+    if last:
+        pod.update(_drop_none({"podName": last.get("podName"), "nodeName": last.get("nodeName")}))
+    return {"podProperties": pod}
+
+
+def _eks_attempts(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """EksAttemptDetail per attempt (AWS eksAttempts): the pod, its node, each container's end."""
+    out = []
+    ns = obj["metadata"].get("namespace")
+    for a in _status(obj).get("attempts") or []:
+        containers = [
+            _drop_none({"name": c.get("name"), "exitCode": c.get("exitCode"), "reason": c.get("reason")})
+            for c in a.get("containers") or []
+        ] or ([_drop_none({"exitCode": a.get("exitCode"), "reason": a.get("reason")})]
+              if a.get("exitCode") is not None or a.get("reason") else [])  # fmt: skip
+        out.append(
+            _drop_none(
+                {
+                    "containers": containers,
+                    "podName": a.get("podName"),
+                    "podNamespace": ns if a.get("podName") else None,
+                    "nodeName": a.get("nodeName"),
+                    "startedAt": epoch_ms(a.get("startedAt")),
+                    "stoppedAt": epoch_ms(a.get("stoppedAt")),
+                    "statusReason": a.get("statusReason"),
+                }
+            )
+        )
+    return out
+
+
+def job_detail(
+    obj: Mapping[str, Any],
+    account: Account,
+    index: int | None = None,
+    definition: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """DescribeJobs JobDetail for a BatchJob (or for one array child with `index`).
+
+    `definition` is the job's JobDefinition object when the caller has it: the pinned revision
+    gives `container` / `eksProperties` (with the job's overrides), `eksAttempts` for EKS jobs,
+    `platformCapabilities`, the definition's consumable resources and the node ranges.
+    Effective values the operator records in status (retryStrategy, timeout, parameters,
+    schedulingPriority) win over the job's own spec.
+    """
     st = _status(obj)
     spec = obj["spec"]
     uid = str(obj["metadata"]["uid"])
+    jd = pinned_definition(definition, st.get("jobDefinitionRevision"))
     detail: dict[str, Any] = {
         "jobArn": account.arn("job", uid),
         "jobName": job_name(obj),
@@ -239,23 +367,42 @@ def job_detail(obj: Mapping[str, Any], account: Account, index: int | None = Non
         "stoppedAt": epoch_ms(st.get("stoppedAt")),
         "dependsOn": spec.get("dependsOn") or [],
         "jobDefinition": job_definition_arn(obj, account),
-        "parameters": spec.get("parameters") or {},
+        "parameters": st.get("parameters") or spec.get("parameters") or {},
         "attempts": _attempts(obj),
-        "retryStrategy": spec.get("retryStrategy"),
-        "timeout": spec.get("timeout"),
+        "retryStrategy": st.get("retryStrategy") or spec.get("retryStrategy"),
+        "timeout": st.get("timeout") or spec.get("timeout"),
         "tags": job_tags(obj) or None,
         "propagateTags": spec.get("propagateTags"),
         "shareIdentifier": spec.get("shareIdentifier"),
-        "schedulingPriority": spec.get("schedulingPriorityOverride"),
+        "schedulingPriority": st.get("schedulingPriority", spec.get("schedulingPriorityOverride")),
         "isCancelled": bool(st.get("isCancelled")),
         "isTerminated": bool(st.get("isTerminated")),
-        "platformCapabilities": [],
-        "consumableResourceProperties": spec.get("consumableResourcePropertiesOverride"),
+        "platformCapabilities": jd.get("platformCapabilities") or [],
+        "consumableResourceProperties": spec.get("consumableResourcePropertiesOverride")
+        or jd.get("consumableResourceProperties"),
     }
-    if spec.get("containerOverrides"):
+    attempts = st.get("attempts") or []
+    last = attempts[-1] if attempts else None
+    exit_ = _drop_none({"exitCode": last.get("exitCode"), "reason": last.get("reason")}) if last else {}
+    if jd.get("containerProperties"):
+        detail["container"] = {**container_detail(jd["containerProperties"], spec.get("containerOverrides") or {}),
+                               **exit_}  # fmt: skip
+    elif spec.get("containerOverrides"):
         detail["container"] = spec["containerOverrides"]
-    if spec.get("eksPropertiesOverride"):
+    if jd.get("eksProperties"):
+        detail["eksProperties"] = eks_properties_detail(
+            jd["eksProperties"], spec.get("eksPropertiesOverride") or {}, last
+        )
+        detail["eksAttempts"] = _eks_attempts(obj)
+    elif spec.get("eksPropertiesOverride"):
         detail["eksProperties"] = spec["eksPropertiesOverride"]
+    mnp = st.get("nodeProperties") or {}
+    if mnp.get("numNodes") is not None:
+        # AWS NodeProperties: the job's node count, main node and the definition's node ranges.
+        ranges = (jd.get("nodeProperties") or {}).get("nodeRangeProperties")
+        detail["nodeProperties"] = _drop_none(
+            {"numNodes": mnp["numNodes"], "mainNode": mnp.get("mainNode"), "nodeRangeProperties": ranges}
+        )
     array = spec.get("arrayProperties")
     if array and index is None:
         summary = ((st.get("arrayProperties") or {}).get("statusSummary")) or {}
@@ -265,6 +412,13 @@ def job_detail(obj: Mapping[str, Any], account: Account, index: int | None = Non
         }
     elif array and index is not None:
         detail.update(_child_overlay(obj, account, index))
+        detail.pop("eksAttempts", None)  # a child's attempts are not kept one by one
+        if "container" in detail:
+            last_exit = (detail["attempts"] or [{}])[-1].get("container") or {}
+            detail["container"] = {
+                **{k: v for k, v in detail["container"].items() if k not in ("exitCode", "reason")},
+                **last_exit,
+            }
     return _drop_none(detail)
 
 
@@ -294,6 +448,39 @@ def _child_overlay(obj: Mapping[str, Any], account: Account, index: int) -> dict
     return out
 
 
+def node_detail(
+    obj: Mapping[str, Any], account: Account, node: int, definition: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """DescribeJobs JobDetail for node `node` of a multi-node parallel job (`<jobId>#<node>`),
+    None when the job has no such node."""
+    found = mnp_nodes(obj).get(node)
+    if found is None:
+        return None
+    uid = str(obj["metadata"]["uid"])
+    detail = job_detail(obj, account, definition=definition)
+    detail.pop("nodeProperties", None)
+    detail.pop("container", None)  # the job's (main node's) exit is not this node's
+    detail.pop("eksAttempts", None)
+    state = node_state(obj, found)
+    container = _drop_none({"exitCode": found.get("exitCode"), "reason": found.get("reason")})
+    detail.update(
+        {
+            "jobArn": account.arn("job", f"{uid}#{node}"),
+            "jobId": f"{uid}#{node}",
+            "status": state,
+            "nodeDetails": {"nodeIndex": node, "isMainNode": bool(found.get("isMainNode"))},
+            "attempts": [{"container": container}] if container and state in ("SUCCEEDED", "FAILED") else [],
+        }
+    )
+    if container:
+        detail["container"] = container
+    if state not in ("SUCCEEDED", "FAILED"):
+        detail.pop("stoppedAt", None)
+    if state in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING"):
+        detail.pop("startedAt", None)
+    return _drop_none(detail)
+
+
 def job_summary(obj: Mapping[str, Any], account: Account, index: int | None = None) -> dict[str, Any]:
     """ListJobs JobSummary."""
     d = job_detail(obj, account, index)
@@ -309,6 +496,26 @@ def job_summary(obj: Mapping[str, Any], account: Account, index: int | None = No
         summary["arrayProperties"] = (
             {"index": index} if index is not None else {"size": obj["spec"]["arrayProperties"]["size"]}
         )
+    if d.get("nodeProperties"):
+        summary["nodeProperties"] = {"numNodes": d["nodeProperties"]["numNodes"]}
+    return _drop_none(summary)
+
+
+def node_summary(obj: Mapping[str, Any], account: Account, node: int) -> dict[str, Any] | None:
+    """ListJobs(multiNodeJobId) JobSummary of one node: `<jobId>#<node>` with NodePropertiesSummary."""
+    d = node_detail(obj, account, node)
+    if d is None:
+        return None
+    summary = {k: d.get(k) for k in (
+        "jobArn", "jobId", "jobName", "createdAt", "status", "statusReason", "startedAt", "stoppedAt",
+        "jobDefinition", "shareIdentifier", "isCancelled", "isTerminated",
+    )}  # fmt: skip
+    if d.get("attempts"):
+        summary["container"] = d["attempts"][-1].get("container")
+    num = (_status(obj).get("nodeProperties") or {}).get("numNodes")
+    summary["nodeProperties"] = _drop_none(
+        {"isMainNode": d["nodeDetails"]["isMainNode"], "numNodes": num, "nodeIndex": node}
+    )
     return _drop_none(summary)
 
 
@@ -340,6 +547,7 @@ class ListQuery:
     max_results: int = 100
     after_key: tuple[int, str] | None = None
     share: str | None = None
+    multi_node_job_id: str | None = None
 
 
 def _token(key: tuple[int, str]) -> str:
@@ -360,10 +568,6 @@ def parse_list_jobs(params: Mapping[str, Any]) -> ListQuery:
     if len(scopes) != 1:
         # AWS: "You must specify only one of the following items: jobQueue, arrayJobId, multiNodeJobId".
         raise client_error("jobQueue, arrayJobId, multiNodeJobId: specify exactly one of them")
-    if params.get("multiNodeJobId"):
-        raise client_error(
-            "multiNodeJobId: multi-node parallel jobs run as one object here; list nodes is not supported"
-        )
     raw_max = params.get("maxResults")
     max_results = 100 if raw_max is None else int(raw_max)
     if not 1 <= max_results <= 1000:
@@ -402,11 +606,21 @@ def parse_list_jobs(params: Mapping[str, Any]) -> ListQuery:
     return ListQuery(
         queue=name_from(str(params["jobQueue"]), "job-queue", "jobQueue") if params.get("jobQueue") else None,
         array_job_id=split_job_id(str(params["arrayJobId"]))[0] if params.get("arrayJobId") else None,
+        multi_node_job_id=_multi_node_job_id(str(params["multiNodeJobId"]))
+        if params.get("multiNodeJobId")
+        else None,
         statuses=statuses,
         max_results=max_results,
         after_key=_untoken(str(params["nextToken"])) if params.get("nextToken") else None,
         **q,
     )
+
+
+def _multi_node_job_id(value: str) -> str:
+    uid = name_from(value, "job", "multiNodeJobId")
+    if ":" in uid or "#" in uid:
+        raise client_error(f"multiNodeJobId: {value!r} is not the ID of a multi-node parallel job")
+    return uid
 
 
 def _definition_matches(obj: Mapping[str, Any], q: ListQuery) -> bool:
@@ -450,13 +664,19 @@ def list_jobs(
                 if q.statuses is None or state in q.statuses:
                     rows.append(((index, str(index)), job_summary(obj, account, index)))
             continue
+        if q.multi_node_job_id is not None:
+            for node, found in sorted(mnp_nodes(obj).items()):
+                summary = node_summary(obj, account, node)
+                if summary is not None and (q.statuses is None or node_state(obj, found) in q.statuses):
+                    rows.append(((node, str(node)), summary))
+            continue
         if q.queue is not None and obj["spec"].get("jobQueue") != q.queue:
             continue
         if q.statuses is not None and job_state(obj) not in q.statuses:
             continue
         rows.append(((created, str(obj["metadata"]["uid"])), job_summary(obj, account)))
-    if q.array_job_id is not None:
-        rows.sort(key=lambda r: r[0])  # children in index order
+    if q.array_job_id is not None or q.multi_node_job_id is not None:
+        rows.sort(key=lambda r: r[0])  # children and nodes in index order
         if q.after_key is not None:
             rows = [r for r in rows if r[0] > q.after_key]
     else:
@@ -492,6 +712,7 @@ def definition_entries(obj: Mapping[str, Any], account: Account) -> list[dict[st
     for rev in _status(obj).get("revisions") or []:
         spec = dict(rev.get("spec") or {})
         spec.pop("inactiveRevisions", None)
+        spec.pop("registrationId", None)
         kind = "EKS" if spec.get("eksProperties") else "ECS"
         out.append(
             {
@@ -789,12 +1010,9 @@ def _definition_properties(
 ) -> Mapping[str, Any] | None:
     if definition is None:
         return None
-    revisions = _status(definition).get("revisions") or []
-    chosen = [r for r in revisions if revision is not None and r.get("revision") == revision] or revisions[
-        -1:
-    ]
-    spec = (chosen[0].get("spec") if chosen else None) or definition.get("spec") or {}
-    props: Mapping[str, Any] | None = spec.get("consumableResourceProperties")
+    props: Mapping[str, Any] | None = pinned_definition(definition, revision).get(
+        "consumableResourceProperties"
+    )
     return props
 
 

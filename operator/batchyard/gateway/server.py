@@ -27,7 +27,7 @@ from aiohttp import web
 
 from batchyard.adapters.kube import ApiError, Credentials, Kube, sleep_backoff
 from batchyard.api import JobDefinitionSpec
-from batchyard.core.revisions import spec_hash
+from batchyard.core.revisions import TOO_LARGE_CONDITION, spec_hash
 from batchyard.gateway import mapping as m
 from batchyard.gateway.auth import AccessKey, key_from_secret, verify
 from batchyard.gateway.errors import GatewayError, client_error, server_error
@@ -356,18 +356,47 @@ class Gateway:
         if len(ids) > 100:
             raise client_error("jobs: a list of up to 100 job IDs")  # AWS DescribeJobs limit
         await self.allowed(call, "get", "batchjobs")
-        out = []
+        found: list[tuple[dict[str, Any], int | None, int | None]] = []  # (job, array index, node)
         for ident in ids:
-            uid, index = m.split_job_id(str(ident))
+            node_id = m.split_node_id(str(ident))
+            uid, index = node_id if node_id is not None else m.split_job_id(str(ident))
             obj = self.cache.get(call.ns, uid)
             if obj is None:
                 continue  # AWS: unknown ids are left out of the answer
+            if node_id is not None:
+                found.append((obj, None, node_id[1]))
+                continue
             if index is not None:
                 size = int((obj["spec"].get("arrayProperties") or {}).get("size") or 0)
                 if index >= size:
                     continue
-            out.append(m.job_detail(obj, call.account, index))
+            found.append((obj, index, None))
+        definitions = await self._definitions(call, {str(o["spec"]["jobDefinition"]) for o, _, _ in found})
+        out = []
+        for obj, index, node in found:
+            definition = definitions.get(m.definition_ref(str(obj["spec"]["jobDefinition"]))[0])
+            if node is None:
+                out.append(m.job_detail(obj, call.account, index, definition))
+            elif (detail := m.node_detail(obj, call.account, node, definition)) is not None:
+                out.append(detail)
         return {"jobs": out}
+
+    async def _definitions(self, call: Call, refs: set[str]) -> dict[str, dict[str, Any]]:
+        """The JobDefinitions the jobs name, read as the key (one GET per name). One the key may not
+        read, or that is gone, is left out: the job's detail then lacks what only it knows."""
+        names = sorted({m.definition_ref(r)[0] for r in refs})
+
+        async def one(name: str) -> dict[str, Any] | None:
+            try:
+                got: dict[str, Any] = await call.kube.get(ns_path(call.ns, "jobdefinitions", name))
+                return got
+            except ApiError as exc:
+                if exc.status in (401, 403, 404):
+                    return None
+                raise api_error(exc, f"job definition {name}") from None
+
+        got = await asyncio.gather(*(one(n) for n in names))
+        return {n: d for n, d in zip(names, got, strict=True) if d is not None}
 
     async def list_jobs(self, call: Call, p: dict[str, Any]) -> dict[str, Any]:
         q = m.parse_list_jobs(p)
@@ -375,6 +404,9 @@ class Gateway:
         if q.array_job_id is not None:
             parent = self.cache.get(call.ns, q.array_job_id)
             jobs = [parent] if parent is not None and parent["spec"].get("arrayProperties") else []
+        elif q.multi_node_job_id is not None:
+            parent = self.cache.get(call.ns, q.multi_node_job_id)
+            jobs = [parent] if parent is not None else []
         else:
             jobs = list(self.cache.in_namespace(call.ns))
         page, token = m.list_jobs(jobs, q, call.account)
@@ -383,6 +415,11 @@ class Gateway:
     async def _stop(self, call: Call, job_id: str, reason: str, verb: str) -> None:
         if not 1 <= len(reason) <= 1024:
             raise client_error("reason: 1 to 1024 characters")
+        if m.split_node_id(job_id) is not None:
+            raise client_error(
+                f"jobId: {job_id} is a node of a multi-node parallel job; nodes stop with their job, "
+                "so cancel or terminate the job itself"
+            )
         uid, index = m.split_job_id(job_id)
         obj = self.cache.get(call.ns, uid)
         if obj is None:
@@ -468,6 +505,9 @@ class Gateway:
     async def register_job_definition(self, call: Call, p: dict[str, Any]) -> dict[str, Any]:
         aws_name = str(p["jobDefinitionName"])
         name, spec = m.register_spec(p)
+        # AWS makes a revision per call, even of an identical definition: a fresh registrationId
+        # makes this spec a new one for the operator, which numbers the revision.
+        spec["registrationId"] = uuid.uuid4().hex
         path = ns_path(call.ns, "jobdefinitions", name)
         lock = self._jd_locks.setdefault((call.ns, name), asyncio.Lock())
         # One registration per definition at a time: each must be recorded as its own revision
@@ -498,23 +538,36 @@ class Gateway:
             except ApiError as exc:
                 raise api_error(exc, f"job definition {aws_name}") from None
             digest = spec_hash(JobDefinitionSpec.model_validate(got["spec"]))
-            revision = await self._await_revision(call, path, digest)
+            revision = await self._await_revision(call, path, digest, got["metadata"].get("generation"))
         return {
             "jobDefinitionName": aws_name,
             "jobDefinitionArn": call.account.arn("job-definition", f"{aws_name}:{revision}"),
             "revision": revision,
         }
 
-    async def _await_revision(self, call: Call, path: str, digest: str) -> int:
-        """The revision the operator records for this spec (it owns revision numbers)."""
+    async def _await_revision(self, call: Call, path: str, digest: str, generation: int | None) -> int:
+        """The revision the operator records for this spec (it owns revision numbers).
+
+        The digest includes the call's registrationId, so it names this registration's revision
+        even when others were recorded after it. A spec the operator refuses (over 24 KiB) is a
+        ClientException, not a 5xx an SDK would retry.
+        """
         deadline = time.monotonic() + REVISION_WAIT
         while True:
             obj = await call.kube.get(path)
-            revisions = (obj.get("status") or {}).get("revisions") or []
-            if revisions and revisions[-1].get("specHash") == digest:
-                return int(revisions[-1]["revision"])
+            status = obj.get("status") or {}
+            for rev in reversed(status.get("revisions") or []):
+                if rev.get("specHash") == digest:
+                    return int(rev["revision"])
+            refused = [c for c in status.get("conditions") or [] if c.get("type") == TOO_LARGE_CONDITION]
+            if (
+                refused
+                and refused[0].get("status") == "False"
+                and status.get("observedGeneration") == generation
+            ):
+                raise client_error(str(refused[0].get("message")))
             if time.monotonic() > deadline:
-                # 5xx on purpose: an SDK retry re-registers the same spec, which is idempotent.
+                # 5xx on purpose: an SDK retry registers again (AWS: a retried call may, too).
                 raise server_error("The operator has not recorded the new revision yet; retry")
             await asyncio.sleep(0.05)
 
