@@ -29,7 +29,7 @@ CE_LABEL = "batchyard.io/compute-environment"
 NODE_INDEX = "batchyard.io/node-index"
 
 
-def managed_ce(name: str, max_vcpus: int) -> dict[str, Any]:
+def managed_ce(name: str, max_vcpus: int, min_vcpus: int = 0) -> dict[str, Any]:
     return {
         "apiVersion": API,
         "kind": "ComputeEnvironment",
@@ -37,14 +37,18 @@ def managed_ce(name: str, max_vcpus: int) -> dict[str, Any]:
         "spec": {
             "type": "MANAGED",
             "state": "ENABLED",
-            "computeResources": {"minvCpus": 0, "maxvCpus": max_vcpus, "instanceTypes": ["m5.xlarge"]},
+            "computeResources": {
+                "minvCpus": min_vcpus,
+                "maxvCpus": max_vcpus,
+                "instanceTypes": ["m5.xlarge"],
+            },
             "provider": {"type": "kwok", "kwok": {"options": {"scaleDownDelaySeconds": "2"}}},
         },
     }
 
 
-def mnp_definition(name: str, namespace: str, nodes: int = 4, **spec: Any) -> dict[str, Any]:
-    rr = [{"type": "VCPU", "value": "3"}, {"type": "MEMORY", "value": "1024"}]
+def mnp_definition(name: str, namespace: str, nodes: int = 4, vcpus: int = 3, **spec: Any) -> dict[str, Any]:
+    rr = [{"type": "VCPU", "value": str(vcpus)}, {"type": "MEMORY", "value": "1024"}]
     return {
         "apiVersion": API,
         "kind": "JobDefinition",
@@ -241,12 +245,23 @@ def test_operator_restarted_mid_gang_creates_no_duplicate_and_loses_no_node(
     }
 
 
+def pool_nodes(devcluster: DevCluster, ce: str) -> list[dict[str, Any]]:
+    out = json.loads(devcluster.kubectl("get", "nodes", "-l", f"{CE_LABEL}={ce}", "-o", "json").stdout)
+    return list(out["items"])
+
+
 def test_gang_waits_whole_until_a_fourth_node_is_possible(
     devcluster: DevCluster, namespace: str, pool: tuple[str, str]
 ) -> None:
     ce, queue = pool
-    # maxvCpus 12: three m5.xlarge nodes at most, and the job needs four
-    apply(devcluster, managed_ce(ce, max_vcpus=12), job_queue(queue, [ce]), mnp_definition("mpi", namespace))
+    # minvCpus = maxvCpus = 12: three m5.xlarge nodes, and the job needs four
+    apply(
+        devcluster,
+        managed_ce(ce, max_vcpus=12, min_vcpus=12),
+        job_queue(queue, [ce]),
+        mnp_definition("mpi", namespace),
+    )
+    wait_for(lambda: len(pool_nodes(devcluster, ce)) == 3, timeout=60, what="the pool's 3 nodes")
     apply(devcluster, gang_job("gang", namespace, queue, main_delay="1s"))
 
     status = wait_for(
@@ -255,19 +270,11 @@ def test_gang_waits_whole_until_a_fourth_node_is_possible(
         what="the gang to wait with a reason",
     )
     assert status["status"] == "RUNNABLE"
-    wait_for(
-        lambda: (
-            len(
-                json.loads(devcluster.kubectl("get", "nodes", "-l", f"{CE_LABEL}={ce}", "-o", "json").stdout)[
-                    "items"
-                ]
-            )
-            == 3
-        ),
-        timeout=60,
-        what="the pool to reach its 3 nodes",
-    )
+    # four whole m5.xlarge instances (16 vCPUs) can never fit maxvCpus 12: AWS's blocked reason
+    assert status["statusReason"].startswith("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE")
+    assert "4 x 4 vCPUs > maxvCpus 12" in status["statusReason"]
     assert pods(devcluster, namespace) == [], "no pod of a gang that can't start whole"
+    assert len(pool_nodes(devcluster, ce)) == 3, "no node for a gang that can never fit"
     assert job_status(devcluster, namespace, "gang")["status"] == "RUNNABLE"
 
     apply(devcluster, managed_ce(ce, max_vcpus=16))  # room for a fourth node
@@ -381,3 +388,38 @@ def test_a_gang_and_single_jobs_share_a_fifo_queue_without_starving(
     # the later jobs did not pass the waiting gang
     assert done["later-a"]["attempts"][0]["startedAt"] >= gang_started
     assert done["later-b"]["attempts"][0]["startedAt"] >= gang_started
+
+
+def test_a_managed_pool_scales_out_whole_nodes_for_a_gang(
+    devcluster: DevCluster, namespace: str, pool: tuple[str, str]
+) -> None:
+    # Three 1-vCPU nodes would pack onto one m5.xlarge; a gang needs three nodes of its own
+    # (AWS: MNP nodes are single-tenant), so the empty pool scales out to three nodes at once.
+    ce, queue = pool
+    apply(
+        devcluster,
+        managed_ce(ce, max_vcpus=12),
+        job_queue(queue, [ce]),
+        mnp_definition("mpi", namespace, nodes=3, vcpus=1),
+    )
+    assert pool_nodes(devcluster, ce) == []
+    apply(devcluster, gang_job("gang", namespace, queue, main_delay="4s"))
+
+    placed: dict[str, str] = {}
+
+    def all_three_ran() -> bool:
+        for p in pods(devcluster, namespace):
+            if p["spec"].get("nodeName"):
+                placed[p["metadata"]["labels"][NODE_INDEX]] = p["spec"]["nodeName"]
+        return len(placed) == 3
+
+    wait_for(all_three_ran, timeout=120, interval=0.2, what="the 3 nodes of the job to be placed")
+    status = wait_status(devcluster, namespace, "gang", "SUCCEEDED", "FAILED", timeout=120)
+    assert status["status"] == "SUCCEEDED"
+    assert len(set(placed.values())) == 3, f"each node of the job on its own node: {placed}"
+    nodes = {n["metadata"]["name"]: n for n in pool_nodes(devcluster, ce)}
+    assert set(placed.values()) <= set(nodes)
+    assert {n["metadata"]["labels"]["node.kubernetes.io/instance-type"] for n in nodes.values()} == {
+        "m5.xlarge"
+    }
+    assert [n["nodeName"] for n in status["nodeProperties"]["nodes"]] == [placed[str(i)] for i in range(3)]
