@@ -423,3 +423,39 @@ def test_a_managed_pool_scales_out_whole_nodes_for_a_gang(
         "m5.xlarge"
     }
     assert [n["nodeName"] for n in status["nodeProperties"]["nodes"]] == [placed[str(i)] for i in range(3)]
+
+
+def test_a_child_node_refused_by_pod_security_fails_the_job_at_once(
+    devcluster: DevCluster, namespace: str, pool: tuple[str, str]
+) -> None:
+    # A node range whose container is privileged only for the child nodes, in a namespace that
+    # enforces Pod Security baseline: the main node runs, the children are refused for good.
+    # The job is FAILED with the refusal quoted (not retried: the same pods would be refused
+    # again), every node is stopped and the gang's capacity is released.
+    ce, queue = pool
+    devcluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=baseline")
+    definition = mnp_definition("mpi", namespace, nodes=3, retryStrategy={"attempts": 3})
+    ranges = definition["spec"]["nodeProperties"]["nodeRangeProperties"]
+    child = json.loads(json.dumps(ranges[0]))
+    child["targetNodes"] = "1:"
+    child["container"]["privileged"] = True
+    ranges[0]["targetNodes"] = "0:0"
+    ranges.append(child)
+    apply(devcluster, managed_ce(ce, max_vcpus=16), job_queue(queue, [ce]), definition)
+    apply(devcluster, batch_job("gang", namespace, queue, "mpi", exit_code=None))  # runs until stopped
+
+    status = wait_status(devcluster, namespace, "gang", "FAILED", "SUCCEEDED", timeout=120)
+    assert status["status"] == "FAILED"
+    reason = status["statusReason"]
+    assert reason.startswith("Invalid job definition: pod rejected:"), reason
+    assert 'violates PodSecurity "baseline' in reason and reason.endswith("(node 1)"), reason
+    assert len(status["attempts"]) == 1, "a node refused for good is not retried"
+    assert status["attempts"][0]["statusReason"] == reason
+    rows = {n["nodeIndex"]: n for n in status["nodeProperties"]["nodes"]}
+    assert rows[1]["status"] == "FAILED" and "violates PodSecurity" in rows[1]["reason"]
+    wait_for(lambda: not pods(devcluster, namespace), timeout=60, what="the main node's pod to be stopped")
+    wait_for(
+        lambda: get(devcluster, "computeenvironment", ce, None).get("status", {}).get("vcpusInUse") == 0,
+        timeout=60,
+        what="the gang's capacity to be released",
+    )

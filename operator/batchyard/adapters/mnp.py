@@ -162,11 +162,6 @@ class GangRunner:
                     continue  # asked already
                 if name and name not in step.delete_pods and i != old.main_node:
                     step.delete_pods.append(name)
-        # memory of attempts that are over goes (refusals, the launch event)
-        for over in [a for a in self.refusals if a[0] == key and (not live or a[1] != current)]:
-            for i in self.refusals.pop(over):
-                self.create_backoff.succeeded((over, i))
-        self.announced -= {a for a in self.announced if a[0] == key and (not live or a[1] != current)}
         g = self.gang(entry, spec, current, key) if current is not None else None
         if live and g is not None and not main_stopping:
             for i, pod in g.pods.items():
@@ -222,7 +217,15 @@ class GangRunner:
                     kept.status = status.status
                     kept.reason = kept.reason or "Stopped: the main node exited"
                 rows[k] = kept
+            elif pod.phase == core_mnp.ABSENT and ended and before is not None and row.reason is None:
+                # a node refused for good keeps its reason once the refusals are forgotten
+                rows[k].reason = before.reason
         status.nodeProperties = NodePropertiesDetail(numNodes=n, mainNode=main_index, nodes=rows)
+        # memory of attempts that are over goes (refusals, the launch event)
+        for over in [a for a in self.refusals if a[0] == key and (not live or a[1] != current)]:
+            for i in self.refusals.pop(over):
+                self.create_backoff.succeeded((over, i))
+        self.announced -= {a for a in self.announced if a[0] == key and (not live or a[1] != current)}
 
     async def launch(self, launch: ChildLaunch, now: float) -> None:
         """Create the child nodes' pods (idempotent by name: 409 from our own pod is adopted);
