@@ -243,6 +243,10 @@ def test_operator_restarted_mid_gang_creates_no_duplicate_and_loses_no_node(
     assert {n["nodeName"] for n in status["nodeProperties"]["nodes"]} == {
         p["spec"]["nodeName"] for p in before.values()
     }
+    # What the operator kept in memory is derivable from the cluster: the restarted operator
+    # finds the children and announces no second launch.
+    launched = [e for e in events(devcluster, namespace, "gang") if e["reason"] == "MainNodeRunning"]
+    assert len(launched) == 1, [e["message"] for e in launched]
 
 
 def pool_nodes(devcluster: DevCluster, ce: str) -> list[dict[str, Any]]:
