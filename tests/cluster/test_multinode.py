@@ -133,11 +133,35 @@ def test_four_node_gang_main_first_children_with_its_address_one_outcome(
         assert env["AWS_BATCH_JOB_MAIN_NODE_INDEX"] == "0"
         assert env["AWS_BATCH_JOB_NUM_NODES"] == "4"
         assert env["AWS_BATCH_JOB_ID"].endswith(f"#{i}")
+        assert env["BATCHYARD_MAIN_NODE_HOST"] == f"gang-main.{namespace}.svc"
         assert (
             child["metadata"]["creationTimestamp"]
             >= ready_since(main)[: len(child["metadata"]["creationTimestamp"])]
         )
     assert len({p["spec"]["nodeName"] for p in running.values()}) == 4, "each node of the job on its own node"
+    # The main node's headless Service (a stable DNS name), owned by the job, selects the main pod.
+    svc = get(devcluster, "service", "gang-main", namespace)
+    assert svc["spec"]["clusterIP"] == "None"
+    assert [o["kind"] for o in svc["metadata"]["ownerReferences"]] == ["BatchJob"]
+
+    def service_addresses() -> list[str]:
+        slices = json.loads(
+            devcluster.kubectl(
+                "get",
+                "endpointslices",
+                "-n",
+                namespace,
+                "-l",
+                "kubernetes.io/service-name=gang-main",
+                "-o",
+                "json",
+            ).stdout
+        )["items"]
+        return [a for sl in slices for e in sl.get("endpoints") or [] for a in e["addresses"]]
+
+    wait_for(
+        lambda: service_addresses() == [main_ip], timeout=60, what="the Service to resolve to the main node"
+    )
 
     status = wait_status(devcluster, namespace, "gang", "SUCCEEDED", "FAILED", timeout=120)
     assert status["status"] == "SUCCEEDED"
@@ -152,6 +176,14 @@ def test_four_node_gang_main_first_children_with_its_address_one_outcome(
     ]
     # AWS: "All child nodes are then stopped"
     wait_for(lambda: not pods(devcluster, namespace), timeout=60, what="the children to be stopped")
+    # the Service goes with the gang
+    wait_for(
+        lambda: (
+            devcluster.kubectl("get", "service", "gang-main", "-n", namespace, check=False).returncode != 0
+        ),
+        timeout=60,
+        what="the main node's Service to be deleted",
+    )
     reasons = {e["reason"] for e in events(devcluster, namespace, "gang")}
     # The gang's own events; the routine state events (Succeeded, ...) are off by default
     # (BATCHYARD_ROUTINE_EVENTS), the job's end is in its status and conditions.

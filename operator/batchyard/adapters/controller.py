@@ -145,6 +145,7 @@ class Controller:
         # Multi-node parallel jobs: child nodes' pods, once their main node runs (its status
         # is written by now).
         await asyncio.gather(*(self.gangs.launch(launch, now) for launch in self.gangs.take_launches()))
+        await self.gangs.delete_services()
         if plan.result.truncated:
             self.state.wake()  # more to dispatch: go round again without waiting for an event
         self.cycles += 1

@@ -14,6 +14,12 @@ A child node's pod the API server refuses is classified (``core.refusals``) and 
 attempt and node (``refusals``): transient ones are created again after a per-node backoff,
 a permanent one ends the attempt (``before_feed``: FAILED, not retried, every node stopped).
 
+The main node gets a headless Service (``render.main_service``, ``<job>-main.<ns>.svc``, also in
+every node's ``BATCHYARD_MAIN_NODE_HOST``): created with the first launch of the children
+(409 is fine), deleted when the job ends (``delete_services``), owned by the BatchJob so the
+garbage collector removes one the operator missed (a job that ended while it was down). A
+Service the API server refuses (RBAC, quota) is logged: the children still get the address.
+
 What lives in memory only, and what a restart costs: the refusals (a restarted operator tries
 the create again, which classifies it again) and ``announced``, which only bridges the cycles
 between creating the children and seeing them; the "MainNodeRunning" event is posted only
@@ -72,6 +78,9 @@ class GangRunner:
     announced: set[tuple[JobKey, int, str]] = field(default_factory=set)
     # child pods the API server refused, per (job, attempt) and node index
     refusals: dict[tuple[JobKey, int], dict[int, core_mnp.Refused]] = field(default_factory=dict)
+    # main-node Services created (by job uid), and those to delete now that their job ended
+    services: set[str] = field(default_factory=set)
+    service_deletes: list[tuple[str, str, str]] = field(default_factory=list)
     create_backoff: KeyedBackoff = field(
         default_factory=lambda: KeyedBackoff(base_seconds=1.0, cap_seconds=60.0)
     )
@@ -189,6 +198,11 @@ class GangRunner:
                             f"{len(decision.indexes)} child node(s) of attempt {g.attempt}",
                         )
                     )
+        if status.status in ("SUCCEEDED", "FAILED") and entry.status.status not in ("SUCCEEDED", "FAILED"):
+            # the job ends in this step: its main node's Service goes with it
+            ns = job.metadata.namespace or ""
+            name = render.main_service_name(job.metadata.name or "")
+            self.service_deletes.append((ns, name, job.metadata.uid or ""))
         n = render.num_nodes(job, spec)
         main_index = render.main_node(spec)
         if g is None:
@@ -240,6 +254,7 @@ class GangRunner:
         job = entry.job
         ns = job.metadata.namespace or ""
         ce = self.state.compute_environments.get(launch.compute_environment)
+        await self._ensure_service(entry, spec)
         for i in launch.indexes:
             manifest: dict[str, Any] = render.render_pod(
                 job,
@@ -279,6 +294,30 @@ class GangRunner:
                     entry.wake_at = retry_at if entry.wake_at is None else min(entry.wake_at, retry_at)
             else:
                 self._created(attempt_key, i)
+
+    async def _ensure_service(self, entry: JobEntry, spec: JobDefinitionSpec) -> None:
+        uid = entry.job.metadata.uid or ""
+        if uid in self.services:
+            return
+        ns = entry.job.metadata.namespace or ""
+        try:
+            await self.kube.create(f"/api/v1/namespaces/{ns}/services", render.main_service(entry.job, spec))
+        except ApiError as err:
+            if err.status != 409:
+                log.warning("creating the main node's Service of %s failed: %s", entry.job.metadata.name, err)
+                return
+        self.services.add(uid)
+
+    async def delete_services(self) -> None:
+        """Delete the main-node Services of the jobs that ended (404: already gone)."""
+        deletes, self.service_deletes = self.service_deletes, []
+        for ns, name, uid in deletes:
+            self.services.discard(uid)
+            try:
+                await self.kube.delete(f"/api/v1/namespaces/{ns}/services/{name}")
+            except ApiError as err:
+                if err.status != 404:
+                    log.warning("deleting Service %s/%s failed: %s", ns, name, err)
 
     def _created(self, attempt_key: tuple[JobKey, int], index: int) -> None:
         self.create_backoff.succeeded((attempt_key, index))
