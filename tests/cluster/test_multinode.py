@@ -29,7 +29,7 @@ CE_LABEL = "batchyard.io/compute-environment"
 NODE_INDEX = "batchyard.io/node-index"
 
 
-def managed_ce(name: str, max_vcpus: int) -> dict[str, Any]:
+def managed_ce(name: str, max_vcpus: int, min_vcpus: int = 0) -> dict[str, Any]:
     return {
         "apiVersion": API,
         "kind": "ComputeEnvironment",
@@ -37,14 +37,18 @@ def managed_ce(name: str, max_vcpus: int) -> dict[str, Any]:
         "spec": {
             "type": "MANAGED",
             "state": "ENABLED",
-            "computeResources": {"minvCpus": 0, "maxvCpus": max_vcpus, "instanceTypes": ["m5.xlarge"]},
+            "computeResources": {
+                "minvCpus": min_vcpus,
+                "maxvCpus": max_vcpus,
+                "instanceTypes": ["m5.xlarge"],
+            },
             "provider": {"type": "kwok", "kwok": {"options": {"scaleDownDelaySeconds": "2"}}},
         },
     }
 
 
-def mnp_definition(name: str, namespace: str, nodes: int = 4, **spec: Any) -> dict[str, Any]:
-    rr = [{"type": "VCPU", "value": "3"}, {"type": "MEMORY", "value": "1024"}]
+def mnp_definition(name: str, namespace: str, nodes: int = 4, vcpus: int = 3, **spec: Any) -> dict[str, Any]:
+    rr = [{"type": "VCPU", "value": str(vcpus)}, {"type": "MEMORY", "value": "1024"}]
     return {
         "apiVersion": API,
         "kind": "JobDefinition",
@@ -129,11 +133,35 @@ def test_four_node_gang_main_first_children_with_its_address_one_outcome(
         assert env["AWS_BATCH_JOB_MAIN_NODE_INDEX"] == "0"
         assert env["AWS_BATCH_JOB_NUM_NODES"] == "4"
         assert env["AWS_BATCH_JOB_ID"].endswith(f"#{i}")
+        assert env["BATCHYARD_MAIN_NODE_HOST"] == f"gang-main.{namespace}.svc"
         assert (
             child["metadata"]["creationTimestamp"]
             >= ready_since(main)[: len(child["metadata"]["creationTimestamp"])]
         )
     assert len({p["spec"]["nodeName"] for p in running.values()}) == 4, "each node of the job on its own node"
+    # The main node's headless Service (a stable DNS name), owned by the job, selects the main pod.
+    svc = get(devcluster, "service", "gang-main", namespace)
+    assert svc["spec"]["clusterIP"] == "None"
+    assert [o["kind"] for o in svc["metadata"]["ownerReferences"]] == ["BatchJob"]
+
+    def service_addresses() -> list[str]:
+        slices = json.loads(
+            devcluster.kubectl(
+                "get",
+                "endpointslices",
+                "-n",
+                namespace,
+                "-l",
+                "kubernetes.io/service-name=gang-main",
+                "-o",
+                "json",
+            ).stdout
+        )["items"]
+        return [a for sl in slices for e in sl.get("endpoints") or [] for a in e["addresses"]]
+
+    wait_for(
+        lambda: service_addresses() == [main_ip], timeout=60, what="the Service to resolve to the main node"
+    )
 
     status = wait_status(devcluster, namespace, "gang", "SUCCEEDED", "FAILED", timeout=120)
     assert status["status"] == "SUCCEEDED"
@@ -148,6 +176,14 @@ def test_four_node_gang_main_first_children_with_its_address_one_outcome(
     ]
     # AWS: "All child nodes are then stopped"
     wait_for(lambda: not pods(devcluster, namespace), timeout=60, what="the children to be stopped")
+    # the Service goes with the gang
+    wait_for(
+        lambda: (
+            devcluster.kubectl("get", "service", "gang-main", "-n", namespace, check=False).returncode != 0
+        ),
+        timeout=60,
+        what="the main node's Service to be deleted",
+    )
     reasons = {e["reason"] for e in events(devcluster, namespace, "gang")}
     # The gang's own events; the routine state events (Succeeded, ...) are off by default
     # (BATCHYARD_ROUTINE_EVENTS), the job's end is in its status and conditions.
@@ -239,14 +275,29 @@ def test_operator_restarted_mid_gang_creates_no_duplicate_and_loses_no_node(
     assert {n["nodeName"] for n in status["nodeProperties"]["nodes"]} == {
         p["spec"]["nodeName"] for p in before.values()
     }
+    # What the operator kept in memory is derivable from the cluster: the restarted operator
+    # finds the children and announces no second launch.
+    launched = [e for e in events(devcluster, namespace, "gang") if e["reason"] == "MainNodeRunning"]
+    assert len(launched) == 1, [e["message"] for e in launched]
+
+
+def pool_nodes(devcluster: DevCluster, ce: str) -> list[dict[str, Any]]:
+    out = json.loads(devcluster.kubectl("get", "nodes", "-l", f"{CE_LABEL}={ce}", "-o", "json").stdout)
+    return list(out["items"])
 
 
 def test_gang_waits_whole_until_a_fourth_node_is_possible(
     devcluster: DevCluster, namespace: str, pool: tuple[str, str]
 ) -> None:
     ce, queue = pool
-    # maxvCpus 12: three m5.xlarge nodes at most, and the job needs four
-    apply(devcluster, managed_ce(ce, max_vcpus=12), job_queue(queue, [ce]), mnp_definition("mpi", namespace))
+    # minvCpus = maxvCpus = 12: three m5.xlarge nodes, and the job needs four
+    apply(
+        devcluster,
+        managed_ce(ce, max_vcpus=12, min_vcpus=12),
+        job_queue(queue, [ce]),
+        mnp_definition("mpi", namespace),
+    )
+    wait_for(lambda: len(pool_nodes(devcluster, ce)) == 3, timeout=60, what="the pool's 3 nodes")
     apply(devcluster, gang_job("gang", namespace, queue, main_delay="1s"))
 
     status = wait_for(
@@ -255,19 +306,11 @@ def test_gang_waits_whole_until_a_fourth_node_is_possible(
         what="the gang to wait with a reason",
     )
     assert status["status"] == "RUNNABLE"
-    wait_for(
-        lambda: (
-            len(
-                json.loads(devcluster.kubectl("get", "nodes", "-l", f"{CE_LABEL}={ce}", "-o", "json").stdout)[
-                    "items"
-                ]
-            )
-            == 3
-        ),
-        timeout=60,
-        what="the pool to reach its 3 nodes",
-    )
+    # four whole m5.xlarge instances (16 vCPUs) can never fit maxvCpus 12: AWS's blocked reason
+    assert status["statusReason"].startswith("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE")
+    assert "4 x 4 vCPUs > maxvCpus 12" in status["statusReason"]
     assert pods(devcluster, namespace) == [], "no pod of a gang that can't start whole"
+    assert len(pool_nodes(devcluster, ce)) == 3, "no node for a gang that can never fit"
     assert job_status(devcluster, namespace, "gang")["status"] == "RUNNABLE"
 
     apply(devcluster, managed_ce(ce, max_vcpus=16))  # room for a fourth node
@@ -381,3 +424,74 @@ def test_a_gang_and_single_jobs_share_a_fifo_queue_without_starving(
     # the later jobs did not pass the waiting gang
     assert done["later-a"]["attempts"][0]["startedAt"] >= gang_started
     assert done["later-b"]["attempts"][0]["startedAt"] >= gang_started
+
+
+def test_a_managed_pool_scales_out_whole_nodes_for_a_gang(
+    devcluster: DevCluster, namespace: str, pool: tuple[str, str]
+) -> None:
+    # Three 1-vCPU nodes would pack onto one m5.xlarge; a gang needs three nodes of its own
+    # (AWS: MNP nodes are single-tenant), so the empty pool scales out to three nodes at once.
+    ce, queue = pool
+    apply(
+        devcluster,
+        managed_ce(ce, max_vcpus=12),
+        job_queue(queue, [ce]),
+        mnp_definition("mpi", namespace, nodes=3, vcpus=1),
+    )
+    assert pool_nodes(devcluster, ce) == []
+    apply(devcluster, gang_job("gang", namespace, queue, main_delay="4s"))
+
+    placed: dict[str, str] = {}
+
+    def all_three_ran() -> bool:
+        for p in pods(devcluster, namespace):
+            if p["spec"].get("nodeName"):
+                placed[p["metadata"]["labels"][NODE_INDEX]] = p["spec"]["nodeName"]
+        return len(placed) == 3
+
+    wait_for(all_three_ran, timeout=120, interval=0.2, what="the 3 nodes of the job to be placed")
+    status = wait_status(devcluster, namespace, "gang", "SUCCEEDED", "FAILED", timeout=120)
+    assert status["status"] == "SUCCEEDED"
+    assert len(set(placed.values())) == 3, f"each node of the job on its own node: {placed}"
+    nodes = {n["metadata"]["name"]: n for n in pool_nodes(devcluster, ce)}
+    assert set(placed.values()) <= set(nodes)
+    assert {n["metadata"]["labels"]["node.kubernetes.io/instance-type"] for n in nodes.values()} == {
+        "m5.xlarge"
+    }
+    assert [n["nodeName"] for n in status["nodeProperties"]["nodes"]] == [placed[str(i)] for i in range(3)]
+
+
+def test_a_child_node_refused_by_pod_security_fails_the_job_at_once(
+    devcluster: DevCluster, namespace: str, pool: tuple[str, str]
+) -> None:
+    # A node range whose container is privileged only for the child nodes, in a namespace that
+    # enforces Pod Security baseline: the main node runs, the children are refused for good.
+    # The job is FAILED with the refusal quoted (not retried: the same pods would be refused
+    # again), every node is stopped and the gang's capacity is released.
+    ce, queue = pool
+    devcluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=baseline")
+    definition = mnp_definition("mpi", namespace, nodes=3, retryStrategy={"attempts": 3})
+    ranges = definition["spec"]["nodeProperties"]["nodeRangeProperties"]
+    child = json.loads(json.dumps(ranges[0]))
+    child["targetNodes"] = "1:"
+    child["container"]["privileged"] = True
+    ranges[0]["targetNodes"] = "0:0"
+    ranges.append(child)
+    apply(devcluster, managed_ce(ce, max_vcpus=16), job_queue(queue, [ce]), definition)
+    apply(devcluster, batch_job("gang", namespace, queue, "mpi", exit_code=None))  # runs until stopped
+
+    status = wait_status(devcluster, namespace, "gang", "FAILED", "SUCCEEDED", timeout=120)
+    assert status["status"] == "FAILED"
+    reason = status["statusReason"]
+    assert reason.startswith("Invalid job definition: pod rejected:"), reason
+    assert 'violates PodSecurity "baseline' in reason and reason.endswith("(node 1)"), reason
+    assert len(status["attempts"]) == 1, "a node refused for good is not retried"
+    assert status["attempts"][0]["statusReason"] == reason
+    rows = {n["nodeIndex"]: n for n in status["nodeProperties"]["nodes"]}
+    assert rows[1]["status"] == "FAILED" and "violates PodSecurity" in rows[1]["reason"]
+    wait_for(lambda: not pods(devcluster, namespace), timeout=60, what="the main node's pod to be stopped")
+    wait_for(
+        lambda: get(devcluster, "computeenvironment", ce, None).get("status", {}).get("vcpusInUse") == 0,
+        timeout=60,
+        what="the gang's capacity to be released",
+    )

@@ -90,6 +90,14 @@ class CEB:
     def unmanaged(self) -> CEB:
         return CEB(replace(self.view, managed=False))
 
+    def node_types(self, *types: tuple[float, str | float]) -> CEB:
+        """Launchable types as (instance vCPUs, job room in vCPUs; memory 1Ti)."""
+        return CEB(
+            replace(
+                self.view, node_types=tuple((int(v * 1000), Resources.of(room, "1Ti")) for v, room in types)
+            )
+        )
+
     def instance_types(self, *types: str) -> CEB:
         return CEB(replace(self.view, instance_types=types))
 

@@ -72,6 +72,24 @@ def _dispatch(result, key):
             id="UNMANAGED compute environment: MNP jobs are not supported there",
         ),
         pytest.param(a_ce(), a_job("g").gang(4, cpu=2), "dispatch", id="capacity on demand: the gang starts"),
+        pytest.param(
+            a_ce().nodes(*THREE_NODES).scaling().max_vcpus(12).node_types((4, 3.4)),
+            a_job("g").gang(4, cpu=1),
+            CE_MAX_RESOURCE,
+            id="4 vCPUs of jobs fit maxvCpus 12, but 4 whole 4-vCPU instances don't: it can never fit",
+        ),
+        pytest.param(
+            a_ce().nodes(*THREE_NODES).scaling().max_vcpus(12).node_types((4, 3.4), (2, 1.4)),
+            a_job("g").gang(4, cpu=1),
+            WAITING_CAPACITY,
+            id="4 whole 2-vCPU instances fit maxvCpus 12: the gang waits for the pool",
+        ),
+        pytest.param(
+            a_ce().nodes(*THREE_NODES).scaling().max_vcpus(12).node_types((4, 3.4), (2, 1.4)),
+            a_job("g").gang(4, cpu=2),
+            CE_MAX_RESOURCE,
+            id="a 2-vCPU node needs the 4-vCPU type: 4 x 4 > 12",
+        ),
     ],
 )
 def test_gang_admission(ce, gang, expected):
@@ -92,6 +110,18 @@ def test_unmanaged_refusal_names_the_rule():
     w = world([a_ce("static").nodes(*FOUR_NODES).unmanaged()], [a_queue().ces("static")])
     r = scheduler_with(w, a_job("g").gang(2)).cycle(w, 1.0)
     assert "aren't supported on UNMANAGED compute environments (static)" in blocks(r)[0].status_reason
+
+
+def test_gang_over_max_vcpus_in_whole_instances_says_why():
+    w = world(
+        [a_ce("pool").nodes(*THREE_NODES).scaling().max_vcpus(12).node_types((4, 3.4))],
+        [a_queue().ces("pool")],
+    )
+    r = scheduler_with(w, a_job("g").gang(4, cpu=1)).cycle(w, 1.0)
+    [b] = blocks(r)
+    assert b.reason_code == CE_MAX_RESOURCE and b.queue_blocked
+    assert "needs numNodes instances of one type" in b.status_reason
+    assert "pool: 4 x 4 vCPUs > maxvCpus 12" in b.status_reason
 
 
 def test_spot_refusal_names_the_rule():
@@ -208,11 +238,12 @@ def test_bind_moves_a_member_and_holds_its_new_node_whole():
     assert _dispatch(r, "single").node == d.nodes[0]
 
 
-def test_demands_of_a_gang_is_one_per_node():
+def test_sizing_demand_of_a_gang_is_one_gang_of_one_demand_per_node():
     from batchyard.core.capacity import Resources
+    from batchyard.core.nodepool import Gang
 
     w = world([a_ce().nodes(*THREE_NODES)], [a_queue()])
     s = scheduler_with(w, a_job("g").gang(4, cpu=3), a_job("single").requesting(cpu=2))
-    assert s.demands_of("g") == (Resources.of(3),) * 4
-    assert s.demands_of("single") == (Resources.of(2),)
-    assert s.demands_of("nobody") == ()
+    assert s.sizing_demand("g") == Gang((Resources.of(3),) * 4)
+    assert s.sizing_demand("single") == Resources.of(2)
+    assert s.sizing_demand("nobody") is None

@@ -19,9 +19,11 @@ from batchyard.core.mnp import (
     RUNNING,
     SUCCEEDED,
     AttemptEnded,
+    AttemptRefused,
     CreateNodes,
     Gang,
     NodePod,
+    Refused,
     Wait,
     next_step,
     node_rows,
@@ -156,3 +158,77 @@ def test_node_rows():
 )
 def test_split_node_job_id(text, expected):
     assert split_node_job_id(text) == expected
+
+
+# --- a child node's pod refused by the API server (core.refusals classifies it) ---------------
+PSA = "Invalid job definition: pod rejected: pods is forbidden: violates PodSecurity"
+QUOTA = "WAITING:RESOURCE_QUOTA - exceeded quota: q"
+
+
+def refused(g: Gang, **nodes: Refused) -> Gang:
+    return replace(g, refused={int(k[1:]): r for k, r in nodes.items()})
+
+
+@pytest.mark.parametrize(
+    ("gang", "now", "expected"),
+    [
+        pytest.param(
+            refused(a_gang(n0=RUNNING), n2=Refused(True, PSA)),
+            100.0,
+            AttemptRefused(2, f"{PSA} (node 2)", (0,)),
+            id="permanent: the attempt ends with the refusal and the node named; the main node stops",
+        ),
+        pytest.param(
+            refused(a_gang(n0=RUNNING, n1=RUNNING, n3=PENDING), n2=Refused(True, PSA)),
+            100.0,
+            AttemptRefused(2, f"{PSA} (node 2)", (0, 1, 3)),
+            id="permanent: every live node of the gang is stopped",
+        ),
+        pytest.param(
+            refused(a_gang(n0=RUNNING), n3=Refused(True, PSA), n1=Refused(True, "other")),
+            100.0,
+            AttemptRefused(1, "other (node 1)", (0,)),
+            id="several refused for good: the lowest node is named",
+        ),
+        pytest.param(
+            refused(a_gang(n0=RUNNING, n2=RUNNING), n2=Refused(True, PSA)),
+            100.0,
+            CreateNodes((1, 3), "10.0.0.1"),
+            id="a refusal of a pod that exists after all (adopted) counts for nothing",
+        ),
+        pytest.param(
+            refused(a_gang(n0=RUNNING), n2=Refused(False, QUOTA, retry_at=130.0)),
+            100.0,
+            CreateNodes((1, 3), "10.0.0.1"),
+            id="transient: the others are created, the refused node waits for its backoff",
+        ),
+        pytest.param(
+            refused(a_gang(n0=RUNNING, n1=RUNNING, n3=RUNNING), n2=Refused(False, QUOTA, retry_at=130.0)),
+            100.0,
+            Wait(f"node(s) 2 refused for now: {QUOTA}", 130.0),
+            id="transient, only the refused node missing: wait until its backoff ends",
+        ),
+        pytest.param(
+            refused(a_gang(n0=RUNNING, n1=RUNNING, n3=RUNNING), n2=Refused(False, QUOTA, retry_at=130.0)),
+            130.0,
+            CreateNodes((2,), "10.0.0.1"),
+            id="transient, backoff over: created again",
+        ),
+        pytest.param(
+            refused(a_gang(n0=SUCCEEDED, n1=RUNNING), n2=Refused(True, PSA)),
+            100.0,
+            AttemptEnded(True, 0, None, 10.0, 20.0, "kwok-0", (1,)),
+            id="the main node exited first: its outcome stands",
+        ),
+    ],
+)
+def test_refused_child_nodes(gang, now, expected):
+    assert next_step(gang, now) == expected
+
+
+def test_refused_node_rows_say_why():
+    g = refused(a_gang(n0=RUNNING), n2=Refused(True, PSA), n3=Refused(False, QUOTA, retry_at=130.0))
+    rows = {r.nodeIndex: r for r in node_rows(g)}
+    assert (rows[2].status, rows[2].reason) == ("FAILED", PSA)
+    assert (rows[3].status, rows[3].reason) == ("PENDING", QUOTA)
+    assert (rows[1].status, rows[1].reason) == ("PENDING", None)

@@ -11,6 +11,8 @@ from batchyard.core.capacity import ZERO, Resources
 from batchyard.core.instances import BUILTIN_CATALOGUE, InstanceType, job_capacity_estimate
 from batchyard.core.nodepool import (
     BEST_FIT_PROGRESSIVE,
+    Demand,
+    Gang,
     IdleTracker,
     PoolNode,
     PoolSpec,
@@ -72,6 +74,14 @@ def a_node(
 
 def jobs(n: int, cpu: float = 1, memory: int = 1024, gpus: int = 0) -> list[Resources]:
     return [Resources.of(cpu, memory, gpus)] * n
+
+
+def gang(n: int, cpu: float = 1, memory: int = 1024, gpus: int = 0, *, main_cpu: float | None = None) -> Gang:
+    """A multi-node parallel job of ``n`` nodes; ``main_cpu``: node 0 asks for a different size."""
+    nodes = [Resources.of(cpu, memory, gpus)] * n
+    if main_cpu is not None:
+        nodes[0] = Resources.of(main_cpu, memory, gpus)
+    return Gang(tuple(nodes))
 
 
 def added(plan: ScalePlan) -> Counter[str]:
@@ -383,3 +393,201 @@ def test_route_demand_keeps_jobs_waiting_on_their_first_pool_when_all_are_full()
     cpu = a_pool("cpu").vcpus(0, 2).types(T4).spec
     routed = route_demand([QueueDemand(("cpu",), jobs(5))], {"cpu": cpu}, in_use={"cpu": Resources.of(2)})
     assert len(routed["cpu"]) == 5
+
+
+# --- multi-node parallel jobs: numNodes whole nodes of one type, all or nothing -----------------
+@pytest.mark.parametrize(
+    ("pool", "nodes", "demand", "expect_added", "expect_waiting", "expect_unplaceable"),
+    [
+        pytest.param(
+            a_pool().vcpus(0, 16).types(T4),
+            [],
+            [gang(3)],
+            {"c4v": 3},
+            0,
+            0,
+            id="3 one-vCPU nodes: 3 whole nodes, not packed onto one 4-vCPU node",
+        ),
+        pytest.param(
+            a_pool().vcpus(0, 16).types(T2, T4, T8),
+            [],
+            [gang(2, cpu=3)],
+            {"c4v": 2},
+            0,
+            0,
+            id="BEST_FIT: the cheapest type that holds a node, for every node",
+        ),
+        pytest.param(
+            a_pool().vcpus(0, 32).types(T2, T4, T8),
+            [],
+            [gang(3, cpu=1, main_cpu=3)],
+            {"c4v": 3},
+            0,
+            0,
+            id="one type for all nodes, sized by the largest node (the main node's 3 vCPUs)",
+        ),
+        pytest.param(
+            a_pool().vcpus(0, 8).types(T4),
+            [],
+            [gang(3)],
+            {},
+            0,
+            1,
+            id="3 x 4 vCPUs > maxvCpus 8: never fits, nothing is added",
+        ),
+        pytest.param(
+            a_pool().vcpus(0, 12).types(T2, T4),
+            [],
+            [gang(3)],
+            {"c2v": 3},
+            0,
+            0,
+            id="maxvCpus rules out 3 x c4v only when no smaller type holds a node",
+        ),
+        pytest.param(
+            a_pool().vcpus(0, 12).types(T4),
+            [a_node("ce-0", jobs=1, used=2)],
+            [gang(3)],
+            {},
+            1,
+            0,
+            id="headroom for 2 of 3 nodes: nothing added, the gang waits (no half gang)",
+        ),
+        pytest.param(
+            a_pool().vcpus(0, 16).types(T4),
+            [a_node("ce-0", idle_for=5), a_node("ce-1", idle_for=5)],
+            [gang(3)],
+            {"c4v": 1},
+            0,
+            0,
+            id="2 free nodes cover 2 members: one node is added",
+        ),
+        pytest.param(
+            a_pool().vcpus(0, 16).types(T4),
+            [a_node("ce-0", jobs=1, used=1), a_node("ce-1", idle_for=5)],
+            [gang(2)],
+            {"c4v": 1},
+            0,
+            0,
+            id="a node with room but a job on it is no gang node (single-tenant)",
+        ),
+        pytest.param(
+            a_pool().vcpus(0, 32).types(T4),
+            [a_node("ce-0", idle_for=5)],
+            [*jobs(1), gang(2), *jobs(1)],
+            {"c4v": 2},
+            0,
+            0,
+            id="a single job takes the free node first; the gang adds 2; the next single packs beside the first",
+        ),
+        pytest.param(
+            a_pool().vcpus(0, 16).types(T4),
+            [],
+            [*jobs(1), gang(2), *jobs(1)],
+            {"c4v": 3},
+            0,
+            0,
+            id="no single job is packed onto a gang's new node",
+        ),
+        pytest.param(
+            a_pool().vcpus(0, 12).types(T4),
+            [],
+            [gang(2), gang(2)],
+            {"c4v": 2},
+            1,
+            0,
+            id="the second gang does not fit the remaining headroom: it waits whole",
+        ),
+        pytest.param(
+            a_pool().vcpus(0, 32).types(T4, T8).progressive(),
+            [a_node("ce-0", T8, idle_for=5), a_node("ce-1", T8, idle_for=5)],
+            [gang(3, cpu=3)],
+            {"c8v": 1},
+            0,
+            0,
+            id="BEST_FIT_PROGRESSIVE: one more c8v beside 2 free ones is cheaper than 3 new c4v",
+        ),
+        pytest.param(
+            a_pool().vcpus(0, 32).types(T4, T8),
+            [a_node("ce-0", T8, idle_for=5), a_node("ce-1", T8, idle_for=5)],
+            [gang(3, cpu=3)],
+            {"c4v": 3},
+            0,
+            0,
+            id="BEST_FIT: the cheapest type, even with free nodes of another type that don't cover the gang",
+        ),
+        pytest.param(
+            a_pool().vcpus(0, 32).types(T4, T8),
+            [a_node("ce-0", T8, idle_for=5), a_node("ce-1", T4, idle_for=5)],
+            [gang(2)],
+            {},
+            0,
+            0,
+            id="free nodes that cover the whole gang are taken as the scheduler takes them: nothing added",
+        ),
+        pytest.param(
+            a_pool().vcpus(0, 16).types(T4).unavailable("c4v"),
+            [],
+            [gang(2)],
+            {},
+            1,
+            0,
+            id="the type is unavailable: the gang waits",
+        ),
+        pytest.param(
+            a_pool().vcpus(0, 16).types(T4).disabled(),
+            [],
+            [gang(2)],
+            {},
+            1,
+            0,
+            id="DISABLED: no scale-out for a gang",
+        ),
+        pytest.param(
+            a_pool().vcpus(0, 16).types(T4, G1),
+            [],
+            [gang(2, gpus=1)],
+            {"g1v": 2},
+            0,
+            0,
+            id="a GPU gang gets GPU nodes",
+        ),
+        pytest.param(
+            a_pool().vcpus(0, 64).types(T4),
+            [],
+            [gang(2, cpu=6)],
+            {},
+            0,
+            1,
+            id="a node larger than every type: unplaceable",
+        ),
+    ],
+)
+def test_gang_scale_out(
+    pool: PoolB,
+    nodes: list[PoolNode],
+    demand: list[Demand],
+    expect_added: dict[str, int],
+    expect_waiting: int,
+    expect_unplaceable: int,
+) -> None:
+    plan = plan_scale(pool.spec, nodes, demand, NOW)
+    assert dict(added(plan)) == expect_added
+    assert plan.waiting_jobs == expect_waiting
+    assert plan.unplaceable_jobs == expect_unplaceable
+    assert plan.milli_cpu <= pool.spec.max_vcpus * 1000
+
+
+def test_free_nodes_a_gang_takes_are_not_scaled_in() -> None:
+    pool = a_pool().vcpus(0, 16).types(T4).delay(60)
+    free = [a_node("ce-0", idle_for=600), a_node("ce-1", idle_for=600), a_node("ce-2", idle_for=600)]
+    plan = plan_scale(pool.spec, free, [gang(2)], NOW)
+    assert plan.remove == ("ce-2",) and not plan.add
+
+
+def test_route_demand_sends_a_gang_whole_to_one_pool_by_its_total_vcpus() -> None:
+    small = a_pool("small").vcpus(0, 4).types(T4).spec
+    big = a_pool("big").vcpus(0, 32).types(T4).spec
+    g = gang(3)
+    out = route_demand([QueueDemand(("small", "big"), [g, *jobs(1)])], {"small": small, "big": big})
+    assert out == {"small": jobs(1), "big": [g]}

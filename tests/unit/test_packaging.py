@@ -88,6 +88,7 @@ NAMESPACED = (
     | g("batchyard.io", "jobdefinitions", "get list watch")
     | g("batchyard.io", "jobdefinitions/status", "patch")
     | g("", "pods", "get list watch create delete")
+    | g("", "services", "create delete")  # multi-node jobs: the main node's headless Service
     | g("", "events", "create patch")
     | g("events.k8s.io", "events", "create patch")
 )

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
-from test_render import UID, a_job, batch_vars, container, render
+from test_render import UID, a_job, batch_vars, container, env_of, render
 
 from batchyard.api.jobdefinition import JobDefinitionSpec
 from batchyard.core.capacity import Resources
-from batchyard.render import job_demand, main_node, num_nodes, pod_name, render_problems
+from batchyard.render import (
+    job_demand,
+    main_node,
+    main_service,
+    main_service_name,
+    num_nodes,
+    pod_name,
+    render_problems,
+)
 
 
 def an_mnp(*ranges: dict[str, Any], nodes: int = 4, main: int = 0) -> JobDefinitionSpec:
@@ -272,3 +281,40 @@ def test_per_node_kwok_delay_becomes_that_pods_delay() -> None:
     node2 = render(job, MAIN_AND_WORKERS, node_index=2, main_node_ip="10.0.0.7")
     assert main["metadata"]["annotations"]["kwok.batchyard.io/delay"] == "1s"
     assert node2["metadata"]["annotations"]["kwok.batchyard.io/delay"] == "30s"
+
+
+# --- the main node's headless Service (a Batchyard extra) ---------------------------------------
+@pytest.mark.parametrize(
+    ("job_name", "expected"),
+    [
+        pytest.param("mpi", "mpi-main", id="<job>-main"),
+        pytest.param("7zip", None, id="a Service name starts with a letter"),
+        pytest.param("x" * 80, None, id="shortened to 63 with a hash"),
+        pytest.param("Upper.Case", None, id="sanitised with a hash"),
+    ],
+)
+def test_main_service_name_is_a_dns_1035_label(job_name: str, expected: str | None) -> None:
+    name = main_service_name(job_name)
+    assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63, name
+    if expected is not None:
+        assert name == expected
+    assert main_service_name(job_name + "x") != name
+
+
+def test_main_service_selects_the_main_node_of_any_attempt_and_is_owned_by_the_job() -> None:
+    svc = main_service(a_job(), an_mnp(a_range("0:", "x:1"), main=2))
+    assert svc["metadata"]["name"] == "j1-main" and svc["metadata"]["namespace"] == "team-a"
+    assert svc["spec"] == {
+        "clusterIP": "None",
+        "selector": {"batchyard.io/job-uid": UID, "batchyard.io/node-index": "2"},
+        "publishNotReadyAddresses": True,
+    }
+    [owner] = svc["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["uid"], owner["controller"]) == ("BatchJob", UID, True)
+
+
+def test_every_node_carries_the_main_nodes_stable_name() -> None:
+    main = container(render(a_job(), MAIN_AND_WORKERS))
+    child = container(render(a_job(), MAIN_AND_WORKERS, node_index=1, main_node_ip="10.0.0.7"))
+    for c in (main, child):
+        assert env_of(c)["BATCHYARD_MAIN_NODE_HOST"] == "j1-main.team-a.svc"

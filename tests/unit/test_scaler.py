@@ -130,9 +130,11 @@ def test_demand_on_an_empty_pool_launches_nodes_up_to_max_vcpus_and_reports_it()
     # m5.xlarge holds three 1-vCPU jobs; maxvCpus 8 allows two 4-vCPU nodes
     assert [n["metadata"]["name"] for n in nodes] == ["ce1-0", "ce1-1"]
     # no nodes yet, and the scheduler knows they are coming (jobs wait, the queue is not blocked)
-    assert r.capacity.reports["ce1"] == CECapacity(
-        nodes=(), max_node=r.capacity.reports["ce1"].max_node, scaling=True
+    report = r.capacity.reports["ce1"]
+    assert report == CECapacity(
+        nodes=(), max_node=report.max_node, scaling=True, node_types=report.node_types
     )
+    assert [milli for milli, _ in report.node_types] == [4000]  # m5.xlarge: what a gang counts
     [status] = ce_status_patches(kube, "ce1")
     assert status["status"] == "VALID" and status["statusReason"] == HEALTHY
     assert status["desiredvCpus"] == 8 and status["nodes"] == 2 and status["vcpusInUse"] == 0

@@ -122,6 +122,10 @@ or one Role per namespace when operator.watchNamespaces is set.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "create", "delete"]
+# Multi-node parallel jobs: a headless Service per job for its main node (<job>-main).
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["create", "delete"]
 # Events on jobs and pods (kopf uses core/v1, the operator events.k8s.io/v1).
 - apiGroups: [""]
   resources: ["events"]

@@ -144,7 +144,8 @@ class Controller:
         await self.executor.execute(plan, now)
         # Multi-node parallel jobs: child nodes' pods, once their main node runs (its status
         # is written by now).
-        await asyncio.gather(*(self.gangs.launch(launch) for launch in self.gangs.take_launches()))
+        await asyncio.gather(*(self.gangs.launch(launch, now) for launch in self.gangs.take_launches()))
+        await self.gangs.delete_services()
         if plan.result.truncated:
             self.state.wake()  # more to dispatch: go round again without waiting for an event
         self.cycles += 1
@@ -240,6 +241,10 @@ class Controller:
         self._restore(ref, entry, now)
         ctx = self.reader.context(entry)
         step = lifecycle.advance(entry.job, entry.status, ctx, now)
+        found = self.reader.definition(entry)
+        mnp_spec = found[1] if not isinstance(found, str) and found[1].nodeProperties is not None else None
+        if mnp_spec is not None:
+            self.gangs.before_feed(ref, entry, mnp_spec, step, ctx, now)
         self._feed_scheduler(ref, entry, step, now)
         if step.status.status == JobState.RUNNABLE and ref not in self.book.held and ctx.definition is None:
             # Its pinned revision can't be read (the JobDefinition was deleted): say so
@@ -248,11 +253,10 @@ class Controller:
         if ctx.pod is not None and ctx.pod.node and step.status.status in POD_STATES:
             # kube-scheduler may pick another node than the first fit we charged: follow it.
             self.scheduler.bind(ref, ctx.pod.node)
-        found = self.reader.definition(entry)
-        if not isinstance(found, str) and found[1].nodeProperties is not None:
+        if mnp_spec is not None:
             # A multi-node parallel job: the main node's pod is the attempt's pod; the gang's
             # other nodes follow it (adapters.mnp).
-            self.gangs.after_step(ref, entry, found[1], step, now)
+            self.gangs.after_step(ref, entry, mnp_spec, step, now)
         was_terminal = entry.status.status in TERMINAL_STATES
         entry.status = step.status
         entry.wake_at = step.wake_at

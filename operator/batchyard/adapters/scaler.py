@@ -253,6 +253,7 @@ class NodePoolReconciler:
 
         # 3.-4. nodes and their use
         use = self._pod_use(ces)
+        held = self.scheduler.whole_nodes()  # gang nodes: busy before their pods exist
         result = self.last_result
         observed: dict[str, list[ObservedNode]] = {}
         pool_nodes: dict[str, list[PoolNode]] = {}
@@ -266,9 +267,10 @@ class NodePoolReconciler:
                 continue
             usage = result.compute_environments.get(name) if result is not None else None
             in_flight = usage is not None and usage.jobs > len(use.jobs.get(name, ()))
+            whole = held.get(name, set())
             idle = pool.tracker.observe(
                 {n.name: n.created_at for n in observed[name]},
-                [n.name for n in observed[name] if use.running.get(n.name)],
+                [n.name for n in observed[name] if use.running.get(n.name) or n.name in whole],
                 now,
             )
             pool_nodes[name] = [
@@ -278,6 +280,14 @@ class NodePoolReconciler:
                     idle_since=None if in_flight else idle.get(n.name),
                 )
                 for n in observed[name]
+            ]
+            pool_nodes[name] = [
+                dataclasses.replace(
+                    p, used=p.allocatable, running_jobs=max(1, p.running_jobs), idle_since=None
+                )
+                if p.name in whole
+                else p
+                for p in pool_nodes[name]
             ]
 
         # 5. demand, routed to the usable managed compute environments
@@ -380,7 +390,8 @@ class NodePoolReconciler:
             if node:
                 use.used[node] = use.used[node] + pod.requests
                 use.running[node] += 1
-            elif ce is not None and not pod.obs.deleting:
+            elif ce is not None and not pod.obs.deleting and pod.node_index is None:
+                # (a gang's pod waits for a node the scheduler holds whole: not new demand)
                 use.pending[ce].append(pod.requests)
         return use
 
@@ -389,8 +400,10 @@ class NodePoolReconciler:
         out = []
         for q in sorted(self.state.queues.values(), key=lambda q: (-q.spec.priority, q.metadata.name or "")):
             name = q.metadata.name or ""
-            # a multi-node parallel job counts as one demand per node
-            jobs = [d for key in sched.snapshot(name, DEMAND_LIMIT) for d in sched.demands_of(key)]
+            # a multi-node parallel job is one Gang: numNodes whole nodes of one type
+            jobs = [
+                d for key in sched.snapshot(name, DEMAND_LIMIT) if (d := sched.sizing_demand(key)) is not None
+            ]
             if jobs:
                 out.append(QueueDemand(tuple(q.compute_environments_in_order()), jobs))
         return out
@@ -415,16 +428,17 @@ class NodePoolReconciler:
         if pool.reason is not None:
             return cls(nodes=(), status="INVALID", status_reason=pool.reason)
         max_node = spec.max_node if spec is not None else None
+        types = spec.node_types if spec is not None else ()
         if nodes is None:  # VALID, but its nodes could not be read: keep what the scheduler had
             previous = self.capacity.reports.get(pool.ce.metadata.name or "")
             return (
                 previous
                 if previous is not None and previous.status == "VALID"
-                else cls(nodes=(), max_node=max_node)
+                else cls(nodes=(), max_node=max_node, node_types=types)
             )
         if spec is not None and not pool.provider.scales_nodes:
             # karpenter: nodes come from pending pods
-            return cls(nodes=None, max_node=max_node)
+            return cls(nodes=None, max_node=max_node, node_types=types)
         removing = set(plan.remove) if plan is not None else set()
         views = node_views(n for n in nodes if n.name not in removing)
         # Scaling (jobs wait for room rather than the provider "failing to deliver"): the provider
@@ -433,7 +447,7 @@ class NodePoolReconciler:
             not n.ready and not n.deleting and now - n.created_at >= LAUNCH_SECONDS for n in observed or ()
         )
         scaling = spec is not None and not pool.apply_failed and not stuck
-        return cls(nodes=_cpu_first(views), max_node=max_node, scaling=scaling)
+        return cls(nodes=_cpu_first(views), max_node=max_node, scaling=scaling, node_types=types)
 
     async def _forget(self, name: str, pool: _Pool) -> None:
         try:

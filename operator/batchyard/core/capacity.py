@@ -185,6 +185,9 @@ class CEView:
     # Spot capacity: AWS "Multi-node parallel jobs aren't supported on compute environments that
     # use Spot Instances", so gangs skip it.
     spot: bool = False
+    # A node pool's launchable instance types as (instance millicpu, room for job pods), when
+    # known: a gang needs numNodes whole instances of one type, counted against maxvCpus.
+    node_types: tuple[tuple[int, Resources], ...] = ()
 
     @property
     def usable(self) -> bool:
@@ -404,6 +407,19 @@ class CEWork:
         c, m, g = d.milli_cpu, d.memory_mib, d.gpus
         sc, sm, sg = self.shape_cpu, self.shape_mem, self.shape_gpu
         return any(c <= sc[i] and m <= sm[i] and g <= sg[i] for i in range(len(sc)))
+
+
+def gang_instance_milli(demands: tuple[Resources, ...], ce: CEView) -> int | None:
+    """The instance millicpu a gang needs at least in ``ce``: numNodes instances of the smallest
+    type that holds its largest node (AWS: one instance type for all node groups; instance
+    vCPUs count against maxvCpus). None when ``ce``'s types are not known or none holds it."""
+    if not ce.node_types or not demands:
+        return None
+    largest = Resources(
+        max(d.milli_cpu for d in demands), max(d.memory_mib for d in demands), max(d.gpus for d in demands)
+    )
+    fits = [milli for milli, room in ce.node_types if largest.fits_in(room)]
+    return len(demands) * min(fits) if fits else None
 
 
 def total(resources: Iterable[Resources]) -> Resources:

@@ -508,6 +508,14 @@ def fail(step: Step, now: float, reason: str, *, cancelled: bool = False) -> Ste
     return step
 
 
+def end_refused(step: Step, ctx: Context, now: float, reason: str) -> Step:
+    """A running attempt ends FAILED because one of its pods was refused for good (a multi-node
+    parallel job's child node, ``core.mnp.AttemptRefused``): its pod is stopped, its capacity
+    released, no retry (AWS: "jobs that fail because of an invalid job definition aren't
+    retried")."""
+    return _stop(step, ctx, now, reason)
+
+
 def _fail_invalid(step: Step, now: float, reason: str) -> Step:
     # AWS: "jobs that fail because of an invalid job definition aren't retried".
     step.status.stoppedAt = iso(now)

@@ -23,13 +23,24 @@ The rules (AWS, quoted):
   of the next attempt carries the same attempt number (the adapter names the pods by it).
 * "The timeout applies to the whole job and not to the nodes", and cancel/terminate act on the
   whole gang: ``stop_all`` lists every live pod.
+
+A child node's pod the API server refuses (``core.refusals``, recorded per node as ``Refused``)
+is classified as a single job's pod is. Transient (a full ResourceQuota, throttling): the node
+waits and its create is tried again after a backoff (``Wait.wake_at``), its row says why.
+Permanent (Pod Security, a webhook, an invalid spec): the attempt ends at once, FAILED with the
+refusal quoted and the node named, every node stopped and the gang's capacity released, and it
+is not retried -- the same pod would be refused again, and AWS: "jobs that fail because of an
+invalid job definition aren't retried" (AWS would refuse such a node group at submission; the
+job is one unit there, so a node that can never start fails the job, not just its own row).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
+
+from batchyard.core.refusals import STATUS_REASON_LIMIT
 
 # Observed pod phases (Kubernetes), plus ABSENT (not created yet) and GONE (created, then
 # deleted or lost before it ended).
@@ -66,14 +77,25 @@ class NodePod:
 
 
 @dataclass(frozen=True, slots=True)
+class Refused:
+    """The API server refused node ``index``'s pod: for good, or for now (tried again at ``retry_at``)."""
+
+    permanent: bool
+    reason: str  # the refusal's statusReason (core.refusals)
+    retry_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Gang:
-    """One attempt of an MNP job as observed: its nodes' pods, keyed by node index."""
+    """One attempt of an MNP job as observed: its nodes' pods, keyed by node index, and the
+    refusals of the pods not created."""
 
     num_nodes: int
     main_node: int
     attempt: int
     pods: Mapping[int, NodePod]
     host_network: bool = False
+    refused: Mapping[int, Refused] = field(default_factory=dict)
 
     def pod(self, index: int) -> NodePod:
         return self.pods.get(index) or NodePod(index)
@@ -117,16 +139,33 @@ class AttemptEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptRefused:
+    """A node's pod was refused for good: the attempt ends FAILED with ``reason``, not retried;
+    ``stop`` lists every live node (the main node's too)."""
+
+    node: int
+    reason: str
+    stop: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Wait:
-    """Nothing to do until a pod changes (``why`` for logs and describe)."""
+    """Nothing to do until a pod changes, or until ``wake_at`` (``why`` for logs and describe)."""
 
     why: str
+    wake_at: float | None = None
 
 
-Step = CreateNodes | AttemptEnded | Wait
+Step = CreateNodes | AttemptEnded | AttemptRefused | Wait
 
 
-def next_step(g: Gang) -> Step:
+def refused_reason(index: int, reason: str) -> str:
+    """The job's statusReason when node ``index``'s pod is refused for good: the node named."""
+    text = f"{reason} (node {index})"
+    return text if len(text) <= STATUS_REASON_LIMIT else text[: STATUS_REASON_LIMIT - 3] + "..."
+
+
+def next_step(g: Gang, now: float = 0.0) -> Step:
     """What the attempt needs now (module docstring)."""
     main = g.main
     if main.phase == ABSENT:
@@ -144,6 +183,10 @@ def next_step(g: Gang) -> Step:
             node_name=main.node_name,
             stop=tuple(i for i in g.live() if i != g.main_node),
         )
+    final = sorted(i for i, r in g.refused.items() if r.permanent and g.pod(i).phase == ABSENT)
+    if final:
+        # a node that can never start: the job is invalid as a whole (module docstring)
+        return AttemptRefused(final[0], refused_reason(final[0], g.refused[final[0]].reason), tuple(g.live()))
     if main.phase == PENDING:
         return Wait(f"the main node {g.main_node} is starting")
     address = g.main_address()
@@ -153,8 +196,16 @@ def next_step(g: Gang) -> Step:
     # A child that ended (or was lost) is not launched again: AWS takes no action on a child
     # node's failure.
     missing = tuple(i for i in range(g.num_nodes) if i != g.main_node and g.pod(i).phase == ABSENT)
+    # A node refused for now is tried again after its backoff.
+    due = tuple(i for i in missing if i not in g.refused or g.refused[i].retry_at <= now)
+    if due:
+        return CreateNodes(due, address)
     if missing:
-        return CreateNodes(missing, address)
+        first = missing[0]
+        return Wait(
+            f"node(s) {', '.join(map(str, missing))} refused for now: {g.refused[first].reason}",
+            min(g.refused[i].retry_at for i in missing),
+        )
     return Wait("all nodes launched; the job ends when the main node exits")
 
 
@@ -201,7 +252,8 @@ def node_status(g: Gang, index: int, job_ended: bool = False) -> str:
     reported as the job ended (its pod was never needed)."""
     pod = g.pod(index)
     if pod.phase == ABSENT:
-        if job_ended:
+        refused = g.refused.get(index)
+        if job_ended or (refused is not None and refused.permanent):
             return "FAILED"
         return "RUNNABLE" if index == g.main_node else "PENDING"
     return NODE_STATUS[pod.phase]
@@ -222,7 +274,7 @@ def node_rows(g: Gang, job_ended: bool = False) -> list[NodeRow]:
                 nodeName=pod.node_name,
                 privateIpv4Address=address,
                 exitCode=pod.exit_code,
-                reason=pod.reason,
+                reason=pod.reason if i not in g.refused or pod.phase != ABSENT else g.refused[i].reason,
             )
         )
     return rows

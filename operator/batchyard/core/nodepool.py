@@ -47,6 +47,18 @@ Sizing rules (``plan_scale``), in order:
    A node's room before it exists is the estimate from ``instances.job_capacity_estimate``
    (kube-reserved, evictionHard and the DaemonSet allowance); an existing node's room is the real
    allocatable the caller passes in.
+   A multi-node parallel job (``Gang``) is sized as a unit, never packed: it needs numNodes
+   whole nodes, one job pod each (AWS: "Multi-node parallel job nodes are single-tenant"), all
+   of one instance type (AWS: "The same instance type is used for all node groups"), a type that
+   holds its largest node's demand. Existing nodes count only when entirely free (no job pod,
+   no room given to earlier demand in this plan) and of that type; the rest are added in one
+   plan, or none at all: a gang whose missing nodes would pass maxvCpus (or need an unavailable
+   type) adds nothing and waits, so a half-built gang never holds capacity. ``BEST_FIT`` takes
+   the cheapest type that holds the largest node; ``BEST_FIT_PROGRESSIVE`` the type that adds
+   the least price (free nodes of a type count as already paid), ties: fewer vCPUs, then name.
+   A gang whose numNodes nodes of every fitting type exceed maxvCpus can never run: it counts
+   as unplaceable (the scheduler says ``MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE``,
+   ``core.capacity.gang_never_fits``). No single job is packed onto a gang's nodes.
 3. maxvCpus: the instance vCPUs of all nodes never exceed it. AWS may overshoot "by more than a
    single instance" never; like the scheduler (``core.capacity``) we never overshoot at all.
 4. minvCpus: nodes are added (cheapest per vCPU, CPU types first) until the pool holds at least
@@ -65,6 +77,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -162,6 +175,13 @@ class PoolSpec:
         return bool(self.instance_types) and all(t.gpu for t in self.instance_types)
 
     @property
+    def node_types(self) -> tuple[tuple[int, Resources], ...]:
+        """(instance millicpu, room for job pods) per type, for the scheduler's CEView."""
+        return tuple(
+            (t.milli_cpu, job_capacity_estimate(t, self.daemonset_overhead)) for t in self.instance_types
+        )
+
+    @property
     def max_node(self) -> Resources | None:
         """The largest job shape a new node can hold (per dimension), for the scheduler's CEView."""
         if not self.instance_types:
@@ -195,6 +215,29 @@ class PoolNode:
     @property
     def gpu(self) -> bool:
         return self.allocatable.gpus > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Gang:
+    """A multi-node parallel job's sizing demand: one job pod per node, in node-index order."""
+
+    nodes: tuple[Resources, ...]
+
+    @property
+    def largest(self) -> Resources:
+        """Per dimension, the most any node asks: the one instance type must hold it."""
+        return Resources(
+            max(d.milli_cpu for d in self.nodes),
+            max(d.memory_mib for d in self.nodes),
+            max(d.gpus for d in self.nodes),
+        )
+
+    @property
+    def milli_cpu(self) -> int:
+        return sum(d.milli_cpu for d in self.nodes)
+
+
+Demand = Resources | Gang
 
 
 # --- output ----------------------------------------------------------------------------------
@@ -287,6 +330,69 @@ def _choose(
     return min(usable, key=lambda t: (_progressive_score(t, spec, same_kind), t.milli_cpu, t.name)), True
 
 
+def _gang_type_costs(g: Gang, spec: PoolSpec, free: Mapping[str, int]) -> list[tuple[InstanceType, int]]:
+    """(type, nodes to add) for every type that can hold ``g``'s largest node; ``free``: the
+    entirely free existing nodes per type name."""
+    n = len(g.nodes)
+    return [(t, n - min(n, free.get(t.name, 0))) for t in _eligible(g.largest, spec)]
+
+
+def _gang_instance_milli(g: Gang, spec: PoolSpec) -> int | None:
+    """The instance millicpu of ``g``'s numNodes nodes of the smallest type that holds its largest
+    node, or None when no such type stays within maxvCpus (the gang never fits this pool)."""
+    sizes = [len(g.nodes) * t.milli_cpu for t in _eligible(g.largest, spec)]
+    fit = [m for m in sizes if m <= spec.max_vcpus * 1000]
+    return min(fit) if fit else None
+
+
+def _choose_gang(
+    g: Gang, spec: PoolSpec, headroom: int, free: Mapping[str, int]
+) -> tuple[tuple[InstanceType, int] | None, bool]:
+    """((type, nodes to add) for gang ``g``, or None to wait; whether ``g`` can ever fit)."""
+    if _gang_instance_milli(g, spec) is None:
+        return None, False  # no instance type: numNodes of it pass maxvCpus (or none holds it)
+    costs = _gang_type_costs(g, spec, free)
+
+    def ok(t: InstanceType, add: int) -> bool:
+        return add * t.milli_cpu <= headroom and (add == 0 or t.name not in spec.unavailable)
+
+    if spec.allocation_strategy == BEST_FIT:
+        t, add = min(costs, key=lambda c: (c[0].price, c[0].milli_cpu, c[0].name))
+        return ((t, add) if ok(t, add) else None), True
+    usable = [(t, add) for t, add in costs if ok(t, add)]
+    if not usable:
+        return None, True
+    return min(usable, key=lambda c: (c[1] * c[0].price, c[0].milli_cpu, c[0].name)), True
+
+
+def _place_gang(
+    g: Gang, spec: PoolSpec, headroom: int, free: Sequence[PoolNode]
+) -> tuple[list[str], list[InstanceType]] | None:
+    """(existing nodes taken, nodes to add) for gang ``g``; ([], []) to wait; None: never fits.
+
+    Entirely free nodes that hold the largest node cover the gang first when there are enough
+    (what the scheduler's ``CEWork.find_gang`` takes); else the chosen type's free nodes plus
+    new nodes of that type.
+    """
+    n = len(g.nodes)
+    largest = g.largest
+    gpu_ok, cpu_ok = _kinds(largest, spec)
+    fitting = [
+        p for p in free if ((p.gpu and gpu_ok) or (not p.gpu and cpu_ok)) and largest.fits_in(p.allocatable)
+    ]
+    pick, possible = _choose_gang(
+        g, spec, headroom, Counter(p.instance_type for p in fitting if p.instance_type)
+    )
+    if len(fitting) >= n:
+        return [p.name for p in fitting[:n]], []
+    if not possible:
+        return None
+    if pick is None:
+        return [], []
+    t, add = pick
+    return [p.name for p in fitting if p.instance_type == t.name][: n - add], [t] * add
+
+
 def _names(prefix: str, taken: set[str]) -> Iterator[str]:
     i = 0
     while True:
@@ -297,31 +403,53 @@ def _names(prefix: str, taken: set[str]) -> Iterator[str]:
         i += 1
 
 
-def plan_scale(
-    spec: PoolSpec, nodes: Sequence[PoolNode], demand: Sequence[Resources], now: float
-) -> ScalePlan:
+def plan_scale(spec: PoolSpec, nodes: Sequence[PoolNode], demand: Sequence[Demand], now: float) -> ScalePlan:
     """Size the pool for ``demand`` (RUNNABLE jobs routed here, queue order). See the module docstring."""
     live = sorted((n for n in nodes if not n.deleting), key=lambda n: n.name)
     max_milli = spec.max_vcpus * 1000
     min_milli = spec.min_vcpus * 1000
     total = sum(n.milli_cpu for n in live)
     rooms = [_Room(n.name, n.allocatable - n.used, n.gpu) for n in live]
+    # entirely free existing nodes: a gang member's candidates (name order)
+    whole = {n.name: n for n in live if n.ready and n.running_jobs == 0 and n.used == ZERO}
+    singles = [d for d in demand if isinstance(d, Resources)]  # the lookahead of rule 2
     new_rooms: list[_Room] = []
     wanted: set[str] = set()  # existing nodes the pending demand goes to: never removed now
     adds: list[InstanceType] = []
     waiting = unplaceable = 0
+    si = -1  # index of ``d`` in ``singles``
 
     # 1. existing room, then room on nodes this plan adds, then a new node (rule 2)
-    for i, d in enumerate(demand):
+    for d in demand:
+        if isinstance(d, Gang):
+            headroom = max_milli - total - sum(t.milli_cpu for t in adds)
+            placed = _place_gang(d, spec, headroom if spec.enabled else -1, list(whole.values()))
+            if placed is None:
+                unplaceable += 1
+                continue
+            taken, new = placed
+            if not taken and not new:
+                waiting += 1
+                continue
+            for name in taken:  # single-tenant: the node is the gang's, nothing else packs in
+                del whole[name]
+                wanted.add(name)
+                for r in rooms:
+                    if r.name == name:
+                        r.free = ZERO
+            adds.extend(new)  # and no room on the new nodes for others either
+            continue
+        si += 1
         gpu_ok, cpu_ok = _kinds(d, spec)
         hit = _first_fit(d, rooms, gpu_ok, cpu_ok)
         if hit is not None:
             wanted.add(hit.name)
+            whole.pop(hit.name, None)
             continue
         if _first_fit(d, new_rooms, gpu_ok, cpu_ok) is not None:
             continue
         headroom = max_milli - total - sum(t.milli_cpu for t in adds)
-        t, possible = _choose(d, spec, headroom if spec.enabled else -1, demand[i : i + _LOOKAHEAD])
+        t, possible = _choose(d, spec, headroom if spec.enabled else -1, singles[si : si + _LOOKAHEAD])
         if not possible:
             unplaceable += 1
         elif t is None:
@@ -423,14 +551,14 @@ class QueueDemand:
     """One job queue's RUNNABLE demand: its compute environments in order, its jobs in order."""
 
     compute_environment_order: tuple[str, ...]
-    jobs: Sequence[Resources]
+    jobs: Sequence[Demand]
 
 
 def route_demand(
     queues: Sequence[QueueDemand],
     pools: Mapping[str, PoolSpec],
     in_use: Mapping[str, Resources] | None = None,
-) -> dict[str, list[Resources]]:
+) -> dict[str, list[Demand]]:
     """Route each RUNNABLE job (queues in priority order, jobs in queue order) to one pool.
 
     AWS: a job goes to the first compute environment in the queue's order that is VALID, ENABLED
@@ -439,27 +567,42 @@ def route_demand(
     the pool has only GPU types) and whose maxvCpus, less what is in use and what was routed
     before, still has room for it. A job no pool can take is routed to the first pool that could
     ever hold it (it waits there, and counts as waiting in that pool's plan). ``pools`` holds
-    only usable (VALID) compute environments.
+    only usable (VALID) compute environments. A ``Gang`` goes whole to one pool (AWS: a
+    multi-node parallel job runs in one compute environment); it takes numNodes instances of
+    the smallest type that holds its largest node (instance vCPUs count against maxvCpus), and
+    a pool where those pass maxvCpus can never hold it.
     """
     budget = {
         name: p.max_vcpus * 1000 - (in_use or {}).get(name, ZERO).milli_cpu for name, p in pools.items()
     }
-    out: dict[str, list[Resources]] = {name: [] for name in pools}
+    out: dict[str, list[Demand]] = {name: [] for name in pools}
+
+    def cost(d: Demand, p: PoolSpec) -> int | None:
+        """vCPUs (milli) ``d`` takes of ``p``'s maxvCpus, or None if ``p`` can never hold it."""
+        if isinstance(d, Resources):
+            return d.milli_cpu if _eligible(d, p) else None
+        return _gang_instance_milli(d, p)
+
     for q in queues:
         for d in q.jobs:
             first: str | None = None
+            need = 0
             for name in q.compute_environment_order:
                 p = pools.get(name)
-                if p is None or not p.enabled or not _eligible(d, p):
+                c = cost(d, p) if p is not None and p.enabled else None
+                if c is None:
                     continue
                 first = first or name
-                if d.milli_cpu <= budget[name]:
+                need = c
+                if c <= budget[name]:
                     break
             else:
                 name = first or ""
+                if name:
+                    need = cost(d, pools[name]) or 0
             if name:
                 out[name].append(d)
-                budget[name] -= d.milli_cpu
+                budget[name] -= need
     return out
 
 
@@ -539,6 +682,8 @@ __all__ = [
     "INSTANCE_TYPE_LABEL",
     "MANAGED_BY_LABEL",
     "MANAGED_BY_VALUE",
+    "Demand",
+    "Gang",
     "IdleTracker",
     "NodeAdd",
     "PoolNode",

@@ -88,11 +88,13 @@ from batchyard.core.capacity import (
     CEWork,
     Charge,
     Resources,
+    gang_instance_milli,
     total,
 )
 from batchyard.core.consumables import ConsumableLedger, ConsumableUsage, ConsumableView
 from batchyard.core.fairshare import MAX_ACTIVE_SHARES, FairShareState, PolicyView
 from batchyard.core.jobstate import JOB_STATES
+from batchyard.core.nodepool import Gang
 from batchyard.core.queueing import HeapItem, Merge, QueueBacklog, order_key
 from batchyard.core.refusals import WAITING_POD_CREATE, WAITING_RESOURCE_QUOTA
 
@@ -599,14 +601,24 @@ class Scheduler:
         entry = self._jobs.get(key)
         return entry.job.demand if entry is not None else None
 
-    def demands_of(self, key: JobKey) -> tuple[Resources, ...]:
-        """What node-pool sizing must find room for: the job's one demand, or one per node of a
-        multi-node parallel job (AWS: its nodes are single-tenant, so N nodes, not N pods' worth
-        of packed room). Empty for a job the scheduler does not hold."""
+    def sizing_demand(self, key: JobKey) -> Resources | Gang | None:
+        """What node-pool sizing must find room for: the job's one demand, or a ``Gang`` of one
+        demand per node of a multi-node parallel job (AWS: its nodes are single-tenant, so N
+        whole nodes, not N pods' worth of packed room). None for a job the scheduler does not
+        hold."""
         entry = self._jobs.get(key)
         if entry is None:
-            return ()
-        return entry.job.node_demands or (entry.job.demand,)
+            return None
+        return Gang(entry.job.node_demands) if entry.job.gang else entry.job.demand
+
+    def whole_nodes(self) -> dict[str, set[str]]:
+        """Per compute environment, the nodes gangs hold whole (charged before their pods
+        exist): busy for node-pool sizing and scale-in."""
+        out: dict[str, set[str]] = {}
+        for c in self._capacity.charges.values():
+            if c.node is not None and c.node_demand is not None:
+                out.setdefault(c.ce, set()).add(c.node)
+        return out
 
     def share_admission(self, queue: str, share_identifier: str, now: float) -> str | None:
         """None if a job with ``share_identifier`` may be submitted to ``queue``, else the reason."""
@@ -1132,7 +1144,24 @@ def _classify(demands: tuple[Resources, ...], q: QueueView, ces: list[CEWork | N
         return _Outcome(
             CE_MAX_RESOURCE, CE_MAX_RESOURCE_MESSAGE, True, "job vCPUs exceed maxvCpus of every CE"
         )
-    possible = [c for c in usable if d.milli_cpu <= c.max_milli and all(c.shape_fits(x) for x in demands)]
+    # a gang: numNodes whole instances of one type must fit maxvCpus (instance vCPUs count)
+    instances = {c.ce.name: gang_instance_milli(demands, c.ce) if gang else None for c in usable}
+    within = [c for c in usable if d.milli_cpu <= c.max_milli and (instances[c.ce.name] or 0) <= c.max_milli]
+    if not within:
+        need = ", ".join(
+            f"{c.ce.name}: {len(demands)} x {(instances[c.ce.name] or 0) // len(demands) / 1000:g} "
+            f"vCPUs > maxvCpus {c.ce.max_vcpus}"
+            for c in usable
+            if instances[c.ce.name]
+        )
+        return _Outcome(
+            CE_MAX_RESOURCE,
+            f"{CE_MAX_RESOURCE_MESSAGE} A multi-node parallel job needs numNodes instances of one "
+            f"type that holds its largest node ({need})",
+            True,
+            "the gang's whole instances exceed maxvCpus of every CE",
+        )
+    possible = [c for c in within if all(c.shape_fits(x) for x in demands)]
     if not possible:
         return _Outcome(
             JOB_RESOURCE_REQUIREMENT,

@@ -56,6 +56,7 @@ class CECapacity:
     status: str = "VALID"
     status_reason: str = ""
     scaling: bool = False  # the node pool follows demand (see core.capacity.CEView)
+    node_types: tuple[tuple[int, Resources], ...] = ()  # see core.capacity.CEView
 
 
 # --- one job --------------------------------------------------------------------------------
@@ -272,6 +273,7 @@ def ce_view(ce: ComputeEnvironment, capacity: CECapacity) -> CEView:
         scaling=capacity.scaling,
         instance_types=tuple(cr.instanceTypes or ()) if cr else (),
         spot=bool(cr is not None and cr.type == "SPOT"),
+        node_types=capacity.node_types,
     )
 
 

@@ -6,7 +6,14 @@ placement on the compute environment's nodes), and it must be deterministic and 
 a cluster. No I/O, no kopf, no Kubernetes client here (an import contract enforces it).
 """
 
-from batchyard.render.mnp import main_node, node_choice, num_nodes
+from batchyard.render.mnp import (
+    MAIN_NODE_HOST_ENV,
+    main_node,
+    main_service,
+    main_service_host,
+    node_choice,
+    num_nodes,
+)
 from batchyard.render.names import (
     LABEL_ARRAY_INDEX,
     LABEL_ATTEMPT,
@@ -20,6 +27,7 @@ from batchyard.render.names import (
     NODE_LABEL_COMPUTE_ENVIRONMENT,
     NODE_TAINT_COMPUTE_ENVIRONMENT,
     NODE_TAINT_EFFECTS,
+    main_service_name,
     pod_name,
 )
 from batchyard.render.pod import job_demand, render_pod, render_problems
@@ -36,12 +44,16 @@ __all__ = [
     "LABEL_MANAGED_BY",
     "LABEL_NODE_INDEX",
     "LABEL_QUEUE",
+    "MAIN_NODE_HOST_ENV",
     "MANAGED_BY",
     "NODE_LABEL_COMPUTE_ENVIRONMENT",
     "NODE_TAINT_COMPUTE_ENVIRONMENT",
     "NODE_TAINT_EFFECTS",
     "job_demand",
     "main_node",
+    "main_service",
+    "main_service_host",
+    "main_service_name",
     "node_choice",
     "num_nodes",
     "pod_name",

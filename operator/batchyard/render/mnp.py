@@ -16,6 +16,61 @@ from dataclasses import dataclass
 from batchyard.api.batchjob import BatchJob, NodePropertyOverride
 from batchyard.api.jobdefinition import JobDefinitionSpec, NodeRangeProperty
 from batchyard.render.model import PodPlan, Template
+from batchyard.render.names import (
+    API_VERSION,
+    LABEL_JOB_NAME,
+    LABEL_JOB_UID,
+    LABEL_MANAGED_BY,
+    LABEL_NODE_INDEX,
+    MANAGED_BY,
+    label_value,
+    main_service_name,
+)
+
+# Every node's pod carries the main node's stable DNS name (Batchyard's; AWS has only the address).
+MAIN_NODE_HOST_ENV = "BATCHYARD_MAIN_NODE_HOST"
+
+
+def main_service_host(job: BatchJob) -> str:
+    """``<job>-main.<namespace>.svc``: the main node's name through its headless Service."""
+    return f"{main_service_name(job.metadata.name or '')}.{job.metadata.namespace}.svc"
+
+
+def main_service(job: BatchJob, definition: JobDefinitionSpec) -> dict[str, object]:
+    """The headless Service of the job's main node (a Batchyard extra, not an AWS object).
+
+    It selects the main node's pod of whichever attempt runs (job uid + node index), publishes
+    its address before it is Ready (the children start once it RUNS), and is owned by the
+    BatchJob, so it goes with the job at the latest.
+    """
+    meta = job.metadata
+    if not meta.name or not meta.namespace or not meta.uid:
+        raise ValueError("the BatchJob needs metadata.name, metadata.namespace and metadata.uid")
+    selector = {LABEL_JOB_UID: label_value(meta.uid), LABEL_NODE_INDEX: str(main_node(definition))}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": main_service_name(meta.name),
+            "namespace": meta.namespace,
+            "labels": {
+                LABEL_MANAGED_BY: MANAGED_BY,
+                LABEL_JOB_NAME: label_value(meta.name),
+                LABEL_JOB_UID: label_value(meta.uid),
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "BatchJob",
+                    "name": meta.name,
+                    "uid": meta.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {"clusterIP": "None", "selector": selector, "publishNotReadyAddresses": True},
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,6 +116,13 @@ def label_value(text: str) -> str:
     return (base + suffix) if base else suffix[1:]
 
 
+def main_service_name(job_name: str) -> str:
+    """The headless Service of a multi-node parallel job's main node: ``<job>-main`` as a
+    DNS-1035 label (a Service name starts with a letter), shortened with a hash when needed."""
+    name = dns_label(f"{job_name}-main")
+    return name if name[0].isalpha() else dns_label(f"j-{job_name}-main")
+
+
 def pod_name(job_name: str, attempt: int, array_index: int | None, node_index: int | None = None) -> str:
     """The deterministic pod name of one attempt: `<job>-a<attempt>`, `<job>-<index>-a<attempt>` for
     an array child, `<job>-n<node>-a<attempt>` for a node of a multi-node parallel job.

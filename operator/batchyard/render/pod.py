@@ -35,7 +35,14 @@ from batchyard.core.capacity import Resources
 from batchyard.core.instances import UnknownInstanceType
 from batchyard.core.nodepool import instance_types_of, tolerates_gpu_nodes
 from batchyard.core.params import ArrayChild, BatchEnvContext, MultiNode, batch_env, child_job_id, node_job_id
-from batchyard.render.mnp import layout_problems, main_node, node_choice, num_nodes
+from batchyard.render.mnp import (
+    MAIN_NODE_HOST_ENV,
+    layout_problems,
+    main_node,
+    main_service_host,
+    node_choice,
+    num_nodes,
+)
 from batchyard.render.model import ContainerPlan, PodPlan
 from batchyard.render.names import (
     ANNOTATION_JOB_DEFINITION,
@@ -310,6 +317,10 @@ def render_pod(
             ),
         )
     )
+
+    if node_index is not None:
+        # Batchyard's stable name of the main node (its headless Service), on every node.
+        batch_vars = sorted([*batch_vars, (MAIN_NODE_HOST_ENV, main_service_host(job))])
 
     labels = _labels(
         job, plan, queue=queue, ce_name=ce_name, ce_uid=ce_uid, attempt=attempt, index=array_index
