@@ -98,7 +98,8 @@ def test_the_console_in_a_browser_shows_a_queue_and_a_job(
         job_definition("big", namespace, container={"resourceRequirements": [
             {"type": "VCPU", "value": "8"}, {"type": "MEMORY", "value": "512"}]}),
         batch_job("done", namespace, queue, "d"),
-        batch_job("broken", namespace, queue, "d", exit_code="137,3"),
+        batch_job("broken", namespace, queue, "d", exit_code="137,3",
+                  annotations={"kwok.batchyard.io/message": "step 3: out of memory"}),
         batch_job("arr", namespace, queue, "d", arrayProperties={"size": 5},
                   annotations={"kwok.batchyard.io/exit-code-index-2": "1"}),
         batch_job("long", namespace, queue, "d", exit_code=None),
@@ -126,6 +127,9 @@ def test_the_console_in_a_browser_shows_a_queue_and_a_job(
     assert f"Job {namespace}/broken" in dom
     assert "broken-a1" in dom and "broken-a2" in dom  # both attempts, with their pods
     assert ">137<" in dom and ">3<" in dom
+    # Issue 15: each failed attempt's termination message, and its pod kept for the log.
+    assert dom.count("step 3: out of memory") == 2
+    assert "pod/broken-a1 (kept until the job expires)" in dom
 
     dom = browse(f"{console}/jobs?namespace={namespace}", shots / "console-jobs.png")
     for name in ("done", "broken", "arr", "long", "waiter", "unplaced", "too-big"):

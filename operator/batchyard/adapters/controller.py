@@ -85,7 +85,7 @@ class Controller:
         self.reader = JobReader(
             state,
             capacity or CapacityBoard(),
-            keep_pods=settings.keep_pods,
+            pod_retention=settings.pod_retention,
             time_limit_scale=settings.time_limit_scale,
             identity=settings.identity,
         )
@@ -102,7 +102,9 @@ class Controller:
             write_backoff=write_backoff,
         )
         # multi-node parallel jobs (adapters.mnp)
-        self.gangs = GangRunner(kube, state, self.scheduler, self.reader, keep_pods=settings.keep_pods)
+        self.gangs = GangRunner(
+            kube, state, self.scheduler, self.reader, pod_retention=settings.pod_retention
+        )
         self.positions = QueuePositions(settings.queue_positions, settings.queue_position_interval_seconds)
         self.on_cycle = tuple(on_cycle)
         self.cycles = 0
