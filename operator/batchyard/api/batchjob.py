@@ -475,6 +475,13 @@ class BatchJobStatus(Loose):
     """Multi-node parallel jobs: node count, main node and each node's state."""
     queuePosition: int | None = None
     """Position among the queue's RUNNABLE jobs (0 = head), while RUNNABLE."""
+    estimatedStartAt: Timestamp | None = None
+    """An estimate, not a promise: when this RUNNABLE job may start if the jobs ahead of it run
+    as long as expected (core.estimate; as AWS GetJobQueueSnapshot's earliestTimeAtPosition).
+    Kept with queuePosition, absent when it can't be told."""
+    estimatedStartBasis: str | None = None
+    """What estimatedStartAt rests on: "capacity is free", "recent run times" (of the same job
+    definition), "attempt timeouts", or both."""
     observedGeneration: int | None = None
     """The metadata.generation the status reflects."""
     conditions: Conditions | None = None

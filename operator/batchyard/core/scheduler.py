@@ -608,6 +608,12 @@ class Scheduler:
             return ()
         return entry.job.node_demands or (entry.job.demand,)
 
+    def holdings(self) -> Iterator[tuple[JobKey, str, Resources]]:
+        """Every STARTING/RUNNING attempt's hold: (job, compute environment, what it holds); a
+        multi-node parallel job once per node (for core.estimate)."""
+        for key, charge in self._capacity.charges.items():
+            yield (key.job_key if isinstance(key, GangNode) else key), charge.ce, charge.demand
+
     def share_admission(self, queue: str, share_identifier: str, now: float) -> str | None:
         """None if a job with ``share_identifier`` may be submitted to ``queue``, else the reason."""
         fs = self._fs(queue)
