@@ -18,6 +18,7 @@ import pytest
 from batch import (
     apply,
     batch_job,
+    ce_nodes,
     compute_environment,
     environment,
     job_definition,
@@ -109,6 +110,22 @@ def test_the_console_in_a_browser_shows_a_queue_and_a_job(
     for name, state in (("done", "SUCCEEDED"), ("broken", "FAILED"), ("arr", "FAILED"), ("long", "RUNNING"),
                         ("waiter", "PENDING"), ("unplaced", "RUNNABLE")):  # fmt: skip
         wait_status(devcluster, namespace, name, state, timeout=90)
+    # A queue with room for one job, held by a job that runs until its 600 s timeout: the job
+    # behind it waits with an estimated start from that timeout (issue 15).
+    one_ce, one_q = f"{namespace}-one", f"{namespace}-oneq"
+    apply(devcluster, compute_environment(one_ce, 1), job_queue(one_q, [one_ce]),
+          job_definition("timed", namespace, timeout={"attemptDurationSeconds": 600}))  # fmt: skip
+    ce_nodes(devcluster, one_ce, 1)
+    apply(devcluster, batch_job("hog", namespace, one_q, "timed", exit_code=None))
+    wait_status(devcluster, namespace, "hog", "RUNNING", timeout=90)
+    apply(devcluster, batch_job("queued", namespace, one_q, "timed"))
+    wait_for(
+        lambda: (
+            "estimatedStartAt"
+            in devcluster.kubectl("get", "bj", "queued", "-n", namespace, "-o", "json").stdout
+        ),
+        what="the queued job's estimated start",
+    )
     apply(devcluster, batch_job("too-big", namespace, queue, "big"))
     wait_for(
         lambda: "MAX_RESOURCE" in str(devcluster.kubectl("get", "jq", queue, "-o", "json").stdout),
@@ -131,9 +148,13 @@ def test_the_console_in_a_browser_shows_a_queue_and_a_job(
     assert dom.count("step 3: out of memory") == 2
     assert "pod/broken-a1 (kept until the job expires)" in dom
 
+    dom = browse(f"{console}/jobs/{namespace}/queued", shots / "console-job-waiting.png")
+    assert "an estimate from attempt timeouts" in dom and ("~in 9m" in dom or "~in 10m" in dom)
+
     dom = browse(f"{console}/jobs?namespace={namespace}", shots / "console-jobs.png")
-    for name in ("done", "broken", "arr", "long", "waiter", "unplaced", "too-big"):
+    for name in ("done", "broken", "arr", "long", "waiter", "unplaced", "too-big", "hog", "queued"):
         assert f">{name}</a>" in dom
+    assert "Estimated start" in dom
     assert "SUCCEEDED 4/5, FAILED 1" in dom
     browse(f"{console}/", shots / "console-queues.png")
     assert all((shots / f).stat().st_size > 10_000 for f in ("console-queue.png", "console-job.png"))

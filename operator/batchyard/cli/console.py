@@ -31,7 +31,7 @@ from aiohttp import web
 
 from batchyard import GROUP, VERSION
 from batchyard.api.common import JOB_STATES
-from batchyard.cli.common import CommandError, age
+from batchyard.cli.common import CommandError, age, estimated_start
 from batchyard.cli.listing import COUNTED, ce_views, field_selector, queue_views, select
 
 REFRESH_SECONDS = 5
@@ -229,12 +229,13 @@ def jobs_html(items: list[dict[str, Any]], filters: dict[str, str], now: datetim
                 e(attempts[-1]["attempt"] if attempts else 0),
                 e((status.get("arrayProperties") or {}).get("progress")),
                 e(status.get("queuePosition")),
+                e(estimated_start(status, now)),
                 e(status.get("statusReason")),
                 e(age(meta.get("creationTimestamp"), now)),
             ]
         )
     header = ["Namespace", "Job", "Status", "Queue", "Definition", "Attempt", "Array progress", "Position",
-              "Reason", "Age"]  # fmt: skip
+              "Estimated start", "Reason", "Age"]  # fmt: skip
     return "<h1>Jobs</h1>" + form + (tbl(header, rows, {5, 7}) if rows else "<p>No jobs match.</p>")
 
 
@@ -258,6 +259,15 @@ def queue_html(view: dict[str, Any], waiting: list[dict[str, Any]], now: datetim
     return f"<h1>Job queue {e(view['name'])}</h1>{dl}<h2>Waiting jobs (RUNNABLE, in queue order)</h2>{line}"
 
 
+def _estimate(status: dict[str, Any], now: datetime) -> str:
+    if not status.get("estimatedStartAt"):
+        return ""
+    return (
+        f"{e(estimated_start(status, now))} ({e(status['estimatedStartAt'])}; an estimate from "
+        f"{e(status.get('estimatedStartBasis'))})"
+    )
+
+
 def log_cell(attempt: dict[str, Any]) -> str:
     """Where an attempt's log is: its pod while it runs, kept or deleted once it ended."""
     retained = attempt.get("logRetained")
@@ -278,6 +288,7 @@ def job_html(item: dict[str, Any], now: datetime) -> str:
         ("Definition", e(spec.get("jobDefinition")) + (f" (revision {e(status['jobDefinitionRevision'])})" if status.get("jobDefinitionRevision") else "")),
         ("Job id", e(status.get("jobId") or meta.get("uid"))),
         ("Queue position", e(status.get("queuePosition"))),
+        ("Estimated start", _estimate(status, now)),
         ("Compute environment", e(status.get("computeEnvironment"))),
         ("Created", e(status.get("createdAt") or meta.get("creationTimestamp"))),
         ("Started", e(status.get("startedAt"))),

@@ -1,9 +1,11 @@
 """When will a RUNNABLE job start? An estimate from the queue order, the capacity and the
 expected run times (issue 15, "explainable pending").
 
-Modelled on AWS GetJobQueueSnapshot's ``frontOfQueue.jobs[].earliestTimeAtPosition``: for each
-of the first jobs of a queue (the ones with a ``queuePosition``), the earliest time it could
-start if everything ahead of it runs as expected. The model, deliberately simple and stated:
+In the shape of AWS GetJobQueueSnapshot's front of queue (the first 100 RUNNABLE jobs), but a
+forecast: for each job with a ``queuePosition``, the earliest time it could start if everything
+ahead of it runs as expected. (AWS's ``earliestTimeAtPosition`` is, per its API model, "when the
+job transitioned to its current position", a past time, so the gateway does not put this
+estimate there.) The model, deliberately simple and stated:
 
 * capacity is counted in vCPUs: the sum of the queue's usable compute environments' capacity
   (``ce_capacity``), shared with whatever already runs there (every queue's attempts);
