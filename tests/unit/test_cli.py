@@ -10,7 +10,7 @@ import pytest
 
 from batchyard.api.batchjob import BatchJob
 from batchyard.cli.common import JobRef, UsageError, age, parse_job_ref
-from batchyard.cli.listing import field_selector, queue_views, select, statuses, timestamp
+from batchyard.cli.listing import field_selector, job_rows, queue_views, select, statuses, timestamp
 from batchyard.cli.logs import AttemptLog, gone_message, gone_reason, resolve
 from batchyard.cli.main import build_parser, main
 from batchyard.cli.submit import build_spec
@@ -334,3 +334,16 @@ def test_watch_redraws_until_interrupted(capsys: pytest.CaptureFixture[str]) -> 
 
     assert show(render, watch=True, interval=0) == 0
     assert capsys.readouterr().out == "RUNNABLE 2\n\nRUNNING 2\n\n"  # piped: one block per refresh
+
+
+def test_list_wide_shows_a_waiting_job_s_position_and_estimated_start() -> None:
+    from datetime import UTC, datetime
+
+    item = {
+        "metadata": {"name": "next", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"jobQueue": "q", "jobDefinition": "d"},
+        "status": {"status": "RUNNABLE", "queuePosition": 2, "estimatedStartAt": "2026-01-01T00:05:00Z"},
+    }
+    header, row = job_rows([item], True, datetime(2026, 1, 1, 0, 1, tzinfo=UTC), False).splitlines()
+    assert "EST. START" in header
+    assert row.split()[-3:] == ["2", "~in", "4m"]
