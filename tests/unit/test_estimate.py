@@ -150,9 +150,12 @@ def test_ce_capacity(ce: CEView, vcpus: float) -> None:
         (T + 600, T + 700, False),
         (T + 600, T + 810, True),
         (T + 20, T + 35, True),
+        (T - 60, T, False),
+        (T - 60, T + 30, True),
     ],
     ids=["still none", "a first estimate", "no longer told", "5 s: kept", "100 s of a 700 s wait: kept",
-         "210 s of an 810 s wait: written", "15 s of a short wait: written"],
+         "210 s of an 810 s wait: written", "15 s of a short wait: written",
+         "'now' a minute ago is still now: kept", "'now' became 30 s from now: written"],
 )  # fmt: skip
 def test_worth_writing(old: float | None, new: float | None, write: bool) -> None:
     assert worth_writing(old, new, T) is write

@@ -184,6 +184,8 @@ def worth_writing(old: float | None, new: float | None, now: float) -> bool:
     """Whether an estimate changed enough to be written (positions unchanged)."""
     if old is None or new is None:
         return old != new
+    if old <= now and new <= now + MIN_SHIFT_SECONDS:
+        return False  # "could start now" a while ago still reads "now": not rewritten each time
     wait = max(old - now, new - now, 0.0)
     return abs(new - old) > max(MIN_SHIFT_SECONDS, SHIFT_SHARE * wait)
 
