@@ -46,7 +46,11 @@ def test_array_of_50_with_one_failing_child(devcluster: DevCluster, operator: ob
     assert children["states"] == {"SUCCEEDED": "0-6,8-49", "FAILED": "7"}
     assert children["lastExits"]["7"]["exitCode"] == 1
     assert status["statusReason"] == "1 of 50 child jobs failed"
-    wait_for(lambda: not pods(devcluster, namespace), what="the children's pods to be deleted")
+    # keepPods=failed (the default): the failed child's pod stays for its log, the others go.
+    wait_for(
+        lambda: [p["metadata"]["name"] for p in pods(devcluster, namespace)] == ["arr-7-a1"],
+        what="the succeeded children's pods to be deleted, the failed one's kept",
+    )
 
     described = json.loads(batchyard(devcluster, "describe", "arr:7", "-n", namespace))
     assert described["jobId"] == f"{status['jobId']}:7"

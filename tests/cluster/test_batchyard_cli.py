@@ -178,27 +178,60 @@ def test_queues_and_ces_show_counts_capacity_and_blocked_reasons(
     assert any(line.startswith(ce) for line in cli(devcluster, "ces").stdout.splitlines())
 
 
-def test_logs_name_the_attempt_pod_and_say_when_it_is_gone(
+def test_a_failed_attempt_s_pod_outlives_it_and_logs_find_it_or_say_why_it_is_gone(
     devcluster: DevCluster, operator: object, namespace: str
 ) -> None:
+    """Issue 15 with the default keepPods=failed: a failed attempt's pod (and so its log) stays
+    after the job ended, a succeeded one's is gone; `batchyard logs` for a job, an attempt and an
+    array child. kwok nodes have no kubelet, so no log content can be read: the test checks that
+    the command finds the kept pod (and passes on the API server's answer) or says why it is gone."""
     _, queue = environment(devcluster, namespace, max_vcpus=16, nodes=1)
     apply(
         devcluster,
         job_definition("d", namespace, retryStrategy={"attempts": 2}),
-        batch_job("twice", namespace, queue, "d", exit_code="1,2"),
-        batch_job("arr", namespace, queue, "d", arrayProperties={"size": 2}),
+        job_definition("once", namespace),
+        batch_job("twice", namespace, queue, "d", exit_code="1,2",
+                  annotations={"kwok.batchyard.io/message": "step 3: out of memory"}),
+        batch_job("ok", namespace, queue, "d"),
+        batch_job("arr", namespace, queue, "once", arrayProperties={"size": 2},
+                  annotations={"kwok.batchyard.io/exit-code-index-1": "1"}),
+    )  # fmt: skip
+    status = wait_status(devcluster, namespace, "twice", "FAILED", timeout=90)
+    wait_status(devcluster, namespace, "ok", "SUCCEEDED", timeout=90)
+    wait_status(devcluster, namespace, "arr", "FAILED", timeout=90)
+    wait_for(
+        lambda: (
+            sorted(p["metadata"]["name"] for p in pods(devcluster, namespace))
+            == ["arr-1-a1", "twice-a1", "twice-a2"]
+        ),
+        what="the succeeded attempts' pods to be deleted and the failed ones' kept",
     )
-    wait_status(devcluster, namespace, "twice", "FAILED", timeout=90)
-    wait_status(devcluster, namespace, "arr", "SUCCEEDED", timeout=90)
-    wait_for(lambda: not pods(devcluster, namespace), what="the ended attempts' pods to be deleted")
+    # Each failed attempt records its termination message and where its log is.
+    assert [(a["terminationMessage"], a["logStreamName"], a["logRetained"]) for a in status["attempts"]] == [
+        ("step 3: out of memory", "pod/twice-a1", True),
+        ("step 3: out of memory", "pod/twice-a2", True),
+    ]
+    described = json.loads(cli(devcluster, "describe", "twice", "-n", namespace).stdout)
+    assert described["status"]["attempts"][1]["terminationMessage"] == "step 3: out of memory"
 
-    gone = cli(devcluster, "logs", "twice", "-n", namespace, code=1).stderr
-    assert "The log of twice attempt 2 is gone: its pod twice-a2 no longer exists." in gone
-    assert "exitCode: 2" in gone
-    first = cli(devcluster, "logs", "twice", "--attempt", "1", "-n", namespace, code=1).stderr
-    assert "its pod twice-a1 no longer exists" in first and "exitCode: 1" in first
-    child = cli(devcluster, "logs", "arr:1", "-n", namespace, code=1).stderr
-    assert "The log of arr:1 attempt 1 is gone: its pod arr-1-a1 no longer exists." in child
+    node = f"{namespace}-ce-n0"
+    for args, pod in (
+        (["twice"], "twice-a2"),
+        (["twice", "--attempt", "1"], "twice-a1"),
+        (["arr:1"], "arr-1-a1"),
+    ):
+        kept = cli(devcluster, "logs", *args, "-n", namespace, code=1).stderr
+        assert f"pod {pod} (Failed, on {node}) exists but its log can't be read" in kept, kept
+
+    gone = cli(devcluster, "logs", "ok", "-n", namespace, code=1).stderr
+    assert "The log of ok attempt 1 is gone: its pod ok-a1 no longer exists." in gone
+    assert "The attempt succeeded, and the operator deletes a succeeded attempt's pod" in gone
+    assert "exitCode: 0" in gone
+    child = cli(devcluster, "logs", "arr:0", "-n", namespace, code=1).stderr
+    assert "The log of arr:0 attempt 1 is gone: its pod arr-0-a1 no longer exists." in child
+    assert "The attempt succeeded" in child
+    missing = cli(devcluster, "logs", "nope", "-n", namespace, code=1).stderr
+    assert 'batchjob "nope" not found' in missing and "expired" in missing
     assert (
         "--attempt 3: twice has had 2 attempt(s)"
         in cli(devcluster, "logs", "twice", "--attempt", "3", "-n", namespace, code=2).stderr

@@ -346,7 +346,14 @@ def test_main_node_failure_retries_the_whole_gang_with_shared_attempt_numbers(
     # every node took part in both attempts, each with the attempt's number
     assert attempts_seen.get("2") == {"0", "1", "2", "3"}
     assert attempts_seen.get("1", set()) >= {"0"}
-    wait_for(lambda: not pods(devcluster, namespace), timeout=60, what="all nodes stopped")
+    # keepPods=failed (the default): the failed attempt's main pod stays for its log; the
+    # children stopped while running and the succeeded attempt's pods go.
+    first_main = status["attempts"][0]["podName"]
+    wait_for(
+        lambda: [p["metadata"]["name"] for p in pods(devcluster, namespace)] == [first_main],
+        timeout=60,
+        what="all nodes stopped but the failed attempt's main pod",
+    )
 
 
 def test_child_node_failure_takes_no_action_and_the_outcome_is_the_main_nodes(

@@ -414,8 +414,14 @@ def test_operator_runs_a_lifecycle_with_the_charts_service_account(
             "ok": "SUCCEEDED", "retried": "SUCCEEDED", "failed": "FAILED",
         }  # fmt: skip
         assert len(final["retried"]["status"]["attempts"]) == 2
-        # keepPods is false: finished pods go.
-        wait_for(lambda: not job_pods(cluster, ns), timeout=30, what="finished pods to be deleted")
+        # keepPods=failed (the chart's default): the failed attempts' pods stay for their logs.
+        wait_for(
+            lambda: (
+                sorted(p["metadata"]["name"] for p in job_pods(cluster, ns)) == ["failed-a1", "retried-a1"]
+            ),
+            timeout=30,
+            what="the succeeded attempts' pods to be deleted",
+        )
         events = json.loads(cluster.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
         assert any(e["involvedObject"].get("name") == "failed" and e["reason"] == "Failed" for e in events)
         log = op.log.read_text(errors="replace")
@@ -426,10 +432,10 @@ def test_operator_runs_a_lifecycle_with_the_charts_service_account(
         cluster.kubectl("delete", "namespace", system, "--wait=false", check=False)
 
 
-# --- finished jobs are deleted after the TTL; keep-pods keeps them for debugging ----------------
+# --- finished jobs are deleted after the TTL; a failed attempt's pod is kept until then -----------
 
 
-def test_finished_jobs_expire_after_the_ttl_and_pods_can_be_kept(
+def test_finished_jobs_expire_after_the_ttl_with_the_pods_kept_for_their_logs(
     cluster: DevCluster, ns: str, operators: Any
 ) -> None:
     _, queue, jd = setup_queue(cluster, ns)
@@ -439,20 +445,29 @@ def test_finished_jobs_expire_after_the_ttl_and_pods_can_be_kept(
         BATCHYARD_NAMESPACES=ns,
         BATCHYARD_LEASE_NAMESPACE=ns,
         BATCHYARD_LEASE_NAME="ttl",
-        BATCHYARD_FINISHED_JOB_TTL_SECONDS="5",
-        BATCHYARD_KEEP_PODS="true",
+        BATCHYARD_FINISHED_JOB_TTL_SECONDS="8",
+        # BATCHYARD_KEEP_PODS unset: failed (the default)
     )
-    apply(cluster, batch_job("short-lived", ns, queue, jd))
-    final = wait_all_terminal(cluster, ns, 1, timeout=60, why=op.tail)
+    apply(cluster, batch_job("short-lived", ns, queue, jd), batch_job("broken", ns, queue, jd, exit_code="3"))
+    final = wait_all_terminal(cluster, ns, 2, timeout=60, why=op.tail)
     assert final["short-lived"]["status"]["status"] == "SUCCEEDED"
-    pod_name = final["short-lived"]["status"]["attempts"][0]["podName"]
-    # BATCHYARD_KEEP_PODS: the finished attempt's pod stays for debugging (until its job goes).
-    assert [p["metadata"]["name"] for p in job_pods(cluster, ns)] == [pod_name]
-
+    assert final["broken"]["status"]["status"] == "FAILED"
+    kept = final["broken"]["status"]["attempts"][0]
+    assert (kept["logRetained"], kept["logStreamName"]) == (True, "pod/broken-a1")
+    assert final["short-lived"]["status"]["attempts"][0]["logRetained"] is False
+    # keepPods=failed: the failed attempt's pod stays for its log (until its job goes), the
+    # succeeded one's goes.
     wait_for(
-        lambda: cluster.kubectl("get", "batchjob", "short-lived", "-n", ns, check=False).returncode != 0,
-        timeout=60,
-        what=f"the finished job to be deleted after its 5 s TTL\n{op.tail()}",
+        lambda: [p["metadata"]["name"] for p in job_pods(cluster, ns)] == ["broken-a1"],
+        timeout=30,
+        what="the succeeded attempt's pod to go and the failed one's to stay",
     )
-    # Its pod goes with it (owner reference).
-    wait_for(lambda: not job_pods(cluster, ns), timeout=60, what="the expired job's pod to be collected")
+
+    for name in ("short-lived", "broken"):
+        wait_for(
+            lambda n=name: cluster.kubectl("get", "batchjob", n, "-n", ns, check=False).returncode != 0,
+            timeout=60,
+            what=f"the finished job {name} to be deleted after its 8 s TTL\n{op.tail()}",
+        )
+    # The kept pod goes with its job (deleted by the operator; the owner reference as a fallback).
+    wait_for(lambda: not job_pods(cluster, ns), timeout=60, what="the expired job's kept pod to go")

@@ -408,3 +408,51 @@ def test_an_impossible_consumable_requirement_fails_and_does_not_block_the_queue
         "whose total quantity is 2",
     )
     assert wait_status(devcluster, namespace, "behind", *DONE)["status"] == "SUCCEEDED"
+
+
+def _epoch(stamp: str) -> float:
+    from batchyard.core.lifecycle import epoch
+
+    value = epoch(stamp)
+    assert value is not None
+    return value
+
+
+def test_estimated_start_of_a_queued_job_is_within_a_factor_of_2_of_its_actual_start(
+    devcluster: DevCluster, operator: object, namespace: str
+) -> None:
+    """Issue 15: room for two 1-vCPU jobs; a warm-up run of the definition gives the run-time
+    history; then six fixed-length jobs at once: the sixth waits for two waves. Its estimate,
+    read while it is RUNNABLE, against when it really started, both measured from its
+    submission (status.createdAt): within a factor of 2 of the waiting time."""
+    _, queue = environment(devcluster, namespace, max_vcpus=2, nodes=1)
+    run = "8s"
+    apply(devcluster, job_definition("fixed", namespace))
+    apply(devcluster, *(batch_job(f"warm-{i}", namespace, queue, "fixed", delay=run) for i in range(2)))
+    for i in range(2):
+        wait_status(devcluster, namespace, f"warm-{i}", "SUCCEEDED", timeout=90)
+
+    names = [f"job-{k}" for k in range(6)]
+    apply(devcluster, *(batch_job(n, namespace, queue, "fixed", delay=run) for n in names))
+    last = names[-1]
+    estimated = wait_for(
+        lambda: (s := job_status(devcluster, namespace, last)).get("estimatedStartAt") and s,
+        timeout=60,
+        interval=0.2,
+        what=f"{last} to get an estimated start while RUNNABLE",
+    )
+    assert estimated["status"] == "RUNNABLE", estimated
+    assert estimated["estimatedStartBasis"] == "recent run times"
+    assert estimated["queuePosition"] is not None
+    started = wait_for(
+        lambda: (s := job_status(devcluster, namespace, last)).get("startedAt") and s,
+        timeout=120,
+        what=f"{last} to start",
+    )
+    # Dispatched: the estimate and the position are gone with RUNNABLE.
+    assert "estimatedStartAt" not in started and "queuePosition" not in started
+    submitted = _epoch(started["createdAt"])
+    expected_wait = _epoch(estimated["estimatedStartAt"]) - submitted
+    actual_wait = _epoch(started["startedAt"]) - submitted
+    assert actual_wait > 8, "the sixth job waits for two waves of 8 s"
+    assert actual_wait / 2 <= expected_wait <= actual_wait * 2, (expected_wait, actual_wait)

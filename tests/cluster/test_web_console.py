@@ -18,6 +18,7 @@ import pytest
 from batch import (
     apply,
     batch_job,
+    ce_nodes,
     compute_environment,
     environment,
     job_definition,
@@ -98,7 +99,8 @@ def test_the_console_in_a_browser_shows_a_queue_and_a_job(
         job_definition("big", namespace, container={"resourceRequirements": [
             {"type": "VCPU", "value": "8"}, {"type": "MEMORY", "value": "512"}]}),
         batch_job("done", namespace, queue, "d"),
-        batch_job("broken", namespace, queue, "d", exit_code="137,3"),
+        batch_job("broken", namespace, queue, "d", exit_code="137,3",
+                  annotations={"kwok.batchyard.io/message": "step 3: out of memory"}),
         batch_job("arr", namespace, queue, "d", arrayProperties={"size": 5},
                   annotations={"kwok.batchyard.io/exit-code-index-2": "1"}),
         batch_job("long", namespace, queue, "d", exit_code=None),
@@ -108,6 +110,22 @@ def test_the_console_in_a_browser_shows_a_queue_and_a_job(
     for name, state in (("done", "SUCCEEDED"), ("broken", "FAILED"), ("arr", "FAILED"), ("long", "RUNNING"),
                         ("waiter", "PENDING"), ("unplaced", "RUNNABLE")):  # fmt: skip
         wait_status(devcluster, namespace, name, state, timeout=90)
+    # A queue with room for one job, held by a job that runs until its 600 s timeout: the job
+    # behind it waits with an estimated start from that timeout (issue 15).
+    one_ce, one_q = f"{namespace}-one", f"{namespace}-oneq"
+    apply(devcluster, compute_environment(one_ce, 1), job_queue(one_q, [one_ce]),
+          job_definition("timed", namespace, timeout={"attemptDurationSeconds": 600}))  # fmt: skip
+    ce_nodes(devcluster, one_ce, 1)
+    apply(devcluster, batch_job("hog", namespace, one_q, "timed", exit_code=None))
+    wait_status(devcluster, namespace, "hog", "RUNNING", timeout=90)
+    apply(devcluster, batch_job("queued", namespace, one_q, "timed"))
+    wait_for(
+        lambda: (
+            "estimatedStartAt"
+            in devcluster.kubectl("get", "bj", "queued", "-n", namespace, "-o", "json").stdout
+        ),
+        what="the queued job's estimated start",
+    )
     apply(devcluster, batch_job("too-big", namespace, queue, "big"))
     wait_for(
         lambda: "MAX_RESOURCE" in str(devcluster.kubectl("get", "jq", queue, "-o", "json").stdout),
@@ -126,10 +144,17 @@ def test_the_console_in_a_browser_shows_a_queue_and_a_job(
     assert f"Job {namespace}/broken" in dom
     assert "broken-a1" in dom and "broken-a2" in dom  # both attempts, with their pods
     assert ">137<" in dom and ">3<" in dom
+    # Issue 15: each failed attempt's termination message, and its pod kept for the log.
+    assert dom.count("step 3: out of memory") == 2
+    assert "pod/broken-a1 (kept until the job expires)" in dom
+
+    dom = browse(f"{console}/jobs/{namespace}/queued", shots / "console-job-waiting.png")
+    assert "an estimate from attempt timeouts" in dom and ("~in 9m" in dom or "~in 10m" in dom)
 
     dom = browse(f"{console}/jobs?namespace={namespace}", shots / "console-jobs.png")
-    for name in ("done", "broken", "arr", "long", "waiter", "unplaced", "too-big"):
+    for name in ("done", "broken", "arr", "long", "waiter", "unplaced", "too-big", "hog", "queued"):
         assert f">{name}</a>" in dom
+    assert "Estimated start" in dom
     assert "SUCCEEDED 4/5, FAILED 1" in dom
     browse(f"{console}/", shots / "console-queues.png")
     assert all((shots / f).stat().st_size > 10_000 for f in ("console-queue.png", "console-job.png"))

@@ -20,6 +20,7 @@ from batchyard.core.capacity import Resources
 from batchyard.core.failures import FailureCategory
 from batchyard.core.jobref import JobRef
 from batchyard.core.jobstate import JobState, Reason
+from batchyard.core.retention import PodRetention
 from batchyard.core.scheduler import JobView, Scheduler
 
 NOW = 1_800_000_000.0
@@ -75,7 +76,7 @@ class Book:
 class Host:
     record: Record
     pods: dict[str, lifecycle.PodObs] = field(default_factory=dict)
-    keep_pods: bool = False
+    pod_retention: PodRetention = PodRetention.NONE
 
     def context(
         self,
@@ -92,6 +93,7 @@ class Host:
             dependencies=dependencies or deps.READY,
             pod=pod,
             pod_seen=bool(pod_seen),
+            pod_retention=self.pod_retention,
         )
 
     def child_view(self, child: JobRef, *, retried: bool) -> JobView:

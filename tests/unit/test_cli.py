@@ -10,8 +10,8 @@ import pytest
 
 from batchyard.api.batchjob import BatchJob
 from batchyard.cli.common import JobRef, UsageError, age, parse_job_ref
-from batchyard.cli.listing import field_selector, queue_views, select, statuses, timestamp
-from batchyard.cli.logs import gone_message, resolve
+from batchyard.cli.listing import field_selector, job_rows, queue_views, select, statuses, timestamp
+from batchyard.cli.logs import AttemptLog, gone_message, gone_reason, resolve
 from batchyard.cli.main import build_parser, main
 from batchyard.cli.submit import build_spec
 
@@ -279,8 +279,33 @@ def test_a_gone_pod_says_why_and_what_the_status_kept() -> None:
     log = resolve(a_job("j", RETRIED), parse_job_ref("j"), None)
     text = gone_message(parse_job_ref("j"), log)
     assert "The log of j attempt 2 is gone: its pod j-a2 no longer exists." in text
-    assert "deletes an ended attempt's pod once its result is recorded" in text
+    assert "The attempt has ended and its pod was deleted" in text
     assert "exitCode: 1" in text and "reason: Error" in text
+
+
+def _ended(**attempt: Any) -> AttemptLog:
+    return AttemptLog("j-a1", 1, 1, True, {"attempt": 1, "podName": "j-a1", **attempt})
+
+
+@pytest.mark.parametrize(
+    ("log", "why"),
+    [
+        pytest.param(AttemptLog("j-a1", 1, 1, False, {}), "The attempt has not ended", id="still running"),
+        pytest.param(_ended(exitCode=1, logRetained=True), "The operator kept it when the attempt ended",
+                     id="kept, then deleted"),
+        pytest.param(_ended(exitCode=0, statusReason="Succeeded", logRetained=False),
+                     "The attempt succeeded, and the operator deletes a succeeded attempt's pod when it ends "
+                     "(its keepPods setting is failed", id="succeeded, keepPods=failed"),
+        pytest.param(_ended(exitCode=1, logRetained=False), "its keepPods setting is none, or the pod was still "
+                     "running", id="failed, not kept: keepPods=none or stopped"),
+        pytest.param(_ended(exitCode=0), "unless its keepPods setting is all", id="a child that succeeded"),
+        pytest.param(_ended(exitCode=2), "The attempt has ended and its pod was deleted", id="a child that failed"),
+    ],
+)  # fmt: skip
+def test_why_a_log_is_gone(log: AttemptLog, why: str) -> None:
+    assert why in gone_reason(log)
+    text = gone_message(parse_job_ref("j"), log)
+    assert "logRetained" not in text  # the reason says it in words
 
 
 def test_age_reads_like_kubectl() -> None:
@@ -309,3 +334,16 @@ def test_watch_redraws_until_interrupted(capsys: pytest.CaptureFixture[str]) -> 
 
     assert show(render, watch=True, interval=0) == 0
     assert capsys.readouterr().out == "RUNNABLE 2\n\nRUNNING 2\n\n"  # piped: one block per refresh
+
+
+def test_list_wide_shows_a_waiting_job_s_position_and_estimated_start() -> None:
+    from datetime import UTC, datetime
+
+    item = {
+        "metadata": {"name": "next", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"jobQueue": "q", "jobDefinition": "d"},
+        "status": {"status": "RUNNABLE", "queuePosition": 2, "estimatedStartAt": "2026-01-01T00:05:00Z"},
+    }
+    header, row = job_rows([item], True, datetime(2026, 1, 1, 0, 1, tzinfo=UTC), False).splitlines()
+    assert "EST. START" in header
+    assert row.split()[-3:] == ["2", "~in", "4m"]

@@ -33,7 +33,27 @@ JOB = {
     "status": {
         "status": "FAILED",
         "statusReason": "Essential container in task exited",
-        "attempts": [{"attempt": 1, "podName": "train-a1", "exitCode": 3, "reason": "Error"}],
+        "attempts": [
+            {
+                "attempt": 1,
+                "podName": "train-a1",
+                "exitCode": 3,
+                "reason": "Error",
+                "logStreamName": "pod/train-a1",
+                "logRetained": True,
+                "terminationMessage": "Traceback ...\nValueError: bad input",
+            }
+        ],
+    },
+}
+WAITING = {
+    "metadata": {"name": "next", "namespace": "ml", "creationTimestamp": "2026-01-01T00:00:00Z"},
+    "spec": {"jobQueue": "gpu", "jobDefinition": "d"},
+    "status": {
+        "status": "RUNNABLE",
+        "queuePosition": 3,
+        "estimatedStartAt": "2999-01-01T00:00:00.000Z",
+        "estimatedStartBasis": "recent run times",
     },
 }
 
@@ -50,6 +70,8 @@ def canned(request: web.Request) -> Reader:
             return {"items": [JOB]}
         if name == "train" and namespace == "ml":
             return JOB
+        if name == "next" and namespace == "ml":
+            return WAITING
         raise CommandError(f'batchjobs.batchyard.io "{name}" is forbidden: User "bob" cannot get')
 
     return get
@@ -72,6 +94,35 @@ def test_the_job_page_shows_its_attempts_and_dependencies() -> None:
     status, text = asyncio.run(fetch(canned, "/jobs/ml/train"))
     assert status == 200
     assert "train-a1" in text and "Essential container in task exited" in text and "prep" in text
+
+
+def test_the_job_page_shows_where_each_log_is_and_the_termination_message() -> None:
+    _, text = asyncio.run(fetch(canned, "/jobs/ml/train"))
+    assert "pod/train-a1 (kept until the job expires)" in text
+    assert "<pre>Traceback ...\nValueError: bad input</pre>" in text
+
+
+def test_a_waiting_job_shows_its_estimated_start_marked_as_an_estimate() -> None:
+    _, text = asyncio.run(fetch(canned, "/jobs/ml/next"))
+    assert "Estimated start" in text
+    assert "2999-01-01T00:00:00.000Z; an estimate from recent run times" in text and "~in " in text
+
+
+def test_estimated_start_reads_like_kubectl() -> None:
+    from datetime import UTC, datetime
+
+    from batchyard.cli.common import estimated_start
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert [
+        estimated_start(s, now)
+        for s in (
+            {},
+            {"estimatedStartAt": "2025-12-31T23:59:00Z"},
+            {"estimatedStartAt": "2026-01-01T00:00:45Z"},
+            {"estimatedStartAt": "2026-01-01T00:12:00Z"},
+        )
+    ] == ["", "~now", "~in 45s", "~in 12m"]
 
 
 def test_a_refused_read_shows_the_api_servers_words() -> None:

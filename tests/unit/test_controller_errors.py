@@ -20,6 +20,7 @@ from batchyard.adapters.state import ClusterState, JobEntry
 from batchyard.apierrors import RequestTimeout
 from batchyard.core.backoff import KeyedBackoff
 from batchyard.core.jobref import JobRef
+from batchyard.core.retention import PodRetention
 from batchyard.render.names import LABEL_JOB_UID
 
 KEY = JobRef("ns", "j")
@@ -28,9 +29,11 @@ PODS = "/api/v1/namespaces/ns/pods"
 JOB_STATUS = "/namespaces/ns/batchjobs/j/status"
 
 
-def a_world(kube: FakeKube | None = None, backoff: KeyedBackoff | None = None) -> tuple[Controller, FakeKube]:
+def a_world(
+    kube: FakeKube | None = None, backoff: KeyedBackoff | None = None, settings: Settings | None = None
+) -> tuple[Controller, FakeKube]:
     kube = kube or FakeKube()
-    return Controller(kube, one_job_state(), Settings(), write_backoff=backoff), kube  # type: ignore[arg-type]
+    return Controller(kube, one_job_state(), settings or Settings(), write_backoff=backoff), kube  # type: ignore[arg-type]
 
 
 def job(controller: Controller) -> JobEntry:
@@ -226,6 +229,25 @@ def test_an_expired_job_already_deleted_is_forgotten_and_a_failed_delete_is_kept
     assert set(controller.state.jobs) == {JobRef("ns", "new")}  # kept: tried again at the next scan
 
 
+def test_an_expired_job_takes_the_pods_kept_for_its_logs_with_it() -> None:
+    controller, kube = finished_world(ttl=600)
+    for job_name in ("old", "new"):
+        path = f"/api/v1/namespaces/ns/pods/{job_name}-a1"
+        body = {
+            "metadata": {
+                "name": f"{job_name}-a1",
+                "namespace": "ns",
+                "labels": {LABEL_JOB_UID: f"u-{job_name}"},
+            },
+            "status": {"phase": "Failed"},
+        }
+        kube.objects[path] = body
+        controller.state.upsert_pod(body)
+    asyncio.run(controller.executor._expire(time.time()))
+    assert kube.count("delete", "/pods/old-a1") == 1 and kube.count("delete", "/pods/new-a1") == 0
+    assert kube.count("delete", "/batchjobs/old") == 1
+
+
 def event_reasons(kube: FakeKube) -> list[str]:
     return [str(o.get("reason")) for p, o in kube.objects.items() if "/events/" in p]
 
@@ -256,10 +278,20 @@ def test_a_failure_still_posts_its_event_by_default() -> None:
     assert "Failed" in event_reasons(kube)
 
 
-def test_a_retry_dispatched_in_the_same_cycle_still_deletes_the_failed_attempts_pod() -> None:
+@pytest.mark.parametrize(
+    ("retention", "deleted"),
+    [
+        pytest.param(PodRetention.NONE, True, id="keepPods=none: the failed attempt's pod goes"),
+        pytest.param(PodRetention.FAILED, False, id="keepPods=failed (default): it stays for its log"),
+    ],
+)
+def test_a_retry_dispatched_in_the_same_cycle_still_deletes_the_failed_attempts_pod(
+    retention: PodRetention, deleted: bool
+) -> None:
     # The new attempt's dispatch replaces the job's step in the plan; the pod of the attempt
-    # that failed must go all the same (issue 14 moved pod deletions next to each job's write).
-    controller, kube = a_world()
+    # that failed must go all the same (issue 14 moved pod deletions next to each job's write),
+    # unless it is kept for its log (issue 15).
+    controller, kube = a_world(settings=Settings(pod_retention=retention))
     controller.state.upsert_job(
         {
             "metadata": {"name": "j", "namespace": "ns", "uid": "u1", "generation": 1},
@@ -280,6 +312,7 @@ def test_a_retry_dispatched_in_the_same_cycle_still_deletes_the_failed_attempts_
     cycles(controller)
     entry = job(controller)
     assert len(entry.status.attempts or []) == 2  # retried and dispatched again in one cycle
-    assert kube.count("delete", POD) == 1
-    assert POD not in kube.objects
+    assert kube.count("delete", POD) == (1 if deleted else 0)
+    assert (POD not in kube.objects) is deleted
+    assert (entry.status.attempts or [])[0].logRetained is not deleted
     assert "/api/v1/namespaces/ns/pods/j-a2" in kube.objects

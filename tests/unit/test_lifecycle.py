@@ -14,6 +14,7 @@ from batchyard.core import deps
 from batchyard.core.jobstate import JobState, Reason, can_transition
 from batchyard.core.lifecycle import (
     DEPENDENCY_SUBMIT_GRACE_SECONDS,
+    MAX_TERMINATION_MESSAGE,
     MAX_UNCOUNTED_ATTEMPTS,
     MISSING_REFERENCE_GRACE_SECONDS,
     STUCK_TERMINATING_SECONDS,
@@ -28,7 +29,9 @@ from batchyard.core.lifecycle import (
     next_pod_name_attempt,
     queue_refusal,
     start_attempt,
+    termination_message,
 )
+from batchyard.core.retention import PodRetention
 from batchyard.core.retry import Action, ExitRule
 
 T0 = 1_700_000_000.0  # the job's creationTimestamp
@@ -264,8 +267,8 @@ class CtxB:
     def pod_seen(self) -> CtxB:
         return self._with(pod_seen=True)
 
-    def keeping_pods(self) -> CtxB:
-        return self._with(keep_pods=True)
+    def keeping_pods(self, retention: PodRetention = PodRetention.ALL) -> CtxB:
+        return self._with(pod_retention=retention)
 
 
 def a_context() -> CtxB:
@@ -326,7 +329,7 @@ TERMINAL_ROWS = [
     P(J.in_state("FAILED", 1, "boom"), C.with_pod(POD.running()), NOW,
       Expect("FAILED", "boom", deleted=("j-a1",)), id="failed job: a pod still running is deleted"),
     P(J.in_state("SUCCEEDED", 1), C.with_pod(POD.succeeded()).keeping_pods(), NOW,
-      Expect("SUCCEEDED"), id="terminal job with keep_pods: the pod stays for inspection"),
+      Expect("SUCCEEDED"), id="terminal job with keepPods=all: the pod stays for inspection"),
     P(J.in_state("FAILED", 1, "boom"), C.with_pod(POD.exited(1).deleting()), NOW,
       Expect("FAILED", "boom"), id="terminal job: a pod already being deleted is not deleted again"),
     P(J.in_state("SUCCEEDED", 1), C, NOW, Expect("SUCCEEDED"), id="terminal job without pod: nothing to do"),
@@ -358,12 +361,12 @@ TERMINATE_ROWS = [
       Expect("FAILED", "stop now", ("j-a1",), RELEASED), id="AWS: terminate RUNNING -> FAILED, pod stopped"),
     P(RUNNING.terminated(), C.with_pod(POD.running()).keeping_pods(), NOW,
       Expect("FAILED", "stop now", ("j-a1",), RELEASED),
-      id="terminate stops a running pod even with keep_pods"),
+      id="terminate stops a running pod even with keepPods=all"),
     P(RUNNING.terminated(), C.with_pod(POD.exited(1)), NOW,
       Expect("FAILED", "stop now", ("j-a1",), RELEASED),
       id="terminate racing a finished pod: FAILED, the finished pod is cleaned up now"),
     P(RUNNING.terminated(), C.with_pod(POD.exited(1)).keeping_pods(), NOW,
-      Expect("FAILED", "stop now", flags=RELEASED), id="terminate with a finished pod and keep_pods: kept"),
+      Expect("FAILED", "stop now", flags=RELEASED), id="terminate with a finished pod and keepPods=all: kept"),
     P(RUNNING.terminated("t").cancelled("c"), C.with_pod(POD.running()), NOW,
       Expect("FAILED", "t", ("j-a1",), RELEASED), id="terminate wins over cancel"),
     P(RUNNING.terminated(), C.with_pod(POD.running()).retrying(5), NOW,
@@ -509,7 +512,7 @@ POD_ROWS = [
       id="AWS: not even when a RETRY rule would match"),
     P(RUNNING, C.with_pod(POD.running()).timeout(60).keeping_pods(), NOW,
       Expect("RUNNING", None, ("j-a1",), wake_at=NOW + STUCK_TERMINATING_SECONDS),
-      id="a timed-out pod is stopped even with keep_pods"),
+      id="a timed-out pod is stopped even with keepPods=all"),
     P(J.in_state("RUNNING", 2, started=NOW - 30), C.with_pod(a_pod("j-a2").running()).timeout(60).retrying(3),
       NOW, Expect("RUNNING", wake_at=NOW + 30),
       id="AWS: the timeout countdown starts over for a new attempt"),
@@ -519,7 +522,7 @@ POD_ROWS = [
     P(RUNNING, C.with_pod(POD.succeeded()), NOW,
       Expect("SUCCEEDED", deleted=("j-a1",), flags=RELEASED), id="AWS: RUNNING -> SUCCEEDED on exit 0"),
     P(RUNNING, C.with_pod(POD.succeeded()).keeping_pods(), NOW,
-      Expect("SUCCEEDED", flags=RELEASED), id="keep_pods: a finished pod is kept"),
+      Expect("SUCCEEDED", flags=RELEASED), id="keepPods=all: a finished pod is kept"),
     P(STARTING, C.with_pod(POD.succeeded()), NOW,
       Expect("SUCCEEDED", deleted=("j-a1",), flags=RELEASED),
       id="K8s: Pending and Succeeded coalesced by the watch: STARTING -> SUCCEEDED"),
@@ -541,7 +544,7 @@ POD_ROWS = [
     P(J.in_state("RUNNING", 3), C.with_pod(a_pod("j-a3").exited(1)).retrying(3), NOW,
       Expect("FAILED", ESSENTIAL, ("j-a3",), RELEASED), id="AWS: attempt 3 of 3 fails: attempts exhausted"),
     P(RUNNING, C.with_pod(POD.exited(1)).retrying(3).keeping_pods(), NOW,
-      Expect("RUNNABLE", ESSENTIAL, flags=REQUEUED), id="keep_pods: a retried attempt's pod is kept"),
+      Expect("RUNNABLE", ESSENTIAL, flags=REQUEUED), id="keepPods=all: a retried attempt's pod is kept"),
     P(RUNNING, C.with_pod(POD.exited(137, "OOMKilled")).retrying(5, exit_on(reason="OOMKilled")),
       NOW, Expect("FAILED", ESSENTIAL, ("j-a1",), RELEASED),
       id="AWS: an EXIT rule matching the reason fails at once"),
@@ -622,7 +625,7 @@ EXIT_ROWS = [
     P(RUNNING, C.with_pod(POD.sidecar_still_running(0)), NOW, Expect("SUCCEEDED", None, ("j-a1",), RELEASED),
       id="the essential container exited 0, a sidecar still runs: SUCCEEDED, pod stopped"),
     P(RUNNING, C.with_pod(POD.sidecar_still_running(0)).keeping_pods(), NOW,
-      Expect("SUCCEEDED", None, ("j-a1",), RELEASED), id="... stopped even with keep_pods"),
+      Expect("SUCCEEDED", None, ("j-a1",), RELEASED), id="... stopped even with keepPods=all"),
     P(RUNNING, C.with_pod(POD.sidecar_still_running(3)), NOW, Expect("FAILED", ESSENTIAL, ("j-a1",), RELEASED),
       id="the essential container exited 3, a sidecar still runs: FAILED"),
     P(STARTING, C.with_pod(POD.waiting("ImagePullBackOff", scheduled=NOW - 10)), NOW,
@@ -642,6 +645,47 @@ EXIT_ROWS = [
       Expect("STARTING"), id="init containers running: no bound"),
 ]  # fmt: skip
 
+FAILED_ONLY = PodRetention.FAILED
+NONE = PodRetention.NONE
+# Issue 15: which ended attempts keep their pod (core.retention), per setting.
+RETENTION_ROWS = [
+    P(RUNNING, C.with_pod(POD.succeeded()).keeping_pods(FAILED_ONLY), NOW,
+      Expect("SUCCEEDED", deleted=("j-a1",), flags=RELEASED), id="keepPods=failed: a succeeded attempt's pod goes"),
+    P(RUNNING, C.with_pod(POD.exited(1)).keeping_pods(FAILED_ONLY), NOW,
+      Expect("FAILED", ESSENTIAL, flags=RELEASED), id="keepPods=failed: a failed attempt's pod stays"),
+    P(RUNNING, C.with_pod(POD.exited(1)).retrying(3).keeping_pods(FAILED_ONLY), NOW,
+      Expect("RUNNABLE", ESSENTIAL, flags=REQUEUED), id="keepPods=failed: a retried attempt's pod stays"),
+    P(RUNNING, C.with_pod(POD.exited(0, "Terminated")).keeping_pods(FAILED_ONLY), NOW,
+      Expect("FAILED", ESSENTIAL, flags=RELEASED), id="keepPods=failed: a pod Failed with exit 0 is failed: stays"),
+    P(RUNNING, C.with_pod(POD.exited(0).finished_at(STARTED + 61)).timeout(60).keeping_pods(FAILED_ONLY), NOW,
+      Expect("FAILED", Reason.TIMEOUT, flags=RELEASED), id="keepPods=failed: a timed-out attempt that ended by itself stays"),
+    P(RUNNING, C.with_pod(POD.killed()).timeout(60).keeping_pods(FAILED_ONLY), NOW,
+      Expect("FAILED", Reason.TIMEOUT, ("j-a1",), RELEASED), id="keepPods=failed: a pod stopped by the operator is not kept"),
+    P(RUNNING, C.with_pod(POD.sidecar_still_running(3)).keeping_pods(FAILED_ONLY), NOW,
+      Expect("FAILED", ESSENTIAL, ("j-a1",), RELEASED), id="keepPods=failed: a pod still running a sidecar is stopped"),
+    P(RUNNING, C.with_pod(POD.running()).timeout(60).keeping_pods(FAILED_ONLY), NOW,
+      Expect("RUNNING", None, ("j-a1",), wake_at=NOW + STUCK_TERMINATING_SECONDS),
+      id="keepPods=failed: a timed-out running pod is stopped"),
+    P(RUNNING.terminated(), C.with_pod(POD.exited(1)).keeping_pods(FAILED_ONLY), NOW,
+      Expect("FAILED", "stop now", flags=RELEASED), id="keepPods=failed: terminate racing a failed pod: kept"),
+    P(RUNNING.terminated(), C.with_pod(POD.succeeded()).keeping_pods(FAILED_ONLY), NOW,
+      Expect("FAILED", "stop now", flags=RELEASED), id="keepPods=failed: terminate racing a finished pod: the job FAILED, kept"),
+    P(J.in_state("FAILED", 1, "boom"), C.with_pod(POD.exited(1)).keeping_pods(FAILED_ONLY), NOW,
+      Expect("FAILED", "boom"), id="keepPods=failed: a FAILED job's finished pod is no leftover"),
+    P(J.in_state("SUCCEEDED", 1), C.with_pod(POD.succeeded()).keeping_pods(FAILED_ONLY), NOW,
+      Expect("SUCCEEDED", deleted=("j-a1",)), id="keepPods=failed: a SUCCEEDED job's pod is a leftover, deleted"),
+    P(J.in_state("FAILED", 1, "boom"), C.with_pod(POD.running()).keeping_pods(FAILED_ONLY), NOW,
+      Expect("FAILED", "boom", ("j-a1",)), id="keepPods=failed: a FAILED job's running pod is deleted"),
+    P(J.in_state("RUNNABLE", 1, ESSENTIAL), C.with_pod(POD.exited(1)).keeping_pods(FAILED_ONLY), NOW,
+      Expect("RUNNABLE", ESSENTIAL), id="keepPods=failed: the kept pod of the last attempt is not a live attempt"),
+    P(RUNNING, C.with_pod(POD.exited(1)).keeping_pods(NONE), NOW,
+      Expect("FAILED", ESSENTIAL, ("j-a1",), RELEASED), id="keepPods=none: a failed attempt's pod goes"),
+    P(J.in_state("FAILED", 1, "boom"), C.with_pod(POD.exited(1)).keeping_pods(NONE), NOW,
+      Expect("FAILED", "boom", ("j-a1",)), id="keepPods=none: a FAILED job's pod is a leftover, deleted"),
+    P(RUNNING, C.with_pod(POD.succeeded()).keeping_pods(PodRetention.ALL), NOW,
+      Expect("SUCCEEDED", flags=RELEASED), id="keepPods=all: a succeeded attempt's pod stays"),
+]  # fmt: skip
+
 
 ALL_ROWS = (
     TERMINAL_ROWS
@@ -652,6 +696,7 @@ ALL_ROWS = (
     + POD_ROWS
     + LOST_ROWS
     + EXIT_ROWS
+    + RETENTION_ROWS
 )
 
 
@@ -952,6 +997,7 @@ def test_a_failed_attempt_is_recorded_and_earlier_ones_untouched() -> None:
         "statusReason": ESSENTIAL,
         "startedAt": iso(STARTED),
         "stoppedAt": iso(NOW),
+        "logRetained": False,  # the context's default keepPods=none
     }
 
 
@@ -1068,6 +1114,7 @@ def test_start_attempt_appends_the_next_attempt() -> None:
         "attempt": 2,
         "podName": "j-a2",
         "computeEnvironment": "ce2",
+        "logStreamName": "pod/j-a2",
     }
     assert [(e.type, e.reason, e.message) for e in step.events] == [
         ("Normal", "Starting", "attempt 2: pod j-a2 in ce2")
@@ -1313,3 +1360,55 @@ def test_a_submission_over_30_kib_fails_naming_aws_s_limit() -> None:
     assert "over the maximum job payload size of 30 KiB" in (step.status.statusReason or "")
     small = job.model_copy(update={"spec": job.spec.model_copy(update={"parameters": {"p": "x" * 100}})})
     assert advance(small, J.status(), C.ctx, NOW).status.status == "RUNNABLE"
+
+
+@pytest.mark.parametrize(
+    ("pod", "ctx", "retained", "message"),
+    [
+        (POD.exited(1), C.keeping_pods(FAILED_ONLY), True, "boom"),
+        (POD.exited(1), C.keeping_pods(NONE), False, "boom"),
+        (POD.succeeded(), C.keeping_pods(FAILED_ONLY), False, None),
+        (POD.succeeded(), C.keeping_pods(PodRetention.ALL), True, None),
+        (POD.exited(1), C.retrying(2).keeping_pods(FAILED_ONLY), True, "boom"),
+    ],
+    ids=[
+        "failed, kept",
+        "failed, none kept",
+        "succeeded: no message, not kept",
+        "all: kept",
+        "retried: kept",
+    ],
+)
+def test_an_ended_attempt_records_where_its_log_is_and_its_termination_message(
+    pod: PodB, ctx: CtxB, retained: bool, message: str | None
+) -> None:
+    """Issue 15: logStreamName from the start, logRetained and a failed attempt's message at the end."""
+    said = PodB(replace(pod.obs, message="  boom\n"))
+    st = run(RUNNING, ctx.with_pod(said)).status
+    assert st.attempts is not None
+    attempt = st.attempts[0]
+    assert (attempt.logRetained, attempt.terminationMessage) == (retained, message)
+
+
+def test_a_new_attempt_names_its_log_stream() -> None:
+    step = start_attempt(
+        BatchJobStatus(status="RUNNABLE"), pod_name="j-a1", compute_environment="ce", now=NOW
+    )
+    assert step.status.attempts is not None
+    assert step.status.attempts[0].logStreamName == "pod/j-a1"
+
+
+@pytest.mark.parametrize(
+    ("message", "kept"),
+    [
+        (None, None),
+        ("", None),
+        ("  \n ", None),
+        ("oom at step 3\n", "oom at step 3"),
+        ("x" * MAX_TERMINATION_MESSAGE, "x" * MAX_TERMINATION_MESSAGE),
+        ("head" + "y" * MAX_TERMINATION_MESSAGE, "..." + "y" * (MAX_TERMINATION_MESSAGE - 3)),
+    ],
+    ids=["none", "empty", "blank", "one line", "at the bound", "over the bound: the end is kept"],
+)
+def test_termination_message_is_bounded_and_keeps_the_end(message: str | None, kept: str | None) -> None:
+    assert termination_message(message) == kept

@@ -408,8 +408,20 @@ class Executor:
             if e.status.status in TERMINAL_STATES
             and (lifecycle.epoch(e.status.stoppedAt) or now) + ttl <= now
         ][:MAX_EXPIRIES_PER_SCAN]  # a burst of expiries must not stall scheduling
+        if not expired:
+            return
+        # The pods kept for their logs (core.retention) go with their job: deleted here first,
+        # so they never depend on the garbage collector (their ownerReference is the fallback).
+        uids = {self.state.jobs[ref].job.metadata.uid: ref for ref in expired}
+        kept: dict[JobRef, list[str]] = {}
+        for pod in self.state.pods.values():
+            owner = uids.get(pod.job_uid)
+            if owner is not None and not pod.obs.deleting:
+                kept.setdefault(owner, []).append(pod.obs.name)
 
         async def delete(ref: JobRef) -> None:
+            for name in kept.get(ref, ()):
+                await self._delete_pod(ref, name)
             try:
                 await self.kube.delete(resource_path("batchjobs", ref.name, ref.namespace))
             except NotFound:

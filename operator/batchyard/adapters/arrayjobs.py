@@ -23,7 +23,7 @@ class ParentHost:
         self.reader = reader
         self.entry = entry
         self.now = now
-        self.keep_pods = reader.keep_pods
+        self.pod_retention = reader.pod_retention
 
     def context(
         self,

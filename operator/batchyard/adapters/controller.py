@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from batchyard.adapters.apply import Executor, Plan, StatusWriter, TransitionHook
@@ -37,14 +37,14 @@ from batchyard.adapters.observe import CapacityBoard, JobReader
 from batchyard.adapters.settings import Settings
 from batchyard.adapters.state import ClusterState, JobEntry
 from batchyard.api.batchjob import BatchJobStatus
-from batchyard.core import lifecycle
+from batchyard.core import estimate, lifecycle
 from batchyard.core.arrayjob import ArraySteps
 from batchyard.core.backoff import KeyedBackoff
 from batchyard.core.jobref import JobRef
 from batchyard.core.jobstate import POD_STATES, TERMINAL_STATES, JobState
 from batchyard.core.queuestatus import QueuePositions
 from batchyard.core.revisions import record_revisions
-from batchyard.core.scheduler import Block, Cancel, CycleResult, Dispatch, Scheduler, Unblock
+from batchyard.core.scheduler import Block, Cancel, CycleResult, Dispatch, Scheduler, Unblock, World
 from batchyard.render.names import pod_name
 
 log = logging.getLogger("batchyard.loop")
@@ -85,7 +85,7 @@ class Controller:
         self.reader = JobReader(
             state,
             capacity or CapacityBoard(),
-            keep_pods=settings.keep_pods,
+            pod_retention=settings.pod_retention,
             time_limit_scale=settings.time_limit_scale,
             identity=settings.identity,
         )
@@ -102,8 +102,12 @@ class Controller:
             write_backoff=write_backoff,
         )
         # multi-node parallel jobs (adapters.mnp)
-        self.gangs = GangRunner(kube, state, self.scheduler, self.reader, keep_pods=settings.keep_pods)
+        self.gangs = GangRunner(
+            kube, state, self.scheduler, self.reader, pod_retention=settings.pod_retention
+        )
         self.positions = QueuePositions(settings.queue_positions, settings.queue_position_interval_seconds)
+        # Recent successful run times per job definition, for the estimated starts (core.estimate).
+        self.run_times = estimate.RunTimes()
         self.on_cycle = tuple(on_cycle)
         self.cycles = 0
         # Liveness (adapters.health): monotonic time the loop last went round (idle or not).
@@ -172,8 +176,8 @@ class Controller:
         plan.result = self.scheduler.cycle(world, now)
         # 5. its decisions, into the jobs' steps
         self._apply_decisions(plan, now)
-        # 6. queue positions
-        self._queue_positions(plan, now)
+        # 6. queue positions, and the estimated starts written with them
+        self._queue_positions(plan, now, world)
         return plan
 
     def _take_inbox(self, now: float) -> Inbox:
@@ -265,6 +269,8 @@ class Controller:
             entry.wake_at = self._ttl_deadline(step.status)
             if not was_terminal:  # only the transition can release dependents
                 self.book.wake_dependents(ref)
+                if step.status.status == JobState.SUCCEEDED:
+                    self._record_run_time(entry, step)
 
     def _restore(self, ref: JobRef, entry: JobEntry, now: float) -> None:
         """First sight of a job already RUNNABLE/STARTING/RUNNING (operator restart): tell the scheduler."""
@@ -352,11 +358,12 @@ class Controller:
                 self.book.held.discard(ref)
                 self.book.wake_dependents(ref)
 
-    def _queue_positions(self, plan: Plan, now: float) -> None:
+    def _queue_positions(self, plan: Plan, now: float, world: World) -> None:
         st = self.state
         for step in plan.steps.values():
             if step.status.status != JobState.RUNNABLE:
                 step.status.queuePosition = None
+                step.status.estimatedStartAt = step.status.estimatedStartBasis = None
         dispatched: set[object] = set()
         for decision in plan.dispatches:
             target = decision.job_key
@@ -365,6 +372,8 @@ class Controller:
             entry = st.jobs.get(target.parent)
             if entry is not None:
                 entry.status.queuePosition = None  # start_attempt copies it; the pod may not exist yet
+                entry.status.estimatedStartAt = entry.status.estimatedStartBasis = None
+        due = self.positions.due
 
         def position_of(key: object) -> tuple[bool, int | None] | None:
             entry = st.jobs.get(key) if isinstance(key, JobRef) else None
@@ -384,4 +393,84 @@ class Controller:
         )
         for key, position in changes.items():
             assert isinstance(key, JobRef)
-            plan.step_for(key, st.jobs[key], now).status.queuePosition = position
+            status = plan.step_for(key, st.jobs[key], now).status
+            status.queuePosition = position
+            if position is None:
+                status.estimatedStartAt = status.estimatedStartBasis = None
+        if self.positions.due != due:  # the positions were refreshed: so are the estimates
+            self._estimated_starts(plan, now, world, changes, dispatched)
+
+    def _estimated_starts(
+        self,
+        plan: Plan,
+        now: float,
+        world: World,
+        changes: Mapping[object, int | None],
+        dispatched: set[object],
+    ) -> None:
+        """status.estimatedStartAt of the positioned jobs (core.estimate), written with the
+        positions: when a position is written, or when the estimate moved enough."""
+        st = self.state
+        holding: dict[str, list[estimate.Running]] = {}
+        for key, ce, demand in self.scheduler.holdings():
+            assert isinstance(key, JobRef)
+            holding.setdefault(ce, []).append(self._running(key, demand.vcpus))
+        for queue, order in self.positions.order.items():
+            view = world.queues.get(queue)
+            if view is None or not order:
+                continue
+            ces = view.compute_environment_order
+            waiting = []
+            for key in order:
+                assert isinstance(key, JobRef)
+                entry = st.jobs.get(key.parent)
+                vcpus = self.scheduler.vcpus_of(key)
+                waiting.append(estimate.Waiting(key, vcpus, self._expected(entry) if entry else None))
+            starts = estimate.estimate_starts(
+                waiting,
+                [r for ce in ces for r in holding.get(ce, ())],
+                estimate.queue_capacity(ces, world.compute_environments),
+                now,
+            )
+            for key, found in starts.items():
+                assert isinstance(key, JobRef)
+                entry = st.jobs.get(key)
+                if key.index is not None or entry is None or key in dispatched:
+                    continue  # array children are not objects: no status of their own
+                if entry.status.status != JobState.RUNNABLE:
+                    continue
+                at = found.at if found is not None else None
+                old = lifecycle.epoch(entry.status.estimatedStartAt)
+                if key in changes or estimate.worth_writing(old, at, now):
+                    status = plan.step_for(key, entry, now).status
+                    status.estimatedStartAt = lifecycle.iso(at) if at is not None else None
+                    status.estimatedStartBasis = found.basis if found is not None else None
+
+    def _expected(self, entry: JobEntry) -> tuple[float, str] | None:
+        """One attempt's expected run time: recent run times of its definition, its timeout."""
+        timeout = entry.status.timeout or entry.job.spec.timeout
+        seconds = timeout.attemptDurationSeconds if timeout is not None else None
+        return estimate.expected_run(self.run_times.typical(_definition_key(entry)), seconds)
+
+    def _running(self, key: JobRef, vcpus: float) -> estimate.Running:
+        entry = self.state.jobs.get(key.parent)
+        if entry is None:
+            return estimate.Running(vcpus, None, None)
+        started = None
+        if key.index is None and entry.status.status == JobState.RUNNING and entry.status.attempts:
+            started = lifecycle.epoch(entry.status.attempts[-1].startedAt)
+        # An array child's start is not kept per child: counted as starting now.
+        return estimate.Running(vcpus, started, self._expected(entry))
+
+    def _record_run_time(self, entry: JobEntry, step: lifecycle.Step) -> None:
+        """A job SUCCEEDED: its run time joins its definition's recent ones (core.estimate)."""
+        attempt = step.status.attempts[-1] if step.status.attempts else None
+        started = lifecycle.epoch(attempt.startedAt) if attempt is not None else None
+        stopped = lifecycle.epoch(attempt.stoppedAt) if attempt is not None else None
+        if started is not None and stopped is not None:
+            self.run_times.record(_definition_key(entry), stopped - started)
+
+
+def _definition_key(entry: JobEntry) -> tuple[str, str]:
+    """(namespace, job definition name): whose run times predict this job's (any revision)."""
+    return entry.job.metadata.namespace or "", entry.job.spec.jobDefinition.partition(":")[0]

@@ -42,6 +42,7 @@ from batchyard.core import lifecycle
 from batchyard.core import mnp as core_mnp
 from batchyard.core.backoff import KeyedBackoff
 from batchyard.core.refusals import classify_pod_refusal
+from batchyard.core.retention import PodRetention, keep_finished_pod
 from batchyard.core.scheduler import Scheduler
 from batchyard.render.names import LABEL_JOB_UID
 
@@ -72,7 +73,7 @@ class GangRunner:
     state: ClusterState
     scheduler: Scheduler
     reader: JobReader
-    keep_pods: bool = False
+    pod_retention: PodRetention = PodRetention.NONE
     launches: list[ChildLaunch] = field(default_factory=list)
     # jobs whose "children launched" event was posted, per attempt, until the children show
     announced: set[tuple[JobKey, int, str]] = field(default_factory=set)
@@ -160,9 +161,11 @@ class GangRunner:
                 continue  # the running attempt keeps its nodes (AWS: a child's end changes nothing)
             old = self.gang(entry, spec, number)
             # AWS: "All child nodes are then stopped". Finished children go with the attempt's
-            # pods too, unless finished pods are kept (Settings.keep_pods).
+            # pods too, unless an ended attempt's pods are kept for their logs (core.retention:
+            # every attempt but a SUCCEEDED job's last one failed).
             stop = set(core_mnp.stop_all(old))
-            if not self.keep_pods:
+            failed = not (number == current and status.status == "SUCCEEDED")
+            if not keep_finished_pod(self.pod_retention, failed=failed):
                 stop |= {i for i, p in old.pods.items() if p.phase != core_mnp.GONE}
             for i in sorted(stop):
                 name = old.pod(i).pod_name

@@ -19,6 +19,7 @@ from batchyard.core.arrayjob import children_from_status
 from batchyard.core.arrays import ArrayChildren
 from batchyard.core.capacity import Resources
 from batchyard.core.jobref import JobRef
+from batchyard.core.retention import PodRetention
 from batchyard.core.revisions import resolve
 from batchyard.core.scheduler import JobView, World
 from batchyard.core.tenancy import OperatorIdentity
@@ -81,13 +82,13 @@ class JobReader:
         state: ClusterState,
         capacity: CapacityBoard,
         *,
-        keep_pods: bool = False,
+        pod_retention: PodRetention = PodRetention.NONE,
         time_limit_scale: float = 1.0,
         identity: OperatorIdentity | None = None,
     ) -> None:
         self.state = state
         self.capacity = capacity
-        self.keep_pods = keep_pods
+        self.pod_retention = pod_retention
         self.identity = identity
         self.time_limit_scale = time_limit_scale
 
@@ -148,7 +149,7 @@ class JobReader:
             dependencies if dependencies is not None else self.dependencies(entry),
             pod,
             pod_seen=pod_seen,
-            keep_pods=self.keep_pods,
+            pod_retention=self.pod_retention,
             consumable_problems=self.consumable_problems(entry),
             identity=self.identity,
         )

@@ -381,11 +381,11 @@ class NodePoolReconciler:
         by_label = {label_value(name): name for name in ces}
         use = _PodUse()
         for pod in self.state.pods.values():
+            if pod.obs.phase in FINISHED:
+                continue  # ended: it holds nothing (a pod kept for its log stays this way)
             ce = by_label.get(pod.compute_environment or "")
             if ce is not None:
                 use.jobs[ce].add((pod.job_uid, pod.array_index))
-            if pod.obs.phase in FINISHED:
-                continue
             node = pod.obs.node
             if node:
                 use.used[node] = use.used[node] + pod.requests

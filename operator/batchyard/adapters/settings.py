@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from batchyard.core.retention import PodRetention
 from batchyard.core.tenancy import OperatorIdentity
 
 
 @dataclass(frozen=True)
 class Settings:
-    keep_pods: bool = False  # keep finished pods for debugging
+    # Which ended attempts keep their pod, and so their log, until the job expires
+    # (core.retention): all | failed | none; env BATCHYARD_KEEP_PODS, Helm operator.keepPods.
+    pod_retention: PodRetention = PodRetention.FAILED
     finished_job_ttl_seconds: float = 7 * 24 * 3600  # AWS keeps finished jobs at least 7 days
     tick_seconds: float = 1.0  # the loop wakes at least this often (timeouts, time limits)
     create_concurrency: int = 16

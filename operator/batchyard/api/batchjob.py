@@ -335,6 +335,16 @@ class AttemptDetail(Loose):
     """When the attempt ended: its containers' finish time (RFC 3339)."""
     containers: Annotated[list[AttemptContainerDetail], Field(max_length=64)] | None = None
     """Each container's exit, when the pod has more than one (AWS eksAttempts[].containers)."""
+    terminationMessage: Annotated[str, Field(max_length=2048)] | None = None
+    """A failed attempt's container termination message (Kubernetes
+    ``state.terminated.message``; with ``terminationMessagePolicy: FallbackToLogsOnError`` the
+    last lines of its log), at most the last 2,048 characters."""
+    logStreamName: str | None = None
+    """Where the attempt's log lives, as AWS's ``container.logStreamName``: ``pod/<podName>``,
+    readable with ``kubectl logs`` or ``batchyard logs`` while the pod exists."""
+    logRetained: bool | None = None
+    """Set when the attempt ends: true when its pod (and log) is kept until the job expires
+    (the operator's keepPods setting: all, failed, none), false when it was deleted."""
 
 
 class ChildExitDetail(Loose):
@@ -465,6 +475,13 @@ class BatchJobStatus(Loose):
     """Multi-node parallel jobs: node count, main node and each node's state."""
     queuePosition: int | None = None
     """Position among the queue's RUNNABLE jobs (0 = head), while RUNNABLE."""
+    estimatedStartAt: Timestamp | None = None
+    """An estimate, not a promise: when this RUNNABLE job may start if the jobs ahead of it run
+    as long as expected (core.estimate; as AWS GetJobQueueSnapshot's earliestTimeAtPosition).
+    Kept with queuePosition, absent when it can't be told."""
+    estimatedStartBasis: str | None = None
+    """What estimatedStartAt rests on: "capacity is free", "recent run times" (of the same job
+    definition), "attempt timeouts", or both."""
     observedGeneration: int | None = None
     """The metadata.generation the status reflects."""
     conditions: Conditions | None = None

@@ -118,16 +118,28 @@ def parse_time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def age(text: str | None, now: datetime | None = None) -> str:
-    """kubectl's short age: 45s, 12m, 3h, 6d."""
-    then = parse_time(text)
-    if then is None:
-        return "<unknown>"
-    seconds = int(((now or datetime.now(UTC)) - then).total_seconds())
+def age(text: str | None, now: datetime | None = None, *, seconds: int | None = None) -> str:
+    """kubectl's short age: 45s, 12m, 3h, 6d (of ``text`` until ``now``, or of ``seconds``)."""
+    if seconds is None:
+        then = parse_time(text)
+        if then is None:
+            return "<unknown>"
+        seconds = int(((now or datetime.now(UTC)) - then).total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= 2 * size or (unit == "m" and seconds >= size):
             return f"{seconds // size}{unit}"
     return f"{max(seconds, 0)}s"
+
+
+def estimated_start(status: dict[str, Any], now: datetime | None = None) -> str:
+    """A RUNNABLE job's estimated start as people read it: "~in 45s", "~now", "" when none."""
+    at = parse_time(status.get("estimatedStartAt"))
+    if at is None:
+        return ""
+    seconds = int((at - (now or datetime.now(UTC))).total_seconds())
+    if seconds <= 0:
+        return "~now"
+    return f"~in {age(None, None, seconds=seconds)}"
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:

@@ -31,7 +31,7 @@ from aiohttp import web
 
 from batchyard import GROUP, VERSION
 from batchyard.api.common import JOB_STATES
-from batchyard.cli.common import CommandError, age
+from batchyard.cli.common import CommandError, age, estimated_start
 from batchyard.cli.listing import COUNTED, ce_views, field_selector, queue_views, select
 
 REFRESH_SECONDS = 5
@@ -124,7 +124,7 @@ th{background:#eef1f4;font-weight:600}td.n{text-align:right;font-variant-numeric
 .SUCCEEDED{color:#1a7f37;font-weight:600}.FAILED{color:#c62828;font-weight:600}.RUNNING,.STARTING{color:#0b5cad;font-weight:600}
 .RUNNABLE,.PENDING,.SUBMITTED{color:#8a5a00;font-weight:600}.blocked{color:#c62828}.muted{color:#6b7785}
 dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px;background:#fff;padding:12px;box-shadow:0 1px 2px #0002}
-dt{font-weight:600}dd{margin:0}form{margin:0 0 12px}input,select{margin-right:8px}.err{color:#c62828;white-space:pre-wrap}
+dt{font-weight:600}dd{margin:0}form{margin:0 0 12px}input,select{margin-right:8px}.err{color:#c62828;white-space:pre-wrap}pre{margin:0;white-space:pre-wrap;max-width:36em;font-size:12px}
 """
 
 SCRIPT = (
@@ -229,12 +229,13 @@ def jobs_html(items: list[dict[str, Any]], filters: dict[str, str], now: datetim
                 e(attempts[-1]["attempt"] if attempts else 0),
                 e((status.get("arrayProperties") or {}).get("progress")),
                 e(status.get("queuePosition")),
+                e(estimated_start(status, now)),
                 e(status.get("statusReason")),
                 e(age(meta.get("creationTimestamp"), now)),
             ]
         )
     header = ["Namespace", "Job", "Status", "Queue", "Definition", "Attempt", "Array progress", "Position",
-              "Reason", "Age"]  # fmt: skip
+              "Estimated start", "Reason", "Age"]  # fmt: skip
     return "<h1>Jobs</h1>" + form + (tbl(header, rows, {5, 7}) if rows else "<p>No jobs match.</p>")
 
 
@@ -258,6 +259,25 @@ def queue_html(view: dict[str, Any], waiting: list[dict[str, Any]], now: datetim
     return f"<h1>Job queue {e(view['name'])}</h1>{dl}<h2>Waiting jobs (RUNNABLE, in queue order)</h2>{line}"
 
 
+def _estimate(status: dict[str, Any], now: datetime) -> str:
+    if not status.get("estimatedStartAt"):
+        return ""
+    return (
+        f"{e(estimated_start(status, now))} ({e(status['estimatedStartAt'])}; an estimate from "
+        f"{e(status.get('estimatedStartBasis'))})"
+    )
+
+
+def log_cell(attempt: dict[str, Any]) -> str:
+    """Where an attempt's log is: its pod while it runs, kept or deleted once it ended."""
+    retained = attempt.get("logRetained")
+    if retained is None:
+        return "" if attempt.get("stoppedAt") else e(attempt.get("logStreamName"))
+    if retained:
+        return e(attempt.get("logStreamName")) + " (kept until the job expires)"
+    return '<span class="muted">pod deleted when it ended</span>'
+
+
 def job_html(item: dict[str, Any], now: datetime) -> str:
     spec, status, meta = item.get("spec") or {}, item.get("status") or {}, item["metadata"]
     ap = status.get("arrayProperties") or {}
@@ -268,6 +288,7 @@ def job_html(item: dict[str, Any], now: datetime) -> str:
         ("Definition", e(spec.get("jobDefinition")) + (f" (revision {e(status['jobDefinitionRevision'])})" if status.get("jobDefinitionRevision") else "")),
         ("Job id", e(status.get("jobId") or meta.get("uid"))),
         ("Queue position", e(status.get("queuePosition"))),
+        ("Estimated start", _estimate(status, now)),
         ("Compute environment", e(status.get("computeEnvironment"))),
         ("Created", e(status.get("createdAt") or meta.get("creationTimestamp"))),
         ("Started", e(status.get("startedAt"))),
@@ -288,7 +309,8 @@ def job_html(item: dict[str, Any], now: datetime) -> str:
     dl = "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts if v) + "</dl>"
     attempts = [
         [e(a.get("attempt")), e(a.get("podName")), e(a.get("nodeName")), e(a.get("computeEnvironment")),
-         e(a.get("exitCode")), e(a.get("reason")), e(a.get("statusReason")), e(a.get("startedAt")), e(a.get("stoppedAt"))]
+         e(a.get("exitCode")), e(a.get("reason")), e(a.get("statusReason")), e(a.get("startedAt")), e(a.get("stoppedAt")),
+         log_cell(a), f"<pre>{e(a['terminationMessage'])}</pre>" if a.get("terminationMessage") else ""]
         for a in status.get("attempts") or []
     ]  # fmt: skip
     header = [
@@ -301,6 +323,8 @@ def job_html(item: dict[str, Any], now: datetime) -> str:
         "Status reason",
         "Started",
         "Stopped",
+        "Log",
+        "Termination message",
     ]
     body = f"<h1>Job {e(meta.get('namespace'))}/{e(meta['name'])}</h1>{dl}<h2>Attempts</h2>"
     body += tbl(header, attempts, {0, 4}) if attempts else '<p class="muted">No attempt yet.</p>'

@@ -23,6 +23,7 @@ from batchyard.cli.common import (
     add_kube_args,
     age,
     cut,
+    estimated_start,
     parse_job_ref,
     parse_time,
     show,
@@ -134,7 +135,7 @@ def select(
 def job_rows(items: list[dict[str, Any]], wide: bool, now: datetime, namespaces: bool) -> str:
     header = ["NAME", "STATUS", "QUEUE", "DEFINITION", "ATTEMPTS", "PROGRESS", "REASON", "AGE"]
     if wide:
-        header += ["POSITION", "SHARE", "CE", "JOB ID"]
+        header += ["POSITION", "EST. START", "SHARE", "CE", "JOB ID"]
     if namespaces:
         header.insert(0, "NAMESPACE")
     rows = []
@@ -160,6 +161,7 @@ def job_rows(items: list[dict[str, Any]], wide: bool, now: datetime, namespaces:
             position = status.get("queuePosition")
             row += [
                 "" if position is None else str(position),
+                estimated_start(status, now),
                 spec.get("shareIdentifier", ""),
                 status.get("computeEnvironment", ""),
                 status.get("jobId", item["metadata"].get("uid", "")),

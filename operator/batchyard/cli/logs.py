@@ -4,8 +4,10 @@ AWS keeps each attempt's log stream in CloudWatch (DescribeJobs names it in
 `attempts[].container.logStreamName`); here an attempt's output is its pod's log, which exists
 as long as the pod does. So this command finds the attempt's pod (its name is deterministic:
 `render.pod_name(job, attempt, index, node)`, or the podName recorded on the attempt) and runs
-`kubectl logs` on it while it exists. When it is gone it says so plainly, and why, and prints
-what the job's status still holds about that attempt (exit code, reason, message).
+`kubectl logs` on it while it exists. The operator keeps an ended attempt's pod as its keepPods
+setting says (core.retention: failed attempts' by default) and records the choice on the attempt
+(`logRetained`); when the pod is gone this command says so plainly, and why, and prints what the
+job's status still holds about that attempt (exit code, reason, termination message).
 """
 
 from __future__ import annotations
@@ -41,6 +43,15 @@ class AttemptLog:
     latest: int
     finished: bool
     detail: dict[str, Any]  # exitCode, reason, statusReason, ... as the status records them
+
+    @property
+    def succeeded(self) -> bool:
+        """The attempt succeeded (an earlier attempt than the latest one never did)."""
+        if self.attempt < self.latest:
+            return False
+        if self.detail.get("status") == "SUCCEEDED":  # an array child's state
+            return True
+        return self.detail.get("exitCode") == 0 and self.detail.get("statusReason") in (None, "Succeeded")
 
 
 def resolve(job: BatchJob, ref: JobRef, attempt: int | None) -> AttemptLog:
@@ -95,17 +106,44 @@ def _check_attempt(ref: JobRef, attempt: int | None, latest: int) -> int:
     return attempt
 
 
+def gone_reason(log: AttemptLog) -> str:
+    """Why an attempt's pod (and so its log) no longer exists, from what its status recorded."""
+    if not log.finished:
+        return "The attempt has not ended: its pod was deleted (evicted, or removed by hand)."
+    retained = log.detail.get("logRetained")
+    if retained is True:
+        return (
+            "The operator kept it when the attempt ended, until the job expires; since then it was "
+            "deleted (by hand, or by the garbage collector of terminated pods)."
+        )
+    if retained is False and log.succeeded:
+        return (
+            "The attempt succeeded, and the operator deletes a succeeded attempt's pod when it ends "
+            "(its keepPods setting is failed, the default, or none; Helm operator.keepPods=all keeps them)."
+        )
+    if retained is False:
+        return (
+            "The operator deleted it when the attempt ended: its keepPods setting is none, or the pod "
+            "was still running and had to be stopped (a timeout, a terminate, a sidecar that never exits)."
+        )
+    if log.succeeded:
+        return (
+            "The attempt succeeded, and the operator deletes a succeeded attempt's pod when it ends "
+            "unless its keepPods setting is all."
+        )
+    return (
+        "The attempt has ended and its pod was deleted (the operator's keepPods setting: all, failed "
+        "or none, decides which ended attempts keep theirs until the job expires)."
+    )
+
+
 def gone_message(ref: JobRef, log: AttemptLog) -> str:
     """Why the log can no longer be read, and what the status kept of the attempt."""
     lines = [f"The log of {ref} attempt {log.attempt} is gone: its pod {log.pod} no longer exists."]
-    if log.finished:
-        lines.append(
-            "The attempt has ended, and the operator deletes an ended attempt's pod once its result "
-            "is recorded (run it with BATCHYARD_KEEP_PODS=true, Helm operator.keepPods, to keep pods)."
-        )
-    else:
-        lines.append("The attempt has not ended: its pod was deleted (evicted, or removed by hand).")
-    kept = {k: v for k, v in log.detail.items() if k not in ("attempt", "podName")}
+    lines.append(gone_reason(log))
+    kept = {
+        k: v for k, v in log.detail.items() if k not in ("attempt", "podName", "logStreamName", "logRetained")
+    }
     if kept:
         lines.append("What the job's status kept of this attempt:")
         lines += [f"  {k}: {v}" for k, v in kept.items()]
@@ -117,7 +155,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
     kube = Kubectl.of(args)
     body = kube.get_or_none("batchjob", ref.name)
     if body is None:
-        raise CommandError(f'batchjob "{ref.name}" not found')
+        raise CommandError(
+            f'batchjob "{ref.name}" not found: it was never submitted here, was deleted, or expired '
+            "(finished jobs go after the operator's finished-job TTL, with the pods kept for their logs)"
+        )
     log = resolve(BatchJob.from_body(body), ref, args.attempt)
     pod = kube.get_or_none("pod", log.pod)
     if pod is None:

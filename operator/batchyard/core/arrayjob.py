@@ -36,6 +36,7 @@ from batchyard.core import deps, lifecycle
 from batchyard.core.arrays import ArrayChildren, progress_text
 from batchyard.core.jobref import JobRef
 from batchyard.core.jobstate import POD_STATES, TERMINAL_STATES, JobState, StopKind, on_cancel, on_terminate
+from batchyard.core.retention import PodRetention
 from batchyard.core.scheduler import JobView, Scheduler
 
 CHILD_FAILED_REASON = "{failed} of {size} child jobs failed"
@@ -114,7 +115,7 @@ class ChildPod:
 class ArrayHost(Protocol):
     """What the loop observes for one parent (adapters.arrayjobs)."""
 
-    keep_pods: bool
+    pod_retention: PodRetention  # which ended attempts keep their pod (core.retention)
 
     def context(
         self,
@@ -333,7 +334,12 @@ class ArraySteps:
             # A pod that outlived its recorded result (the operator stopped between the status
             # write and the delete): remove it now.
             leftover = host.child_pod(self.child_pod_name(record, index))
-            if leftover is not None and not leftover.obs.deleting and not host.keep_pods:
+            failed = state is JobState.FAILED
+            if (
+                leftover is not None
+                and not leftover.obs.deleting
+                and not lifecycle.kept(host.pod_retention, leftover.obs, failed=failed)
+            ):
                 step.delete_pods.append(leftover.obs.name)
             return
         if state in (JobState.SUBMITTED, JobState.PENDING):

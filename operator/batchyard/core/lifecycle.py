@@ -39,6 +39,7 @@ from batchyard.core import deps, jobstate, limits
 from batchyard.core.effective import Effective
 from batchyard.core.failures import FailureCategory, classify
 from batchyard.core.jobstate import JobState, Reason, on_cancel, on_terminate
+from batchyard.core.retention import PodRetention, keep_finished_pod
 from batchyard.core.retry import AttemptExit, ExitRule, Fail, Retry, after_attempt, after_failed_attempt
 
 # Watch streams of different kinds are not ordered with each other: a job may arrive before the
@@ -183,7 +184,8 @@ class Context:
     # consumables.requirement_problems of a new job (a missing resource, more than its total)
     consumable_problems: tuple[str, ...] = ()
     pod_seen: bool = False  # this operator saw the current attempt's pod earlier
-    keep_pods: bool = False
+    # Which ended attempts keep their pod (core.retention; the operator's default is FAILED).
+    pod_retention: PodRetention = PodRetention.NONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +306,29 @@ def _stop_time(pod: PodObs | None, attempt: AttemptDetail | None, now: float) ->
     return max(stopped, started) if started is not None else stopped
 
 
-def _end_attempt(step: Step, now: float, exit: AttemptExit, pod: PodObs | None, reason: str) -> None:
+def kept(retention: PodRetention, pod: PodObs, *, failed: bool) -> bool:
+    """Whether an ended attempt's pod stays for its log (core.retention): only a pod that has
+    stopped by itself (a running one is stopped by deleting it) and that is not going already."""
+    stopped = pod.phase in ("Succeeded", "Failed") and not pod.deleting
+    return stopped and keep_finished_pod(retention, failed=failed)
+
+
+# Kubernetes bounds a container's termination message to 4096 bytes; the status keeps its end
+# (the last log lines under FallbackToLogsOnError), which says most about why it failed.
+MAX_TERMINATION_MESSAGE = 2048
+
+
+def termination_message(message: str | None) -> str | None:
+    """A failed attempt's termination message as the status keeps it: its last
+    ``MAX_TERMINATION_MESSAGE`` characters, without surrounding blank space; None if empty."""
+    text = (message or "").strip()
+    if not text:
+        return None
+    return text if len(text) <= MAX_TERMINATION_MESSAGE else "..." + text[-(MAX_TERMINATION_MESSAGE - 3) :]
+
+
+def _end_attempt(step: Step, now: float, exit: AttemptExit, pod: PodObs | None, reason: str, *,
+                 failed: bool, retained: bool) -> None:  # fmt: skip
     attempt = _current_attempt(step.status)
     if attempt is None:
         return
@@ -312,6 +336,11 @@ def _end_attempt(step: Step, now: float, exit: AttemptExit, pod: PodObs | None, 
     attempt.reason = exit.reason
     attempt.statusReason = reason
     attempt.stoppedAt = iso(_stop_time(pod, attempt, now))
+    # Issue 15: where the log is, whether it outlives the attempt, and a failed attempt's last
+    # words (kept even when the pod goes).
+    attempt.logRetained = retained
+    if failed and pod is not None:
+        attempt.terminationMessage = termination_message(pod.message)
     if pod is not None and pod.node:
         attempt.nodeName = pod.node
     if pod is not None and len(pod.containers) > 1:
@@ -388,9 +417,13 @@ def advance(job: BatchJob, status: BatchJobStatus, ctx: Context, now: float) -> 
     if st.jobId is None:
         st.jobId = job.metadata.uid
 
-    # 1. Terminal: only leftovers.
+    # 1. Terminal: only leftovers (a pod kept for its log stays: core.retention).
     if state is not None and state.is_terminal:
-        if ctx.pod is not None and not ctx.pod.deleting and not ctx.keep_pods:
+        if (
+            ctx.pod is not None
+            and not ctx.pod.deleting
+            and not kept(ctx.pod_retention, ctx.pod, failed=state is JobState.FAILED)
+        ):
             step.delete_pods.append(ctx.pod.name)
         return step
 
@@ -438,7 +471,8 @@ def _stop(step: Step, ctx: Context, now: float, reason: str, *, cancelled: bool 
     # A running pod is stopped; a finished one is cleaned up now (unless kept), as no later pod
     # event would bring the job back for its leftovers.
     pod = ctx.pod
-    if pod is not None and not pod.deleting and (not pod.finished or not ctx.keep_pods):
+    retained = pod is not None and kept(ctx.pod_retention, pod, failed=True)
+    if pod is not None and not pod.deleting and not retained:
         step.delete_pods.append(pod.name)
     if _current_attempt(st) is not None and _current_attempt(st).stoppedAt is None:  # type: ignore[union-attr]
         exit = AttemptExit(
@@ -448,7 +482,7 @@ def _stop(step: Step, ctx: Context, now: float, reason: str, *, cancelled: bool 
             cancelled=cancelled,
             terminated=terminated,
         )
-        _end_attempt(step, now, exit, ctx.pod, reason)
+        _end_attempt(step, now, exit, ctx.pod, reason, failed=True, retained=retained)
     st.isCancelled = cancelled or None
     st.isTerminated = terminated or None
     st.stoppedAt = iso(now)
@@ -687,13 +721,14 @@ def _attempt_over(step: Step, ctx: Context, now: float, exit: AttemptExit, pod: 
     else:
         outcome = after_attempt(rules, allowed, number, exit)
     step.release = True
-    # A pod still running a non-essential container is stopped even with keep_pods.
-    stop = pod is not None and (not ctx.keep_pods or pod.phase == "Running")
-    if stop and pod is not None and pod.name not in step.delete_pods:
+    # The pod goes unless it is kept for its log (core.retention); a pod still running a
+    # non-essential container is stopped whatever the setting.
+    retained = pod is not None and kept(ctx.pod_retention, pod, failed=outcome is not JobState.SUCCEEDED)
+    if pod is not None and not retained and pod.name not in step.delete_pods:
         step.delete_pods.append(pod.name)
     stopped = iso(_stop_time(pod, attempt, now))
     if isinstance(outcome, Retry):
-        _end_attempt(step, now, exit, pod, outcome.status_reason)
+        _end_attempt(step, now, exit, pod, outcome.status_reason, failed=True, retained=retained)
         # AWS: "the job is placed back in the RUNNABLE state" and goes to the front of the queue.
         _transition(step, JobState.RUNNABLE, outcome.status_reason)
         what = "did not start" if free else "failed"
@@ -706,11 +741,13 @@ def _attempt_over(step: Step, ctx: Context, now: float, exit: AttemptExit, pod: 
         step.retried = True
         return step
     if isinstance(outcome, Fail):
-        _end_attempt(step, now, exit, pod, outcome.status_reason)
+        _end_attempt(step, now, exit, pod, outcome.status_reason, failed=True, retained=retained)
         st.stoppedAt = stopped
         _transition(step, JobState.FAILED, outcome.status_reason, "Warning")
         return step
-    _end_attempt(step, now, exit, pod, "Succeeded" if exit.exit_code == 0 else "")
+    _end_attempt(
+        step, now, exit, pod, "Succeeded" if exit.exit_code == 0 else "", failed=False, retained=retained
+    )
     if attempt is not None:
         attempt.statusReason = None
     st.stoppedAt = stopped
@@ -725,7 +762,12 @@ def start_attempt(status: BatchJobStatus, *, pod_name: str, compute_environment:
     number = len(st.attempts or []) + 1
     st.attempts = [
         *(st.attempts or []),
-        AttemptDetail(attempt=number, podName=pod_name, computeEnvironment=compute_environment),
+        AttemptDetail(
+            attempt=number,
+            podName=pod_name,
+            computeEnvironment=compute_environment,
+            logStreamName=f"pod/{pod_name}",
+        ),
     ]
     st.computeEnvironment = compute_environment
     st.queuePosition = None

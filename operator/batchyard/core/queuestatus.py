@@ -54,6 +54,8 @@ class QueuePositions:
     interval_seconds: float = 5.0
     due: float = 0.0
     positioned: set[Hashable] | None = field(default=None)  # None: not yet swept after (re)start
+    # The first ``limit`` jobs of each queue in order, as of the last refresh (core.estimate).
+    order: dict[str, list[Hashable]] = field(default_factory=dict)
 
     def refresh(
         self,
@@ -73,8 +75,10 @@ class QueuePositions:
             return {}
         self.due = now + self.interval_seconds
         fresh: dict[Hashable, int] = {}
+        self.order = {}
         for queue in queues:
-            for index, key in enumerate(snapshot(queue, self.limit)):
+            ordered = self.order[queue] = snapshot(queue, self.limit)
+            for index, key in enumerate(ordered):
                 fresh[key] = index
         if self.positioned is None:  # after a restart: positions left in status by the last run
             self.positioned = set(previously_positioned())

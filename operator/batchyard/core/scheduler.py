@@ -611,6 +611,16 @@ class Scheduler:
             return None
         return Gang(entry.job.node_demands) if entry.job.gang else entry.job.demand
 
+    def vcpus_of(self, key: JobKey) -> float:
+        """The vCPUs a job the scheduler holds asks in all (every node of a gang); 0 for a job
+        it does not hold (the estimated start's arithmetic, core.estimate)."""
+        demand = self.sizing_demand(key)
+        if demand is None:
+            return 0.0
+        if isinstance(demand, Gang):
+            return sum(node.vcpus for node in demand.nodes)
+        return demand.vcpus
+
     def whole_nodes(self) -> dict[str, set[str]]:
         """Per compute environment, the nodes gangs hold whole (charged before their pods
         exist): busy for node-pool sizing and scale-in."""
@@ -619,6 +629,12 @@ class Scheduler:
             if c.node is not None and c.node_demand is not None:
                 out.setdefault(c.ce, set()).add(c.node)
         return out
+
+    def holdings(self) -> Iterator[tuple[JobKey, str, Resources]]:
+        """Every STARTING/RUNNING attempt's hold: (job, compute environment, what it holds); a
+        multi-node parallel job once per node (for core.estimate)."""
+        for key, charge in self._capacity.charges.items():
+            yield (key.job_key if isinstance(key, GangNode) else key), charge.ce, charge.demand
 
     def share_admission(self, queue: str, share_identifier: str, now: float) -> str | None:
         """None if a job with ``share_identifier`` may be submitted to ``queue``, else the reason."""

@@ -36,6 +36,7 @@ from batchyard.core.effective import effective
 from batchyard.core.fairshare import PolicyView
 from batchyard.core.jobref import JobRef
 from batchyard.core.jobstate import JobState
+from batchyard.core.retention import PodRetention
 from batchyard.core.retry import ExitRule, parse_action
 from batchyard.core.scheduler import JobView, QueueView, TimeLimitAction, World
 from batchyard.core.tenancy import OperatorIdentity, namespace_refusal, service_account_refusal
@@ -163,7 +164,7 @@ def context(
     pod: lifecycle.PodObs | None,
     *,
     pod_seen: bool,
-    keep_pods: bool,
+    pod_retention: PodRetention,
     consumable_problems: tuple[str, ...] = (),
     identity: OperatorIdentity | None = None,
 ) -> lifecycle.Context:
@@ -190,7 +191,7 @@ def context(
         dependencies=dependencies,
         pod=pod,
         pod_seen=pod_seen,
-        keep_pods=keep_pods,
+        pod_retention=pod_retention,
         consumable_problems=consumable_problems,
     )
 

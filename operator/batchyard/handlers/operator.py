@@ -55,6 +55,7 @@ from batchyard.adapters.state import ClusterState
 from batchyard.adapters.watch import list_objects, list_watch
 from batchyard.core import limits
 from batchyard.core.jobref import JobRef
+from batchyard.core.retention import parse_retention
 from batchyard.core.scheduler import Scheduler
 from batchyard.core.tenancy import OperatorIdentity
 from batchyard.render.names import LABEL_JOB_UID
@@ -151,7 +152,7 @@ def settings_from_env(served_namespaces: tuple[str, ...] = ()) -> Settings:
             service_account=env("BATCHYARD_SERVICE_ACCOUNT") or None,
             listed_namespaces=served_namespaces,
         ),
-        keep_pods=os.environ.get("BATCHYARD_KEEP_PODS", "").lower() in ("1", "true", "yes"),
+        pod_retention=parse_retention(os.environ.get("BATCHYARD_KEEP_PODS")),
         finished_job_ttl_seconds=ttl if ttl > 0 else math.inf,
         time_limit_scale=float(os.environ.get("BATCHYARD_TIME_LIMIT_SCALE", 1.0)),
         routine_events=os.environ.get("BATCHYARD_ROUTINE_EVENTS", "").lower() in ("1", "true", "yes"),

@@ -203,6 +203,12 @@ def _container(c: ContainerPlan, batch_vars: list[tuple[str, str]]) -> dict[str,
         out["command"] = c.command
     if c.args is not None:
         out["args"] = c.args
+    # A failed container's last log lines become its termination message (Kubernetes keeps at
+    # most 2048 bytes / 80 lines of it), which the operator copies into the attempt's status
+    # (attempts[].terminationMessage), so the reason outlives the pod (issue 15). The job
+    # definition has no field for it (AWS has none); a message the program writes to
+    # /dev/termination-log still wins.
+    out["terminationMessagePolicy"] = "FallbackToLogsOnError"
     # AWS_BATCH_* first, so that user variables can refer to them with $(AWS_BATCH_JOB_ID).
     env: list[dict[str, Any]] = [{"name": n, "value": v} for n, v in batch_vars]
     env.extend({"name": n, "value": v} if v is not None else {"name": n} for n, v in c.env)
