@@ -118,6 +118,7 @@ NAMESPACED = (
     | grant("jobdefinitions.batchyard.io", "get list watch")
     | grant("jobdefinitions.batchyard.io/status", "patch")
     | grant("pods", "get list watch create delete")
+    | grant("services", "create delete")  # multi-node jobs: the main node's headless Service
     | grant("events events.events.k8s.io", "create patch")
 )
 
