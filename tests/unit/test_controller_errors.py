@@ -30,7 +30,9 @@ JOB_STATUS = "/namespaces/ns/batchjobs/j/status"
 
 def a_world(kube: FakeKube | None = None, backoff: KeyedBackoff | None = None) -> tuple[Controller, FakeKube]:
     kube = kube or FakeKube()
-    return Controller(kube, one_job_state(), Settings(), write_backoff=backoff), kube  # type: ignore[arg-type]
+    # STARTING written at once (no hold for the pod to run): these tests are about that write.
+    settings = Settings(starting_write_delay_seconds=0)
+    return Controller(kube, one_job_state(), settings, write_backoff=backoff), kube  # type: ignore[arg-type]
 
 
 def job(controller: Controller) -> JobEntry:
@@ -241,7 +243,7 @@ def test_routine_state_changes_post_events_only_when_asked(routine_events: bool,
     # Issue 14: status, conditions and metrics carry the routine changes; an Event each was a
     # third of a short job's API writes.
     controller, kube = a_world()
-    controller.executor.settings = Settings(routine_events=routine_events)
+    controller.executor.settings = Settings(routine_events=routine_events, starting_write_delay_seconds=0)
     cycles(controller)
     assert job(controller).status.status == "STARTING"
     assert sorted(event_reasons(kube)) == expected

@@ -107,6 +107,9 @@ class JobEntry:
     children: ArrayChildren | None = None
     dirty_children: set[int] = field(default_factory=set)
     timed_children: set[int] = field(default_factory=set)
+    # When this job's latest attempt was dispatched (its pod created) by this operator; None for
+    # array parents and gangs (see core.lifecycle.starting_write_hold).
+    dispatched_at: float | None = None
     # Array parents only: the scheduler's view its children share (see JobReader.job_view).
     shared_view: SharedView | None = None
     # Order of first sight (watch order = creation order): the loop steps jobs in this order, so
