@@ -77,7 +77,7 @@ def setup(cluster: DevCluster) -> None:
 class Operator:
     """`batchyard run` as its own process, with /metrics on a free port."""
 
-    def __init__(self, cluster: DevCluster, tag: str) -> None:
+    def __init__(self, cluster: DevCluster, tag: str, src: str | None = None) -> None:
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHYARD_", "KUBERNETES_"))}
         env.update(
@@ -87,6 +87,8 @@ class Operator:
             # A million-child first cycle must not count as a stuck loop.
             BATCHYARD_LIVENESS_STALL_SECONDS="3600",
         )
+        if src:  # another checkout's operator (e.g. the commit before a change)
+            env["PYTHONPATH"] = str(Path(src).resolve() / "operator")
         with (cluster.workdir / f"operator-{tag}.log").open("wb") as out:
             self.started = time.monotonic()
             self.proc = subprocess.Popen(
@@ -116,6 +118,17 @@ class Operator:
             await asyncio.sleep(0.1)
         raise TimeoutError(f"operator not ready after {timeout} s")
 
+    async def quiet(self, window: float = 3.0, busy: float = 0.1, timeout: float = 600) -> float:
+        """Wait until the loop spent under ``busy`` seconds in cycles over ``window`` seconds."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            before = await asyncio.to_thread(self.metric, "batchyard_scheduler_cycle_seconds_sum") or 0.0
+            await asyncio.sleep(window)
+            after = await asyncio.to_thread(self.metric, "batchyard_scheduler_cycle_seconds_sum") or 0.0
+            if after - before < busy:
+                break
+        return time.monotonic() - started
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -142,9 +155,9 @@ async def merge_patch(client: Client, path: str, body: dict[str, Any]) -> int:
 
 
 # -- (a) backlog ---------------------------------------------------------------------------------
-async def backlog(cluster: DevCluster, n: int, concurrency: int) -> dict[str, Any]:
+async def backlog(cluster: DevCluster, n: int, concurrency: int, src: str | None) -> dict[str, Any]:
     setup(cluster)
-    op = Operator(cluster, f"backlog-{n}")
+    op = Operator(cluster, f"backlog-{n}", src)
     client = Client(cluster, concurrency)
     stop = asyncio.Event()
     runnable: set[str] = set()
@@ -182,7 +195,9 @@ async def backlog(cluster: DevCluster, n: int, concurrency: int) -> dict[str, An
         for t in tasks:
             t.cancel()
         tasks.clear()
-        await asyncio.sleep(3)  # the last queue positions are written
+        # The operator steps the echoes of its last status writes (and writes queue positions):
+        # enable only once its loop is quiet, so the time measured is the dispatch's alone.
+        quiet_s = await op.quiet()
         stop.clear()
         cpu_before, rss_before, load_before = cpu_seconds(op.proc.pid), rss_mib(op.proc.pid), load()
         tasks.append(asyncio.create_task(client.watch(f"/api/v1/namespaces/{NS}/pods", on_pod, stop)))
@@ -200,6 +215,7 @@ async def backlog(cluster: DevCluster, n: int, concurrency: int) -> dict[str, An
             "n": n,
             "create_s": create_s,
             "all_runnable_s": queued_s,
+            "quiet_after_s": quiet_s,
             "first_pod_s": times[0],
             "first_1000_s": times[FIRST - 1],
             "operator_rss_mib_queued": rss_before,
@@ -216,10 +232,10 @@ async def backlog(cluster: DevCluster, n: int, concurrency: int) -> dict[str, An
 
 # -- (b) arrays ----------------------------------------------------------------------------------
 async def arrays(
-    cluster: DevCluster, count: int, size: int, concurrency: int, py_spy: str | None
+    cluster: DevCluster, count: int, size: int, concurrency: int, py_spy: str | None, src: str | None
 ) -> dict[str, Any]:
     setup(cluster)
-    op = Operator(cluster, "arrays-1")
+    op = Operator(cluster, "arrays-1", src)
     client = Client(cluster, concurrency)
     stop = asyncio.Event()
     summary: dict[str, int] = {}
@@ -250,7 +266,7 @@ async def arrays(
         first_rss = rss_mib(op.proc.pid)
         op.stop()
         load_restart = load()
-        op = Operator(cluster, "arrays-2")
+        op = Operator(cluster, "arrays-2", src)
         if py_spy:
             await asyncio.sleep(0.3)
             spy = subprocess.Popen(["py-spy", "record", "--pid", str(op.proc.pid), "--format", "raw",
@@ -299,6 +315,7 @@ def main() -> None:
     parser.add_argument(
         "--py-spy", default=None, help="record the restarted operator (arrays) into this file"
     )
+    parser.add_argument("--operator-src", default=None, help="run the operator of this other checkout")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     print(f"machine: {machine()}; date {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; "
@@ -308,10 +325,10 @@ def main() -> None:
         rows = []
         for n in (int(x) for x in args.backlog.split(",")):
             with fresh_cluster() as cluster:
-                r = asyncio.run(backlog(cluster, n, args.concurrency))
+                r = asyncio.run(backlog(cluster, n, args.concurrency, args.operator_src))
             rows.append(r)
-            print(f"backlog N={n:,}: created in {r['create_s']:.1f} s, all RUNNABLE at {r['all_runnable_s']:.1f} s; "
-                  f"after enabling: first pod {r['first_pod_s']:.2f} s, {FIRST:,} pods {r['first_1000_s']:.2f} s; "
+            print(f"backlog N={n:,}: created in {r['create_s']:.1f} s, all RUNNABLE at {r['all_runnable_s']:.1f} s, "
+                  f"operator quiet {r['quiet_after_s']:.0f} s later; after enabling: first pod {r['first_pod_s']:.2f} s, {FIRST:,} pods {r['first_1000_s']:.2f} s; "
                   f"operator RSS {r['operator_rss_mib_queued']:.0f} MiB, CPU {r['operator_cpu_s_during']:.1f} s "
                   f"meanwhile; load {r['load']}", flush=True)  # fmt: skip
         if len(rows) > 1:
@@ -321,7 +338,11 @@ def main() -> None:
         out["backlog"] = rows
     if args.only in (None, "arrays"):
         with fresh_cluster() as cluster:
-            r = asyncio.run(arrays(cluster, args.arrays, args.array_size, args.concurrency, args.py_spy))
+            r = asyncio.run(
+                arrays(
+                    cluster, args.arrays, args.array_size, args.concurrency, args.py_spy, args.operator_src
+                )
+            )
         print(f"arrays {r['arrays']} x {r['size']:,} = {r['children']:,} children: all RUNNABLE at "
               f"{r['all_runnable_s']:.1f} s; operator RSS {r['rss_mib_first_operator_queued']:.0f} MiB; restart: "
               f"ready {r['restart_ready_s']:.1f} s (first cycle {r['restart_first_cycle_s']:.1f} s), RSS "
