@@ -166,3 +166,15 @@ def test_no_adoption_without_this_jobs_pod(pod: dict[str, Any] | None) -> None:
     assert kube.count("create", PODS) == 1
     entry = job(controller)
     assert entry.status.status == ("STARTING" if pod is None else "RUNNABLE")
+
+
+def test_a_pod_the_watch_has_not_delivered_yet_is_not_created_again() -> None:
+    """The pod was created by this process a moment ago; a step before its watch event arrives
+    must not try to create it again (a 409 and a GET per job, for nothing)."""
+    kube = FakeKube()
+    controller = Controller(kube, one_job_state(), Settings(starting_write_delay_seconds=60))  # type: ignore[arg-type]
+    cycle(controller)
+    controller.state.dirty_jobs.add(KEY)
+    cycle(controller)
+    assert (kube.count("create", PODS), kube.count("get", PODS)) == (1, 0)
+    assert job(controller).status.status == "STARTING"

@@ -275,6 +275,11 @@ class Executor:
         entry = self.state.jobs.get(ref)
         if entry is None or not entry.status.attempts:
             return
+        if entry.dispatched_at is not None:
+            # This process created the attempt's pod (or adopted it) moments ago and the pod
+            # watch has not delivered it yet: a create now would only meet a 409. A pod deleted
+            # before the watch saw it still arrives as ADDED then DELETED (seen, then lost).
+            return
         attempt = entry.status.attempts[-1]
         try:
             await self._create_pod(entry, attempt.attempt, attempt.computeEnvironment or "")
