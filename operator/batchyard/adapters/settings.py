@@ -31,7 +31,7 @@ class Settings:
     # A just-dispatched job's STARTING status waits this long for its pod to run, so a pod that
     # runs by then is written once, as RUNNING (one status patch per job fewer; issue 14). Env
     # BATCHYARD_STARTING_WRITE_DELAY_SECONDS; 0 writes STARTING at once (core.lifecycle.starting_write_hold).
-    starting_write_delay_seconds: float = 2.0
+    starting_write_delay_seconds: float = 5.0
     # hostNetwork of an eksProperties job that does not set it. AWS defaults it to true, but Pod
     # Security baseline and restricted refuse host networking, so Batchyard defaults to false;
     # BATCHYARD_EKS_HOST_NETWORK=true (Helm operator.eksHostNetworkDefault) restores AWS's default.
