@@ -15,9 +15,11 @@ For each row the script prints jobs/s, the time at which half the jobs had finis
 server's own write counts per job by verb and resource (deltas of ``apiserver_request_total``
 from kube-apiserver's /metrics), the operator's own writes per job (its
 ``batchyard_api_requests_total``), and CPU seconds per job by process (/proc). The ratio b/a is
-computed within each run; the summary gives medians over the runs.
+computed within each run; with more than one run (3 by default: ceiling and Batchyard rounds
+interleaved, the order rotated run by run) the summary gives the medians, the median of the
+per-run ratios and the ratio of the medians.
 
-    python bench/bench_throughput.py [--jobs 2000] [--runs 1] [--concurrency 32] [--before-src DIR]
+    python bench/bench_throughput.py [--jobs 2000] [--runs 3] [--concurrency 32] [--before-src DIR]
         [--py-spy out.txt]   # record the operator's stacks (py-spy, raw collapsed format)
 
 The client is aiohttp (as the operator's), so its own CPU use is small and the same for both rows.
@@ -441,7 +443,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--jobs", type=int, default=2000)
-    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument(
+        "--runs", type=int, default=3, help="interleaved rounds of every row (medians over them)"
+    )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--py-spy", default=None, help="record the operator with py-spy (raw) into this file")
     parser.add_argument("--only", choices=("ceiling", "batchyard"), default=None)
@@ -488,6 +492,8 @@ def main() -> None:
         for which in ("batchyard", "before"):
             ratios = [r[f"ratio_{which}"] for r in results if f"ratio_{which}" in r]
             if ratios:
+                medians = [statistics.median(r[w]["jobs_per_s"] for r in results) for w in (which, "ceiling")]
+                print(f"ratio of the medians, {which} / ceiling: {medians[0] / medians[1]:.2f}")
                 print(
                     f"median ratio {which} / ceiling: {statistics.median(ratios):.2f} "
                     f"({', '.join(f'{x:.2f}' for x in ratios)})"

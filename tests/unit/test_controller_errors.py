@@ -33,7 +33,9 @@ def a_world(
     kube: FakeKube | None = None, backoff: KeyedBackoff | None = None, settings: Settings | None = None
 ) -> tuple[Controller, FakeKube]:
     kube = kube or FakeKube()
-    return Controller(kube, one_job_state(), settings or Settings(), write_backoff=backoff), kube  # type: ignore[arg-type]
+    # STARTING written at once (no hold for the pod to run): these tests are about that write.
+    settings = settings or Settings(starting_write_delay_seconds=0)
+    return Controller(kube, one_job_state(), settings, write_backoff=backoff), kube  # type: ignore[arg-type]
 
 
 def job(controller: Controller) -> JobEntry:
@@ -263,7 +265,7 @@ def test_routine_state_changes_post_events_only_when_asked(routine_events: bool,
     # Issue 14: status, conditions and metrics carry the routine changes; an Event each was a
     # third of a short job's API writes.
     controller, kube = a_world()
-    controller.executor.settings = Settings(routine_events=routine_events)
+    controller.executor.settings = Settings(routine_events=routine_events, starting_write_delay_seconds=0)
     cycles(controller)
     assert job(controller).status.status == "STARTING"
     assert sorted(event_reasons(kube)) == expected
@@ -291,7 +293,7 @@ def test_a_retry_dispatched_in_the_same_cycle_still_deletes_the_failed_attempts_
     # The new attempt's dispatch replaces the job's step in the plan; the pod of the attempt
     # that failed must go all the same (issue 14 moved pod deletions next to each job's write),
     # unless it is kept for its log (issue 15).
-    controller, kube = a_world(settings=Settings(pod_retention=retention))
+    controller, kube = a_world(settings=Settings(pod_retention=retention, starting_write_delay_seconds=0))
     controller.state.upsert_job(
         {
             "metadata": {"name": "j", "namespace": "ns", "uid": "u1", "generation": 1},

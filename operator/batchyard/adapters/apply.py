@@ -162,7 +162,7 @@ class Executor:
             ref: JobRef, entry: JobEntry | None, events: list[lifecycle.Event]
         ) -> None:
             if entry is not None:
-                await self._write_job(ref, entry, events)
+                await self._write_job(ref, entry, events, may_hold=not deletes.get(ref))
             for pod in deletes.get(ref, ()):
                 await self._delete_pod(ref, pod)
 
@@ -264,6 +264,7 @@ class Executor:
         step = lifecycle.start_attempt(
             entry.status, pod_name=pod_name, compute_environment=decision.compute_environment, now=now
         )
+        entry.dispatched_at = None if decision.nodes else time.time()
         previous = plan.steps.get(ref)
         if previous is not None:
             step.events = previous.events + step.events
@@ -273,6 +274,11 @@ class Executor:
     async def _ensure_pod(self, ref: JobRef) -> None:
         entry = self.state.jobs.get(ref)
         if entry is None or not entry.status.attempts:
+            return
+        if entry.dispatched_at is not None:
+            # This process created the attempt's pod (or adopted it) moments ago and the pod
+            # watch has not delivered it yet: a create now would only meet a 409. A pod deleted
+            # before the watch saw it still arrives as ADDED then DELETED (seen, then lost).
             return
         attempt = entry.status.attempts[-1]
         try:
@@ -339,12 +345,31 @@ class Executor:
             self.state.dirty_jobs.add(ref)
 
     # -- job status and events ---------------------------------------------------------------------
-    async def _write_job(self, ref: JobRef, entry: JobEntry, events: list[lifecycle.Event]) -> None:
-        new = entry.status.model_dump(mode="json", exclude_none=True)
-        new["observedGeneration"] = entry.job.metadata.generation
-        patch = status_diff(entry.written, new)
+    async def _write_job(
+        self, ref: JobRef, entry: JobEntry, events: list[lifecycle.Event], *, may_hold: bool = False
+    ) -> None:
+        now = time.time()
+        hold = (
+            lifecycle.starting_write_hold(
+                entry.written.get("status"),
+                entry.status.status,
+                entry.dispatched_at,
+                now,
+                self.settings.starting_write_delay_seconds,
+            )
+            if may_hold
+            else None
+        )
+        new: dict[str, Any] = {}
+        patch: dict[str, Any] = {}
+        if hold is not None:
+            # Written at the next step: the pod's Running (RUNNING at once) or the hold's end.
+            entry.wake_at = hold if entry.wake_at is None else min(entry.wake_at, hold)
+        else:
+            new = entry.status.model_dump(mode="json", exclude_none=True)
+            new["observedGeneration"] = entry.job.metadata.generation
+            patch = status_diff(entry.written, new)
         if patch:
-            now = time.time()
             if not self.write_backoff.ready(ref, now):
                 self._retry_write_later(ref, entry)  # still backing off: no request now
                 return

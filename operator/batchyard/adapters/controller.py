@@ -277,6 +277,8 @@ class Controller:
         if ref in self.book.held:
             return
         state = entry.status.status
+        if state == JobState.RUNNABLE and self._adopt_dispatched(ref, entry, now):
+            return
         if state == JobState.RUNNABLE:
             view = self.reader.job_view(ref, entry, retried=bool(entry.status.attempts), now=now)
             if view is not None:
@@ -289,6 +291,28 @@ class Controller:
                 ce = attempt.computeEnvironment or entry.status.computeEnvironment or ""
                 self.scheduler.add_running(view, ce, None, now, state=state)
                 self.book.held.add(ref)
+
+    def _adopt_dispatched(self, ref: JobRef, entry: JobEntry, now: float) -> bool:
+        """A job RUNNABLE in the API whose next attempt's pod exists was dispatched by an operator
+        that stopped before writing STARTING (core.lifecycle.starting_write_hold, or a crash
+        between the create and the write): that attempt started. Charge it where its pod is and
+        follow the pod; never dispatch the attempt again."""
+        if entry.job.spec.arrayProperties is not None:
+            return False
+        attempt = lifecycle.next_pod_name_attempt(entry.status)
+        name = pod_name(entry.job.metadata.name or "", attempt, None)
+        pod = self.state.pods.get((ref.namespace, name))
+        if pod is None or pod.job_uid != entry.job.metadata.uid or pod.node_index is not None:
+            return False
+        ce = pod.compute_environment or ""
+        entry.status = lifecycle.start_attempt(
+            entry.status, pod_name=name, compute_environment=ce, now=now
+        ).status
+        view = self.reader.job_view(ref, entry, now=now)
+        if view is not None:
+            self.scheduler.add_running(view, ce, pod.obs.node, now, state=JobState.STARTING.value)
+            self.book.held.add(ref)
+        return True
 
     def _feed_scheduler(self, ref: JobRef, entry: JobEntry, step: lifecycle.Step, now: float) -> None:
         if step.release:

@@ -160,6 +160,22 @@ class JobReader:
         if isinstance(found, str):
             return None
         _, spec = found
+        if ref.is_child and spec.nodeProperties is None:
+            # Array children share one view: one pod plan per parent, not per child.
+            created_at = entry.status.createdAt
+            shared = entry.shared_view
+            if shared is None or not shared.fits(entry.job, spec, created_at):
+                view = views.job_view(
+                    ref,
+                    entry.job,
+                    entry.status,
+                    spec,
+                    render.job_demand(entry.job, spec),
+                    retried=retried,
+                    now=now,
+                )
+                shared = entry.shared_view = views.SharedView(entry.job, spec, created_at, view)
+            return shared.child(ref, retried=retried)
         demand = render.job_demand(entry.job, spec)
         if spec.nodeProperties is not None:
             # AWS gang scheduling: every node at once, each with its own demand; consumable

@@ -41,6 +41,7 @@ from batchyard.core.capacity import ZERO, Resources, parse_cpu, parse_memory_mib
 from batchyard.core.jobref import JobRef
 from batchyard.core.jobstate import TERMINAL_STATES
 from batchyard.core.lifecycle import ContainerExit, PodObs, epoch
+from batchyard.core.views import SharedView
 from batchyard.render.names import (
     GPU_RESOURCE,
     LABEL_ARRAY_INDEX,
@@ -106,6 +107,11 @@ class JobEntry:
     children: ArrayChildren | None = None
     dirty_children: set[int] = field(default_factory=set)
     timed_children: set[int] = field(default_factory=set)
+    # When this job's latest attempt was dispatched (its pod created) by this operator; None for
+    # array parents and gangs (see core.lifecycle.starting_write_hold).
+    dispatched_at: float | None = None
+    # Array parents only: the scheduler's view its children share (see JobReader.job_view).
+    shared_view: SharedView | None = None
     # Order of first sight (watch order = creation order): the loop steps jobs in this order, so
     # jobs created within one second (createdAt's precision) queue FIFO, not in set order.
     arrival: int = 0

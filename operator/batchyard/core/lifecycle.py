@@ -778,6 +778,31 @@ def start_attempt(status: BatchJobStatus, *, pod_name: str, compute_environment:
     return step
 
 
+def starting_write_hold(
+    written_state: str | None,
+    state: str | None,
+    dispatched_at: float | None,
+    now: float,
+    delay: float,
+) -> float | None:
+    """Until when the status write of a just-dispatched job waits (None: write now).
+
+    A job dispatched this moment is STARTING with its pod just created; most pods run within a
+    second, and the job is then written once, RUNNING (the attempt, its pod and compute
+    environment included), instead of STARTING and RUNNING one after the other. This holds only
+    the first write of a dispatch from a state without a pod (SUBMITTED, PENDING, RUNNABLE or
+    never written): the API server then still shows the job RUNNABLE with no attempt of this
+    pod, which a restarted operator reads safely (it finds the attempt's pod by its
+    deterministic name and adopts it, no second attempt). A result that is written before a pod
+    goes is never held (the caller holds nothing in a cycle that deletes pods of the job)."""
+    if delay <= 0 or dispatched_at is None or state != JobState.STARTING.value:
+        return None
+    if written_state not in (None, JobState.SUBMITTED.value, JobState.PENDING.value, JobState.RUNNABLE.value):
+        return None
+    until = dispatched_at + delay
+    return until if now < until else None
+
+
 def next_pod_name_attempt(status: BatchJobStatus) -> int:
     """The attempt number the next dispatch creates (AWS_BATCH_JOB_ATTEMPT)."""
     return len(status.attempts or []) + 1

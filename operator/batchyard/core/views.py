@@ -155,6 +155,43 @@ def job_view(
     )
 
 
+@dataclass(frozen=True)
+class SharedView:
+    """The scheduler's view of an array parent's children, made once and shared by them.
+
+    All children of an array run the parent's BatchJob (its SubmitJob overrides) on the parent's
+    definition revision, and queue from the parent's createdAt: their demand, priority and
+    consumables are the parent's. Rendering a pod plan per child only to learn its demand made
+    a restart with 1,000,000 queued children spend tens of seconds in ``render.job_demand``.
+
+    The key is what the view is made of, by identity: the very BatchJob object (the watch
+    delivers a new one on every change, so any spec or override change misses), the very
+    definition spec object (revisions are immutable; a new revision is a new object), and
+    createdAt. Multi-node parallel jobs are not shared (their demands are per node)."""
+
+    job: BatchJob
+    spec: JobDefinitionSpec
+    created_at: str | None
+    view: JobView
+
+    def fits(self, job: BatchJob, spec: JobDefinitionSpec, created_at: str | None) -> bool:
+        return self.job is job and self.spec is spec and self.created_at == created_at
+
+    def child(self, ref: JobRef, *, retried: bool) -> JobView:
+        """Child ``ref``'s view: the shared one with its own key and retry flag."""
+        v = self.view  # the constructor, not dataclasses.replace: this runs once per child
+        return JobView(
+            ref,
+            v.queue,
+            v.submitted_at,
+            v.demand,
+            v.share_identifier,
+            v.scheduling_priority,
+            retried,
+            v.consumables,
+        )
+
+
 def context(
     job: BatchJob,
     status: BatchJobStatus,

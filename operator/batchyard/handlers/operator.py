@@ -156,6 +156,9 @@ def settings_from_env(served_namespaces: tuple[str, ...] = ()) -> Settings:
         finished_job_ttl_seconds=ttl if ttl > 0 else math.inf,
         time_limit_scale=float(os.environ.get("BATCHYARD_TIME_LIMIT_SCALE", 1.0)),
         routine_events=os.environ.get("BATCHYARD_ROUTINE_EVENTS", "").lower() in ("1", "true", "yes"),
+        starting_write_delay_seconds=float(
+            env("BATCHYARD_STARTING_WRITE_DELAY_SECONDS") or Settings.starting_write_delay_seconds
+        ),
     )
 
 

@@ -1,0 +1,180 @@
+"""A just-dispatched job's STARTING write waits for its pod to run (issue 14: one status patch
+per job fewer): core.lifecycle.starting_write_hold, executed by adapters.apply.Executor; and a
+restarted operator adopts the pod of a job it dispatched but had not written yet
+(adapters.controller.Controller._adopt_dispatched), so no attempt runs twice."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from fake_kube import ONE_VCPU_CONTAINER, FakeKube, one_job_state
+
+from batchyard.adapters.controller import Controller, Settings
+from batchyard.adapters.state import ClusterState, JobEntry
+from batchyard.core.jobref import JobRef
+from batchyard.core.lifecycle import starting_write_hold
+from batchyard.render.names import LABEL_JOB_UID
+
+KEY = JobRef("ns", "j")
+JOB_STATUS = "/namespaces/ns/batchjobs/j/status"
+PODS = "/api/v1/namespaces/ns/pods"
+T = 1_800_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("written", "state", "dispatched_at", "now", "delay", "expected"),
+    [
+        (None, "STARTING", T, T + 0.5, 2.0, T + 2.0),  # never written: held
+        ("SUBMITTED", "STARTING", T, T, 2.0, T + 2.0),
+        ("PENDING", "STARTING", T, T + 1.9, 2.0, T + 2.0),
+        ("RUNNABLE", "STARTING", T, T + 1.0, 2.0, T + 2.0),  # a retry dispatched again
+        ("RUNNABLE", "STARTING", T, T + 2.0, 2.0, None),  # the hold is over: STARTING now
+        ("RUNNABLE", "STARTING", T, T + 1.0, 0.0, None),  # no hold configured
+        ("RUNNABLE", "STARTING", None, T, 2.0, None),  # not dispatched by this operator
+        ("RUNNABLE", "RUNNING", T, T + 0.5, 2.0, None),  # the pod runs: write RUNNING
+        ("RUNNABLE", "SUCCEEDED", T, T + 0.5, 2.0, None),
+        ("RUNNABLE", "FAILED", T, T + 0.5, 2.0, None),
+        ("STARTING", "STARTING", T, T + 0.5, 2.0, None),  # shown already (e.g. a new attempt's diff)
+        ("RUNNING", "STARTING", T, T + 0.5, 2.0, None),  # a retry in one cycle: never held
+    ],
+)
+def test_starting_write_hold(
+    written: str | None,
+    state: str,
+    dispatched_at: float | None,
+    now: float,
+    delay: float,
+    expected: float | None,
+) -> None:
+    assert starting_write_hold(written, state, dispatched_at, now, delay) == expected
+
+
+def cycle(controller: Controller) -> None:
+    async def run() -> None:
+        await controller.reconcile_once()
+        await controller.executor.events_posted()
+
+    asyncio.run(run())
+
+
+def running_pod(uid: str = "u1", name: str = "j-a1", phase: str = "Running") -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "ns", "labels": {LABEL_JOB_UID: uid,
+                     "batchyard.io/compute-environment": "ce"}},
+        "spec": {"nodeName": "node-a", "containers": [{"name": "main"}]},
+        "status": {"phase": phase, "containerStatuses": [
+            {"name": "main", "state": {"running": {"startedAt": "2026-12-01T00:00:01Z"}}}]},
+    }  # fmt: skip
+
+
+def job(controller: Controller) -> JobEntry:
+    return controller.state.jobs[KEY]
+
+
+def test_a_pod_that_runs_within_the_hold_is_written_once_as_running() -> None:
+    kube = FakeKube()
+    controller = Controller(kube, one_job_state(), Settings(starting_write_delay_seconds=60))  # type: ignore[arg-type]
+    cycle(controller)
+    assert kube.count("create", PODS) == 1
+    assert kube.count("patch_status", JOB_STATUS) == 0  # STARTING held
+    assert job(controller).status.status == "STARTING"
+    assert job(controller).wake_at is not None  # stepped again when the hold ends
+    controller.state.upsert_pod(running_pod())
+    cycle(controller)
+    assert kube.count("patch_status", JOB_STATUS) == 1
+    written = job(controller).written
+    assert written["status"] == "RUNNING"
+    assert [(a["attempt"], a["podName"]) for a in written["attempts"]] == [(1, "j-a1")]
+    assert kube.count("create", PODS) == 1
+
+
+def test_a_pod_still_pending_when_the_hold_ends_shows_starting() -> None:
+    kube = FakeKube()
+    controller = Controller(kube, one_job_state(), Settings(starting_write_delay_seconds=60))  # type: ignore[arg-type]
+    cycle(controller)
+    controller.state.upsert_pod(running_pod(phase="Pending") | {"status": {"phase": "Pending"}})
+    cycle(controller)
+    assert kube.count("patch_status", JOB_STATUS) == 0  # still within the hold
+    entry = job(controller)
+    assert entry.dispatched_at is not None
+    entry.dispatched_at -= 61  # the hold is over
+    controller.state.dirty_jobs.add(KEY)
+    cycle(controller)
+    assert kube.count("patch_status", JOB_STATUS) == 1
+    assert entry.written["status"] == "STARTING"
+    assert entry.written["attempts"][0]["podName"] == "j-a1"
+
+
+def restarted_world(pod: dict[str, Any] | None) -> tuple[Controller, FakeKube]:
+    """What a new operator lists: job j RUNNABLE (its dispatch never written), maybe its pod."""
+    st = ClusterState()
+    st.upsert_cluster_object(
+        "computeenvironments",
+        {"metadata": {"name": "ce"}, "spec": {"type": "UNMANAGED", "state": "ENABLED", "unmanagedvCpus": 4}},
+    )
+    st.upsert_cluster_object(
+        "jobqueues",
+        {
+            "metadata": {"name": "q", "uid": "q-uid"},
+            "spec": {"priority": 1, "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "ce"}]},
+        },
+    )
+    st.upsert_definition(
+        {"metadata": {"name": "d", "namespace": "ns", "generation": 1}, "spec": ONE_VCPU_CONTAINER}
+    )
+    st.synced = True
+    st.upsert_job(
+        {
+            "metadata": {
+                "name": "j",
+                "namespace": "ns",
+                "uid": "u1",
+                "generation": 1,
+                "resourceVersion": "9",
+            },
+            "spec": {"jobQueue": "q", "jobDefinition": "d"},
+            "status": {"status": "RUNNABLE", "jobDefinitionRevision": 1, "createdAt": "2026-12-01T00:00:00Z"},
+        }
+    )
+    if pod is not None:
+        st.upsert_pod(pod)
+    kube = FakeKube()
+    if pod is not None:
+        kube.objects[f"{PODS}/{pod['metadata']['name']}"] = pod
+    return Controller(kube, st, Settings(starting_write_delay_seconds=60)), kube  # type: ignore[arg-type]
+
+
+def test_a_restarted_operator_adopts_the_pod_of_an_unwritten_dispatch() -> None:
+    controller, kube = restarted_world(running_pod())
+    cycle(controller)
+    assert kube.count("create", PODS) == 0  # never a second pod or attempt
+    entry = job(controller)
+    assert entry.written["status"] == "RUNNING"
+    assert [a["podName"] for a in entry.written["attempts"]] == ["j-a1"]
+    assert controller.scheduler.state_of(KEY) == "RUNNING"
+
+
+@pytest.mark.parametrize(
+    "pod", [None, running_pod(uid="older-job")], ids=["no pod", "an older job's pod of that name"]
+)
+def test_no_adoption_without_this_jobs_pod(pod: dict[str, Any] | None) -> None:
+    controller, kube = restarted_world(pod)
+    cycle(controller)
+    # Dispatched as usual (the older job's pod: 409 and not adopted, so it waits).
+    assert kube.count("create", PODS) == 1
+    entry = job(controller)
+    assert entry.status.status == ("STARTING" if pod is None else "RUNNABLE")
+
+
+def test_a_pod_the_watch_has_not_delivered_yet_is_not_created_again() -> None:
+    """The pod was created by this process a moment ago; a step before its watch event arrives
+    must not try to create it again (a 409 and a GET per job, for nothing)."""
+    kube = FakeKube()
+    controller = Controller(kube, one_job_state(), Settings(starting_write_delay_seconds=60))  # type: ignore[arg-type]
+    cycle(controller)
+    controller.state.dirty_jobs.add(KEY)
+    cycle(controller)
+    assert (kube.count("create", PODS), kube.count("get", PODS)) == (1, 0)
+    assert job(controller).status.status == "STARTING"
