@@ -124,9 +124,12 @@ ONE_VCPU_CONTAINER: dict[str, Any] = {
 }
 
 
-def one_job_state(namespace: str = "ns", definition: dict[str, Any] | None = None) -> ClusterState:
+def one_job_state(
+    namespace: str = "ns", definition: dict[str, Any] | None = None, status: dict[str, Any] | None = None
+) -> ClusterState:
     """The smallest synced world a Controller runs one job in: an UNMANAGED compute environment of
-    4 vCPUs, queue ``q`` on it, definition ``d`` (a 1-vCPU container unless given) and job ``j``."""
+    4 vCPUs, queue ``q`` on it, definition ``d`` (a 1-vCPU container unless given) and job ``j``
+    (new, or with the ``status`` given)."""
     st = ClusterState()
     st.upsert_cluster_object(
         "computeenvironments",
@@ -145,11 +148,13 @@ def one_job_state(namespace: str = "ns", definition: dict[str, Any] | None = Non
             "spec": definition if definition is not None else ONE_VCPU_CONTAINER,
         }
     )
-    st.upsert_job(
-        {
-            "metadata": {"name": "j", "namespace": namespace, "uid": "u1", "generation": 1},
-            "spec": {"jobQueue": "q", "jobDefinition": "d"},
-        }
-    )
+    job: dict[str, Any] = {
+        "metadata": {"name": "j", "namespace": namespace, "uid": "u1", "generation": 1},
+        "spec": {"jobQueue": "q", "jobDefinition": "d"},
+    }
+    if status is not None:  # a job the operator wrote before (a restarted operator lists it)
+        job["metadata"]["resourceVersion"] = "9"
+        job["status"] = status
+    st.upsert_job(job)
     st.synced = True
     return st

@@ -9,10 +9,10 @@ import asyncio
 from typing import Any
 
 import pytest
-from fake_kube import ONE_VCPU_CONTAINER, FakeKube, one_job_state
+from fake_kube import FakeKube, one_job_state
 
 from batchyard.adapters.controller import Controller, Settings
-from batchyard.adapters.state import ClusterState, JobEntry
+from batchyard.adapters.state import JobEntry
 from batchyard.core.jobref import JobRef
 from batchyard.core.lifecycle import starting_write_hold
 from batchyard.render.names import LABEL_JOB_UID
@@ -109,34 +109,8 @@ def test_a_pod_still_pending_when_the_hold_ends_shows_starting() -> None:
 
 def restarted_world(pod: dict[str, Any] | None) -> tuple[Controller, FakeKube]:
     """What a new operator lists: job j RUNNABLE (its dispatch never written), maybe its pod."""
-    st = ClusterState()
-    st.upsert_cluster_object(
-        "computeenvironments",
-        {"metadata": {"name": "ce"}, "spec": {"type": "UNMANAGED", "state": "ENABLED", "unmanagedvCpus": 4}},
-    )
-    st.upsert_cluster_object(
-        "jobqueues",
-        {
-            "metadata": {"name": "q", "uid": "q-uid"},
-            "spec": {"priority": 1, "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "ce"}]},
-        },
-    )
-    st.upsert_definition(
-        {"metadata": {"name": "d", "namespace": "ns", "generation": 1}, "spec": ONE_VCPU_CONTAINER}
-    )
-    st.synced = True
-    st.upsert_job(
-        {
-            "metadata": {
-                "name": "j",
-                "namespace": "ns",
-                "uid": "u1",
-                "generation": 1,
-                "resourceVersion": "9",
-            },
-            "spec": {"jobQueue": "q", "jobDefinition": "d"},
-            "status": {"status": "RUNNABLE", "jobDefinitionRevision": 1, "createdAt": "2026-12-01T00:00:00Z"},
-        }
+    st = one_job_state(
+        status={"status": "RUNNABLE", "jobDefinitionRevision": 1, "createdAt": "2026-12-01T00:00:00Z"}
     )
     if pod is not None:
         st.upsert_pod(pod)

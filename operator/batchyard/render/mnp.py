@@ -17,7 +17,6 @@ from batchyard.api.batchjob import BatchJob, NodePropertyOverride
 from batchyard.api.jobdefinition import JobDefinitionSpec, NodeRangeProperty
 from batchyard.render.model import PodPlan, Template
 from batchyard.render.names import (
-    API_VERSION,
     LABEL_JOB_NAME,
     LABEL_JOB_UID,
     LABEL_MANAGED_BY,
@@ -25,6 +24,7 @@ from batchyard.render.names import (
     MANAGED_BY,
     label_value,
     main_service_name,
+    owned_by_job,
 )
 
 # Every node's pod carries the main node's stable DNS name (Batchyard's; AWS has only the address).
@@ -58,16 +58,7 @@ def main_service(job: BatchJob, definition: JobDefinitionSpec) -> dict[str, obje
                 LABEL_JOB_NAME: label_value(meta.name),
                 LABEL_JOB_UID: label_value(meta.uid),
             },
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "BatchJob",
-                    "name": meta.name,
-                    "uid": meta.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": owned_by_job(meta.name, meta.uid),
         },
         "spec": {"clusterIP": "None", "selector": selector, "publishNotReadyAddresses": True},
     }

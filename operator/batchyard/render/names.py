@@ -21,6 +21,22 @@ from batchyard.core.nodepool import GPU_RESOURCE as NODEPOOL_GPU_RESOURCE
 GROUP: Final = "batchyard.io"
 API_VERSION: Final = "batchyard.io/v1alpha1"
 
+
+def owned_by_job(name: str, uid: str) -> list[dict[str, object]]:
+    """The ownerReferences of an object a BatchJob controls (its pods, its main node's Service):
+    garbage collection deletes them with the job."""
+    return [
+        {
+            "apiVersion": API_VERSION,
+            "kind": "BatchJob",
+            "name": name,
+            "uid": uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+
+
 LABEL_JOB_NAME: Final = "batchyard.io/job-name"
 LABEL_JOB_UID: Final = "batchyard.io/job-uid"
 LABEL_QUEUE: Final = "batchyard.io/queue"

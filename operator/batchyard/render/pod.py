@@ -47,7 +47,6 @@ from batchyard.render.model import ContainerPlan, PodPlan
 from batchyard.render.names import (
     ANNOTATION_JOB_DEFINITION,
     ANNOTATION_JOB_ID,
-    API_VERSION,
     AWS_LABEL_CE_UUID,
     AWS_LABEL_JOB_ID,
     GPU_RESOURCE,
@@ -66,6 +65,7 @@ from batchyard.render.names import (
     NODE_TAINT_EFFECTS,
     is_label_key,
     label_value,
+    owned_by_job,
     pod_name,
 )
 from batchyard.render.plan import plan_pod
@@ -399,16 +399,7 @@ def render_pod(
             "namespace": meta.namespace,
             "labels": labels,
             "annotations": annotations,
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "BatchJob",
-                    "name": meta.name,
-                    "uid": meta.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": owned_by_job(meta.name, meta.uid),
         },
         "spec": spec,
     }
