@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from batchyard.devcluster.build import Binaries, ensure_binaries
-from batchyard.devcluster.kwok import kwok_config
+from batchyard.devcluster.kwok import KWOK_LOG_CRI, KWOK_LOG_NAME, kwok_config
 from batchyard.devcluster.nodes import node_manifest
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "kwok")
@@ -110,6 +110,7 @@ class DevCluster:
             "kube-apiserver": free_port(),
             "kube-scheduler": free_port(),
             "kube-controller-manager": free_port(),
+            "kwok": free_port(),
         }
         try:
             self._pki()
@@ -310,6 +311,9 @@ class DevCluster:
                 "--enable-priority-and-fairness=false",
                 "--max-requests-inflight=0",
                 "--max-mutating-requests-inflight=0",
+                # kwok nodes name themselves `localhost` (Hostname address, kwok's --node-name):
+                # the API server reaches kwok's kubelet-like server there for `kubectl logs`.
+                "--kubelet-preferred-address-types=Hostname",
                 "--v=0",
             ],
         )
@@ -373,7 +377,8 @@ class DevCluster:
         )
         kwok_dir = self.workdir / "kwok"
         kwok_dir.mkdir(exist_ok=True)
-        (kwok_dir / "kwok.yaml").write_text(kwok_config(self.binaries.kwok_stages))
+        (kwok_dir / KWOK_LOG_NAME).write_text(KWOK_LOG_CRI)
+        (kwok_dir / "kwok.yaml").write_text(kwok_config(self.binaries.kwok_stages, kwok_dir / KWOK_LOG_NAME))
         self._spawn(
             "kwok",
             [
@@ -384,6 +389,13 @@ class DevCluster:
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 "--node-lease-duration-seconds=40",
                 "--cidr=10.244.0.0/16",
+                # The kubelet-like server (container logs): HTTPS, as the API server dials
+                # kubelets; it does not verify the certificate (no --kubelet-certificate-authority).
+                f"--server-address=127.0.0.1:{self.ports['kwok']}",
+                f"--node-port={self.ports['kwok']}",
+                "--node-name=localhost",
+                f"--tls-cert-file={self.workdir / 'pki' / 'apiserver.crt'}",
+                f"--tls-private-key-file={self.workdir / 'pki' / 'apiserver.key'}",
             ],
             # kwok reads ~/.kwok/kwok.yaml before --config: give it a home of its own.
             env={"HOME": str(kwok_dir)},

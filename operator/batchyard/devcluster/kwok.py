@@ -18,10 +18,17 @@ Running pod as its annotations say. That is how tests and the demo drive exit co
 A pod without `kwok.batchyard.io/exit-code` runs until it is deleted, like a long job. The stage
 reads the attempt from the pod label `batchyard.io/attempt`, the array index from
 `batchyard.io/array-index` and the node index from `batchyard.io/node-index`. It matches bare pods, not only Job pods.
+
+Container logs: kwok also runs its kubelet-like server (see `cluster.DevCluster`), and a
+`ClusterLogs` document serves one fixed file for every container of every pod, so
+`kubectl logs` (and `batchyard logs`) of any pod on a kwok node reads `KWOK_LOG_LINE`. kwok
+v0.8.0 serves a file per selector (namespace and pod names), not per annotation, so there is
+no per-pod log content. The file is in the CRI log format kwok's reader expects.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from batchyard.render.names import LABEL_ARRAY_INDEX, LABEL_ATTEMPT, LABEL_NODE_INDEX
@@ -41,6 +48,11 @@ NODE_INDEX_LABEL = LABEL_NODE_INDEX
 
 NODE_SELECTOR_ANNOTATION = "kwok.x-k8s.io/node"
 NODE_SELECTOR_VALUE = "fake"
+
+KWOK_LOG_LINE = "batchyard kwok log"
+KWOK_LOG_NAME = "container.log"
+# One CRI log line (time, stream, F for a full line, content), the format kwok's reader parses.
+KWOK_LOG_CRI = f"2026-01-01T00:00:00.000000000Z stdout F {KWOK_LOG_LINE}\n"
 
 UPSTREAM_STAGES = (
     "node-initialize.yaml",
@@ -119,7 +131,21 @@ spec:
 """
 
 
-def kwok_config(stages_dir: Path) -> str:
+def cluster_logs(logs_file: Path) -> str:
+    """A `ClusterLogs` document: every container of every pod reads `logs_file`."""
+    return (
+        "apiVersion: kwok.x-k8s.io/v1alpha1\n"
+        "kind: ClusterLogs\n"
+        "metadata:\n"
+        "  name: batchyard-logs\n"
+        "spec:\n"
+        "  logs:\n"
+        f"  - logsFile: {json.dumps(str(logs_file))}\n"
+        f"    previousLogsFile: {json.dumps(str(logs_file))}\n"
+    )
+
+
+def kwok_config(stages_dir: Path, logs_file: Path) -> str:
     """The multi-document config passed to `kwok --config`."""
     docs = [
         "apiVersion: config.kwok.x-k8s.io/v1alpha1\n"
@@ -136,7 +162,10 @@ def kwok_config(stages_dir: Path) -> str:
         "  podsOnNodeSyncParallelism: 2\n"
         "  enablePodsOnNodeSyncListPager: true\n"
         "  enablePodsOnNodeSyncStreamWatch: false\n"
+        # The server's /containerLogs (see `cluster_logs`); off unless set.
+        "  enableDebuggingHandlers: true\n"
     ]
     docs += [(stages_dir / name).read_text() for name in UPSTREAM_STAGES]
     docs.append(EXIT_STAGE)
+    docs.append(cluster_logs(logs_file))
     return "\n---\n".join(d.strip("\n") + "\n" for d in docs)
