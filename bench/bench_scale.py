@@ -35,7 +35,18 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench_throughput import BATCHYARD, CE, NODE_CPU, NODES, NS, QUEUE, Client, cpu_seconds, fresh_cluster
+from bench_throughput import (
+    BATCHYARD,
+    CE,
+    NODE_CPU,
+    NODES,
+    NS,
+    QUEUE,
+    Client,
+    apply_bench_objects,
+    cpu_seconds,
+    fresh_cluster,
+)
 from harness import machine
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -59,19 +70,8 @@ def rss_mib(pid: int) -> float:
 
 
 def setup(cluster: DevCluster) -> None:
-    objs: list[dict[str, Any]] = [
-        {"apiVersion": "batchyard.io/v1alpha1", "kind": "ComputeEnvironment", "metadata": {"name": CE},
-         "spec": {"type": "UNMANAGED", "state": "DISABLED", "unmanagedvCpus": NODES * NODE_CPU,
-                  "provider": {"type": "unmanaged"}}},
-        {"apiVersion": "batchyard.io/v1alpha1", "kind": "JobQueue", "metadata": {"name": QUEUE},
-         "spec": {"priority": 1, "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": CE}]}},
-        {"apiVersion": "batchyard.io/v1alpha1", "kind": "JobDefinition",
-         "metadata": {"name": "tp", "namespace": NS},
-         "spec": {"type": "container", "containerProperties": {
-             "image": "busybox", "command": ["true"],
-             "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "256"}]}}},
-    ]  # fmt: skip
-    cluster.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(o) for o in objs))
+    """The throughput bench's world, its compute environment DISABLED: jobs wait RUNNABLE."""
+    apply_bench_objects(cluster, ce_state="DISABLED")
 
 
 class Operator:

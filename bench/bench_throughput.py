@@ -304,12 +304,13 @@ def operator_writes(port: int) -> Counter[str]:
     return out
 
 
-async def run_batchyard(
-    cluster: DevCluster, jobs: int, concurrency: int, py_spy: str | None, operator_src: str | None = None
-) -> dict[str, Any]:
+def apply_bench_objects(cluster: DevCluster, ce_state: str = "ENABLED") -> None:
+    """The benches' world: an UNMANAGED compute environment over the kwok nodes (``ce_state``),
+    queue ``QUEUE`` on it and the 1-vCPU definition ``tp`` in ``NS``."""
     objs: list[dict[str, Any]] = [
         {"apiVersion": "batchyard.io/v1alpha1", "kind": "ComputeEnvironment", "metadata": {"name": CE},
-         "spec": {"type": "UNMANAGED", "unmanagedvCpus": NODES * NODE_CPU, "provider": {"type": "unmanaged"}}},
+         "spec": {"type": "UNMANAGED", "state": ce_state, "unmanagedvCpus": NODES * NODE_CPU,
+                  "provider": {"type": "unmanaged"}}},
         {"apiVersion": "batchyard.io/v1alpha1", "kind": "JobQueue", "metadata": {"name": QUEUE},
          "spec": {"priority": 1, "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": CE}]}},
         {"apiVersion": "batchyard.io/v1alpha1", "kind": "JobDefinition",
@@ -319,6 +320,12 @@ async def run_batchyard(
              "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "256"}]}}},
     ]  # fmt: skip
     cluster.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(o) for o in objs))
+
+
+async def run_batchyard(
+    cluster: DevCluster, jobs: int, concurrency: int, py_spy: str | None, operator_src: str | None = None
+) -> dict[str, Any]:
+    apply_bench_objects(cluster)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHYARD_", "KUBERNETES_"))}
     env.update(
