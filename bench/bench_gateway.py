@@ -86,8 +86,7 @@ def main() -> None:
     cluster.start()
     gateway = None
     try:
-        cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        cluster.install_crds(REPO / "crds")
         key_id, secret = setup(cluster)
         port = 18900
         log = (workdir / "gateway.log").open("wb")

@@ -70,8 +70,7 @@ def fresh_cluster() -> Iterator[DevCluster]:
     cluster = DevCluster(workdir=Path(tempfile.mkdtemp(prefix="batchyard-tp-")))
     cluster.start()
     try:
-        cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        cluster.install_crds(REPO / "crds")
         taints = [{"key": CE_LABEL, "value": CE, "effect": e} for e in ("NoSchedule", "NoExecute")]
         cluster.add_nodes(
             [

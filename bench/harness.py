@@ -37,8 +37,7 @@ def bench_cluster(
     cluster = DevCluster(workdir=Path(tempfile.mkdtemp(prefix="batchyard-bench-")))
     cluster.start()
     try:
-        cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        cluster.install_crds(REPO / "crds")
         taints = [{"key": CE_LABEL, "value": ce, "effect": e} for e in ("NoSchedule", "NoExecute")]
         cluster.add_nodes(
             [

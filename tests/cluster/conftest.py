@@ -42,8 +42,7 @@ def crds_installed(devcluster: DevCluster) -> DevCluster:
     crds = sorted((REPO / "crds").glob("*.yaml"))
     if not crds:
         raise RuntimeError("crds/ is empty: run `make generate`")
-    devcluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    devcluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    devcluster.install_crds(REPO / "crds")
     return devcluster
 
 

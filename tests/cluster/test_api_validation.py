@@ -902,6 +902,8 @@ UPDATES: list[tuple[str, Callable[[], dict[str, Any]], Mutation, str]] = [
         setting("spec.arrayProperties", {"size": 3}),
         "spec.arrayProperties",
     ),
+    ("BatchJob can't move to another queue", a_job, setting("spec.jobQueue", "other"), "spec.jobQueue"),
+    ("BatchJob can't gain tags", a_job, setting("spec.tags", {"team": "x"}), "spec.tags"),
     (
         "JobQueue can't drop its scheduling policy",
         lambda: _with(a_job_queue(), "spec.schedulingPolicy", "fs"),

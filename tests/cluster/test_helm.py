@@ -192,10 +192,15 @@ def test_the_webhook_certificate_survives_an_upgrade_and_matches_the_ca_bundle(
 
 
 def test_chart_crds_are_served(devcluster: DevCluster, release: Release) -> None:
-    names = [
-        yaml.safe_load(p.read_text())["metadata"]["name"] for p in sorted((CHART / "crds").glob("*.yaml"))
-    ]
+    docs = [yaml.safe_load(p.read_text()) for p in sorted((CHART / "crds").glob("*.yaml"))]
+    names = [d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition"]
     assert "batchjobs.batchyard.io" in names
+    policies = {d["kind"] for d in docs if d["metadata"]["name"] == "batchjobs.batchyard.io"}
+    assert policies == {
+        "CustomResourceDefinition",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
     assert not any(n.endswith(".kopf.dev") for n in names)  # no kopf peering: a Lease elects the leader
     devcluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names])
 

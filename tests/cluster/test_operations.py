@@ -65,8 +65,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
     own = DevCluster(workdir=tmp_path_factory.mktemp("ops-cluster"))
     own.start()
     try:
-        own.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        own.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        own.install_crds(REPO / "crds")
         yield own
     finally:
         own.stop()

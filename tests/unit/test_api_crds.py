@@ -253,3 +253,52 @@ def test_example_parses_with_its_model(doc: dict[str, Any]) -> None:
 
 def test_examples_cover_every_kind() -> None:
     assert {d["kind"] for _, d in EXAMPLES} == set(KINDS)
+
+
+# --- the BatchJob admission policy --------------------------------------------------------------
+
+
+def test_batchjob_status_writes_pay_for_no_rule_at_the_root_or_spec() -> None:
+    """Rules at the root or spec node run on every status patch (~30 % of the API server's CPU
+    per patch, bench/RESULTS.md); the BatchJob's live in its admission policy instead."""
+    from batchyard.api import BatchJob
+
+    schema = crd_for(BatchJob)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert "x-kubernetes-validations" not in schema
+    assert "x-kubernetes-validations" not in schema["properties"]["spec"]
+
+
+def test_batchjob_policy_matches_the_object_not_its_status_and_names_every_immutable_field() -> None:
+    from batchyard.api import BatchJob
+    from batchyard.api.batchjob import _IMMUTABLE
+    from batchyard.api.crdgen import policy_for
+
+    policy, binding = policy_for(BatchJob)
+    rules = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rules == [
+        {
+            "apiGroups": ["batchyard.io"],
+            "apiVersions": ["v1alpha1"],
+            "operations": ["CREATE", "UPDATE"],
+            "resources": ["batchjobs"],  # not batchjobs/status
+        }
+    ]
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    messages = [v["message"] for v in policy["spec"]["validations"]]
+    for field in _IMMUTABLE:
+        assert f"spec.{field} is immutable: it can't be set, changed or removed after submission" in messages
+    # Every transition rule lets a CREATE through (oldObject is null then).
+    for v in policy["spec"]["validations"]:
+        if "oldObject" in v["expression"]:
+            assert v["expression"].startswith("oldObject == null || ")
+    files = all_crds()
+    assert "batchyard.io_batchjobs.policy.yaml" in files
+    assert "batchyard.io_batchjobs.policybinding.yaml" in files
+
+
+def test_only_kinds_with_admission_rules_get_a_policy() -> None:
+    from batchyard.api import ALL_KINDS
+    from batchyard.api.crdgen import policy_for
+
+    assert {k.KIND for k in ALL_KINDS if policy_for(k)} == {"BatchJob"}

@@ -276,9 +276,62 @@ def render(crd: dict[str, Any]) -> str:
     return HEADER + body
 
 
+def policy_for(kind: type[KubeObject]) -> list[dict[str, Any]]:
+    """The kind's ValidatingAdmissionPolicy and its binding, for its ADMISSION_RULES (else none).
+
+    The policy matches CREATE and UPDATE of the object, and not its status subresource (a
+    resource rule names subresources explicitly), so the operator's status writes never pay for
+    these rules. `failurePolicy: Fail`: a rule the API server can't evaluate refuses the write.
+    """
+    if not kind.ADMISSION_RULES:
+        return []
+    name = f"{kind.PLURAL}.{GROUP}"
+    labels = {"app.kubernetes.io/name": "batchyard", "app.kubernetes.io/part-of": "batchyard"}
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [GROUP],
+                        "apiVersions": [VERSION],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": [kind.PLURAL],
+                    }
+                ]
+            },
+            "validations": [
+                {"expression": expr, "message": message, "reason": "Invalid"}
+                for expr, message in kind.ADMISSION_RULES
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"policyName": name, "validationActions": ["Deny"]},
+    }
+    return [policy, binding]
+
+
+def render_doc(doc: dict[str, Any]) -> str:
+    """Deterministic YAML text of one object."""
+    body: str = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=120, allow_unicode=True)
+    return HEADER + body
+
+
 def all_crds() -> dict[str, str]:
-    """file name -> YAML text, for every kind."""
-    return {filename(kind): render(crd_for(kind)) for kind in ALL_KINDS}
+    """file name -> YAML text, for every kind: its CRD, and its admission policy and binding
+    (`batchyard.io_<plural>.policy.yaml`, `.policybinding.yaml`) where it has ADMISSION_RULES."""
+    files = {filename(kind): render(crd_for(kind)) for kind in ALL_KINDS}
+    for kind in ALL_KINDS:
+        for doc, suffix in zip(policy_for(kind), ("policy", "policybinding"), strict=False):
+            files[f"{GROUP}_{kind.PLURAL}.{suffix}.yaml"] = render_doc(doc)
+    return files
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -81,8 +81,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     gateway: subprocess.Popen[bytes] | None = None
     endpoint: list[str] = []
     try:
-        cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        cluster.install_crds(REPO / "crds")
         env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "BATCHYARD_LEADER_ELECTION": "false"}
         log = open(workdir / "operator.log", "wb")  # noqa: SIM115 - handed to the child
         operator = subprocess.Popen(

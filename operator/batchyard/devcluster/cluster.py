@@ -187,6 +187,47 @@ class DevCluster:
     def apply(self, manifests: Iterable[Mapping[str, Any]]) -> None:
         self.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(m) for m in manifests))
 
+    def install_crds(self, directory: Path, timeout: float = 60) -> None:
+        """`kubectl apply --server-side -f crds/`, then wait until the CRDs are served and the
+        BatchJob admission policy is in force (the API server loads a new policy asynchronously:
+        a job created just after the apply could otherwise slip past it). The probe is a
+        server-side dry run of a job the policy refuses; nothing is stored."""
+        self.kubectl("apply", "--server-side", "-f", str(directory))
+        deadline = time.monotonic() + timeout
+        while True:
+            # A CRD the API server has not given a status yet makes `kubectl wait` fail at once
+            # (".status.conditions accessor error") instead of waiting: ask again.
+            proc = self.kubectl(
+                "wait",
+                "--for=condition=Established",
+                f"--timeout={int(timeout)}s",
+                "crd",
+                "--all",
+                check=False,
+            )
+            if proc.returncode == 0:
+                break
+            if "accessor error" not in proc.stderr or time.monotonic() > deadline:
+                raise RuntimeError(f"the CRDs are not Established:\n{proc.stderr}")
+            time.sleep(0.2)
+        if not any(directory.glob("*.policy.yaml")):
+            return
+        probe = {
+            "apiVersion": "batchyard.io/v1alpha1",
+            "kind": "BatchJob",
+            "metadata": {"name": "policy-probe-" + "x" * 120, "namespace": "default"},
+            "spec": {"jobQueue": "probe", "jobDefinition": "probe"},
+        }
+        while True:
+            proc = self.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(probe), check=False)
+            if proc.returncode != 0 and "at most 128 characters" in proc.stderr:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the BatchJob admission policy is not in force: {proc.stdout}{proc.stderr}"
+                )
+            time.sleep(0.2)
+
     def add_nodes(self, nodes: Sequence[Mapping[str, Any]], wait: float = 60) -> None:
         """Create kwok nodes (see `nodes.node_manifest`) and wait until kwok reports them Ready."""
         self.kubectl("create", "-f", "-", input="\n---\n".join(json.dumps(n) for n in nodes))
