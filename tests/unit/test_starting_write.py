@@ -6,6 +6,7 @@ restarted operator adopts the pod of a job it dispatched but had not written yet
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from fake_kube import FakeKube, one_job_state
 from batchyard.adapters.controller import Controller, Settings
 from batchyard.adapters.state import JobEntry
 from batchyard.core.jobref import JobRef
-from batchyard.core.lifecycle import starting_write_hold
+from batchyard.core.lifecycle import runnable_write_hold, starting_write_hold
 from batchyard.render.names import LABEL_JOB_UID
 
 KEY = JobRef("ns", "j")
@@ -152,3 +153,67 @@ def test_a_pod_the_watch_has_not_delivered_yet_is_not_created_again() -> None:
     cycle(controller)
     assert (kube.count("create", PODS), kube.count("get", PODS)) == (1, 0)
     assert job(controller).status.status == "STARTING"
+
+
+# --- a burst larger than the dispatch budget: its tail is not written RUNNABLE first ------------
+
+
+@pytest.mark.parametrize(
+    ("written", "state", "created", "now", "budget_ran_out", "expected"),
+    [
+        (None, "RUNNABLE", "2027-01-15T08:00:00Z", T, True, T + 2.0),  # T is 08:00:00 UTC
+        ("SUBMITTED", "RUNNABLE", "2027-01-15T08:00:00Z", T + 1.5, True, T + 2.0),
+        ("PENDING", "RUNNABLE", "2027-01-15T08:00:00Z", T + 1.5, True, T + 2.0),
+        (None, "RUNNABLE", "2027-01-15T08:00:00Z", T + 2.0, True, None),  # bound: shown now
+        (None, "RUNNABLE", "2027-01-15T08:00:00Z", T, False, None),  # waits for capacity: shown
+        ("RUNNABLE", "RUNNABLE", "2027-01-15T08:00:00Z", T, True, None),  # shown already
+        ("RUNNING", "RUNNABLE", "2027-01-15T08:00:00Z", T, True, None),  # a retry: shown
+        (None, "PENDING", "2027-01-15T08:00:00Z", T, True, None),  # only RUNNABLE is held
+        (None, "RUNNABLE", None, T, True, None),
+    ],
+)
+def test_runnable_write_hold(
+    written: str | None,
+    state: str,
+    created: str | None,
+    now: float,
+    budget_ran_out: bool,
+    expected: float | None,
+) -> None:
+    assert runnable_write_hold(written, state, created, now, 2.0, budget_ran_out) == expected
+
+
+def job_writes(kube: FakeKube) -> int:
+    return sum(kube.count("patch_status", f"/namespaces/ns/batchjobs/{n}/status") for n in ("j", "k"))
+
+
+def test_a_burst_beyond_the_budget_is_written_once_each_when_its_pods_run() -> None:
+    st = one_job_state()
+    created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    st.jobs[KEY].job.metadata.creationTimestamp = created
+    st.upsert_job(
+        {
+            "metadata": {
+                "name": "k",
+                "namespace": "ns",
+                "uid": "u2",
+                "generation": 1,
+                "creationTimestamp": created,
+            },
+            "spec": {"jobQueue": "q", "jobDefinition": "d"},
+        }
+    )
+    kube = FakeKube()
+    settings = Settings(starting_write_delay_seconds=60, max_dispatches_per_cycle=1)
+    controller = Controller(kube, st, settings)  # type: ignore[arg-type]
+    cycle(controller)  # one dispatched (STARTING held), the other RUNNABLE for want of budget
+    assert kube.count("create", PODS) == 1
+    assert job_writes(kube) == 0
+    cycle(controller)  # the next cycle dispatches the other
+    assert kube.count("create", PODS) == 2
+    assert job_writes(kube) == 0
+    controller.state.upsert_pod(running_pod())
+    controller.state.upsert_pod(running_pod(uid="u2", name="k-a1"))
+    cycle(controller)
+    assert job_writes(kube) == 2
+    assert {e.written["status"] for e in controller.state.jobs.values()} == {"RUNNING"}

@@ -162,7 +162,9 @@ class Executor:
             ref: JobRef, entry: JobEntry | None, events: list[lifecycle.Event]
         ) -> None:
             if entry is not None:
-                await self._write_job(ref, entry, events, may_hold=not deletes.get(ref))
+                await self._write_job(
+                    ref, entry, events, may_hold=not deletes.get(ref), budget_ran_out=plan.result.truncated
+                )
             for pod in deletes.get(ref, ()):
                 await self._delete_pod(ref, pod)
 
@@ -346,20 +348,24 @@ class Executor:
 
     # -- job status and events ---------------------------------------------------------------------
     async def _write_job(
-        self, ref: JobRef, entry: JobEntry, events: list[lifecycle.Event], *, may_hold: bool = False
+        self,
+        ref: JobRef,
+        entry: JobEntry,
+        events: list[lifecycle.Event],
+        *,
+        may_hold: bool = False,
+        budget_ran_out: bool = False,
     ) -> None:
         now = time.time()
-        hold = (
-            lifecycle.starting_write_hold(
-                entry.written.get("status"),
-                entry.status.status,
-                entry.dispatched_at,
-                now,
-                self.settings.starting_write_delay_seconds,
+        hold = None
+        if may_hold:
+            delay = self.settings.starting_write_delay_seconds
+            written = entry.written.get("status")
+            hold = lifecycle.starting_write_hold(
+                written, entry.status.status, entry.dispatched_at, now, delay
+            ) or lifecycle.runnable_write_hold(
+                written, entry.status.status, entry.status.createdAt, now, delay, budget_ran_out
             )
-            if may_hold
-            else None
-        )
         new: dict[str, Any] = {}
         patch: dict[str, Any] = {}
         if hold is not None:

@@ -803,6 +803,35 @@ def starting_write_hold(
     return until if now < until else None
 
 
+def runnable_write_hold(
+    written_state: str | None,
+    state: str | None,
+    created_at: str | None,
+    now: float,
+    delay: float,
+    budget_ran_out: bool,
+) -> float | None:
+    """Until when the first write of a new job that is RUNNABLE only because this cycle's
+    dispatch budget ran out waits (None: write now).
+
+    A burst larger than the budget leaves its tail RUNNABLE for a cycle, and the next cycle,
+    which starts at once, dispatches it: written now, RUNNABLE would be a status patch that the
+    dispatch's own write replaces a moment later. Held, the job's first write is its dispatch's
+    (RUNNING, see starting_write_hold). Bounded: only in a cycle whose budget ran out, only for a
+    job never shown past PENDING, and only until `delay` after its creation (createdAt), so a
+    job that waits for capacity is shown RUNNABLE soon anyway. Nothing is lost while held: the
+    API server shows the job as submitted, and a restarted operator steps it again."""
+    if delay <= 0 or not budget_ran_out or state != JobState.RUNNABLE.value:
+        return None
+    if written_state not in (None, JobState.SUBMITTED.value, JobState.PENDING.value):
+        return None
+    created = epoch(created_at)
+    if created is None:
+        return None
+    until = created + delay
+    return until if now < until else None
+
+
 def next_pod_name_attempt(status: BatchJobStatus) -> int:
     """The attempt number the next dispatch creates (AWS_BATCH_JOB_ATTEMPT)."""
     return len(status.attempts or []) + 1
