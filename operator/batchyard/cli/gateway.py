@@ -78,9 +78,11 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         metrics.serve(args.metrics_port)
     if args.loop == "uvloop":
         # uvloop's event loop and TLS transport run in C what asyncio runs in Python (the
-        # selector loop, sslproto): most of the gateway's own CPU per request is that plumbing.
-        import uvloop
-
+        # selector loop, sslproto). Optional: not a dependency (bench/RESULTS.md).
+        try:
+            import uvloop
+        except ImportError:
+            raise SystemExit("batchyard gateway: --loop uvloop needs uvloop installed") from None
         uvloop.run(run_gateway(args))
     else:
         asyncio.run(run_gateway(args))
