@@ -740,6 +740,26 @@ def test_malformed_input_is_a_client_exception_naming_the_field(
     assert "Traceback" not in Path(gateway.log).read_text()
 
 
+def test_submit_job_over_the_payload_quota_is_refused_and_writes_nothing(
+    devcluster: DevCluster, gateway: GatewayProcess, namespace: str, key: Key
+) -> None:
+    # AWS: "Maximum job payload size (for SubmitJob API operations) 30 KiB" (core.limits, the
+    # admission webhook's rule); the gateway refuses it itself, before any write.
+    batch = client(gateway.url, key)
+    parameters = {f"p{i}": "x" * 4000 for i in range(8)}  # each value within its own 4,096 limit
+    with pytest.raises(ClientError) as err:
+        batch.submit_job(jobName="too_big", jobQueue="q", jobDefinition="d", parameters=parameters)
+    response = err.value.response
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert response["Error"]["Code"] == "ClientException"
+    assert "maximum job payload size of 30 KiB" in response["Error"]["Message"], response["Error"]
+    assert "SubmitJob" in response["Error"]["Message"]
+    assert batchjobs(devcluster, namespace) == []
+    del parameters["p7"]  # 28 KB: within the quota
+    job_id = batch.submit_job(jobName="big", jobQueue="q", jobDefinition="d", parameters=parameters)["jobId"]
+    assert [j["metadata"]["uid"] for j in batchjobs(devcluster, namespace)] == [job_id]
+
+
 def test_the_charts_least_privilege_rbac_is_enough_and_no_more(
     devcluster: DevCluster, operator: object, namespace: str, tmp_path: Path
 ) -> None:

@@ -4,6 +4,7 @@ an attempt's log."""
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import pytest
@@ -347,3 +348,27 @@ def test_list_wide_shows_a_waiting_job_s_position_and_estimated_start() -> None:
     header, row = job_rows([item], True, datetime(2026, 1, 1, 0, 1, tzinfo=UTC), False).splitlines()
     assert "EST. START" in header
     assert row.split()[-3:] == ["2", "~in", "4m"]
+
+
+# --- batchyard gateway ---------------------------------------------------------------------------
+
+
+def test_the_gateway_runs_on_uvloop_when_installed_and_asyncio_on_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from batchyard.cli.gateway import default_loop
+
+    monkeypatch.delenv("BATCHYARD_GATEWAY_LOOP", raising=False)
+    installed = importlib.util.find_spec("uvloop") is not None
+    assert default_loop() == ("uvloop" if installed else "asyncio")
+    assert build_parser().parse_args(["gateway"]).loop == default_loop()
+    assert build_parser().parse_args(["gateway", "--loop", "asyncio"]).loop == "asyncio"
+    monkeypatch.setenv("BATCHYARD_GATEWAY_LOOP", "asyncio")
+    assert build_parser().parse_args(["gateway"]).loop == "asyncio"
+
+
+def test_without_uvloop_the_gateway_falls_back_to_asyncio(monkeypatch: pytest.MonkeyPatch) -> None:
+    from batchyard.cli.gateway import default_loop
+
+    monkeypatch.setitem(__import__("sys").modules, "uvloop", None)  # import uvloop raises ImportError
+    assert default_loop() == "asyncio"

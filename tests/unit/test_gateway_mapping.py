@@ -12,6 +12,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from batchyard.api import BatchJobSpec
+from batchyard.core import limits
 from batchyard.gateway import mapping as m
 from batchyard.gateway.auth import AccessKey, verify
 from batchyard.gateway.errors import GatewayError
@@ -113,6 +115,23 @@ def test_out_of_range_submit_values_name_the_field(params: dict[str, Any], field
     with pytest.raises(GatewayError) as err:
         m.submit_job_manifest({"jobName": "j", "jobQueue": "q", "jobDefinition": "d", **params}, "ns")
     assert err.value.status == 400 and field in err.value.message
+
+
+def test_submit_job_over_the_30_kib_payload_quota_is_a_client_exception() -> None:
+    # The admission webhook's rule (core.limits), applied before the gateway writes anything.
+    base = {"jobName": "j", "jobQueue": "q", "jobDefinition": "d"}
+
+    def params(pad: int) -> dict[str, Any]:  # parameter values are at most 4,096 characters each
+        return {**base, "parameters": {**{f"p{i}": "x" * 4000 for i in range(7)}, "pad": "y" * pad}}
+
+    at_limit = limits.MAX_SUBMISSION_BYTES - limits.submission_bytes(BatchJobSpec.model_validate(params(0)))
+    assert 0 < at_limit <= 4096
+    assert m.submit_job_manifest(params(at_limit), "ns")["spec"]["parameters"]["pad"] == "y" * at_limit
+    with pytest.raises(GatewayError) as err:
+        m.submit_job_manifest(params(at_limit + 1), "ns")
+    assert err.value.status == 400 and err.value.code == "ClientException"
+    assert err.value.message == limits.submission_message(limits.MAX_SUBMISSION_BYTES + 1, "SubmitJob")
+    assert "maximum job payload size of 30 KiB" in err.value.message
 
 
 def test_job_detail_uses_aws_ids_arns_and_milliseconds() -> None:

@@ -179,7 +179,8 @@ class Kube:
     ) -> Any:
         session = await self._session()
         self.calls[verb] += 1
-        data = None if body is None else json.dumps(body)
+        # Bytes, not str: aiohttp wraps a str in a StringPayload that re-encodes it per request.
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         headers = {"Content-Type": content_type} if data is not None else {}
         timeout = aiohttp.ClientTimeout(total=self.request_timeout)
         try:

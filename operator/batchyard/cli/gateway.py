@@ -43,6 +43,12 @@ def register(sub: Any) -> None:
         "--metrics-port", type=int, default=int(env("BATCHYARD_GATEWAY_METRICS_PORT", "8081")), help="0: off"
     )
     p.add_argument("--log-level", default=env("BATCHYARD_LOG_LEVEL", "INFO"))
+    p.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default=env("BATCHYARD_GATEWAY_LOOP") or default_loop(),
+        help="event loop (default: uvloop when installed, else asyncio's own)",
+    )
     p.set_defaults(func=cmd_gateway)
 
 
@@ -70,5 +76,22 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     )
     if args.metrics_port:
         metrics.serve(args.metrics_port)
-    asyncio.run(run_gateway(args))
+    if args.loop == "uvloop":
+        # uvloop's event loop and TLS transport run in C what asyncio runs in Python (the
+        # selector loop, sslproto). Optional: not a dependency (bench/RESULTS.md).
+        try:
+            import uvloop
+        except ImportError:
+            raise SystemExit("batchyard gateway: --loop uvloop needs uvloop installed") from None
+        uvloop.run(run_gateway(args))
+    else:
+        asyncio.run(run_gateway(args))
     return 0
+
+
+def default_loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"

@@ -29,6 +29,21 @@ MAX_SKEW = timedelta(minutes=5)  # AWS: "Signature expired" beyond 5 minutes eit
 SERVICE = "batch"
 
 
+class _Signer(SigV4Auth):  # type: ignore[misc]  # botocore has no type hints
+    """botocore's SigV4 signer, told the payload hash instead of deriving it.
+
+    botocore's own `payload` reads `request.body`, which prepares the whole request (url
+    parsing, header copies) only to hash the body: a tenth of the gateway's CPU per request.
+    The hash is the same (SHA-256 of the body as received), computed once here."""
+
+    def __init__(self, credentials: Credentials, region: str, payload_hash: str) -> None:
+        super().__init__(credentials, SERVICE, region)
+        self._payload_hash = payload_hash
+
+    def payload(self, request: AWSRequest) -> str:
+        return self._payload_hash
+
+
 @dataclass(frozen=True)
 class AccessKey:
     """One access key: the namespace it acts in (its "account") and the ServiceAccount it becomes."""
@@ -138,13 +153,14 @@ def verify(
         if value is None:
             raise auth_error("InvalidSignatureException", f"Signed header {name} is missing from the request")
         picked[name] = value
+    body_sha = hashlib.sha256(body).hexdigest()
     content_sha = headers.get("X-Amz-Content-SHA256")
-    if content_sha is not None and content_sha != hashlib.sha256(body).hexdigest():
+    if content_sha is not None and content_sha != body_sha:
         # botocore trusts this header as the payload hash: it must match the body we got.
         raise auth_error("InvalidSignatureException", "X-Amz-Content-SHA256 does not match the request body")
     request = AWSRequest(method=method.upper(), url=host_url + raw_path, data=body, headers=picked)
     request.context["timestamp"] = amz_date
-    signer = SigV4Auth(Credentials(key.access_key_id, key.secret_access_key), SERVICE, region)
+    signer = _Signer(Credentials(key.access_key_id, key.secret_access_key), region, body_sha)
     canonical = signer.canonical_request(request)
     expected = signer.signature(signer.string_to_sign(request, canonical), request)
     if not hmac.compare_digest(expected, fields["Signature"]):

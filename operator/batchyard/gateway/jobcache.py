@@ -45,21 +45,28 @@ class JobCache:
         self.by_ns: dict[str, dict[str, dict[str, Any]]] = {}
         self.ready = asyncio.Event()
         self._deleted_rv: dict[str, int] = {}
+        self._rvs: dict[str, int] = {}  # uid -> resourceVersion of the cached copy
 
     def put(self, obj: Mapping[str, Any]) -> None:
-        uid = str(obj["metadata"]["uid"])
-        old = self.by_uid.get(uid)
-        if old is not None and _rv(old) > _rv(obj):
+        meta = obj["metadata"]
+        uid = str(meta["uid"])
+        rv = _rv(obj)
+        old = self._rvs.get(uid)
+        # Not older than what is cached: the watch's ADDED event of a job the gateway created
+        # itself carries the resourceVersion put from the create's answer, and is skipped here.
+        if old is not None and (old > rv or old == rv != 0):
             return
-        if uid in self._deleted_rv and self._deleted_rv[uid] >= _rv(obj):
+        if self._deleted_rv.get(uid, -1) >= rv:
             return
         entry = slim(obj)
+        self._rvs[uid] = rv
         self.by_uid[uid] = entry
-        self.by_ns.setdefault(str(obj["metadata"]["namespace"]), {})[uid] = entry
+        self.by_ns.setdefault(str(meta["namespace"]), {})[uid] = entry
 
     def forget(self, obj: Mapping[str, Any]) -> None:
         uid = str(obj["metadata"]["uid"])
         self._deleted_rv[uid] = _rv(obj)
+        self._rvs.pop(uid, None)
         self.by_uid.pop(uid, None)
         self.by_ns.get(str(obj["metadata"]["namespace"]), {}).pop(uid, None)
 

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -29,8 +29,11 @@ from batchyard.api import (
     JobQueueSpec,
     SchedulingPolicySpec,
 )
+from batchyard.core import limits
 from batchyard.core.arrays import RangeSet
 from batchyard.gateway.errors import client_error
+
+M = TypeVar("M", bound=BaseModel)
 
 GROUP = "batchyard.io"
 VERSION = "v1alpha1"
@@ -113,14 +116,19 @@ def epoch_ms(value: str | None) -> int | None:
         return None
 
 
-def validate_spec(model: type[BaseModel], spec: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Validate a spec with the CRD's own model; ClientException naming the first bad field."""
+def validated(model: type[M], spec: Mapping[str, Any], prefix: str = "") -> M:
+    """A spec as the CRD's own model; ClientException naming the first bad field."""
     try:
-        model.model_validate(dict(spec))
+        return model.model_validate(dict(spec))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function"))
         raise client_error(f"{prefix}{where}: {first['msg']}") from None
+
+
+def validate_spec(model: type[BaseModel], spec: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Validate a spec with the CRD's own model; ClientException naming the first bad field."""
+    validated(model, spec, prefix)
     return dict(spec)
 
 
@@ -141,7 +149,13 @@ def submit_job_manifest(params: Mapping[str, Any], namespace: str) -> dict[str, 
         spec["dependsOn"] = [
             {**d, "jobId": _job_id_ref(str(d["jobId"]))} if d.get("jobId") else d for d in spec["dependsOn"]
         ]
-    validate_spec(BatchJobSpec, spec)
+    # AWS's SubmitJob payload quota (30 KiB), counted as the admission webhook counts it
+    # (core.limits): refused here, before anything is written, so the client gets a
+    # ClientException naming the quota whether or not the webhook is installed (without it the
+    # operator would only fail the stored job).
+    problem = limits.submission_problem(validated(BatchJobSpec, spec), "SubmitJob")
+    if problem is not None:
+        raise client_error(problem)
     return {
         "apiVersion": API_VERSION,
         "kind": "BatchJob",

@@ -25,9 +25,17 @@ LATENCY = Histogram(
 )
 
 
+_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+
+
 def observe(operation: str, code: str, seconds: float) -> None:
-    REQUESTS.labels(operation, code).inc()
-    LATENCY.labels(operation).observe(seconds)
+    # The labelled children are looked up once per (operation, code): labels() takes a lock and
+    # builds the label tuple on every call.
+    pair = _children.get((operation, code))
+    if pair is None:
+        pair = _children[(operation, code)] = (REQUESTS.labels(operation, code), LATENCY.labels(operation))
+    pair[0].inc()
+    pair[1].observe(seconds)
 
 
 def serve(port: int) -> None:

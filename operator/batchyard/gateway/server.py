@@ -87,6 +87,16 @@ class Call:
         return self.key.namespace
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _json(status: int, body: Mapping[str, Any], headers: dict[str, str]) -> web.Response:
+    """A JSON answer as pre-encoded bytes: web.json_response would encode text, then re-encode it."""
+    return web.Response(
+        body=_ENCODE(body).encode(), status=status, headers=headers, content_type="application/json"
+    )
+
+
 def ns_path(ns: str, plural: str, name: str | None = None) -> str:
     return f"{BASE}/namespaces/{ns}/{plural}" + (f"/{name}" if name else "")
 
@@ -316,26 +326,20 @@ class Gateway:
                 self.client_for(signed.access_key),
             )
             result = await self.ops[operation](call, params)
-            response = web.json_response(result, headers={"x-amzn-RequestId": request_id})
+            response = _json(200, result, {"x-amzn-RequestId": request_id})
         except GatewayError as exc:
-            response = web.json_response(
-                exc.body(),
-                status=exc.status,
-                headers={"x-amzn-RequestId": request_id, "X-Amzn-ErrorType": exc.code},
+            response = _json(
+                exc.status, exc.body(), {"x-amzn-RequestId": request_id, "X-Amzn-ErrorType": exc.code}
             )
         except ApiError as exc:
             err = api_error(exc, "the resource")
-            response = web.json_response(
-                err.body(),
-                status=err.status,
-                headers={"x-amzn-RequestId": request_id, "X-Amzn-ErrorType": err.code},
+            response = _json(
+                err.status, err.body(), {"x-amzn-RequestId": request_id, "X-Amzn-ErrorType": err.code}
             )
         except Exception:
             log.exception("%s failed", operation)
             err = server_error("Internal error in the Batchyard gateway")
-            response = web.json_response(
-                err.body(), status=500, headers={"x-amzn-RequestId": request_id, "X-Amzn-ErrorType": err.code}
-            )
+            response = _json(500, err.body(), {"x-amzn-RequestId": request_id, "X-Amzn-ErrorType": err.code})
         observe(operation, str(response.status), time.perf_counter() - started)
         return response
 

@@ -52,10 +52,29 @@ def routes() -> tuple[Route, ...]:
     return tuple(out)
 
 
+@cache
+def _static_routes() -> dict[tuple[str, str], str]:
+    """(method, path) -> operation for the routes without URI parameters (all but the tags ones)."""
+    out = {}
+    model = service_model()
+    for name in model.operation_names:
+        http = model.operation_model(name).http
+        uri = http["requestUri"].split("?")[0]
+        if "{" not in uri:
+            out[(http["method"].upper(), uri)] = name
+    return out
+
+
 def route(method: str, path: str) -> tuple[str, dict[str, str]] | None:
-    """(operation, uri parameters) for a request, or None."""
+    """(operation, uri parameters) for a request, or None.
+
+    Every operation but the tags ones is a fixed path: one dict lookup, not 49 regexes."""
+    method = method.upper()
+    static = _static_routes().get((method, path))
+    if static is not None:
+        return static, {}
     for r in routes():
-        if r.method != method.upper():
+        if r.method != method:
             continue
         m = r.pattern.match(path)
         if m:
