@@ -1,13 +1,13 @@
 """Jobs per second against what the API server allows (issue 14).
 
-Two rows, each on its own fresh local control plane, interleaved run by run:
+Two rows (three with ``--kueue``), each on its own fresh local control plane, interleaved and
+rotated run by run:
 
 (a) the plain-client ceiling: N bare pods (1 vCPU, the kwok exit stage ends them after 1 s)
     created at concurrency 32, awaited to completion (a pod watch) and deleted;
 (b) Batchyard: N one-vCPU BatchJobs that each run 1 s, created at concurrency 32 by the same
     client, with the operator as its own process (`batchyard run`, as tests/cluster/
-    test_operations.py starts it), from the first create to all SUCCEEDED (a BatchJob watch).
-
+    test_operations.py starts it), from the first create to all SUCCEEDED (a BatchJob watch);
 (c) with ``--kueue``, Kueue (its manager built from the Go module, `batchyard.devcluster.kueue`,
     run as its own process with its webhooks registered): one ResourceFlavor, a ClusterQueue
     with quota for all of the kwok nodes, one LocalQueue; N batch/v1 Jobs (1 vCPU, 1 pod, the
