@@ -1,15 +1,21 @@
 """Jobs per second against what the API server allows (issue 14).
 
-Two rows, each on its own fresh local control plane, interleaved run by run:
+Two rows (three with ``--kueue``), each on its own fresh local control plane, interleaved and
+rotated run by run:
 
 (a) the plain-client ceiling: N bare pods (1 vCPU, the kwok exit stage ends them after 1 s)
     created at concurrency 32, awaited to completion (a pod watch) and deleted;
 (b) Batchyard: N one-vCPU BatchJobs that each run 1 s, created at concurrency 32 by the same
     client, with the operator as its own process (`batchyard run`, as tests/cluster/
-    test_operations.py starts it), from the first create to all SUCCEEDED (a BatchJob watch).
-
-Kueue (row c of the issue) is not attempted here: building it from its Go module and wiring it
-into the local control plane was out of this benchmark's time budget.
+    test_operations.py starts it), from the first create to all SUCCEEDED (a BatchJob watch);
+(c) with ``--kueue``, Kueue (its manager built from the Go module, `batchyard.devcluster.kueue`,
+    run as its own process with its webhooks registered): one ResourceFlavor, a ClusterQueue
+    with quota for all of the kwok nodes, one LocalQueue; N batch/v1 Jobs (1 vCPU, 1 pod, the
+    same kwok annotations on the pod template, created suspended with the queue-name label as
+    Kueue's docs say) created at concurrency 32 by the same client, each deleted (propagation
+    Background) once its Complete condition is seen on a Job watch, and counted when that delete
+    returned (as row (a) counts a pod); the writes are counted after the Jobs' pods and
+    Workloads are gone.
 
 For each row the script prints jobs/s, the time at which half the jobs had finished, the API
 server's own write counts per job by verb and resource (deltas of ``apiserver_request_total``
@@ -21,6 +27,7 @@ per-run ratios and the ratio of the medians.
 
     python bench/bench_throughput.py [--jobs 2000] [--runs 3] [--concurrency 32] [--before-src DIR]
         [--py-spy out.txt]   # record the operator's stacks (py-spy, raw collapsed format)
+        [--kueue]            # add row (c); builds Kueue once (cached) if it is not built yet
 
 The client is aiohttp (as the operator's), so its own CPU use is small and the same for both rows.
 """
@@ -53,8 +60,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from batchyard.devcluster import DevCluster, node_manifest
 from batchyard.devcluster.cluster import free_port
+from batchyard.devcluster.kueue import KUEUE_VERSION, KueueManager, ensure_kueue
 
 CE, QUEUE, NS = "tp-ce", "tp-q", "default"
+KUEUE_MODULE_NOTE = "manager built from sigs.k8s.io/kueue, its own process, webhooks registered by url"
 NODES, NODE_CPU = (
     4,
     999,
@@ -406,6 +415,116 @@ async def run_batchyard(
     }
 
 
+# -- row (c): Kueue ---------------------------------------------------------------------------
+KQ_LABEL = "kueue.x-k8s.io/queue-name"
+KQ_LOCAL = "tp-lq"
+
+
+def kueue_objects() -> list[dict[str, Any]]:
+    quota = [
+        {"name": "cpu", "nominalQuota": str(NODES * NODE_CPU)},
+        {"name": "memory", "nominalQuota": f"{NODES * 4}Ti"},
+        {"name": "pods", "nominalQuota": str(NODES * 5000)},
+    ]
+    return [
+        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ResourceFlavor", "metadata": {"name": "tp-flavor"}},
+        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ClusterQueue", "metadata": {"name": "tp-cq"},
+         "spec": {"namespaceSelector": {},
+                  "resourceGroups": [{"coveredResources": ["cpu", "memory", "pods"],
+                                      "flavors": [{"name": "tp-flavor", "resources": quota}]}]}},
+        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue",
+         "metadata": {"name": KQ_LOCAL, "namespace": NS}, "spec": {"clusterQueue": "tp-cq"}},
+    ]  # fmt: skip
+
+
+def kueue_job(name: str) -> dict[str, Any]:
+    pod = bare_pod(0)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": {KQ_LABEL: KQ_LOCAL, "bench": "kueue"}},
+        "spec": {
+            "suspend": True,
+            "parallelism": 1,
+            "completions": 1,
+            "backoffLimit": 0,
+            "template": {"metadata": {"annotations": dict(KWOK_ANN)}, "spec": pod["spec"]},
+        },
+    }
+
+
+async def run_kueue(cluster: DevCluster, jobs: int, concurrency: int) -> dict[str, Any]:
+    kueue = KueueManager(cluster)
+    kueue.start()
+    client = Client(cluster, concurrency)
+    progress = Progress(jobs)
+    stop = asyncio.Event()
+    deleting: set[str] = set()
+    tasks: set[asyncio.Task[Any]] = set()
+    jobs_path = f"/apis/batch/v1/namespaces/{NS}/jobs"
+
+    async def delete(name: str) -> None:
+        await client.send("DELETE", f"{jobs_path}/{name}", {"propagationPolicy": "Background"})
+        progress.finish(name)
+
+    def on_job(kind: str, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        conds = (obj.get("status") or {}).get("conditions") or []
+        if name in deleting or not any(
+            c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conds
+        ):
+            return
+        deleting.add(name)
+        t = asyncio.get_running_loop().create_task(delete(name))
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+
+    try:
+        cluster.apply(kueue_objects())
+        watcher = asyncio.create_task(client.watch(f"{jobs_path}?labelSelector=bench%3Dkueue", on_job, stop))
+        # Warm-up: one Job end to end proves Kueue admits; it is not counted.
+        progress.total = 1
+        status = await client.send("POST", jobs_path, kueue_job("warm-0"))
+        if status >= 300:
+            raise RuntimeError(f"creating the warm-up Job answered {status}:\n{kueue.log_tail()}")
+        await asyncio.wait_for(progress.all_done.wait(), timeout=120)
+        progress.done.clear()
+        progress.all_done.clear()
+        progress.total = jobs
+        await client.pods_gone(60)
+        await asyncio.sleep(3)  # the warm-up's Workload deletion and events land before counting
+        before_w, before_cpu = apiserver_writes(cluster), cpu_by_process(cluster, {"kueue": kueue.pid})
+        progress.start = time.monotonic()
+        statuses = await asyncio.gather(
+            *(client.send("POST", jobs_path, kueue_job(f"job-{i:06d}")) for i in range(jobs))
+        )
+        if bad := [s for s in statuses if s >= 300]:
+            raise RuntimeError(f"{len(bad)} Job creates failed (e.g. {bad[0]})")
+        await asyncio.wait_for(progress.all_done.wait(), timeout=3600)
+        result = progress.summary()
+        # The garbage collector deletes the pods and Kueue's Workloads after the Jobs.
+        await client.pods_gone(120)
+        await _workloads_gone(client, 120)
+        await asyncio.sleep(2)
+        after_w, after_cpu = apiserver_writes(cluster), cpu_by_process(cluster, {"kueue": kueue.pid})
+        stop.set()
+        watcher.cancel()
+    finally:
+        await client.close()
+        kueue.stop()
+    return {**result, "writes": _delta(after_w, before_w), "cpu": _cpu_delta(after_cpu, before_cpu)}
+
+
+async def _workloads_gone(client: Client, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    url = f"{client.base}/apis/kueue.x-k8s.io/v1beta2/namespaces/{NS}/workloads?limit=1"
+    while time.monotonic() < deadline:
+        async with client.session.get(url) as resp:
+            if not (await resp.json()).get("items"):
+                return
+        await asyncio.sleep(0.5)
+
+
 # -- report -------------------------------------------------------------------------------
 def _delta(after: Counter[str], before: Counter[str]) -> dict[str, int]:
     d = Counter(after)
@@ -454,7 +573,12 @@ def main() -> None:
     )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--py-spy", default=None, help="record the operator with py-spy (raw) into this file")
-    parser.add_argument("--only", choices=("ceiling", "batchyard"), default=None)
+    parser.add_argument("--only", choices=("ceiling", "batchyard", "kueue"), default=None)
+    parser.add_argument(
+        "--kueue",
+        action="store_true",
+        help="add row (c): Kueue with batch/v1 Jobs (builds it once if missing)",
+    )
     parser.add_argument(
         "--before-src",
         default=None,
@@ -464,10 +588,16 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {machine()}; date {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; jobs {args.jobs}, "
           f"concurrency {args.concurrency}, {NODES} kwok nodes x {NODE_CPU} vCPU")  # fmt: skip
-    print("Kueue: not attempted (row c is optional; not built here)")
     rows = ["ceiling", "batchyard"] if args.only is None else [args.only]
     if args.before_src:
         rows.append("before")
+    if args.kueue and "kueue" not in rows:
+        rows.append("kueue")
+    if "kueue" in rows:
+        ensure_kueue()
+        print(f"Kueue: v{KUEUE_VERSION} ({KUEUE_MODULE_NOTE})")
+    else:
+        print("Kueue: not run (pass --kueue for row c)")
     results: list[dict[str, Any]] = []
     for run in range(args.runs):
         row: dict[str, Any] = {}
@@ -477,6 +607,8 @@ def main() -> None:
             with fresh_cluster() as cluster:
                 if which == "ceiling":
                     row[which] = asyncio.run(run_ceiling(cluster, args.jobs, args.concurrency))
+                elif which == "kueue":
+                    row[which] = asyncio.run(run_kueue(cluster, args.jobs, args.concurrency))
                 else:
                     spy = f"{args.py_spy}.{which}.{run}" if args.py_spy else None
                     src = args.before_src if which == "before" else None
@@ -484,7 +616,7 @@ def main() -> None:
         print(f"run {run + 1} (load {Path('/proc/loadavg').read_text().split()[0]}):")
         for which in rows:
             report(which, row[which], args.jobs)
-        for which in ("batchyard", "before"):
+        for which in ("batchyard", "before", "kueue"):
             if "ceiling" in row and which in row:
                 row[f"ratio_{which}"] = row[which]["jobs_per_s"] / row["ceiling"]["jobs_per_s"]
                 print(f"  ratio {which} / ceiling: {row[f'ratio_{which}']:.2f}")
@@ -495,7 +627,7 @@ def main() -> None:
             print(
                 f"median {which}: {statistics.median(rates):.1f} jobs/s ({', '.join(f'{x:.1f}' for x in rates)})"
             )
-        for which in ("batchyard", "before"):
+        for which in ("batchyard", "before", "kueue"):
             ratios = [r[f"ratio_{which}"] for r in results if f"ratio_{which}" in r]
             if ratios:
                 medians = [statistics.median(r[w]["jobs_per_s"] for r in results) for w in (which, "ceiling")]

@@ -203,12 +203,19 @@ def ensure_binaries(log: Log = _stderr) -> Binaries:
     return bins
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """`python -m batchyard.devcluster build [--kueue]`: the control plane; with --kueue also
+    Kueue's manager (optional, for the throughput benchmark's comparison row only)."""
+    args = sys.argv[1:] if argv is None else argv
     started = time.monotonic()
     bins = ensure_binaries()
     _stderr(
         f"control-plane binaries ready in {time.monotonic() - started:.1f}s under {bins.etcd.parent.parent}"
     )
+    if "--kueue" in args:
+        from batchyard.devcluster.kueue import ensure_kueue  # optional: only with --kueue
+
+        _stderr(f"kueue ready: {ensure_kueue().binary}")
 
 
 if __name__ == "__main__":
