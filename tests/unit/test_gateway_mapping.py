@@ -641,3 +641,27 @@ def test_an_array_childs_container_shows_the_childs_exit() -> None:
     child = m.job_detail(job, ACCOUNT, 0, definition)
     assert child["container"] == {"image": "app:1", "exitCode": 3}
     assert m.job_detail(job, ACCOUNT, 1, definition)["container"] == {"image": "app:1"}
+
+
+def test_register_job_definition_over_the_24_kib_quota_is_a_client_exception() -> None:
+    from batchyard.api.jobdefinition import JobDefinitionSpec
+
+    def params(pad: int) -> dict[str, Any]:
+        return {
+            "jobDefinitionName": "big",
+            "type": "container",
+            "containerProperties": {"image": "busybox", "command": ["true"]},
+            "parameters": {**{f"p{i}": "x" * 4000 for i in range(5)}, "q": "z" * 1000, "pad": "y" * pad},
+        }
+
+    spec = {k: v for k, v in params(0).items() if k != "jobDefinitionName"}
+    at_limit = limits.MAX_DEFINITION_BYTES - limits.definition_bytes(JobDefinitionSpec.model_validate(spec))
+    assert 0 < at_limit <= 4096
+    name, registered = m.register_spec(params(at_limit))
+    assert name == "big" and registered["parameters"]["pad"] == "y" * at_limit
+    with pytest.raises(GatewayError) as err:
+        m.register_spec(params(at_limit + 1))
+    assert err.value.status == 400 and err.value.code == "ClientException"
+    assert err.value.message == limits.definition_message(
+        limits.MAX_DEFINITION_BYTES + 1, "RegisterJobDefinition"
+    )

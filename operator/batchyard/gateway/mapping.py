@@ -715,7 +715,12 @@ def register_spec(params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", aws_name):
         raise client_error("jobDefinitionName: up to 128 letters, numbers, hyphens and underscores")
     name = k8s_name(aws_name, 128)
-    validate_spec(JobDefinitionSpec, body)
+    # AWS's RegisterJobDefinition quota (24 KiB), counted as the admission webhook counts it:
+    # refused before anything is written (without the webhook the operator would only refuse
+    # the stored revision).
+    problem = limits.definition_problem(validated(JobDefinitionSpec, body), "RegisterJobDefinition")
+    if problem is not None:
+        raise client_error(problem)
     return name, body
 
 
