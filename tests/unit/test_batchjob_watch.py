@@ -157,3 +157,12 @@ def test_a_term_lost_while_listing_stops_its_watches() -> None:
         assert memo.engine.tasks == [] and memo.engine.state is None
 
     asyncio.run(main())
+
+
+def test_kopf_streams_no_batchjobs() -> None:
+    """kopf watches only the kinds it has event handlers for; BatchJobs are ours (the admission
+    webhook for them is kopf's, and needs no stream)."""
+    registry = kopf.get_default_registry()
+    watched = {h.selector.any_name for h in registry._watching.get_all_handlers() if h.selector is not None}
+    assert "batchjobs" not in watched
+    assert {"jobdefinitions", *handlers.CLUSTER_PLURALS} <= watched
