@@ -49,8 +49,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=args.log_level.upper(), format=fmt)
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        # kopf logs "Handler 'batchjob_event' succeeded." at INFO for every watch event: several
-        # lines per job, no information, measurable CPU at thousands of jobs (issue 14). Its
+        # kopf logs "Handler '...' succeeded." at INFO for every watch event (BatchJobs no longer
+        # go through kopf, the other kinds do): no information, measurable CPU (issue 14). Its
         # warnings and errors still show; --log-level DEBUG shows every line.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     defaults = Options.from_env(leader_election_default=True)

@@ -245,25 +245,31 @@ class ArraySteps:
         children = record.children
         assert children is not None
         sched = self.book.scheduler
-        for state in (JobState.RUNNABLE, JobState.STARTING, JobState.RUNNING):
+        # RUNNABLE children in one hand-over per array (a million of them after a restart).
+        runnable = []
+        for index in children.in_state(JobState.RUNNABLE):
+            child = ref.child(index)
+            view = host.child_view(child, retried=children.attempt_of(index) > 1)
+            if view is not None:
+                runnable.append(view)
+                self.book.held.add(child)
+        sched.add_runnables(runnable, now)
+        for state in (JobState.STARTING, JobState.RUNNING):
             for index in children.in_state(state):
                 child = ref.child(index)
                 view = host.child_view(child, retried=children.attempt_of(index) > 1)
                 if view is None:
                     continue
-                if state is JobState.RUNNABLE:
-                    sched.add_runnable(view, now)
-                else:
-                    # Charge the child where its pod runs (the pod's compute-environment label),
-                    # not where the parent's last child went.
-                    pod = host.child_pod(self.child_pod_name(record, index))
-                    ce = (
-                        (pod.compute_environment if pod is not None else None)
-                        or record.status.computeEnvironment
-                        or ""
-                    )
-                    node = pod.obs.node if pod is not None else None
-                    sched.add_running(view, ce, node, now, state=state.value)
+                # Charge the child where its pod runs (the pod's compute-environment label),
+                # not where the parent's last child went.
+                pod = host.child_pod(self.child_pod_name(record, index))
+                ce = (
+                    (pod.compute_environment if pod is not None else None)
+                    or record.status.computeEnvironment
+                    or ""
+                )
+                node = pod.obs.node if pod is not None else None
+                sched.add_running(view, ce, node, now, state=state.value)
                 self.book.held.add(child)
         # Pending children may be waiting on dependencies that finished while we were away.
         record.dirty_children |= set(children.in_state(JobState.PENDING))

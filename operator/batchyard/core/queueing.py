@@ -66,6 +66,20 @@ class QueueBacklog:
         h.live += 1
         self.live += 1
 
+    def push_many(self, share: str, items: list[HeapItem]) -> None:
+        """``push`` of each item: heapified once when they outnumber the heap, else pushed."""
+        h = self.shares.get(share)
+        if h is None:
+            h = self.shares[share] = ShareHeap()
+        if len(items) > len(h.items):
+            h.items.extend(items)
+            heapq.heapify(h.items)
+        else:
+            for item in items:
+                heapq.heappush(h.items, item)
+        h.live += len(items)
+        self.live += len(items)
+
     def discard(self, share: str, valid: Valid) -> None:
         """One live item of ``share`` became stale (it stays in the heap until it surfaces)."""
         h = self.shares[share]

@@ -439,6 +439,77 @@ class Scheduler:
         self._fs(job.queue).job_joined(entry.share)
         return None
 
+    def add_runnables(self, jobs: Iterable[JobView], now: float) -> list[Cancel]:
+        """``add_runnable`` for many jobs (an array's RUNNABLE children after a restart): the
+        same state as one call per job in this order, with the per-queue bookkeeping (counts,
+        demand, fair-share membership) done once per run of jobs of one queue and share, and
+        a backlog that grows by more than its size heapified once instead of pushed per job.
+        A job the scheduler already holds, one that waited, or one whose share identifier is not
+        active yet goes through ``add_runnable`` (the only paths that can refuse or undo)."""
+        cancels: list[Cancel] = []
+        run: list[_Entry] = []
+        held, waiting, seq = self._jobs, self._waiting, self._seq  # locals: a million turns
+        run_queue, run_share = "", ""
+        for job in jobs:
+            key, share = job.key, job.share_identifier
+            slow = (
+                key in held  # also one earlier in this run: it is entered at once
+                or (waiting and key in waiting)
+                or (share is not None and share not in self._fs(job.queue).live_jobs)
+            )
+            if slow or (run and (run_queue != job.queue or run_share != (share or ""))):
+                self._enqueue_run(run)
+                run = []
+            if slow:
+                cancel = self.add_runnable(job, now)
+                if cancel is not None:
+                    cancels.append(cancel)
+                continue
+            if not run:
+                run_queue, run_share = job.queue, share or ""
+            entry = _Entry(job, next(seq), run_share)
+            held[key] = entry
+            run.append(entry)
+        self._enqueue_run(run)
+        return cancels
+
+    def _enqueue_run(self, run: list[_Entry]) -> None:
+        """Enqueue new entries (already in ``_jobs``) of one queue and one share identifier
+        (an active one, or none)."""
+        if not run:
+            return
+        queue, share = run[0].job.queue, run[0].share
+        backlog = self._backlogs.get(queue)
+        if backlog is None:
+            backlog = self._backlogs[queue] = QueueBacklog(queue)
+        q = self._world.queues.get(queue)
+        fair = q is not None and q.policy is not None
+        # queueing.order_key, inlined (a million calls); test_add_runnables compares the heaps.
+        items = [
+            (
+                -e.job.scheduling_priority if fair and e.job.share_identifier is not None else 0,
+                0 if e.job.retried else 1,
+                e.job.submitted_at,
+                e.seq,
+                e.job.key,
+            )
+            for e in run
+        ]
+        backlog.push_many(share, items)
+        # An array's children share one demand object: one multiplication, not a sum per child.
+        first = run[0].job.demand
+        if all(e.job.demand is first for e in run):
+            n = len(run)
+            added = Resources(first.milli_cpu * n, first.memory_mib * n, first.gpus * n)
+        else:
+            added = ZERO
+            for e in run:
+                added = added + e.job.demand
+        self._demand[queue] = self._demand.get(queue, ZERO) + added
+        self._count(queue, RUNNABLE, len(run))
+        fs = self._fs(queue)
+        fs.live_jobs[share] = fs.live_jobs.get(share, 0) + len(run)
+
     def note_waiting(self, key: JobKey, queue: str, share_identifier: str, now: float) -> Cancel | None:
         """A SUBMITTED or PENDING job with a share identifier makes that identifier active (AWS
         counts those states). Returns a Cancel when it would add a 501st active share identifier
