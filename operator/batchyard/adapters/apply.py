@@ -23,6 +23,7 @@ Pod names are deterministic per job and attempt, so every write here is idempote
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -474,6 +475,15 @@ async def _gather_limited(sem: asyncio.Semaphore, coros: Iterable[Awaitable[None
         async with sem:
             await c
 
-    for result in await asyncio.gather(*(run(c) for c in coros), return_exceptions=True):
+    pending = list(coros)
+    try:
+        results = await asyncio.gather(*(run(c) for c in pending), return_exceptions=True)
+    finally:
+        # Cancelled (a leader term ending) while some actions still waited for the semaphore:
+        # those never started; close them rather than leave them to be collected unawaited.
+        for c in pending:
+            if inspect.iscoroutine(c) and inspect.getcoroutinestate(c) == inspect.CORO_CREATED:
+                c.close()
+    for result in results:
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
             log.error("an API action failed: %r", result)
