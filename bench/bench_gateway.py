@@ -18,11 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -54,6 +57,18 @@ def setup(cluster: DevCluster) -> tuple[str, str]:
     return key_id, secret
 
 
+def profile_apiserver(cluster: DevCluster, seconds: int, out: Path) -> None:
+    """kube-apiserver's own CPU profile (/debug/pprof/profile) for `seconds`, into `out`
+    (read it with `go tool pprof -top -cum out`)."""
+    ctx = ssl.create_default_context(cafile=str(cluster.ca_file))
+    req = urllib.request.Request(
+        f"{cluster.server}/debug/pprof/profile?seconds={seconds}",
+        headers={"Authorization": f"Bearer {cluster.token}"},
+    )
+    with urllib.request.urlopen(req, context=ctx, timeout=seconds + 60) as resp:
+        out.write_bytes(resp.read())
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -75,6 +90,11 @@ def main() -> None:
         "--py-spy",
         type=Path,
         help="record the gateway with py-spy (a dev tool, not a dependency) into FILE: collapsed stacks, GIL holders only",
+    )
+    parser.add_argument(
+        "--pprof",
+        type=Path,
+        help="after the rounds, profile kube-apiserver (Go pprof, 20 s) during each side alone into DIR/apiserver-SIDE.pprof",
     )
     args = parser.parse_args()
     import boto3
@@ -99,7 +119,7 @@ def main() -> None:
         while "AWS Batch API on" not in (workdir / "gateway.log").read_text():
             time.sleep(0.1)
 
-        local = __import__("threading").local()
+        local = threading.local()
 
         # The plain creates run as the same ServiceAccount the key impersonates (its own token),
         # so both sides pay the same RBAC evaluation; the cluster's admin token would take the
@@ -187,6 +207,19 @@ def main() -> None:
             spy.send_signal(__import__("signal").SIGINT)
             spy.wait(60)
         ratios = [g / d for g, d in zip(gateway_rates, direct_rates, strict=True)]
+        if args.pprof:
+            args.pprof.mkdir(parents=True, exist_ok=True)
+            for side, one in (("direct", direct), ("gateway", via_gateway)):
+                out = args.pprof / f"apiserver-{side}.pprof"
+                done = threading.Event()
+                fetch = threading.Thread(
+                    target=lambda o=out, e=done: (profile_apiserver(cluster, 20, o), e.set())
+                )
+                fetch.start()
+                while not done.is_set():
+                    rate(args.jobs, args.clients, one)
+                fetch.join()
+                print(f"kube-apiserver CPU profile with {side} requests only: {out}")
 
         sample = ids[:100]
         latencies = []

@@ -15,7 +15,7 @@ from fake_kube import FakeKube, one_job_state
 from batchyard.adapters.controller import Controller, Settings
 from batchyard.adapters.state import JobEntry
 from batchyard.core.jobref import JobRef
-from batchyard.core.lifecycle import runnable_write_hold, starting_write_hold
+from batchyard.core.lifecycle import detail_write_hold, runnable_write_hold, starting_write_hold
 from batchyard.render.names import LABEL_JOB_UID
 
 KEY = JobRef("ns", "j")
@@ -217,3 +217,76 @@ def test_a_burst_beyond_the_budget_is_written_once_each_when_its_pods_run() -> N
     cycle(controller)
     assert job_writes(kube) == 2
     assert {e.written["status"] for e in controller.state.jobs.values()} == {"RUNNING"}
+
+
+# --- a pod bound to a node while its job shows STARTING: the nodeName waits for RUNNING ---------
+
+A1 = {"attempt": 1, "podName": "j-a1", "computeEnvironment": "ce"}
+SHOWN = {"status": "STARTING", "jobId": "u1", "observedGeneration": 1, "attempts": [A1]}
+BOUND = {**SHOWN, "attempts": [{**A1, "nodeName": "node-a"}]}
+
+
+@pytest.mark.parametrize(
+    ("written", "new", "dispatched_at", "now", "delay", "expected"),
+    [
+        (SHOWN, BOUND, T, T + 5, 10.0, T + 10),  # only the node: held
+        (SHOWN, BOUND, T, T + 10, 10.0, None),  # the hold is over: written
+        (SHOWN, BOUND, T, T + 5, 0.0, None),  # no hold configured
+        (SHOWN, BOUND, None, T + 5, 10.0, None),  # not dispatched by this operator
+        (BOUND, {**BOUND, "attempts": [{**A1, "nodeName": "node-b"}]}, T, T + 5, 10.0, T + 10),
+        (SHOWN, {**BOUND, "status": "RUNNING"}, T, T + 5, 10.0, None),  # a state change
+        (SHOWN, {**BOUND, "statusReason": "x"}, T, T + 5, 10.0, None),  # a reason to show
+        (SHOWN, {**BOUND, "observedGeneration": 2}, T, T + 5, 10.0, None),  # a spec change seen
+        (SHOWN, {**BOUND, "attempts": [{**A1, "nodeName": "node-a", "exitCode": 1}]}, T, T + 5, 10.0, None),
+        (SHOWN, {**BOUND, "attempts": [A1, {**A1, "attempt": 2}]}, T, T + 5, 10.0, None),  # a new attempt
+        ({**SHOWN, "attempts": []}, {**SHOWN, "attempts": []}, T, T + 5, 10.0, None),  # nothing differs
+        (SHOWN, SHOWN, T, T + 5, 10.0, None),
+        ({}, BOUND, T, T + 5, 10.0, None),  # never written: not a detail (the whole status)
+    ],
+)
+def test_detail_write_hold(
+    written: dict[str, Any],
+    new: dict[str, Any],
+    dispatched_at: float | None,
+    now: float,
+    delay: float,
+    expected: float | None,
+) -> None:
+    assert detail_write_hold(written, new, dispatched_at, now, delay) == expected
+
+
+def test_a_pods_node_rides_with_the_running_write() -> None:
+    kube = FakeKube()
+    settings = Settings(starting_write_delay_seconds=0, detail_write_delay_seconds=60)
+    controller = Controller(kube, one_job_state(), settings)  # type: ignore[arg-type]
+    cycle(controller)
+    assert kube.count("patch_status", JOB_STATUS) == 1  # STARTING, no hold configured for it
+    assert "nodeName" not in job(controller).written["attempts"][0]
+    bound = running_pod(phase="Pending") | {"status": {"phase": "Pending"}}
+    controller.state.upsert_pod(bound)
+    cycle(controller)
+    assert kube.count("patch_status", JOB_STATUS) == 1  # only the node: held
+    assert job(controller).status.attempts[0].nodeName == "node-a"
+    assert job(controller).wake_at is not None
+    controller.state.upsert_pod(running_pod())
+    cycle(controller)
+    assert kube.count("patch_status", JOB_STATUS) == 2
+    written = job(controller).written
+    assert (written["status"], written["attempts"][0]["nodeName"]) == ("RUNNING", "node-a")
+
+
+def test_a_pods_node_is_written_when_the_detail_hold_ends() -> None:
+    kube = FakeKube()
+    settings = Settings(starting_write_delay_seconds=0, detail_write_delay_seconds=60)
+    controller = Controller(kube, one_job_state(), settings)  # type: ignore[arg-type]
+    cycle(controller)
+    controller.state.upsert_pod(running_pod(phase="Pending") | {"status": {"phase": "Pending"}})
+    cycle(controller)
+    assert kube.count("patch_status", JOB_STATUS) == 1
+    entry = job(controller)
+    assert entry.dispatched_at is not None
+    entry.dispatched_at -= 61  # the hold is over
+    controller.state.dirty_jobs.add(KEY)
+    cycle(controller)
+    assert kube.count("patch_status", JOB_STATUS) == 2
+    assert (entry.written["status"], entry.written["attempts"][0]["nodeName"]) == ("STARTING", "node-a")

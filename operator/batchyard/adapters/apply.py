@@ -375,7 +375,17 @@ class Executor:
         else:
             new = entry.status.model_dump(mode="json", exclude_none=True)
             new["observedGeneration"] = entry.job.metadata.generation
-            patch = status_diff(entry.written, new)
+            detail = (
+                lifecycle.detail_write_hold(
+                    entry.written, new, entry.dispatched_at, now, self.settings.detail_write_delay_seconds
+                )
+                if may_hold
+                else None
+            )
+            if detail is not None:
+                entry.wake_at = detail if entry.wake_at is None else min(entry.wake_at, detail)
+            else:
+                patch = status_diff(entry.written, new)
         if patch:
             if not self.write_backoff.ready(ref, now):
                 self._retry_write_later(ref, entry)  # still backing off: no request now

@@ -37,6 +37,11 @@ class Settings:
     # Default 2 s, not longer: while held, the job reads RUNNABLE though its pod exists (and a
     # CancelJob then finds it STARTING, too late to cancel, as in AWS once a job left RUNNABLE).
     starting_write_delay_seconds: float = 2.0
+    # A status write that would only add a detail (the attempt's nodeName when its pod is bound,
+    # core.lifecycle.DETAIL_ATTEMPT_FIELDS) waits for the job's next change, at most this long
+    # after the dispatch (core.lifecycle.detail_write_hold); 0 writes it at once. Env
+    # BATCHYARD_DETAIL_WRITE_DELAY_SECONDS.
+    detail_write_delay_seconds: float = 10.0
     # hostNetwork of an eksProperties job that does not set it. AWS defaults it to true, but Pod
     # Security baseline and restricted refuse host networking, so Batchyard defaults to false;
     # BATCHYARD_EKS_HOST_NETWORK=true (Helm operator.eksHostNetworkDefault) restores AWS's default.

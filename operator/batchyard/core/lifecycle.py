@@ -31,7 +31,7 @@ Time is an argument (epoch seconds); statuses carry RFC 3339 strings.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from batchyard.api.batchjob import AttemptContainerDetail, AttemptDetail, BatchJob, BatchJobStatus
@@ -829,6 +829,46 @@ def runnable_write_hold(
     if created is None:
         return None
     until = created + delay
+    return until if now < until else None
+
+
+# Attempt fields a pod reports on its own before it runs, which say nothing a person acts on
+# while the job's state stays the same: written with the job's next change (or at the hold's end).
+DETAIL_ATTEMPT_FIELDS = frozenset({"nodeName"})
+
+
+def detail_only(written: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether the status `new` differs from what the API server shows (`written`, both as JSON)
+    only in the current attempts' DETAIL_ATTEMPT_FIELDS: the same state, reason, conditions and
+    attempts, each with the same fields but those. Nothing else is ever a detail."""
+    keys = (set(written) | set(new)) - {"attempts"}
+    if any(written.get(k) != new.get(k) for k in keys):
+        return False
+    old_attempts, new_attempts = written.get("attempts") or [], new.get("attempts") or []
+    if len(old_attempts) != len(new_attempts) or old_attempts == new_attempts:
+        return False
+    for a, b in zip(old_attempts, new_attempts, strict=True):
+        if {k: v for k, v in a.items() if k not in DETAIL_ATTEMPT_FIELDS} != {
+            k: v for k, v in b.items() if k not in DETAIL_ATTEMPT_FIELDS
+        }:
+            return False
+    return True
+
+
+def detail_write_hold(
+    written: Mapping[str, Any], new: Mapping[str, Any], dispatched_at: float | None, now: float, delay: float
+) -> float | None:
+    """Until when a status write that would only add a detail waits (None: write now).
+
+    A pod bound to a node while its job is STARTING gives the attempt its nodeName, but the job
+    shows nothing new to act on: written at once, it is one more status patch per job in
+    every busy burst (issue 14: a third of the jobs paid it). Held, it rides with the job's next
+    write (RUNNING, as a rule), or is written when the hold ends: `delay` after the dispatch, so
+    a pod that stays pending shows its node soon anyway. Nothing is lost while held: the pod
+    carries the node, and a restarted operator reads it from there."""
+    if delay <= 0 or dispatched_at is None or not detail_only(written, new):
+        return None
+    until = dispatched_at + delay
     return until if now < until else None
 
 

@@ -153,19 +153,25 @@ def build_etcd(root: Path, out: Path, log: Log) -> None:
     _run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "."], work, log)
 
 
+def go_install(package: str, out: Path, work: Path, log: Log) -> None:
+    """`go install package@version` with its binary put in `out` (GOBIN): for modules whose
+    go.mod has no `replace` lines (kwok, Kueue), which `go install pkg@v` accepts."""
+    args = ["go", "install", "-trimpath", "-ldflags", "-s -w", package]
+    log(f"  $ GOBIN={out} {' '.join(args)}")
+    proc = subprocess.run(
+        args, cwd=work, env={**_go_env(), "GOBIN": str(out)}, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"go install {package} failed:\n{proc.stderr[-4000:]}")
+
+
 def build_kwok(root: Path, out: Path, log: Log) -> None:
     """kwok's go.mod has no replaces, so `go install` works; its stage YAMLs come from the module."""
     out.mkdir(parents=True, exist_ok=True)
     work = root / "build"
     work.mkdir(parents=True, exist_ok=True)
     env_out = _run(["go", "env", "GOMODCACHE"], work, log).strip()
-    args = ["go", "install", "-trimpath", "-ldflags", "-s -w", f"sigs.k8s.io/kwok/cmd/kwok@v{KWOK_VERSION}"]
-    log(f"  $ GOBIN={out} {' '.join(args)}")
-    proc = subprocess.run(
-        args, cwd=work, env={**_go_env(), "GOBIN": str(out)}, capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"kwok install failed:\n{proc.stderr[-4000:]}")
+    go_install(f"sigs.k8s.io/kwok/cmd/kwok@v{KWOK_VERSION}", out, work, log)
     stages = out / "stages"
     stages.mkdir(exist_ok=True)
     src = Path(env_out) / f"sigs.k8s.io/kwok@v{KWOK_VERSION}" / "kustomize" / "stage"

@@ -41,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from batchyard.devcluster.build import Log, _check_go, _go_env, _run, _stderr, cache_root
+from batchyard.devcluster.build import Log, _check_go, _run, _stderr, cache_root, go_install
 from batchyard.devcluster.cluster import DevCluster, free_port
 
 KUEUE_VERSION = "0.17.0"
@@ -78,13 +78,7 @@ def build_kueue(root: Path, files: KueueFiles, log: Log) -> None:
     src = Path(info["Dir"])
     out = files.binary.parent
     out.mkdir(parents=True, exist_ok=True)
-    args = ["go", "install", "-trimpath", "-ldflags", "-s -w", f"{KUEUE_MODULE}/cmd/kueue@v{KUEUE_VERSION}"]
-    log(f"  $ GOBIN={out} {' '.join(args)}")
-    proc = subprocess.run(
-        args, cwd=work, env={**_go_env(), "GOBIN": str(out)}, capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"kueue install failed:\n{proc.stderr[-4000:]}")
+    go_install(f"{KUEUE_MODULE}/cmd/kueue@v{KUEUE_VERSION}", out, work, log)
     files.crds.mkdir(exist_ok=True)
     for crd in sorted((src / "config" / "components" / "crd" / "bases").glob("*.yaml")):
         shutil.copyfile(crd, files.crds / crd.name)

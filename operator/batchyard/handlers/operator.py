@@ -163,6 +163,9 @@ def settings_from_env(served_namespaces: tuple[str, ...] = ()) -> Settings:
         starting_write_delay_seconds=float(
             env("BATCHYARD_STARTING_WRITE_DELAY_SECONDS") or Settings.starting_write_delay_seconds
         ),
+        detail_write_delay_seconds=float(
+            env("BATCHYARD_DETAIL_WRITE_DELAY_SECONDS") or Settings.detail_write_delay_seconds
+        ),
     )
 
 
