@@ -33,6 +33,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from batchyard.api.batchjob import AttemptContainerDetail, AttemptDetail, BatchJob, BatchJobStatus
 from batchyard.core import deps, jobstate, limits
