@@ -40,8 +40,10 @@ class Settings:
     # A status write that would only add a detail (the attempt's nodeName when its pod is bound,
     # core.lifecycle.DETAIL_ATTEMPT_FIELDS) waits for the job's next change, at most this long
     # after the dispatch (core.lifecycle.detail_write_hold); 0 writes it at once. Env
-    # BATCHYARD_DETAIL_WRITE_DELAY_SECONDS.
-    detail_write_delay_seconds: float = 10.0
+    # BATCHYARD_DETAIL_WRITE_DELAY_SECONDS. 30 s: in a 2,000-job burst on kwok pods were bound
+    # 14 s and ran 28 s after their dispatch (bench/RESULTS.md); a pod that binds in a quiet
+    # cluster shows its node with RUNNING, or 30 s after the dispatch if it is still pending.
+    detail_write_delay_seconds: float = 30.0
     # hostNetwork of an eksProperties job that does not set it. AWS defaults it to true, but Pod
     # Security baseline and restricted refuse host networking, so Batchyard defaults to false;
     # BATCHYARD_EKS_HOST_NETWORK=true (Helm operator.eksHostNetworkDefault) restores AWS's default.
