@@ -270,7 +270,7 @@ def test_batchjob_status_writes_pay_for_no_rule_at_the_root_or_spec() -> None:
 
 def test_batchjob_policy_matches_the_object_not_its_status_and_names_every_immutable_field() -> None:
     from batchyard.api import BatchJob
-    from batchyard.api.batchjob import _IMMUTABLE
+    from batchyard.api.batchjob import _IMMUTABLE, immutable_message
     from batchyard.api.crdgen import policy_for
 
     policy, binding = policy_for(BatchJob)
@@ -285,13 +285,16 @@ def test_batchjob_policy_matches_the_object_not_its_status_and_names_every_immut
     ]
     assert policy["spec"]["failurePolicy"] == "Fail"
     assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
-    messages = [v["message"] for v in policy["spec"]["validations"]]
+    # One rule for every immutable field (the API server pays per rule), naming the field.
+    (rule,) = [v for v in policy["spec"]["validations"] if "oldObject" in v["expression"]]
+    assert rule["expression"].startswith("oldObject == null || (")  # a CREATE evaluates no more
     for field in _IMMUTABLE:
-        assert f"spec.{field} is immutable: it can't be set, changed or removed after submission" in messages
-    # Every transition rule lets a CREATE through (oldObject is null then).
-    for v in policy["spec"]["validations"]:
-        if "oldObject" in v["expression"]:
-            assert v["expression"].startswith("oldObject == null || ")
+        assert f"object.spec.{field} == oldObject.spec.{field}" in rule["expression"]
+        assert f'"{immutable_message(field)}"' in rule["messageExpression"]
+    assert immutable_message("jobQueue") == (
+        "spec.jobQueue is immutable: it can't be set, changed or removed after submission"
+    )
+    assert len(policy["spec"]["validations"]) == 6
     files = all_crds()
     assert "batchyard.io_batchjobs.policy.yaml" in files
     assert "batchyard.io_batchjobs.policybinding.yaml" in files

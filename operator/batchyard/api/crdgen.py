@@ -276,6 +276,13 @@ def render(crd: dict[str, Any]) -> str:
     return HEADER + body
 
 
+def _validation(expression: str, message: str, message_expression: str | None = None) -> dict[str, Any]:
+    out = {"expression": expression, "message": message, "reason": "Invalid"}
+    if message_expression is not None:
+        out["messageExpression"] = message_expression
+    return out
+
+
 def policy_for(kind: type[KubeObject]) -> list[dict[str, Any]]:
     """The kind's ValidatingAdmissionPolicy and its binding, for its ADMISSION_RULES (else none).
 
@@ -303,10 +310,7 @@ def policy_for(kind: type[KubeObject]) -> list[dict[str, Any]]:
                     }
                 ]
             },
-            "validations": [
-                {"expression": expr, "message": message, "reason": "Invalid"}
-                for expr, message in kind.ADMISSION_RULES
-            ],
+            "validations": [_validation(*rule) for rule in kind.ADMISSION_RULES],
         },
     }
     binding = {
