@@ -232,6 +232,12 @@ def test_array_of_ten_with_status_summary_and_children(
     children = {j["jobId"]: j for j in batch.describe_jobs(jobs=[f"{parent}:{i}" for i in range(10)])["jobs"]}
     assert children[f"{parent}:7"]["status"] == "FAILED"
     assert children[f"{parent}:7"]["attempts"][-1]["container"]["exitCode"] == 3
+    # Per child, as AWS: its times and its attempt's log (the failed attempt's pod, kept).
+    failed = children[f"{parent}:7"]
+    assert 0 < failed["startedAt"] <= failed["stoppedAt"]
+    log_stream = failed["attempts"][-1]["container"]["logStreamName"]
+    assert log_stream.startswith("pod/") and failed["container"]["logStreamName"] == log_stream
+    devcluster.kubectl("get", "-n", namespace, log_stream)  # the pod it names is there
     assert children[f"{parent}:3"]["status"] == "SUCCEEDED" and children[f"{parent}:3"][
         "arrayProperties"
     ] == {"index": 3}
@@ -259,6 +265,11 @@ def test_n_to_n_between_arrays_and_a_job_depending_on_an_array(
     )["jobId"]
     assert wait_job(batch, second, *DONE, timeout=90)["status"] == "SUCCEEDED"
     assert describe(batch, first)["stoppedAt"] <= describe(batch, second)["stoppedAt"]
+    # N_TO_N, per child: child i of the second array starts after child i of the first stopped
+    # (whole seconds: pod times have second precision).
+    for i in range(3):
+        before, after_i = describe(batch, f"{first}:{i}"), describe(batch, f"{second}:{i}")
+        assert after_i["startedAt"] // 1000 >= before["stoppedAt"] // 1000, (before, after_i)
     single = wait_job(batch, after, *DONE, timeout=90)
     assert single["status"] == "SUCCEEDED" and [d["jobId"] for d in single["dependsOn"]] == [first]
     parent = describe(batch, first)

@@ -173,7 +173,43 @@ def test_array_parent_and_children_from_index_ranges() -> None:
     child = m.job_detail(job, ACCOUNT, 2)
     assert child["jobId"] == "p:2" and child["status"] == "FAILED"
     assert child["arrayProperties"] == {"index": 2}
-    assert child["attempts"] == [{"container": {"exitCode": 3, "reason": "Error"}}]
+    assert child["attempts"] == [
+        {
+            "container": {"exitCode": 3, "reason": "Error", "logStreamName": "pod/j-2-a1"},
+            "statusReason": "Essential container in task exited",
+        }
+    ]
+    assert "startedAt" not in child and "stoppedAt" not in child  # times not kept for it
+
+
+def test_an_array_childs_times_attempt_log_and_reason() -> None:
+    """AWS reports startedAt/stoppedAt, the attempt's log stream and the statusReason per child."""
+    job = (
+        a_job("p").spec(arrayProperties={"size": 3})
+        .status(status="RUNNING", arrayProperties={
+            "children": {"states": {"FAILED": "0", "RUNNING": "1", "SUBMITTED": "2"},
+                         "attempts": {"3": "0"},
+                         "lastExits": {"0": {"exitCode": 137, "reason": "OOMKilled",
+                                             "statusReason": "OutOfMemoryError: Container killed"}},
+                         "times": {"0": "1767225601000-1767225605000", "1": "1767225602000-"}}})
+        .build()
+    )  # fmt: skip
+    failed = m.job_detail(job, ACCOUNT, 0)
+    assert (failed["startedAt"], failed["stoppedAt"]) == (1767225601000, 1767225605000)
+    assert failed["statusReason"] == "OutOfMemoryError: Container killed"
+    assert failed["attempts"] == [
+        {
+            "container": {"exitCode": 137, "reason": "OOMKilled", "logStreamName": "pod/j-0-a3"},
+            "startedAt": 1767225601000,
+            "stoppedAt": 1767225605000,
+            "statusReason": "OutOfMemoryError: Container killed",
+        }
+    ]
+    running = m.job_detail(job, ACCOUNT, 1)
+    assert running["startedAt"] == 1767225602000 and "stoppedAt" not in running
+    assert running["attempts"] == [] and "statusReason" not in running
+    waiting = m.job_detail(job, ACCOUNT, 2)
+    assert "startedAt" not in waiting and waiting["attempts"] == []
 
 
 # --- ListJobs --------------------------------------------------------------------------------------
@@ -639,7 +675,7 @@ def test_an_array_childs_container_shows_the_childs_exit() -> None:
         .build()
     )  # fmt: skip
     child = m.job_detail(job, ACCOUNT, 0, definition)
-    assert child["container"] == {"image": "app:1", "exitCode": 3}
+    assert child["container"] == {"image": "app:1", "exitCode": 3, "logStreamName": "pod/j-0-a1"}
     assert m.job_detail(job, ACCOUNT, 1, definition)["container"] == {"image": "app:1"}
 
 

@@ -32,6 +32,7 @@ from batchyard.api import (
 from batchyard.core import limits
 from batchyard.core.arrays import RangeSet
 from batchyard.gateway.errors import client_error
+from batchyard.render.names import pod_name
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -241,10 +242,16 @@ def node_state(obj: Mapping[str, Any], node: Mapping[str, Any]) -> str:
     return str(node.get("status") or job_state(obj))
 
 
+# What an attempt shows in AWS's AttemptContainerDetail / ContainerDetail. logStreamName is
+# `pod/<pod>` here (status.attempts[].logStreamName: `kubectl logs` or `batchyard logs` reads it
+# while the pod is kept), where AWS names a CloudWatch Logs stream.
+_ATTEMPT_CONTAINER_FIELDS = ("exitCode", "reason", "logStreamName")
+
+
 def _attempts(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
     out = []
     for a in _status(obj).get("attempts") or []:
-        container = _drop_none({"exitCode": a.get("exitCode"), "reason": a.get("reason")})
+        container = _drop_none({k: a.get(k) for k in _ATTEMPT_CONTAINER_FIELDS})
         out.append(
             _drop_none(
                 {
@@ -397,7 +404,7 @@ def job_detail(
     }
     attempts = st.get("attempts") or []
     last = attempts[-1] if attempts else None
-    exit_ = _drop_none({"exitCode": last.get("exitCode"), "reason": last.get("reason")}) if last else {}
+    exit_ = _drop_none({k: last.get(k) for k in _ATTEMPT_CONTAINER_FIELDS}) if last else {}
     if jd.get("containerProperties"):
         detail["container"] = {**container_detail(jd["containerProperties"], spec.get("containerOverrides") or {}),
                                **exit_}  # fmt: skip
@@ -426,14 +433,34 @@ def job_detail(
         }
     elif array and index is not None:
         detail.update(_child_overlay(obj, account, index))
+        log_stream = detail.pop("_logStreamName")
         detail.pop("eksAttempts", None)  # a child's attempts are not kept one by one
         if "container" in detail:
             last_exit = (detail["attempts"] or [{}])[-1].get("container") or {}
             detail["container"] = {
-                **{k: v for k, v in detail["container"].items() if k not in ("exitCode", "reason")},
+                **{k: v for k, v in detail["container"].items() if k not in _ATTEMPT_CONTAINER_FIELDS},
+                **_drop_none({"logStreamName": log_stream}),
                 **last_exit,
             }
     return _drop_none(detail)
+
+
+def _child_times(children: Mapping[str, Any], index: int) -> tuple[int | None, int | None]:
+    """A child's startedAt/stoppedAt (epoch ms) of its current or last attempt, as the operator
+    keeps them (`children.times`, "started-stopped", for at most 500 children)."""
+    text = (children.get("times") or {}).get(str(index))
+    if not isinstance(text, str):
+        return None, None
+    started, _, stopped = text.partition("-")
+    return (int(started) if started.isdigit() else None), (int(stopped) if stopped.isdigit() else None)
+
+
+def _child_attempt(children: Mapping[str, Any], index: int) -> int:
+    """A child's current attempt number (`children.attempts` lists attempts 2 and up)."""
+    for number, ranges in (children.get("attempts") or {}).items():
+        if index in RangeSet.parse(str(ranges)):
+            return int(number)
+    return 1
 
 
 def _child_overlay(obj: Mapping[str, Any], account: Account, index: int) -> dict[str, Any]:
@@ -441,24 +468,44 @@ def _child_overlay(obj: Mapping[str, Any], account: Account, index: int) -> dict
     state = child_states(obj).get(index, "SUBMITTED")
     children = ((_status(obj).get("arrayProperties") or {}).get("children")) or {}
     last = (children.get("lastExits") or {}).get(str(index))
+    started, stopped = _child_times(children, index)
+    finished = state in ("SUCCEEDED", "FAILED")
+    # The attempt's log, as the parent's attempts name it (status.attempts[].logStreamName): the
+    # child's deterministic pod name.
+    pod = pod_name(str(obj["metadata"]["name"]), _child_attempt(children, index), index)
+    log_stream = f"pod/{pod}" if last or started is not None else None
+    status_reason = None
+    if finished and last:
+        status_reason = last.get("statusReason") or "Essential container in task exited"
     out: dict[str, Any] = {
         "jobArn": account.arn("job", f"{uid}:{index}"),
         "jobId": f"{uid}:{index}",
         "jobName": job_name(obj),
         "status": state,
-        "statusReason": None,
+        "statusReason": status_reason,
         "arrayProperties": {"index": index},
         "attempts": [
-            {"container": _drop_none({"exitCode": last.get("exitCode"), "reason": last.get("reason")})}
+            _drop_none(
+                {
+                    "container": _drop_none(
+                        {
+                            "exitCode": last.get("exitCode"),
+                            "reason": last.get("reason"),
+                            "logStreamName": log_stream,
+                        }
+                    ),
+                    "startedAt": started,
+                    "stoppedAt": stopped,
+                    "statusReason": status_reason,
+                }
+            )
         ]
         if last
         else [],
-        "startedAt": None,
-        "stoppedAt": None,
+        "startedAt": started,
+        "stoppedAt": stopped if finished else None,
+        "_logStreamName": log_stream,
     }
-    out["statusReason"] = (
-        "Essential container in task exited" if state in ("SUCCEEDED", "FAILED") and last else None
-    )
     return out
 
 
