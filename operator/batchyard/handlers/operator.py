@@ -166,6 +166,9 @@ def settings_from_env(served_namespaces: tuple[str, ...] = ()) -> Settings:
         detail_write_delay_seconds=float(
             env("BATCHYARD_DETAIL_WRITE_DELAY_SECONDS") or Settings.detail_write_delay_seconds
         ),
+        max_dispatches_per_cycle=int(
+            env("BATCHYARD_MAX_DISPATCHES_PER_CYCLE") or Settings.max_dispatches_per_cycle
+        ),
     )
 
 
@@ -211,15 +214,16 @@ async def start_engine(memo: kopf.Memo, kube: Kube, options: Options) -> list[as
     """List everything, start the BatchJob and pod watches and the loop; returns once the
     BatchJobs, then the pods, are listed (the old order: a pod listed finds its job known)."""
     state = ClusterState()
+    settings = settings_from_env(options.namespaces)
     # Every collaborator is wired here, once, by constructor arguments.
-    scheduler = Scheduler()
+    scheduler = Scheduler(max_dispatches_per_cycle=settings.max_dispatches_per_cycle)
     capacity = CapacityBoard(unseen=NOT_RECONCILED)
     scaler = NodePoolReconciler(kube, state, scheduler, capacity)  # owns ComputeEnvironment status and nodes
     instrumentation = Instrumentation(state)
     controller = Controller(
         kube,
         state,
-        settings_from_env(options.namespaces),
+        settings,
         scheduler=scheduler,
         capacity=capacity,
         status_writers=[
