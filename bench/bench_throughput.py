@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import bisect
 import itertools
 import json
 import os
@@ -227,11 +228,20 @@ class Progress:
         # The longest stretch (from 10 % to 90 %) in which the finished count did not move.
         lo, hi = times[len(times) // 10], times[(len(times) * 9) // 10]
         gaps = [b - a for a, b in itertools.pairwise(times) if lo <= a <= hi]
+        flat = max(gaps, default=0.0)
         return {
             "wall_s": wall,
             "jobs_per_s": len(times) / wall if wall else 0.0,
             "half_s": times[len(times) // 2 - 1] if times else float("nan"),
-            "longest_flat_s": max(gaps, default=0.0),
+            "longest_flat_s": flat,
+            # where the longest flat stretch began (s after the first create), and the finished
+            # count at each whole second (in --json: the shape of the run, not only its end)
+            "longest_flat_at_s": next(
+                (a for a, b in itertools.pairwise(times) if lo <= a <= hi and b - a == flat), 0.0
+            ),
+            "finished_by_second": [bisect.bisect_right(times, s) for s in range(int(wall) + 2)]
+            if times
+            else [],
         }
 
 
@@ -546,7 +556,7 @@ def per_job(counts: dict[str, int], jobs: int) -> str:
 
 def report(name: str, r: dict[str, Any], jobs: int) -> None:
     print(f"  {name}: {r['jobs_per_s']:.1f} jobs/s; wall {r['wall_s']:.1f} s; half finished at {r['half_s']:.1f} s; "
-          f"longest flat stretch (10-90 %) {r['longest_flat_s']:.1f} s")  # fmt: skip
+          f"longest flat stretch (10-90 %) {r['longest_flat_s']:.1f} s at {r['longest_flat_at_s']:.1f} s")  # fmt: skip
     print(f"    API server writes per job: {per_job(r['writes'], jobs)}")
     if "operator" in r:
         op_writes = {
