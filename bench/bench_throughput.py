@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import bisect
+import datetime as dt
 import itertools
 import json
 import os
