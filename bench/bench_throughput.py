@@ -343,7 +343,12 @@ def apply_bench_objects(cluster: DevCluster, ce_state: str = "ENABLED") -> None:
 
 
 async def run_batchyard(
-    cluster: DevCluster, jobs: int, concurrency: int, py_spy: str | None, operator_src: str | None = None
+    cluster: DevCluster,
+    jobs: int,
+    concurrency: int,
+    py_spy: str | None,
+    operator_src: str | None = None,
+    operator_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     apply_bench_objects(cluster)
     port = free_port()
@@ -353,6 +358,7 @@ async def run_batchyard(
         BATCHYARD_METRICS_PORT=str(port),
         BATCHYARD_LEADER_ELECTION="false",
     )
+    env.update(operator_env or {})
     if operator_src:  # another checkout's operator (e.g. the commit before a change)
         env["PYTHONPATH"] = str(Path(operator_src).resolve() / "operator")
     log = cluster.workdir / "operator.log"
@@ -597,6 +603,14 @@ def main() -> None:
         help="a third row, 'before': the operator and CRDs of this other checkout (e.g. the commit before a change)",
     )
     parser.add_argument("--json", default=None, help="also write all figures to this file")
+    parser.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for the operator of the batchyard and before rows (repeatable), "
+        "e.g. BATCHYARD_MAX_DISPATCHES_PER_CYCLE=64",
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}; date {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; jobs {args.jobs}, "
           f"concurrency {args.concurrency}, {NODES} kwok nodes x {NODE_CPU} vCPU")  # fmt: skip
@@ -625,7 +639,16 @@ def main() -> None:
                 else:
                     spy = f"{args.py_spy}.{which}.{run}" if args.py_spy else None
                     src = args.before_src if which == "before" else None
-                    row[which] = asyncio.run(run_batchyard(cluster, args.jobs, args.concurrency, spy, src))
+                    row[which] = asyncio.run(
+                        run_batchyard(
+                            cluster,
+                            args.jobs,
+                            args.concurrency,
+                            spy,
+                            src,
+                            dict(e.split("=", 1) for e in args.operator_env),
+                        )
+                    )
         print(f"run {run + 1} (load {Path('/proc/loadavg').read_text().split()[0]}):")
         for which in rows:
             report(which, row[which], args.jobs)
