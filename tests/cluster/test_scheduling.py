@@ -175,11 +175,18 @@ def test_job_larger_than_any_ce_is_blocked_then_cancelled_by_time_limit(
         what="the JobQueue Blocked condition",
     )
     assert condition["reason"] == "MISCONFIGURATION_COMPUTE_ENVIRONMENT_MAX_RESOURCE"
+    # One Blocked event per block, not one per cycle. Only this block's: under load the operator
+    # can see the queue and the job before the compute environment, and a head whose CE is not
+    # found blocks the queue too (CE_INVALID, its own event) until the CE arrives.
     event = wait_for(
-        lambda: [e for e in events(devcluster, "default", queue) if e["reason"] == "Blocked"],
+        lambda: [
+            e
+            for e in events(devcluster, "default", queue)
+            if e["reason"] == "Blocked" and CE_MAX_RESOURCE in e["message"]
+        ],
         what="the JobQueue Blocked event",
     )
-    assert len(event) == 1
+    assert len(event) == 1, [e["message"] for e in event]
     assert event[0]["involvedObject"]["kind"] == "JobQueue"
     assert CE_MAX_RESOURCE in event[0]["message"] and f"{namespace}/big" in event[0]["message"]
     # No backfill: the small job behind the blocked head waits.
