@@ -1,6 +1,6 @@
 """The engine start_engine wires is configured by the settings it reads (the dispatch budget
 used to be lost: start_engine built its Scheduler with the core's default of 5,000 dispatches
-per cycle, not the operator's 256 (64 since), so a burst's cycle created every pod before it wrote one
+per cycle, not the operator's 256, so a burst's cycle created every pod before it wrote one
 status or read one event; issue 14's flat stretches)."""
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ def wired_budget() -> int:
 
 def test_the_engines_scheduler_has_the_operators_dispatch_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BATCHYARD_MAX_DISPATCHES_PER_CYCLE", raising=False)
-    assert wired_budget() == Settings.max_dispatches_per_cycle == 64
+    assert wired_budget() == Settings.max_dispatches_per_cycle == 256
 
 
 def test_the_dispatch_budget_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BATCHYARD_MAX_DISPATCHES_PER_CYCLE", "256")
-    assert handlers.settings_from_env().max_dispatches_per_cycle == 256
-    assert wired_budget() == 256
+    monkeypatch.setenv("BATCHYARD_MAX_DISPATCHES_PER_CYCLE", "64")
+    assert handlers.settings_from_env().max_dispatches_per_cycle == 64
+    assert wired_budget() == 64

@@ -30,10 +30,11 @@ class Settings:
     # again at once when it ran out. A cycle does not act on new events while it creates pods,
     # writes statuses and deletes pods, so a short cycle keeps finished jobs from waiting behind
     # a burst of thousands of creates (issue 14: the flat stretches). Env
-    # BATCHYARD_MAX_DISPATCHES_PER_CYCLE. 64: in 1,000-job bursts on kwok (bench/RESULTS.md)
-    # cycles of 256 creates took 4-6 s, with flat stretches of 5-6 s; 64 halved them and raised
-    # jobs/s by 5-17 %; 32 was no better within the noise.
-    max_dispatches_per_cycle: int = 64
+    # BATCHYARD_MAX_DISPATCHES_PER_CYCLE. 256, not smaller: 64 halved the flat stretches of a
+    # 1,000-job burst on kwok and raised jobs/s by 5-17 %, but each cycle has a fixed cost that
+    # grows with the backlog, and with 100,000 jobs queued the first 1,000 dispatches took 2.34x
+    # as long as with 1,000 queued (issue 14's bound is 2x; bench/RESULTS.md).
+    max_dispatches_per_cycle: int = 256
     # A just-dispatched job's STARTING status waits this long for its pod to run, so a pod that
     # runs by then is written once, as RUNNING (one status patch per job fewer; issue 14). Env
     # BATCHYARD_STARTING_WRITE_DELAY_SECONDS; 0 writes STARTING at once (core.lifecycle.starting_write_hold).
