@@ -74,6 +74,16 @@ def job(controller: Controller) -> JobEntry:
     return controller.state.jobs[KEY]
 
 
+def past_the_hold(controller: Controller, seconds: float = 61) -> JobEntry:
+    """Move the job's dispatch `seconds` into the past (every hold of 60 s is over) and step it."""
+    entry = job(controller)
+    assert entry.dispatched_at is not None
+    entry.dispatched_at -= seconds
+    controller.state.dirty_jobs.add(KEY)
+    cycle(controller)
+    return entry
+
+
 def test_a_pod_that_runs_within_the_hold_is_written_once_as_running() -> None:
     kube = FakeKube()
     controller = Controller(kube, one_job_state(), Settings(starting_write_delay_seconds=60))  # type: ignore[arg-type]
@@ -98,11 +108,7 @@ def test_a_pod_still_pending_when_the_hold_ends_shows_starting() -> None:
     controller.state.upsert_pod(running_pod(phase="Pending") | {"status": {"phase": "Pending"}})
     cycle(controller)
     assert kube.count("patch_status", JOB_STATUS) == 0  # still within the hold
-    entry = job(controller)
-    assert entry.dispatched_at is not None
-    entry.dispatched_at -= 61  # the hold is over
-    controller.state.dirty_jobs.add(KEY)
-    cycle(controller)
+    entry = past_the_hold(controller)
     assert kube.count("patch_status", JOB_STATUS) == 1
     assert entry.written["status"] == "STARTING"
     assert entry.written["attempts"][0]["podName"] == "j-a1"
@@ -283,10 +289,6 @@ def test_a_pods_node_is_written_when_the_detail_hold_ends() -> None:
     controller.state.upsert_pod(running_pod(phase="Pending") | {"status": {"phase": "Pending"}})
     cycle(controller)
     assert kube.count("patch_status", JOB_STATUS) == 1
-    entry = job(controller)
-    assert entry.dispatched_at is not None
-    entry.dispatched_at -= 61  # the hold is over
-    controller.state.dirty_jobs.add(KEY)
-    cycle(controller)
+    entry = past_the_hold(controller)
     assert kube.count("patch_status", JOB_STATUS) == 2
     assert (entry.written["status"], entry.written["attempts"][0]["nodeName"]) == ("STARTING", "node-a")

@@ -432,8 +432,8 @@ def job_detail(
             "statusSummary": {s: int(summary.get(s) or 0) for s in JOB_STATES},
         }
     elif array and index is not None:
-        detail.update(_child_overlay(obj, account, index))
-        log_stream = detail.pop("_logStreamName")
+        overlay, log_stream = _child_overlay(obj, account, index)
+        detail.update(overlay)
         detail.pop("eksAttempts", None)  # a child's attempts are not kept one by one
         if "container" in detail:
             last_exit = (detail["attempts"] or [{}])[-1].get("container") or {}
@@ -463,7 +463,9 @@ def _child_attempt(children: Mapping[str, Any], index: int) -> int:
     return 1
 
 
-def _child_overlay(obj: Mapping[str, Any], account: Account, index: int) -> dict[str, Any]:
+def _child_overlay(obj: Mapping[str, Any], account: Account, index: int) -> tuple[dict[str, Any], str | None]:
+    """A child's own JobDetail fields, and the log stream of its current attempt (None before
+    it started)."""
     uid = str(obj["metadata"]["uid"])
     state = child_states(obj).get(index, "SUBMITTED")
     children = ((_status(obj).get("arrayProperties") or {}).get("children")) or {}
@@ -504,9 +506,8 @@ def _child_overlay(obj: Mapping[str, Any], account: Account, index: int) -> dict
         else [],
         "startedAt": started,
         "stoppedAt": stopped if finished else None,
-        "_logStreamName": log_stream,
     }
-    return out
+    return out, log_stream
 
 
 def node_detail(
