@@ -77,7 +77,9 @@ def setup(cluster: DevCluster) -> None:
 class Operator:
     """`batchyard run` as its own process, with /metrics on a free port."""
 
-    def __init__(self, cluster: DevCluster, tag: str, src: str | None = None) -> None:
+    def __init__(
+        self, cluster: DevCluster, tag: str, src: str | None = None, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHYARD_", "KUBERNETES_"))}
         env.update(
@@ -87,6 +89,7 @@ class Operator:
             # A million-child first cycle must not count as a stuck loop.
             BATCHYARD_LIVENESS_STALL_SECONDS="3600",
         )
+        env.update(extra_env or {})
         if src:  # another checkout's operator (e.g. the commit before a change)
             env["PYTHONPATH"] = str(Path(src).resolve() / "operator")
         with (cluster.workdir / f"operator-{tag}.log").open("wb") as out:
@@ -107,6 +110,16 @@ class Operator:
                     return float(s.value)
         return None
 
+    def metrics(self, *names: str) -> list[float]:
+        """Several metrics from one scrape (0 for any not there)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return [0.0 for _ in names]
+        found = {s.name: float(s.value) for f in text_string_to_metric_families(text) for s in f.samples}
+        return [found.get(n, 0.0) for n in names]
+
     async def ready(self, timeout: float) -> float:
         """Seconds from process start to the end of the first scheduler cycle."""
         deadline = time.monotonic() + timeout
@@ -119,13 +132,16 @@ class Operator:
         raise TimeoutError(f"operator not ready after {timeout} s")
 
     async def quiet(self, window: float = 3.0, busy: float = 0.1, timeout: float = 600) -> float:
-        """Wait until the loop spent under ``busy`` seconds in cycles over ``window`` seconds."""
+        """Wait until the loop spent under ``busy`` seconds in cycles over ``window`` seconds,
+        in which it ran at least two cycles (it ticks every second when idle): a cycle's time
+        is counted when it ends, so one long cycle spanning the window would look quiet."""
         started = time.monotonic()
+        count, total = "batchyard_scheduler_cycle_seconds_count", "batchyard_scheduler_cycle_seconds_sum"
         while time.monotonic() - started < timeout:
-            before = await asyncio.to_thread(self.metric, "batchyard_scheduler_cycle_seconds_sum") or 0.0
+            n0, s0 = await asyncio.to_thread(self.metrics, count, total)
             await asyncio.sleep(window)
-            after = await asyncio.to_thread(self.metric, "batchyard_scheduler_cycle_seconds_sum") or 0.0
-            if after - before < busy:
+            n1, s1 = await asyncio.to_thread(self.metrics, count, total)
+            if n1 - n0 >= 2 and s1 - s0 < busy:
                 break
         return time.monotonic() - started
 
@@ -155,9 +171,16 @@ async def merge_patch(client: Client, path: str, body: dict[str, Any]) -> int:
 
 
 # -- (a) backlog ---------------------------------------------------------------------------------
-async def backlog(cluster: DevCluster, n: int, concurrency: int, src: str | None) -> dict[str, Any]:
+async def backlog(
+    cluster: DevCluster,
+    n: int,
+    concurrency: int,
+    src: str | None,
+    py_spy: str | None = None,
+    operator_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     setup(cluster)
-    op = Operator(cluster, f"backlog-{n}", src)
+    op = Operator(cluster, f"backlog-{n}", src, operator_env)
     client = Client(cluster, concurrency)
     stop = asyncio.Event()
     runnable: set[str] = set()
@@ -177,6 +200,7 @@ async def backlog(cluster: DevCluster, n: int, concurrency: int, src: str | None
             first.set()
 
     tasks: list[asyncio.Task[Any]] = []
+    spy: subprocess.Popen[bytes] | None = None
     try:
         await op.ready(300)
         tasks.append(asyncio.create_task(client.watch(API, on_job, stop)))
@@ -203,6 +227,9 @@ async def backlog(cluster: DevCluster, n: int, concurrency: int, src: str | None
         tasks.append(asyncio.create_task(client.watch(f"/api/v1/namespaces/{NS}/pods", on_pod, stop)))
         await asyncio.sleep(1)
         assert not pods, "pods exist before the compute environment is enabled"
+        if py_spy:  # the operator from the release to the FIRST-th pod
+            spy = start_py_spy(op.proc.pid, f"{py_spy}.backlog-{n}")
+            await asyncio.sleep(0.3)
         status = await merge_patch(
             client, f"/apis/batchyard.io/v1alpha1/computeenvironments/{CE}", {"spec": {"state": "ENABLED"}}
         )
@@ -210,6 +237,8 @@ async def backlog(cluster: DevCluster, n: int, concurrency: int, src: str | None
             raise RuntimeError(f"enabling the compute environment: HTTP {status}")
         enabled = time.monotonic()
         await asyncio.wait_for(first.wait(), timeout=3600)
+        stop_py_spy(spy)
+        spy = None
         times = sorted(t - enabled for t in pods.values())
         return {
             "n": n,
@@ -223,11 +252,29 @@ async def backlog(cluster: DevCluster, n: int, concurrency: int, src: str | None
             "load": f"{load_before} -> {load()}",
         }
     finally:
+        stop_py_spy(spy)
         stop.set()
         for t in tasks:
             t.cancel()
         await client.close()
         op.stop()
+
+
+def start_py_spy(pid: int, output: str) -> subprocess.Popen[bytes]:
+    """py-spy recording ``pid`` (raw collapsed stacks, 50 Hz) into ``output`` until stopped."""
+    return subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--format", "raw",
+                             "--rate", "50", "--output", output, "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def stop_py_spy(spy: subprocess.Popen[bytes] | None) -> None:
+    if spy is None:
+        return
+    spy.send_signal(signal.SIGINT)
+    try:
+        spy.wait(60)
+    except subprocess.TimeoutExpired:
+        spy.kill()
 
 
 # -- (b) arrays ----------------------------------------------------------------------------------
@@ -269,9 +316,7 @@ async def arrays(
         op = Operator(cluster, "arrays-2", src)
         if py_spy:
             await asyncio.sleep(0.3)
-            spy = subprocess.Popen(["py-spy", "record", "--pid", str(op.proc.pid), "--format", "raw",
-                                    "--rate", "50", "--output", py_spy, "--nonblocking"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+            spy = start_py_spy(op.proc.pid, py_spy)
         ready_s = await op.ready(1800)
         ready_rss = rss_mib(op.proc.pid)
         cycle_s = op.metric("batchyard_scheduler_cycle_seconds_sum")
@@ -290,12 +335,7 @@ async def arrays(
             "load_at_restart": f"{load_restart} -> {load()}",
         }
     finally:
-        if spy is not None:
-            spy.send_signal(signal.SIGINT)
-            try:
-                spy.wait(60)
-            except subprocess.TimeoutExpired:
-                spy.kill()
+        stop_py_spy(spy)
         stop.set()
         if watcher is not None:
             watcher.cancel()
@@ -313,11 +353,22 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--only", choices=("backlog", "arrays"), default=None)
     parser.add_argument(
-        "--py-spy", default=None, help="record the restarted operator (arrays) into this file"
+        "--py-spy",
+        default=None,
+        help="record the operator with py-spy: the restarted one (arrays) into this file, the release "
+        "(backlog) into FILE.backlog-N",
     )
     parser.add_argument("--operator-src", default=None, help="run the operator of this other checkout")
+    parser.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for the operator (repeatable), e.g. BATCHYARD_MAX_DISPATCHES_PER_CYCLE=64",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    operator_env = dict(e.split("=", 1) for e in args.operator_env)
     print(f"machine: {machine()}; date {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; "
           f"{NODES} kwok nodes x {NODE_CPU} vCPU; concurrency {args.concurrency}", flush=True)  # fmt: skip
     out: dict[str, Any] = {}
@@ -325,7 +376,9 @@ def main() -> None:
         rows = []
         for n in (int(x) for x in args.backlog.split(",")):
             with fresh_cluster() as cluster:
-                r = asyncio.run(backlog(cluster, n, args.concurrency, args.operator_src))
+                r = asyncio.run(
+                    backlog(cluster, n, args.concurrency, args.operator_src, args.py_spy, operator_env)
+                )
             rows.append(r)
             print(f"backlog N={n:,}: created in {r['create_s']:.1f} s, all RUNNABLE at {r['all_runnable_s']:.1f} s, "
                   f"operator quiet {r['quiet_after_s']:.0f} s later; after enabling: first pod {r['first_pod_s']:.2f} s, {FIRST:,} pods {r['first_1000_s']:.2f} s; "

@@ -38,3 +38,10 @@ def test_the_dispatch_budget_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("BATCHYARD_MAX_DISPATCHES_PER_CYCLE", "64")
     assert handlers.settings_from_env().max_dispatches_per_cycle == 64
     assert wired_budget() == 64
+
+
+def test_the_api_concurrency_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BATCHYARD_API_CONCURRENCY", raising=False)
+    assert handlers.settings_from_env().create_concurrency == Settings.create_concurrency
+    monkeypatch.setenv("BATCHYARD_API_CONCURRENCY", "32")
+    assert handlers.settings_from_env().create_concurrency == 32

@@ -225,9 +225,15 @@ def test_each_cycle_sets_jobs_by_queue_and_state_ce_vcpus_and_consumables_and_fo
         },
     )
     for name, st in (("a", "RUNNING"), ("b", "RUNNABLE"), ("c", "RUNNABLE"), ("d", None)):
-        entry = an_entry(queue, name)
-        entry.status = BatchJobStatus(status=st)  # type: ignore[arg-type]
-        state.jobs[JobRef("ns", name)] = entry
+        body: dict[str, object] = {
+            "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "resourceVersion": "1"},
+            "spec": {"jobQueue": queue, "jobDefinition": "jd"},
+        }
+        if st is not None:
+            body["status"] = {"status": st}
+        state.upsert_job(body)
+    # A status decided but not yet written counts as what the API server shows (RUNNABLE).
+    state.jobs[JobRef("ns", "b")].status = BatchJobStatus(status="STARTING")  # type: ignore[arg-type]
     inst = Instrumentation(state)
     result = CycleResult(
         decisions=[],
@@ -250,9 +256,9 @@ def test_each_cycle_sets_jobs_by_queue_and_state_ce_vcpus_and_consumables_and_fo
     assert sample("batchyard_consumable_resource_available", consumable_resource="lic") == 3
 
     state.queues.clear()
-    state.jobs.clear()
+    for name in "abcd":
+        state.forget_job(JobRef("ns", name))
     state.compute_environments.clear()
-    inst._counted_at = float("-inf")  # the jobs gauge is throttled to once a second
     asyncio.run(inst.write(CycleResult([], {}, {}, {}, False)))
     assert metrics.REGISTRY.get_sample_value("batchyard_jobs", {"queue": queue, "state": "RUNNING"}) is None
     labels = {"compute_environment": "ce-m"}

@@ -148,3 +148,27 @@ def test_the_engine_starts_although_a_stored_queue_is_refused() -> None:
 
     asyncio.run(main())
     assert any(o.get("reason") == "Rejected" for o in kube.objects.values())
+
+
+def waiting_job(name: str, queue_name: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "resourceVersion": "1"},
+        "spec": {"jobQueue": queue_name, "jobDefinition": "d"},
+    }
+
+
+def test_jobs_that_arrived_before_their_queue_are_stepped_when_it_arrives() -> None:
+    st = ClusterState()
+    st.upsert_job(waiting_job("early", "q"))
+    st.upsert_job(waiting_job("other", "elsewhere"))
+    st.take_changes()
+    st.upsert_cluster_object("jobqueues", queue("q", CE_ORDER))
+    assert st.take_changes()[2] == {JobRef("ns", "early")}
+    # A known queue's later events (its status echoes) wake nobody: no scan of every job.
+    st.upsert_cluster_object("jobqueues", queue("q", CE_ORDER, rv="2"))
+    assert st.take_changes()[2] == set()
+    # Deleted and created again: new again.
+    st.forget_cluster_object("jobqueues", "q")
+    st.take_changes()
+    st.upsert_cluster_object("jobqueues", queue("q", CE_ORDER, rv="3"))
+    assert JobRef("ns", "early") in st.take_changes()[2]

@@ -78,6 +78,7 @@ class Controller:
         self.kube = kube
         self.state = state
         self.settings = settings = settings or Settings()
+        self._restored = False  # every job held was stepped once (the term's first cycle)
         self.book = Bookkeeping(
             state, scheduler or Scheduler(max_dispatches_per_cycle=settings.max_dispatches_per_cycle)
         )
@@ -145,6 +146,7 @@ class Controller:
         started = time.perf_counter()
         now = time.time()
         plan = self.decide(now)
+        decided = time.perf_counter()
         await self.executor.execute(plan, now)
         # Multi-node parallel jobs: child nodes' pods, once their main node runs (its status
         # is written by now).
@@ -153,8 +155,15 @@ class Controller:
         if plan.result.truncated:
             self.state.wake()  # more to dispatch: go round again without waiting for an event
         self.cycles += 1
+        ended = time.perf_counter()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "cycle %d: %d jobs stepped, %d dispatched%s; decided in %.3f s, executed in %.3f s",
+                self.cycles, len(plan.steps), len(plan.dispatches),
+                " (budget ran out)" if plan.result.truncated else "", decided - started, ended - decided,
+            )  # fmt: skip
         for hook in self.on_cycle:
-            hook(time.perf_counter() - started)
+            hook(ended - started)
 
     # -- deciding (synchronous: no awaits) -------------------------------------------------------
     def decide(self, now: float) -> Plan:
@@ -185,6 +194,18 @@ class Controller:
         definitions, forgotten, dirty = st.take_changes()
         dirty |= st.wakes.pop_due(now)
         ordered = sorted((k for k in dirty if k in st.jobs), key=lambda k: st.jobs[k].arrival)
+        limit = self.settings.max_steps_per_cycle
+        if self._restored and 0 < limit < len(ordered):
+            # A burst of submissions (100,000 at once) would otherwise be one cycle of minutes,
+            # writing every status before it reads another event. The oldest jobs go first (the
+            # running ones' pod events before new arrivals); the rest stay dirty for the next
+            # cycle, which starts at once: as if their events had come a little later.
+            # Never in the first cycle of a term: the scheduler must hold every running and
+            # RUNNABLE job before it dispatches anything (capacity, order).
+            st.dirty_jobs.update(ordered[limit:])
+            ordered = ordered[:limit]
+            st.wake()
+        self._restored = True
         return Inbox(frozenset(definitions), frozenset(forgotten), tuple(ordered))
 
     def _record_revisions(

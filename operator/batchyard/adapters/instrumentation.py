@@ -18,7 +18,6 @@ Counters only move on transitions the API server accepted, and a job first seen 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 
 from batchyard.adapters import metrics
@@ -30,7 +29,6 @@ from batchyard.core.lifecycle import epoch
 from batchyard.core.scheduler import CycleResult
 
 ACTIVE = ("STARTING", "RUNNING")
-JOBS_GAUGE_SECONDS = 1.0
 
 
 def _runnable_fallback(status: BatchJobStatus, index: int, now: float) -> float:
@@ -52,7 +50,6 @@ class Instrumentation:
     _queues: set[str] = field(default_factory=set)
     _ces: set[str] = field(default_factory=set)
     _consumables: set[str] = field(default_factory=set)
-    _counted_at: float = float("-inf")
 
     # -- per job --------------------------------------------------------------------------------
     def on_transition(
@@ -96,18 +93,20 @@ class Instrumentation:
     # -- per cycle ------------------------------------------------------------------------------
     async def write(self, result: CycleResult) -> None:
         st = self.state
-        now = time.monotonic()
-        # Counting every job is O(jobs): at most once per JOBS_GAUGE_SECONDS, however busy the loop.
-        if now - self._counted_at >= JOBS_GAUGE_SECONDS:
-            self._counted_at = now
-            counts: dict[str, Counter[str]] = {name: Counter() for name in st.queues}
-            for entry in st.jobs.values():
-                counts.setdefault(entry.job.spec.jobQueue, Counter())[entry.status.status or "SUBMITTED"] += 1
-            for queue, by_state in counts.items():
-                metrics.set_queue_job_states(queue, by_state)
-            for gone in self._queues - counts.keys():
-                metrics.forget_queue(gone)
-            self._queues = set(counts)
+        # Jobs by queue and state as the API server has them (the JobQueue status's jobCounts
+        # too): ClusterState keeps these counts as jobs arrive, are written and go, so this is
+        # O(queues); a scan of every job here cost a third of the loop's CPU with 100,000 queued.
+        counts: dict[str, dict[str, int]] = {name: {} for name in st.queues}
+        for queue, held in st.queue_counts.items():
+            by_state = counts.setdefault(queue, {})
+            for state, n in held.items():
+                name = state or "SUBMITTED"  # not written yet: SUBMITTED
+                by_state[name] = by_state.get(name, 0) + n
+        for queue, by_state in counts.items():
+            metrics.set_queue_job_states(queue, by_state)
+        for gone in self._queues - counts.keys():
+            metrics.forget_queue(gone)
+        self._queues = set(counts)
 
         ces = set(st.compute_environments) | set(result.compute_environments)
         for name in ces:

@@ -15,6 +15,8 @@ class Settings:
     pod_retention: PodRetention = PodRetention.FAILED
     finished_job_ttl_seconds: float = 7 * 24 * 3600  # AWS keeps finished jobs at least 7 days
     tick_seconds: float = 1.0  # the loop wakes at least this often (timeouts, time limits)
+    # API requests a cycle has in flight at once (pod creates, status writes, deletions); env
+    # BATCHYARD_API_CONCURRENCY. The operator's client keeps up to 32 connections.
     create_concurrency: int = 16
     # Test knob (env BATCHYARD_TIME_LIMIT_SCALE): multiplies every jobStateTimeLimitActions
     # maxTimeSeconds. The CRD keeps AWS's 600 s minimum; cluster tests run with a small scale.
@@ -35,6 +37,11 @@ class Settings:
     # grows with the backlog, and with 100,000 jobs queued the first 1,000 dispatches took 2.34x
     # as long as with 1,000 queued (issue 14's bound is 2x; bench/RESULTS.md).
     max_dispatches_per_cycle: int = 256
+    # Jobs one cycle steps at most, oldest first; the others wait for the next cycle, which
+    # starts at once. Without it, 100,000 submissions at once made cycles of 72,000 jobs that
+    # wrote statuses for four minutes without reading an event. Env BATCHYARD_MAX_STEPS_PER_CYCLE
+    # (0: no limit).
+    max_steps_per_cycle: int = 2000
     # A just-dispatched job's STARTING status waits this long for its pod to run, so a pod that
     # runs by then is written once, as RUNNING (one status patch per job fewer; issue 14). Env
     # BATCHYARD_STARTING_WRITE_DELAY_SECONDS; 0 writes STARTING at once (core.lifecycle.starting_write_hold).

@@ -522,11 +522,15 @@ class ClusterState:
             queue = self._parse(JobQueue, plural, body)
             if queue is None or not self._newer(self.queues, name, queue):
                 return
+            arrived = name not in self.queues
             self.queues[name] = queue
-            # Jobs that arrived before their queue may proceed.
-            self.dirty_jobs.update(
-                k for k, e in self.jobs.items() if e.job.spec.jobQueue == name and e.status.status is None
-            )
+            # Jobs that arrived before their queue may proceed. Only when the queue is new: a
+            # known queue's events (the echoes of its status writes, every cycle that changes its
+            # counts) find no job waiting for it, and the scan is over every job held.
+            if arrived:
+                self.dirty_jobs.update(
+                    k for k, e in self.jobs.items() if e.job.spec.jobQueue == name and e.status.status is None
+                )
         elif plural == "computeenvironments":
             ce = self._parse(ComputeEnvironment, plural, body)
             if ce is None or not self._newer(self.compute_environments, name, ce):

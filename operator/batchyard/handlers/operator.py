@@ -169,6 +169,8 @@ def settings_from_env(served_namespaces: tuple[str, ...] = ()) -> Settings:
         max_dispatches_per_cycle=int(
             env("BATCHYARD_MAX_DISPATCHES_PER_CYCLE") or Settings.max_dispatches_per_cycle
         ),
+        create_concurrency=int(env("BATCHYARD_API_CONCURRENCY") or Settings.create_concurrency),
+        max_steps_per_cycle=int(env("BATCHYARD_MAX_STEPS_PER_CYCLE") or Settings.max_steps_per_cycle),
     )
 
 
