@@ -31,13 +31,13 @@ def wired_budget() -> int:
 
 def test_the_engines_scheduler_has_the_operators_dispatch_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BATCHYARD_MAX_DISPATCHES_PER_CYCLE", raising=False)
-    assert wired_budget() == Settings.max_dispatches_per_cycle == 256
+    assert wired_budget() == Settings.max_dispatches_per_cycle == 64
 
 
 def test_the_dispatch_budget_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BATCHYARD_MAX_DISPATCHES_PER_CYCLE", "64")
-    assert handlers.settings_from_env().max_dispatches_per_cycle == 64
-    assert wired_budget() == 64
+    monkeypatch.setenv("BATCHYARD_MAX_DISPATCHES_PER_CYCLE", "256")
+    assert handlers.settings_from_env().max_dispatches_per_cycle == 256
+    assert wired_budget() == 256
 
 
 def test_the_api_concurrency_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,11 +32,12 @@ class Settings:
     # again at once when it ran out. A cycle does not act on new events while it creates pods,
     # writes statuses and deletes pods, so a short cycle keeps finished jobs from waiting behind
     # a burst of thousands of creates (issue 14: the flat stretches). Env
-    # BATCHYARD_MAX_DISPATCHES_PER_CYCLE. 256, not smaller: 64 halved the flat stretches of a
-    # 1,000-job burst on kwok and raised jobs/s by 5-17 %, but each cycle has a fixed cost that
-    # grows with the backlog, and with 100,000 jobs queued the first 1,000 dispatches took 2.34x
-    # as long as with 1,000 queued (issue 14's bound is 2x; bench/RESULTS.md).
-    max_dispatches_per_cycle: int = 256
+    # BATCHYARD_MAX_DISPATCHES_PER_CYCLE. 64: against 256 it halves the flat stretches of a
+    # 1,000-job burst on kwok (2-3 s against 5-7 s) and half the jobs finish 4-9 s sooner, at
+    # the same rate within the noise. It was 256 while each cycle had a cost that grew with the
+    # backlog (a scan of every job): then 64 failed issue 14's released-backlog bound (2.34x);
+    # with that cost gone the ratio is 0.97 (bench/RESULTS.md, "Scale").
+    max_dispatches_per_cycle: int = 64
     # Jobs one cycle steps at most, oldest first; the others wait for the next cycle, which
     # starts at once. Without it, 100,000 submissions at once made cycles of 72,000 jobs that
     # wrote statuses for four minutes without reading an event. Env BATCHYARD_MAX_STEPS_PER_CYCLE
