@@ -1,9 +1,10 @@
-"""One async Kubernetes client for the operator: raw JSON over aiohttp, counted per verb.
+"""One async Kubernetes client for the operator and the gateway: raw JSON, counted per verb.
 
 Credentials come from kubernetes_asyncio's loaders (in-cluster service account, or a kubeconfig
-with tokens, client certificates or exec plugins); requests go straight through one aiohttp
-session, because the operator only ever needs plain JSON dicts and every call is counted for the
-API-writes benchmark and the metrics.
+with tokens, client certificates or exec plugins). Requests go through our HTTP/1.1 keep-alive
+pool (``adapters.http1``) and watches through one aiohttp session, because the operator only
+ever needs plain JSON dicts and every call is counted for the API-writes benchmark and the
+metrics.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import aiohttp
 
+from batchyard.adapters.http1 import Http1Pool
 from batchyard.adapters.metrics import count_api_call
 from batchyard.apierrors import (
     ApiError,
@@ -55,6 +58,9 @@ __all__ = [
 ]
 
 MERGE_PATCH = "application/merge-patch+json"
+# Characters a request path keeps as they are (as aiohttp's URL quoting keeps them); a name with
+# anything else is percent-encoded.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
 
 # Every request but a watch ends within this many seconds (aiohttp's own default is 300 s, so one
 # hung call would stall a whole scheduling cycle). Watches keep their long server-side timeout.
@@ -112,7 +118,8 @@ class Kube:
     """
 
     creds: Credentials
-    session: aiohttp.ClientSession | None = None
+    session: aiohttp.ClientSession | None = None  # watches
+    pool: Http1Pool | None = None  # every other request
     calls: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
@@ -131,9 +138,17 @@ class Kube:
             )
         return self.session
 
+    def _pool(self) -> Http1Pool:
+        """Unary requests go through our HTTP/1.1 pool (adapters.http1); watches through aiohttp."""
+        if self.pool is None:
+            self.pool = Http1Pool(self.creds.server, self.creds.ssl, self.creds.headers)
+        return self.pool
+
     async def close(self) -> None:
         if self.session is not None:
             await self.session.close()
+        if self.pool is not None:
+            await self.pool.close()
 
     async def _reauthenticate(self) -> bool:
         """After a 401: load the credentials again and start a new session. False if we can't."""
@@ -145,10 +160,13 @@ class Kube:
             log.warning("reloading credentials after 401 failed: %r", err)
             return False
         old, self.session = self.session, None
+        old_pool, self.pool = self.pool, None
         self.creds = creds
         self.reloads += 1
         if old is not None:
             await old.close()
+        if old_pool is not None:
+            await old_pool.close()
         log.info("credentials reloaded after 401 Unauthorized")
         return True
 
@@ -177,18 +195,18 @@ class Kube:
         params: Mapping[str, str] | None,
         content_type: str,
     ) -> Any:
-        session = await self._session()
+        pool = self._pool()
         self.calls[verb] += 1
-        # Bytes, not str: aiohttp wraps a str in a StringPayload that re-encodes it per request.
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
-        headers = {"Content-Type": content_type} if data is not None else {}
-        timeout = aiohttp.ClientTimeout(total=self.request_timeout)
+        headers = {"Content-Type": content_type} if data is not None else None
+        target = (
+            f"{quote(path, safe=_PATH_SAFE)}?{urlencode(params)}" if params else quote(path, safe=_PATH_SAFE)
+        )
         try:
-            async with session.request(
-                method, path, data=data, params=params, headers=headers, timeout=timeout
-            ) as resp:
-                text = await resp.text()
-                status = resp.status
+            async with asyncio.timeout(self.request_timeout):
+                resp = await pool.request(method, target, data, headers)
+            text = resp.body
+            status = resp.status
         except TimeoutError as err:
             count_api_call(verb, error=True)
             self.errors[verb] += 1
@@ -202,7 +220,7 @@ class Kube:
             try:
                 payload: Any = json.loads(text)
             except ValueError:
-                payload = text
+                payload = text.decode("utf-8", "replace")
             raise api_error(status, payload, method, path)
         return json.loads(text) if text else None
 

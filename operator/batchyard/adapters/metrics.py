@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Mapping
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -220,8 +221,16 @@ def set_loop_heartbeat_age(seconds: float) -> None:
     LOOP_HEARTBEAT_AGE.set(seconds)
 
 
+_api_requests: dict[str, Any] = {}  # verb -> its labelled counter
+
+
 def count_api_call(verb: str, error: bool = False) -> None:
-    API_REQUESTS.labels(verb=_label(verb)).inc()
+    # Once per API request: the labelled child is looked up once per verb (labels() takes a lock
+    # and builds the label tuple on every call).
+    child = _api_requests.get(verb)
+    if child is None:
+        child = _api_requests[verb] = API_REQUESTS.labels(verb=_label(verb))
+    child.inc()
     if error:
         API_ERRORS.labels(verb=_label(verb)).inc()
 

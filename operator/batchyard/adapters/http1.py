@@ -1,0 +1,232 @@
+"""A small HTTP/1.1 keep-alive client for the operator's and the gateway's unary API requests.
+
+Why this exists: every request the operator and the gateway make to the API server is a short
+JSON exchange on one host, and aiohttp's general client (URL objects, header multidicts, payload
+registries, tracing hooks, response objects) was a fifth of the gateway's CPU per SubmitJob and
+about as much of the operator's per API call (bench/RESULTS.md). Here a request is one write of
+bytes and a response is a status, a few headers and a body read by Content-Length or chunks.
+Watches stay on aiohttp (long streams, where its per-request cost does not matter).
+
+What it does not do, because the API server never needs it: redirects, proxies, compression
+(no Accept-Encoding is sent), 1xx answers other than 100, HTTP/2.
+
+A pooled connection the server has closed is noticed before it is reused; a request that finds
+it closed anyway is sent again on a new connection only when it is safe to repeat (not a POST)
+and no byte of an answer came back. Any failure or cancellation closes the connection rather
+than return it to the pool in an unknown state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl as ssl_module
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiohttp
+
+IDLE_SECONDS = 30.0  # a pooled connection idle longer than this is closed, not reused
+MAX_HEADER_LINES = 100
+MAX_BODY_BYTES = 256 * 1024 * 1024  # a LIST of a large cluster; never more
+REPEATABLE = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
+class ProtocolError(aiohttp.ClientError):
+    """The server's answer is not HTTP/1.1 as this client reads it."""
+
+
+@dataclass
+class _Conn:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    idle_since: float = 0.0
+
+    def usable(self, now: float) -> bool:
+        return (
+            not self.reader.at_eof() and not self.writer.is_closing() and now - self.idle_since < IDLE_SECONDS
+        )
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@dataclass
+class _Progress:
+    answered: bool = False  # a byte of the answer came back
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+
+
+class Http1Pool:
+    """Keep-alive connections to one server (``base``: scheme://host[:port][/prefix])."""
+
+    def __init__(
+        self,
+        base: str,
+        ssl: ssl_module.SSLContext | bool,
+        headers: Mapping[str, str],
+        limit: int = 32,
+    ) -> None:
+        url = urlsplit(base)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"not an http(s) server address: {base!r}")
+        self.host = url.hostname
+        self.port = url.port or (443 if url.scheme == "https" else 80)
+        self.prefix = url.path.rstrip("/")
+        if url.scheme == "https":
+            self.ssl: ssl_module.SSLContext | None = (
+                ssl if isinstance(ssl, ssl_module.SSLContext) else ssl_module.create_default_context()
+            )
+            if ssl is False:
+                self.ssl.check_hostname = False
+                self.ssl.verify_mode = ssl_module.CERT_NONE
+        else:
+            self.ssl = None
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        default_port = 443 if url.scheme == "https" else 80
+        authority = host if self.port == default_port else f"{host}:{self.port}"
+        lines = [f"Host: {authority}"] + [f"{k}: {v}" for k, v in headers.items() if k.lower() != "host"]
+        self._head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+        self._idle: list[_Conn] = []
+        self._slots = asyncio.Semaphore(limit)
+        self.opened = 0  # connections opened (tests, and keep-alive checks)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    async def _connect(self) -> _Conn:
+        try:
+            reader, writer = await asyncio.open_connection(
+                self.host, self.port, ssl=self.ssl, server_hostname=self.host if self.ssl else None
+            )
+        except (OSError, ssl_module.SSLError) as err:
+            raise aiohttp.ClientConnectionError(f"cannot connect to {self.host}:{self.port}: {err}") from err
+        self.opened += 1
+        return _Conn(reader, writer)
+
+    def _take_idle(self) -> _Conn | None:
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.usable(now):
+                return conn
+            conn.close()
+        return None
+
+    async def request(
+        self, method: str, target: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        """``target``: the path and query, e.g. ``/api/v1/pods?limit=5``."""
+        head = [f"{method} {self.prefix}{target} HTTP/1.1\r\n".encode("latin-1"), self._head]
+        for k, v in (headers or {}).items():
+            head.append(f"{k}: {v}\r\n".encode("latin-1"))
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            head.append(b"Content-Length: %d\r\n" % len(body or b""))
+        head.append(b"\r\n")
+        message = b"".join(head) + (body or b"")
+        async with self._slots:
+            for attempt in (0, 1):
+                conn = self._take_idle()
+                reused = conn is not None
+                if conn is None:
+                    conn = await self._connect()
+                progress = _Progress()
+                try:
+                    conn.writer.write(message)
+                    status, keep, data = await _read_response(conn.reader, method, progress)
+                except (OSError, EOFError, asyncio.IncompleteReadError, ssl_module.SSLError) as err:
+                    conn.close()
+                    if reused and not progress.answered and attempt == 0 and method in REPEATABLE:
+                        continue  # the server had closed the kept connection: once more, anew
+                    raise aiohttp.ServerDisconnectedError(f"{method} {target}: {err!r}") from err
+                except BaseException:  # a timeout, a cancellation, a ProtocolError
+                    conn.close()
+                    raise
+                if keep:
+                    conn.idle_since = time.monotonic()
+                    self._idle.append(conn)
+                else:
+                    conn.close()
+                return Response(status, data)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _read_response(
+    reader: asyncio.StreamReader, method: str, progress: _Progress
+) -> tuple[int, bool, bytes]:
+    """(status, keep the connection, body)."""
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise EOFError("the server closed the connection before answering")
+        progress.answered = True
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise ProtocolError(f"not an HTTP/1.1 status line: {line[:80]!r}")
+        status = int(parts[1])
+        keep = parts[0] == b"HTTP/1.1"
+        length: int | None = None
+        chunked = False
+        for _ in range(MAX_HEADER_LINES):
+            header = await reader.readline()
+            if header in (b"\r\n", b"\n"):
+                break
+            if not header:
+                raise asyncio.IncompleteReadError(header, None)
+            name, sep, value = header.partition(b":")
+            if not sep:
+                raise ProtocolError(f"malformed header line: {header[:80]!r}")
+            key = name.strip().lower()
+            if key == b"content-length":
+                length = int(value.strip())
+            elif key == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif key == b"connection":
+                token = value.strip().lower()
+                keep = token != b"close" if keep else token == b"keep-alive"
+        else:
+            raise ProtocolError("too many header lines")
+        if 100 <= status < 200:
+            continue  # 100 Continue: the real answer follows
+        if method == "HEAD" or status in (204, 304):
+            return status, keep, b""
+        if chunked:
+            return status, keep, await _read_chunks(reader)
+        if length is not None:
+            if length > MAX_BODY_BYTES:
+                raise ProtocolError(f"a body of {length} bytes is too large")
+            return status, keep, await reader.readexactly(length)
+        data = await reader.read()  # no length given: the body ends when the server closes
+        if len(data) > MAX_BODY_BYTES:
+            raise ProtocolError(f"a body over {MAX_BODY_BYTES} bytes")
+        return status, False, data
+
+
+async def _read_chunks(reader: asyncio.StreamReader) -> bytes:
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        size_line = await reader.readline()
+        if not size_line:
+            raise asyncio.IncompleteReadError(b"", None)
+        try:
+            size = int(size_line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise ProtocolError(f"malformed chunk size: {size_line[:40]!r}") from None
+        if size == 0:
+            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                pass  # trailers: none expected, skipped
+            return b"".join(parts)
+        total += size
+        if total > MAX_BODY_BYTES:
+            raise ProtocolError(f"a chunked body over {MAX_BODY_BYTES} bytes")
+        chunk = await reader.readexactly(size + 2)
+        parts.append(chunk[:-2])
