@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from bench_throughput import (
     apply_bench_objects,
     cpu_seconds,
     fresh_cluster,
+    operator_environment,
 )
 from harness import machine
 from prometheus_client.parser import text_string_to_metric_families
@@ -81,43 +81,31 @@ class Operator:
         self, cluster: DevCluster, tag: str, src: str | None = None, extra_env: dict[str, str] | None = None
     ) -> None:
         self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHYARD_", "KUBERNETES_"))}
-        env.update(
-            KUBECONFIG=str(cluster.kubeconfig),
-            BATCHYARD_METRICS_PORT=str(self.port),
-            BATCHYARD_LEADER_ELECTION="false",
-            # A million-child first cycle must not count as a stuck loop.
-            BATCHYARD_LIVENESS_STALL_SECONDS="3600",
+        # A million-child first cycle must not count as a stuck loop.
+        env = operator_environment(
+            cluster, self.port, src, {"BATCHYARD_LIVENESS_STALL_SECONDS": "3600", **(extra_env or {})}
         )
-        env.update(extra_env or {})
-        if src:  # another checkout's operator (e.g. the commit before a change)
-            env["PYTHONPATH"] = str(Path(src).resolve() / "operator")
         with (cluster.workdir / f"operator-{tag}.log").open("wb") as out:
             self.started = time.monotonic()
             self.proc = subprocess.Popen(
                 [str(BATCHYARD), "run"], env=env, stdout=out, stderr=subprocess.STDOUT
             )
 
-    def metric(self, name: str) -> float | None:
+    def _scrape(self) -> dict[str, float] | None:
+        """Every sample on the operator's /metrics by name; None when it does not answer."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as resp:
                 text = resp.read().decode()
         except OSError:
             return None
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                if s.name == name:
-                    return float(s.value)
-        return None
+        return {s.name: float(s.value) for f in text_string_to_metric_families(text) for s in f.samples}
+
+    def metric(self, name: str) -> float | None:
+        return (self._scrape() or {}).get(name)
 
     def metrics(self, *names: str) -> list[float]:
         """Several metrics from one scrape (0 for any not there)."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as resp:
-                text = resp.read().decode()
-        except OSError:
-            return [0.0 for _ in names]
-        found = {s.name: float(s.value) for f in text_string_to_metric_families(text) for s in f.samples}
+        found = self._scrape() or {}
         return [found.get(n, 0.0) for n in names]
 
     async def ready(self, timeout: float) -> float:
@@ -374,7 +362,10 @@ def main() -> None:
     out: dict[str, Any] = {}
     if args.only in (None, "backlog"):
         rows = []
-        for n in (int(x) for x in args.backlog.split(",")):
+        sizes = [int(x) for x in args.backlog.split(",")]
+        if min(sizes) < FIRST:
+            parser.error(f"--backlog: every N must be at least {FIRST:,} (the dispatches timed)")
+        for n in sizes:
             with fresh_cluster() as cluster:
                 r = asyncio.run(
                     backlog(cluster, n, args.concurrency, args.operator_src, args.py_spy, operator_env)

@@ -342,6 +342,27 @@ def apply_bench_objects(cluster: DevCluster, ce_state: str = "ENABLED") -> None:
     cluster.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(o) for o in objs))
 
 
+def operator_environment(
+    cluster: DevCluster,
+    metrics_port: int,
+    operator_src: str | None = None,
+    operator_env: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of `batchyard run` as the benches start it: this cluster, /metrics on
+    ``metrics_port``, no leader election, ``operator_env`` on top; with ``operator_src``, the
+    operator of that other checkout (e.g. the commit before a change)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHYARD_", "KUBERNETES_"))}
+    env.update(
+        KUBECONFIG=str(cluster.kubeconfig),
+        BATCHYARD_METRICS_PORT=str(metrics_port),
+        BATCHYARD_LEADER_ELECTION="false",
+    )
+    env.update(operator_env or {})
+    if operator_src:
+        env["PYTHONPATH"] = str(Path(operator_src).resolve() / "operator")
+    return env
+
+
 async def run_batchyard(
     cluster: DevCluster,
     jobs: int,
@@ -352,15 +373,7 @@ async def run_batchyard(
 ) -> dict[str, Any]:
     apply_bench_objects(cluster)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHYARD_", "KUBERNETES_"))}
-    env.update(
-        KUBECONFIG=str(cluster.kubeconfig),
-        BATCHYARD_METRICS_PORT=str(port),
-        BATCHYARD_LEADER_ELECTION="false",
-    )
-    env.update(operator_env or {})
-    if operator_src:  # another checkout's operator (e.g. the commit before a change)
-        env["PYTHONPATH"] = str(Path(operator_src).resolve() / "operator")
+    env = operator_environment(cluster, port, operator_src, operator_env)
     log = cluster.workdir / "operator.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([str(BATCHYARD), "run"], env=env, stdout=out, stderr=subprocess.STDOUT)

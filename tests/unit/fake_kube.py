@@ -124,16 +124,17 @@ ONE_VCPU_CONTAINER: dict[str, Any] = {
 }
 
 
-def one_job_state(
-    namespace: str = "ns", definition: dict[str, Any] | None = None, status: dict[str, Any] | None = None
-) -> ClusterState:
-    """The smallest synced world a Controller runs one job in: an UNMANAGED compute environment of
-    4 vCPUs, queue ``q`` on it, definition ``d`` (a 1-vCPU container unless given) and job ``j``
-    (new, or with the ``status`` given)."""
-    st = ClusterState()
+def add_world(
+    st: ClusterState,
+    namespace: str = "ns",
+    definition: dict[str, Any] | None = None,
+    ce_state: str = "ENABLED",
+) -> None:
+    """An UNMANAGED compute environment ``ce`` of 4 vCPUs (``ce_state``), queue ``q`` on it and
+    definition ``d`` in ``namespace`` (a 1-vCPU container unless given)."""
     st.upsert_cluster_object(
         "computeenvironments",
-        {"metadata": {"name": "ce"}, "spec": {"type": "UNMANAGED", "state": "ENABLED", "unmanagedvCpus": 4}},
+        {"metadata": {"name": "ce"}, "spec": {"type": "UNMANAGED", "state": ce_state, "unmanagedvCpus": 4}},
     )
     st.upsert_cluster_object(
         "jobqueues",
@@ -148,6 +149,16 @@ def one_job_state(
             "spec": definition if definition is not None else ONE_VCPU_CONTAINER,
         }
     )
+
+
+def one_job_state(
+    namespace: str = "ns", definition: dict[str, Any] | None = None, status: dict[str, Any] | None = None
+) -> ClusterState:
+    """The smallest synced world a Controller runs one job in: an UNMANAGED compute environment of
+    4 vCPUs, queue ``q`` on it, definition ``d`` (a 1-vCPU container unless given) and job ``j``
+    (new, or with the ``status`` given)."""
+    st = ClusterState()
+    add_world(st, namespace, definition)
     job: dict[str, Any] = {
         "metadata": {"name": "j", "namespace": namespace, "uid": "u1", "generation": 1},
         "spec": {"jobQueue": "q", "jobDefinition": "d"},

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fake_kube import FakeKube
+from fake_kube import FakeKube, add_world
 
 from batchyard.adapters.controller import Controller, Settings
 from batchyard.adapters.state import ClusterState
@@ -18,27 +18,8 @@ NS = "ns"
 
 
 def world(st: ClusterState) -> None:
-    st.upsert_cluster_object(
-        "computeenvironments",
-        # DISABLED: nothing dispatches, every job stepped ends RUNNABLE.
-        {"metadata": {"name": "ce"}, "spec": {"type": "UNMANAGED", "state": "DISABLED", "unmanagedvCpus": 4}},
-    )
-    st.upsert_cluster_object(
-        "jobqueues",
-        {
-            "metadata": {"name": "q", "uid": "q-uid"},
-            "spec": {"priority": 1, "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "ce"}]},
-        },
-    )
-    st.upsert_definition(
-        {
-            "metadata": {"name": "d", "namespace": NS, "generation": 1},
-            "spec": {
-                "type": "container",
-                "containerProperties": {"image": "busybox", "vcpus": 1, "memory": 512},
-            },
-        }
-    )
+    # DISABLED: nothing dispatches, every job stepped ends RUNNABLE.
+    add_world(st, NS, ce_state="DISABLED")
 
 
 def job(name: str) -> dict[str, Any]:
