@@ -15,7 +15,6 @@ from typing import Any
 
 import boto3
 import pytest
-from aiohttp import web
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -36,12 +35,10 @@ def endpoint() -> Iterator[str]:
         async def start() -> None:
             gw = Gateway(Credentials("http://127.0.0.1:9", {}, False), Settings())
             gw.keys["AKIDUNIT"] = AccessKey("AKIDUNIT", "secret", "team-a", "user")
-            runner = web.AppRunner(gw.app())
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            state["port"] = runner.addresses[0][1]
-            state["runner"] = runner
+            server = gw.http_server()
+            await server.start("127.0.0.1", 0)
+            state["port"] = server.port
+            state["runner"] = server
             ready.set()
 
         loop.run_until_complete(start())

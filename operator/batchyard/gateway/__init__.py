@@ -8,5 +8,6 @@ call onto the custom resources, writing specs as a user with kubectl would. Modu
 * `auth`     - SigV4 verification with botocore's own signer, access keys from Secrets;
 * `mapping`  - pure AWS request <-> custom resource translations (unit-tested, no I/O);
 * `jobcache` - the watch-fed BatchJob cache that answers ListJobs and DescribeJobs;
-* `server`   - the aiohttp application and the operations.
+* `http`     - the HTTP/1.1 server (keep-alive, Content-Length bodies, limits and timeouts);
+* `server`   - the operations, and the request path from bytes to an answer.
 """

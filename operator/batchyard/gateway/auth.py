@@ -103,7 +103,7 @@ def verify(
 ) -> SignedRequest:
     """The access key that signed this request, or a 403 GatewayError.
 
-    `headers` must be case-insensitive (aiohttp's CIMultiDict); `host_url` is scheme://host;
+    `headers` must be case-insensitive (gateway.http.Headers); `host_url` is scheme://host;
     `raw_path` the path and query string exactly as received (still percent-encoded).
     """
     auth = headers.get("Authorization")

@@ -23,14 +23,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
-
 from batchyard.adapters.kube import ApiError, Credentials, Kube, sleep_backoff
 from batchyard.api import JobDefinitionSpec
 from batchyard.core.revisions import TOO_LARGE_CONDITION, spec_hash
 from batchyard.gateway import mapping as m
 from batchyard.gateway.auth import AccessKey, key_from_secret, verify
 from batchyard.gateway.errors import GatewayError, client_error, server_error
+from batchyard.gateway.http import Answer, HttpServer, Request
 from batchyard.gateway.jobcache import JobCache
 from batchyard.gateway.metrics import observe
 from batchyard.gateway.service import parse_params, route
@@ -90,10 +89,16 @@ class Call:
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def _json(status: int, body: Mapping[str, Any], headers: dict[str, str]) -> web.Response:
-    """A JSON answer as pre-encoded bytes: web.json_response would encode text, then re-encode it."""
-    return web.Response(
-        body=_ENCODE(body).encode(), status=status, headers=headers, content_type="application/json"
+def _json(status: int, body: Mapping[str, Any], headers: dict[str, str]) -> Answer:
+    return Answer(status, _ENCODE(body).encode(), headers)
+
+
+def refusal(status: int, message: str) -> Answer:
+    """A request the HTTP layer cannot read (oversized, malformed), in AWS's error shape: a
+    client's mistake is a ClientException, HTTP 400, as AWS answers every caller mistake."""
+    err = client_error(message) if status < 500 else server_error(message)
+    return _json(
+        err.status, err.body(), {"x-amzn-RequestId": str(uuid.uuid4()), "X-Amzn-ErrorType": err.code}
     )
 
 
@@ -280,12 +285,10 @@ class Gateway:
 
     # --- HTTP -------------------------------------------------------------------------------------
 
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY)
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        return app
+    def http_server(self) -> HttpServer:
+        return HttpServer(self.handle, MAX_BODY, refusal)
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: Request) -> Answer:
         started = time.perf_counter()
         request_id = str(uuid.uuid4())
         operation = "unknown"
@@ -300,12 +303,7 @@ class Gateway:
                     404,
                 )
             operation, uri = found
-            try:
-                body = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                raise client_error(
-                    f"The request body is larger than {MAX_BODY // (1024 * 1024)} MiB"
-                ) from None
+            body = request.body
             signed = verify(
                 request.method,
                 f"{request.scheme}://{request.host}",
@@ -987,10 +985,9 @@ class Gateway:
         return {"tags": {**(obj["spec"].get("tags") or {}), **self._annotation_tags(obj)}}
 
 
-async def serve(gateway: Gateway, host: str, port: int) -> web.AppRunner:
-    """Start the gateway's HTTP server; returns the runner (cleanup() stops it)."""
+async def serve(gateway: Gateway, host: str, port: int) -> HttpServer:
+    """Start the gateway's HTTP server; returns it (cleanup() stops it)."""
     await gateway.start()
-    runner = web.AppRunner(gateway.app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
+    server = gateway.http_server()
+    await server.start(host, port)
+    return server
