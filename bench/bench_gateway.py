@@ -10,7 +10,7 @@ DescribeJobs of 100 ids (of a job definition that exists, so the gateway reads i
 repeated, p50/p99. No operator runs: the jobs stay SUBMITTED, so only the request path is
 measured.
 
-    python bench/bench_gateway.py [--jobs 400] [--clients 8] [--rounds 3]
+    python bench/bench_gateway.py [--jobs 2000] [--clients 8] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def rate(n: int, clients: int, one: Any) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=400)
+    parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
