@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import pytest
 
-from batchyard.adapters.http1 import Http1Pool, ProtocolError
+from batchyard.adapters.http1 import Http1Pool, ProtocolError, StatusError
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes, bytes], Awaitable[bool]]
 
@@ -206,3 +206,84 @@ def test_nothing_listening_is_a_connection_error() -> None:
             await pool.request("GET", "/x")
 
     asyncio.run(main())
+
+
+def test_a_stream_hands_over_each_chunk_as_it_arrives_on_a_connection_of_its_own() -> None:
+    sent = asyncio.Event()
+    got: list[bytes] = []
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, head: bytes, body: bytes) -> bool:
+        if head.startswith(b"GET /watch?x=1 "):
+            w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            w.write(b'7\r\n{"a":1}\r\n')
+            await w.drain()
+            await sent.wait()  # the second chunk only after the client has the first
+            w.write(b'8\r\n\n{"b":2}\r\n0\r\n\r\n')
+            return False
+        w.write(answer(b"{}"))
+        return True
+
+    async def test(pool: Http1Pool) -> None:
+        await pool.request("GET", "/warm")
+        async for data in pool.stream("/watch?x=1", read_timeout=5):
+            got.append(data)
+            if data == b'{"a":1}':
+                sent.set()
+        assert pool.opened == 2 and len(pool._idle) == 1  # the stream's connection was not pooled
+
+    run(handler, test)
+    assert got == [b"", b'{"a":1}', b'\n{"b":2}']
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabcde", [b"", b"abcde"]),
+        (b"HTTP/1.1 200 OK\r\n\r\nuntil close", [b"", b"until close"]),
+    ],
+)
+def test_a_stream_by_length_or_until_the_server_closes(reply: bytes, expected: list[bytes]) -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, head: bytes, body: bytes) -> bool:
+        w.write(reply)
+        return False
+
+    async def test(pool: Http1Pool) -> None:
+        assert [d async for d in pool.stream("/s", read_timeout=5)] == expected
+
+    run(handler, test)
+
+
+def test_a_stream_answered_with_an_error_status_raises_it_with_the_body() -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, head: bytes, body: bytes) -> bool:
+        w.write(answer(b'{"code":410}', status="410 Gone"))
+        return True
+
+    async def test(pool: Http1Pool) -> None:
+        with pytest.raises(StatusError) as err:
+            async for _ in pool.stream("/s", read_timeout=5):
+                pass
+        assert (err.value.status, err.value.body) == (410, b'{"code":410}')
+
+    run(handler, test)
+
+
+def test_a_silent_stream_times_out_and_a_cut_one_is_a_disconnect() -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, head: bytes, body: bytes) -> bool:
+        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        if head.startswith(b"GET /cut"):
+            w.write(b"5\r\nab")  # half a chunk, then the connection ends
+            return False
+        await asyncio.sleep(5)
+        return False
+
+    async def test(pool: Http1Pool) -> None:
+        got: list[bytes] = []
+        with pytest.raises(TimeoutError):
+            async for data in pool.stream("/silent", read_timeout=0.3):
+                got.append(data)
+        assert got == [b"", b"abc"]
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            async for _ in pool.stream("/cut", read_timeout=5):
+                pass
+
+    run(handler, test)

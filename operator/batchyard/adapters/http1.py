@@ -5,7 +5,8 @@ JSON exchange on one host, and aiohttp's general client (URL objects, header mul
 registries, tracing hooks, response objects) was a fifth of the gateway's CPU per SubmitJob and
 about as much of the operator's per API call (bench/RESULTS.md). Here a request is one write of
 bytes and a response is a status, a few headers and a body read by Content-Length or chunks.
-Watches stay on aiohttp (long streams, where its per-request cost does not matter).
+Watches use ``stream``: a connection of their own (never pooled, never counted against the
+limit), the body's chunks handed over as they arrive.
 
 What it does not do, because the API server never needs it: redirects, proxies, compression
 (no Accept-Encoding is sent), 1xx answers other than 100, HTTP/2.
@@ -21,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_module
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -61,6 +63,15 @@ class _Progress:
 class Response:
     status: int
     body: bytes
+
+
+class StatusError(aiohttp.ClientError):
+    """A stream's request was answered with a status >= 300 (its body read whole)."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
 
 
 class Http1Pool:
@@ -158,11 +169,71 @@ class Http1Pool:
                 return Response(status, data)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def stream(self, target: str, read_timeout: float) -> AsyncIterator[bytes]:
+        """GET ``target`` on a connection of its own and yield the body's data as it arrives
+        (chunked or by length), until the server ends it; then the connection is closed.
+        The first item is b"" once the answer's head says 2xx (the stream is open). An answer
+        >= 300 raises StatusError with its body; no data for ``read_timeout`` seconds (or no
+        connection within it) raises TimeoutError."""
+        async with asyncio.timeout(read_timeout):
+            conn = await self._connect()
+        try:
+            conn.writer.write(
+                f"GET {self.prefix}{target} HTTP/1.1\r\n".encode("latin-1") + self._head + b"\r\n"
+            )
+            async with asyncio.timeout(read_timeout):
+                status, length, chunked = await _read_head(conn.reader, _Progress())
+            if status >= 300:
+                async with asyncio.timeout(read_timeout):
+                    body = await _read_body(conn.reader, "GET", status, length, chunked)
+                raise StatusError(status, body)
+            yield b""
+            reader = conn.reader
+            while True:
+                async with asyncio.timeout(read_timeout):
+                    if chunked:
+                        size_line = await reader.readline()
+                        if not size_line:
+                            raise asyncio.IncompleteReadError(b"", None)
+                        try:
+                            size = int(size_line.split(b";", 1)[0].strip(), 16)
+                        except ValueError:
+                            raise ProtocolError(f"malformed chunk size: {size_line[:40]!r}") from None
+                        if size == 0:
+                            return
+                        data = (await reader.readexactly(size + 2))[:-2]
+                    elif length is not None:
+                        if length == 0:
+                            return
+                        data = await reader.read(min(length, 65536))
+                        if not data:
+                            raise asyncio.IncompleteReadError(b"", length)
+                        length -= len(data)
+                    else:
+                        data = await reader.read(65536)
+                        if not data:
+                            return  # the body ends when the server closes
+                yield data
+        except TimeoutError:
+            raise  # an OSError too, since 3.11: not a disconnect
+        except (OSError, EOFError, asyncio.IncompleteReadError, ssl_module.SSLError) as err:
+            raise aiohttp.ServerDisconnectedError(f"watch {target}: {err!r}") from err
+        finally:
+            conn.close()
+
 
 async def _read_response(
     reader: asyncio.StreamReader, method: str, progress: _Progress
 ) -> tuple[int, bool, bytes]:
     """(status, keep the connection, body)."""
+    status, length, chunked, keep = await _read_head(reader, progress, with_keep=True)
+    if length is None and not chunked and not (method == "HEAD" or status in (204, 304)):
+        keep = False  # no length given: the body ends when the server closes
+    return status, keep, await _read_body(reader, method, status, length, chunked)
+
+
+async def _read_head(reader: asyncio.StreamReader, progress: _Progress, with_keep: bool = False) -> Any:
+    """(status, Content-Length or None, chunked[, keep the connection]) of the final answer."""
     while True:
         line = await reader.readline()
         if not line:
@@ -196,18 +267,24 @@ async def _read_response(
             raise ProtocolError("too many header lines")
         if 100 <= status < 200:
             continue  # 100 Continue: the real answer follows
-        if method == "HEAD" or status in (204, 304):
-            return status, keep, b""
-        if chunked:
-            return status, keep, await _read_chunks(reader)
-        if length is not None:
-            if length > MAX_BODY_BYTES:
-                raise ProtocolError(f"a body of {length} bytes is too large")
-            return status, keep, await reader.readexactly(length)
-        data = await reader.read()  # no length given: the body ends when the server closes
-        if len(data) > MAX_BODY_BYTES:
-            raise ProtocolError(f"a body over {MAX_BODY_BYTES} bytes")
-        return status, False, data
+        return (status, length, chunked, keep) if with_keep else (status, length, chunked)
+
+
+async def _read_body(
+    reader: asyncio.StreamReader, method: str, status: int, length: int | None, chunked: bool
+) -> bytes:
+    if method == "HEAD" or status in (204, 304):
+        return b""
+    if chunked:
+        return await _read_chunks(reader)
+    if length is not None:
+        if length > MAX_BODY_BYTES:
+            raise ProtocolError(f"a body of {length} bytes is too large")
+        return await reader.readexactly(length)
+    data = await reader.read()  # no length given: the body ends when the server closes
+    if len(data) > MAX_BODY_BYTES:
+        raise ProtocolError(f"a body over {MAX_BODY_BYTES} bytes")
+    return data
 
 
 async def _read_chunks(reader: asyncio.StreamReader) -> bytes:

@@ -2,7 +2,7 @@
 
 Credentials come from kubernetes_asyncio's loaders (in-cluster service account, or a kubeconfig
 with tokens, client certificates or exec plugins). Requests go through our HTTP/1.1 keep-alive
-pool (``adapters.http1``) and watches through one aiohttp session, because the operator only
+client (``adapters.http1``), watches on connections of their own, because the operator only
 ever needs plain JSON dicts and every call is counted for the API-writes benchmark and the
 metrics.
 """
@@ -23,7 +23,7 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 
-from batchyard.adapters.http1 import Http1Pool
+from batchyard.adapters.http1 import Http1Pool, StatusError
 from batchyard.adapters.metrics import count_api_call
 from batchyard.apierrors import (
     ApiError,
@@ -118,8 +118,7 @@ class Kube:
     """
 
     creds: Credentials
-    session: aiohttp.ClientSession | None = None  # watches
-    pool: Http1Pool | None = None  # every other request
+    pool: Http1Pool | None = None  # every request, watches on connections of their own
     calls: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
@@ -130,23 +129,13 @@ class Kube:
     async def connect(cls, request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> Kube:
         return cls(await load_credentials(), request_timeout=request_timeout, reload=load_credentials)
 
-    async def _session(self) -> aiohttp.ClientSession:
-        if self.session is None or self.session.closed:
-            connector = aiohttp.TCPConnector(ssl=self.creds.ssl, limit=32)
-            self.session = aiohttp.ClientSession(
-                self.creds.server, headers=self.creds.headers, connector=connector
-            )
-        return self.session
-
     def _pool(self) -> Http1Pool:
-        """Unary requests go through our HTTP/1.1 pool (adapters.http1); watches through aiohttp."""
+        """Every request goes through our HTTP/1.1 client (adapters.http1)."""
         if self.pool is None:
             self.pool = Http1Pool(self.creds.server, self.creds.ssl, self.creds.headers)
         return self.pool
 
     async def close(self) -> None:
-        if self.session is not None:
-            await self.session.close()
         if self.pool is not None:
             await self.pool.close()
 
@@ -159,12 +148,9 @@ class Kube:
         except Exception as err:  # a broken kubeconfig or exec plugin: keep the 401
             log.warning("reloading credentials after 401 failed: %r", err)
             return False
-        old, self.session = self.session, None
         old_pool, self.pool = self.pool, None
         self.creds = creds
         self.reloads += 1
-        if old is not None:
-            await old.close()
         if old_pool is not None:
             await old_pool.close()
         log.info("credentials reloaded after 401 Unauthorized")
@@ -257,7 +243,6 @@ class Kube:
     async def _watch_once(
         self, path: str, params: Mapping[str, str], resource_version: str, timeout_seconds: int
     ) -> AsyncIterator[dict[str, Any]]:
-        session = await self._session()
         self.calls["watch"] += 1
         query = {
             **params,
@@ -266,26 +251,31 @@ class Kube:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(timeout_seconds),
         }
-        # The stream's own long timeout, not the per-request one.
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30)
-        async with session.get(path, params=query, timeout=timeout) as resp:
-            count_api_call("watch", error=resp.status >= 300)
-            if resp.status >= 300:
-                self.errors["watch"] += 1
-                text = await resp.text()
-                try:
-                    payload: Any = json.loads(text)
-                except ValueError:
-                    payload = text
-                raise api_error(resp.status, payload, "WATCH", path)
-            # iter_any, not line iteration: aiohttp caps a line at 64 KiB, objects can be larger.
-            buffer = b""
-            async for chunk in resp.content.iter_any():
+        target = f"{quote(path, safe=_PATH_SAFE)}?{urlencode(query)}"
+        buffer = b""
+        counted = False
+        try:
+            # The stream's own long read timeout, not the per-request one.
+            async for chunk in self._pool().stream(target, read_timeout=timeout_seconds + 30):
+                if not counted:  # b"": the stream is open
+                    count_api_call("watch", error=False)
+                    counted = True
+                    continue
                 buffer += chunk
+                if b"\n" not in chunk:
+                    continue
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
                     if line.strip():
                         yield json.loads(line)
+        except StatusError as err:
+            count_api_call("watch", error=True)
+            self.errors["watch"] += 1
+            try:
+                payload: Any = json.loads(err.body)
+            except ValueError:
+                payload = err.body.decode("utf-8", "replace")
+            raise api_error(err.status, payload, "WATCH", path) from None
 
 
 def backoff_seconds(
