@@ -515,6 +515,49 @@ def test_bad_signatures_are_403(make: Any, code: str, request: pytest.FixtureReq
     assert check(headers, body, signed_at + timedelta(minutes=6) if later else None) == code
 
 
+def test_cached_signing_keys_never_admit_another_secret_region_or_day() -> None:
+    """The signing key is derived once per (secret, day, region) and reused: each of those
+    changes must still give botocore's own answer, in both orders."""
+    import batchyard.gateway.auth as auth_module
+
+    auth_module._SIGNING_KEYS.clear()
+    assert check(*signed()) == "team-a"  # caches the key for s3cret, today, us-east-1
+    assert len(auth_module._SIGNING_KEYS) == 1
+    assert check(*signed(secret="wrong")) == "InvalidSignatureException"  # the right key is cached
+    assert check(*signed()) == "team-a"
+
+    def signed_in(region: str, when: datetime) -> tuple[dict[str, str], bytes]:
+        req = AWSRequest(method="POST", url="http://gw.local:8900/v1/describejobs", data=b"{}",
+                         headers={"Content-Type": "application/json", "Host": "gw.local:8900"})  # fmt: skip
+        req.context["timestamp"] = when.strftime("%Y%m%dT%H%M%SZ")
+        signer = SigV4Auth(Credentials("AKIDTEAMA", "s3cret"), "batch", region)
+        signer._modify_request_before_signing(req)  # botocore's add_auth, at a fixed time
+        canonical = signer.canonical_request(req)
+        signature = signer.signature(signer.string_to_sign(req, canonical), req)
+        scope = f"AKIDTEAMA/{when:%Y%m%d}/{region}/batch/aws4_request"
+        headers = {k: v for k, v in req.headers.items()}
+        headers["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders={signer.signed_headers(signer.headers_to_sign(req))}, "
+            f"Signature={signature}"
+        )
+        return headers, b"{}"
+
+    midnight = datetime(2026, 12, 2, 23, 59, 58, tzinfo=UTC)
+    for region, when in [
+        ("eu-west-1", midnight),
+        ("us-east-1", midnight),
+        ("us-east-1", midnight + timedelta(seconds=4)),  # the next day
+    ]:
+        headers, body = signed_in(region, when)
+        assert check(headers, body, when) == "team-a", (region, when)
+        # the same request claiming another region than it was signed for: refused
+        forged = {**headers, "Authorization": headers["Authorization"].replace(f"/{region}/", "/ap-south-1/")}
+        assert check(forged, body, when) == "InvalidSignatureException"
+    # The gateway derives from the stored secret ("wrong" added none): today us-east-1,
+    # eu-west-1, ap-south-1 on two days, us-east-1 tomorrow.
+    assert len(auth_module._SIGNING_KEYS) == 5
+
+
 def test_share_identifier_filter() -> None:
     jobs = [
         a_job("u0").spec(shareIdentifier="blue").status(status="RUNNABLE").build(),

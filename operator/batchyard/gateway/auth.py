@@ -43,6 +43,26 @@ class _Signer(SigV4Auth):  # type: ignore[misc]  # botocore has no type hints
     def payload(self, request: AWSRequest) -> str:
         return self._payload_hash
 
+    def signature(self, string_to_sign: str, request: AWSRequest) -> str:
+        """botocore's signature, with the signing key (four HMACs of the secret, the day, the
+        region and the service) derived once per key, day and region, as AWS's SigV4 documents
+        allow; botocore's `_sign` computes every HMAC."""
+        cache_key = (self.credentials.secret_key, request.context["timestamp"][0:8], self._region_name)
+        signing_key = _SIGNING_KEYS.get(cache_key)
+        if signing_key is None:
+            k_date = self._sign(f"AWS4{cache_key[0]}".encode(), cache_key[1])
+            k_region = self._sign(k_date, self._region_name)
+            k_service = self._sign(k_region, self._service_name)
+            signing_key = self._sign(k_service, "aws4_request")
+            if len(_SIGNING_KEYS) >= MAX_CACHED_KEYS:
+                _SIGNING_KEYS.clear()  # days and keys go by; a bound, not an eviction policy
+            _SIGNING_KEYS[cache_key] = signing_key
+        return str(self._sign(signing_key, string_to_sign, hex=True))
+
+
+MAX_CACHED_KEYS = 4096
+_SIGNING_KEYS: dict[tuple[str, str, str], bytes] = {}
+
 
 @dataclass(frozen=True)
 class AccessKey:
