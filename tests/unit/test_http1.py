@@ -287,3 +287,39 @@ def test_a_silent_stream_times_out_and_a_cut_one_is_a_disconnect() -> None:
                 pass
 
     run(handler, test)
+
+
+def test_a_stream_joins_the_chunks_that_came_together_and_reassembles_a_large_one() -> None:
+    big = b"x" * 200_000
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, head: bytes, body: bytes) -> bool:
+        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n2\r\ncd\r\n")
+        await w.drain()
+        await asyncio.sleep(0.05)
+        framed = b"%x\r\n" % len(big) + big + b"\r\n0\r\n\r\n"
+        for i in range(0, len(framed), 7000):  # the large chunk in many pieces
+            w.write(framed[i : i + 7000])
+            await w.drain()
+        return False
+
+    async def test(pool: Http1Pool) -> None:
+        got = [d async for d in pool.stream("/s", read_timeout=5)]
+        assert got[:2] == [b"", b"abcd"] and b"".join(got[2:]) == big and len(got) == 3
+
+    run(handler, test)
+
+
+def test_a_slow_consumer_is_not_a_silent_stream() -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, head: bytes, body: bytes) -> bool:
+        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n1\r\nb\r\n0\r\n\r\n")
+        return False
+
+    async def test(pool: Http1Pool) -> None:
+        got = []
+        async for data in pool.stream("/s", read_timeout=0.2):
+            got.append(data)
+            await asyncio.sleep(0.5)  # longer than the read timeout, between reads
+        assert b"".join(got) == b"ab"
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+    run(handler, test)

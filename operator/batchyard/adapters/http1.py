@@ -188,31 +188,7 @@ class Http1Pool:
                     body = await _read_body(conn.reader, "GET", status, length, chunked)
                 raise StatusError(status, body)
             yield b""
-            reader = conn.reader
-            while True:
-                async with asyncio.timeout(read_timeout):
-                    if chunked:
-                        size_line = await reader.readline()
-                        if not size_line:
-                            raise asyncio.IncompleteReadError(b"", None)
-                        try:
-                            size = int(size_line.split(b";", 1)[0].strip(), 16)
-                        except ValueError:
-                            raise ProtocolError(f"malformed chunk size: {size_line[:40]!r}") from None
-                        if size == 0:
-                            return
-                        data = (await reader.readexactly(size + 2))[:-2]
-                    elif length is not None:
-                        if length == 0:
-                            return
-                        data = await reader.read(min(length, 65536))
-                        if not data:
-                            raise asyncio.IncompleteReadError(b"", length)
-                        length -= len(data)
-                    else:
-                        data = await reader.read(65536)
-                        if not data:
-                            return  # the body ends when the server closes
+            async for data in _body_stream(conn.reader, length, chunked, read_timeout):
                 yield data
         except TimeoutError:
             raise  # an OSError too, since 3.11: not a disconnect
@@ -220,6 +196,102 @@ class Http1Pool:
             raise aiohttp.ServerDisconnectedError(f"watch {target}: {err!r}") from err
         finally:
             conn.close()
+
+
+class _IdleWatch:
+    """Cancels the reading task when a read has waited ``seconds`` with no data.
+
+    One timer per period, re-armed lazily, instead of a timeout per read (asyncio.timeout
+    armed per chunk was a tenth of a watch's cost). Only a read in progress is cancelled;
+    the time the consumer spends between reads never counts."""
+
+    def __init__(self, seconds: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.seconds = seconds
+        self.since = self.loop.time()  # the current read began, or data last came
+        self.reading = False
+        self.expired = False
+        self.handle = self.loop.call_later(seconds, self._check)
+
+    def _check(self) -> None:
+        waited = self.loop.time() - self.since
+        if self.reading and waited >= self.seconds and self.task is not None:
+            self.expired = True
+            self.task.cancel()
+        else:
+            self.handle = self.loop.call_later(
+                max(self.seconds - waited, 0.01) if self.reading else self.seconds, self._check
+            )
+
+    async def read(self, reader: asyncio.StreamReader) -> bytes:
+        self.since = self.loop.time()
+        self.reading = True
+        try:
+            return await reader.read(65536)
+        except asyncio.CancelledError:
+            if self.expired and self.task is not None and self.task.uncancel() == 0:
+                raise TimeoutError(f"no data for {self.seconds:g} s") from None
+            raise
+        finally:
+            self.reading = False
+
+    def close(self) -> None:
+        self.handle.cancel()
+
+
+async def _body_stream(
+    reader: asyncio.StreamReader, length: int | None, chunked: bool, read_timeout: float
+) -> AsyncIterator[bytes]:
+    """A body's data as it arrives: the payload of every whole chunk received so far in one
+    piece, or the bytes by length, or until the server closes."""
+    watch = _IdleWatch(read_timeout)
+    try:
+        buffer = bytearray()
+        pending = -1  # bytes of the current chunk still to come (-1: a size line is next)
+        while True:
+            data = await watch.read(reader)
+            if not chunked:
+                if not data:
+                    if length:
+                        raise asyncio.IncompleteReadError(b"", length)
+                    return  # the body ends when the server closes
+                if length is not None:
+                    data = data[:length]
+                    length -= len(data)
+                yield data
+                if length == 0:
+                    return
+                continue
+            if not data:
+                raise asyncio.IncompleteReadError(b"", None)
+            buffer += data
+            out: list[bytes] = []
+            while True:
+                if pending < 0:
+                    end = buffer.find(b"\r\n")
+                    if end < 0:
+                        if len(buffer) > 1024:
+                            raise ProtocolError("a chunk size line over 1 KiB")
+                        break
+                    try:
+                        pending = int(bytes(buffer[:end]).split(b";", 1)[0].strip(), 16)
+                    except ValueError:
+                        raise ProtocolError(f"malformed chunk size: {bytes(buffer[:40])!r}") from None
+                    del buffer[: end + 2]
+                    if pending == 0:
+                        if out:
+                            yield b"".join(out)
+                        return  # (trailers, if any, are left unread: the connection closes)
+                if len(buffer) < pending + 2:
+                    break
+                out.append(bytes(buffer[:pending]))
+                del buffer[: pending + 2]
+                pending = -1
+            if out:
+                yield b"".join(out)
+    finally:
+        watch.close()
 
 
 async def _read_response(
