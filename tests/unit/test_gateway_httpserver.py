@@ -275,3 +275,16 @@ def test_pipelined_bytes_beyond_one_request_pause_reading_until_the_answer() -> 
 
     asyncio.run(main())
     assert targets == [f"/{n}" for n in range(3000)]
+
+
+def test_a_head_request_gets_the_length_but_no_body() -> None:
+    async def test(server: HttpServer, seen: Seen) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"HEAD /x HTTP/1.1\r\n\r\nGET /y HTTP/1.1\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Content-Length: " in head
+        status, _, body = await read_answer(reader)  # the next answer follows the head at once
+        assert status == 200 and json.loads(body)["target"] == "/y"
+        writer.close()
+
+    assert [r.method for r in run(test)] == ["HEAD", "GET"]

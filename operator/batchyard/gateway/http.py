@@ -117,7 +117,8 @@ def _date() -> bytes:
     return _date_cache[1]
 
 
-def encode(answer: Answer, keep_alive: bool) -> bytes:
+def encode(answer: Answer, keep_alive: bool, head_only: bool = False) -> bytes:
+    """The answer's bytes; ``head_only`` for a HEAD request (its length, never its body)."""
     head = [
         b"HTTP/1.1 %d %s\r\n" % (answer.status, _REASONS.get(answer.status, "Unknown").encode("ascii")),
         b"Content-Type: %s\r\nContent-Length: %d\r\nDate: %s\r\n"
@@ -128,7 +129,7 @@ def encode(answer: Answer, keep_alive: bool) -> bytes:
     if not keep_alive:
         head.append(b"Connection: close\r\n")
     head.append(b"\r\n")
-    return b"".join(head) + answer.body
+    return b"".join(head) + (b"" if head_only else answer.body)
 
 
 class _BadRequest(Exception):
@@ -274,7 +275,7 @@ class _Connection(asyncio.Protocol):
         keep = keep and not self.server.closing
         if self.closed or self.transport is None:
             return
-        self.transport.write(encode(answer, keep))
+        self.transport.write(encode(answer, keep, head_only=request.method == "HEAD"))
         self.busy = False
         if not keep:
             self.transport.close()
