@@ -558,6 +558,20 @@ def test_cached_signing_keys_never_admit_another_secret_region_or_day() -> None:
     assert len(auth_module._SIGNING_KEYS) == 5
 
 
+def test_a_rotated_secret_takes_effect_at_once_despite_the_cached_signer() -> None:
+    rotated = AccessKey("AKIDTEAMA", "n3w-secret", "team-a", "batch-user")
+    for key, good, stale in ((KEY, "s3cret", "n3w-secret"), (rotated, "n3w-secret", "s3cret")):
+        lookup = {"AKIDTEAMA": key}.get
+        for secret, expected in ((good, "team-a"), (stale, "InvalidSignatureException")):
+            headers, body = signed(secret=secret)
+            try:
+                got = verify("POST", "http://gw.local:8900", "/v1/describejobs", CI(headers), body, lookup)
+                outcome = got.access_key.namespace
+            except GatewayError as exc:
+                outcome = exc.code
+            assert outcome == expected, (key.secret_access_key, secret)
+
+
 def test_share_identifier_filter() -> None:
     jobs = [
         a_job("u0").spec(shareIdentifier="blue").status(status="RUNNABLE").build(),

@@ -34,14 +34,14 @@ class _Signer(SigV4Auth):  # type: ignore[misc]  # botocore has no type hints
 
     botocore's own `payload` reads `request.body`, which prepares the whole request (url
     parsing, header copies) only to hash the body: a tenth of the gateway's CPU per request.
-    The hash is the same (SHA-256 of the body as received), computed once here."""
+    The hash is the same (SHA-256 of the body as received), computed once here and carried in
+    the request's context, so one signer per key and region serves every request (`_signer`)."""
 
-    def __init__(self, credentials: Credentials, region: str, payload_hash: str) -> None:
+    def __init__(self, credentials: Credentials, region: str) -> None:
         super().__init__(credentials, SERVICE, region)
-        self._payload_hash = payload_hash
 
     def payload(self, request: AWSRequest) -> str:
-        return self._payload_hash
+        return str(request.context["payload_sha256"])
 
     def signature(self, string_to_sign: str, request: AWSRequest) -> str:
         """botocore's signature, with the signing key (four HMACs of the secret, the day, the
@@ -62,6 +62,18 @@ class _Signer(SigV4Auth):  # type: ignore[misc]  # botocore has no type hints
 
 MAX_CACHED_KEYS = 4096
 _SIGNING_KEYS: dict[tuple[str, str, str], bytes] = {}
+_SIGNERS: dict[tuple[str, str, str], _Signer] = {}
+
+
+def _signer(key: AccessKey, region: str) -> _Signer:
+    """One signer per (key id, secret, region): a rotated secret gets a new one."""
+    cache_key = (key.access_key_id, key.secret_access_key, region)
+    signer = _SIGNERS.get(cache_key)
+    if signer is None:
+        if len(_SIGNERS) >= MAX_CACHED_KEYS:
+            _SIGNERS.clear()
+        signer = _SIGNERS[cache_key] = _Signer(Credentials(key.access_key_id, key.secret_access_key), region)
+    return signer
 
 
 @dataclass(frozen=True)
@@ -180,7 +192,8 @@ def verify(
         raise auth_error("InvalidSignatureException", "X-Amz-Content-SHA256 does not match the request body")
     request = AWSRequest(method=method.upper(), url=host_url + raw_path, data=body, headers=picked)
     request.context["timestamp"] = amz_date
-    signer = _Signer(Credentials(key.access_key_id, key.secret_access_key), region, body_sha)
+    request.context["payload_sha256"] = body_sha
+    signer = _signer(key, region)
     canonical = signer.canonical_request(request)
     expected = signer.signature(signer.string_to_sign(request, canonical), request)
     if not hmac.compare_digest(expected, fields["Signature"]):
