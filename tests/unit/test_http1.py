@@ -323,3 +323,31 @@ def test_a_slow_consumer_is_not_a_silent_stream() -> None:
         assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
 
     run(handler, test)
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Le", aiohttp.ServerDisconnectedError),  # cut in the head
+        (b"HTTP/1.1 200 OK\r\n" + b"A: b\r\n" * 101 + b"\r\n", ProtocolError),
+        (b"HTTP/1.1 200 OK\r\nNo colon here\r\n\r\n", ProtocolError),
+    ],
+)
+def test_a_bad_or_cut_head_is_an_error_and_the_connection_is_dropped(
+    reply: bytes, error: type[Exception]
+) -> None:
+    served = 0
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, head: bytes, body: bytes) -> bool:
+        nonlocal served
+        served += 1
+        w.write(reply)
+        return False
+
+    async def test(pool: Http1Pool) -> None:
+        with pytest.raises(error):
+            await pool.request("GET", "/x")
+        assert pool._idle == []
+
+    run(handler, test)
+    assert served == 1

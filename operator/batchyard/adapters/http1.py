@@ -307,23 +307,29 @@ async def _read_response(
 async def _read_head(reader: asyncio.StreamReader, progress: _Progress, with_keep: bool = False) -> Any:
     """(status, Content-Length or None, chunked[, keep the connection]) of the final answer."""
     while True:
-        line = await reader.readline()
-        if not line:
-            raise EOFError("the server closed the connection before answering")
+        # The whole head in one read (the API server's answers carry 6-8 header lines).
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as err:
+            if not err.partial:
+                raise EOFError("the server closed the connection before answering") from None
+            progress.answered = True
+            raise
+        except asyncio.LimitOverrunError:
+            progress.answered = True
+            raise ProtocolError("an answer head over the reader's limit") from None
         progress.answered = True
+        line, *headers = head[:-4].split(b"\r\n")
         parts = line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
             raise ProtocolError(f"not an HTTP/1.1 status line: {line[:80]!r}")
+        if len(headers) > MAX_HEADER_LINES:
+            raise ProtocolError("too many header lines")
         status = int(parts[1])
         keep = parts[0] == b"HTTP/1.1"
         length: int | None = None
         chunked = False
-        for _ in range(MAX_HEADER_LINES):
-            header = await reader.readline()
-            if header in (b"\r\n", b"\n"):
-                break
-            if not header:
-                raise asyncio.IncompleteReadError(header, None)
+        for header in headers:
             name, sep, value = header.partition(b":")
             if not sep:
                 raise ProtocolError(f"malformed header line: {header[:80]!r}")
@@ -335,8 +341,6 @@ async def _read_head(reader: asyncio.StreamReader, progress: _Progress, with_kee
             elif key == b"connection":
                 token = value.strip().lower()
                 keep = token != b"close" if keep else token == b"keep-alive"
-        else:
-            raise ProtocolError("too many header lines")
         if 100 <= status < 200:
             continue  # 100 Continue: the real answer follows
         return (status, length, chunked, keep) if with_keep else (status, length, chunked)
