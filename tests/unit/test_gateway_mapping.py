@@ -520,10 +520,14 @@ def test_cached_signing_keys_never_admit_another_secret_region_or_day() -> None:
     changes must still give botocore's own answer, in both orders."""
     import batchyard.gateway.auth as auth_module
 
-    auth_module._SIGNING_KEYS.clear()
+    def cached_keys() -> int:
+        return sum(len(signer._keys) for signer in auth_module._SIGNERS.values())
+
+    auth_module._SIGNERS.clear()
     assert check(*signed()) == "team-a"  # caches the key for s3cret, today, us-east-1
-    assert len(auth_module._SIGNING_KEYS) == 1
+    assert cached_keys() == 1
     assert check(*signed(secret="wrong")) == "InvalidSignatureException"  # the right key is cached
+    assert cached_keys() == 1  # keys derive from the stored secret: "wrong" added none
     assert check(*signed()) == "team-a"
 
     def signed_in(region: str, when: datetime) -> tuple[dict[str, str], bytes]:
@@ -542,7 +546,9 @@ def test_cached_signing_keys_never_admit_another_secret_region_or_day() -> None:
         )
         return headers, b"{}"
 
+    # A fixed day, so the count below never depends on the clock; the cache starts empty again.
     midnight = datetime(2026, 12, 2, 23, 59, 58, tzinfo=UTC)
+    auth_module._SIGNERS.clear()
     for region, when in [
         ("eu-west-1", midnight),
         ("us-east-1", midnight),
@@ -553,9 +559,8 @@ def test_cached_signing_keys_never_admit_another_secret_region_or_day() -> None:
         # the same request claiming another region than it was signed for: refused
         forged = {**headers, "Authorization": headers["Authorization"].replace(f"/{region}/", "/ap-south-1/")}
         assert check(forged, body, when) == "InvalidSignatureException"
-    # The gateway derives from the stored secret ("wrong" added none): today us-east-1,
-    # eu-west-1, ap-south-1 on two days, us-east-1 tomorrow.
-    assert len(auth_module._SIGNING_KEYS) == 5
+    # eu-west-1 on day 1, us-east-1 and ap-south-1 (the forgeries' region) on days 1 and 2.
+    assert cached_keys() == 5
 
 
 def test_a_rotated_secret_takes_effect_at_once_despite_the_cached_signer() -> None:

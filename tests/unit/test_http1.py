@@ -351,3 +351,17 @@ def test_a_bad_or_cut_head_is_an_error_and_the_connection_is_dropped(
 
     run(handler, test)
     assert served == 1
+
+
+def test_the_chunk_decoder_byte_by_byte_with_trailers_and_its_refusals() -> None:
+    from batchyard.adapters.http1 import _ChunkDecoder
+
+    body = b"3;ext=x\r\nabc\r\n0\r\nTrailer: t\r\n\r\n"
+    decoder, got = _ChunkDecoder(), []
+    for i in range(len(body)):  # fed one byte at a time: every state split anywhere
+        got += decoder.feed(body[i : i + 1])
+        assert decoder.done == (i == len(body) - 1)
+    assert got == [b"abc"] and not decoder.buffer
+    for bad in (b"3\r\nabcXY", b"zz\r\n", b"1" * 2000):
+        with pytest.raises(ProtocolError):
+            _ChunkDecoder().feed(bad)

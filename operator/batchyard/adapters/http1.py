@@ -24,7 +24,6 @@ import ssl as ssl_module
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -182,7 +181,7 @@ class Http1Pool:
                 f"GET {self.prefix}{target} HTTP/1.1\r\n".encode("latin-1") + self._head + b"\r\n"
             )
             async with asyncio.timeout(read_timeout):
-                status, length, chunked = await _read_head(conn.reader, _Progress())
+                status, length, chunked, _ = await _read_head(conn.reader, _Progress())
             if status >= 300:
                 async with asyncio.timeout(read_timeout):
                     body = await _read_body(conn.reader, "GET", status, length, chunked)
@@ -246,9 +245,8 @@ async def _body_stream(
     """A body's data as it arrives: the payload of every whole chunk received so far in one
     piece, or the bytes by length, or until the server closes."""
     watch = _IdleWatch(read_timeout)
+    decoder = _ChunkDecoder()
     try:
-        buffer = bytearray()
-        pending = -1  # bytes of the current chunk still to come (-1: a size line is next)
         while True:
             data = await watch.read(reader)
             if not chunked:
@@ -265,31 +263,11 @@ async def _body_stream(
                 continue
             if not data:
                 raise asyncio.IncompleteReadError(b"", None)
-            buffer += data
-            out: list[bytes] = []
-            while True:
-                if pending < 0:
-                    end = buffer.find(b"\r\n")
-                    if end < 0:
-                        if len(buffer) > 1024:
-                            raise ProtocolError("a chunk size line over 1 KiB")
-                        break
-                    try:
-                        pending = int(bytes(buffer[:end]).split(b";", 1)[0].strip(), 16)
-                    except ValueError:
-                        raise ProtocolError(f"malformed chunk size: {bytes(buffer[:40])!r}") from None
-                    del buffer[: end + 2]
-                    if pending == 0:
-                        if out:
-                            yield b"".join(out)
-                        return  # (trailers, if any, are left unread: the connection closes)
-                if len(buffer) < pending + 2:
-                    break
-                out.append(bytes(buffer[:pending]))
-                del buffer[: pending + 2]
-                pending = -1
+            out = decoder.feed(data)
             if out:
                 yield b"".join(out)
+            if decoder.done:
+                return
     finally:
         watch.close()
 
@@ -298,14 +276,14 @@ async def _read_response(
     reader: asyncio.StreamReader, method: str, progress: _Progress
 ) -> tuple[int, bool, bytes]:
     """(status, keep the connection, body)."""
-    status, length, chunked, keep = await _read_head(reader, progress, with_keep=True)
+    status, length, chunked, keep = await _read_head(reader, progress)
     if length is None and not chunked and not (method == "HEAD" or status in (204, 304)):
         keep = False  # no length given: the body ends when the server closes
     return status, keep, await _read_body(reader, method, status, length, chunked)
 
 
-async def _read_head(reader: asyncio.StreamReader, progress: _Progress, with_keep: bool = False) -> Any:
-    """(status, Content-Length or None, chunked[, keep the connection]) of the final answer."""
+async def _read_head(reader: asyncio.StreamReader, progress: _Progress) -> tuple[int, int | None, bool, bool]:
+    """(status, Content-Length or None, chunked, keep the connection) of the final answer."""
     while True:
         # The whole head in one read (the API server's answers carry 6-8 header lines).
         try:
@@ -343,7 +321,7 @@ async def _read_head(reader: asyncio.StreamReader, progress: _Progress, with_kee
                 keep = token != b"close" if keep else token == b"keep-alive"
         if 100 <= status < 200:
             continue  # 100 Continue: the real answer follows
-        return (status, length, chunked, keep) if with_keep else (status, length, chunked)
+        return status, length, chunked, keep
 
 
 async def _read_body(
@@ -364,22 +342,73 @@ async def _read_body(
 
 
 async def _read_chunks(reader: asyncio.StreamReader) -> bytes:
+    """A whole chunked body, read up to and including its last line, so that the kept
+    connection is left at the start of the next answer."""
+    decoder = _ChunkDecoder()
     parts: list[bytes] = []
     total = 0
-    while True:
-        size_line = await reader.readline()
-        if not size_line:
+    while not decoder.done:
+        data = await reader.read(65536)
+        if not data:
             raise asyncio.IncompleteReadError(b"", None)
-        try:
-            size = int(size_line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise ProtocolError(f"malformed chunk size: {size_line[:40]!r}") from None
-        if size == 0:
-            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                pass  # trailers: none expected, skipped
-            return b"".join(parts)
-        total += size
-        if total > MAX_BODY_BYTES:
-            raise ProtocolError(f"a chunked body over {MAX_BODY_BYTES} bytes")
-        chunk = await reader.readexactly(size + 2)
-        parts.append(chunk[:-2])
+        for part in decoder.feed(data):
+            total += len(part)
+            if total > MAX_BODY_BYTES:
+                raise ProtocolError(f"a chunked body over {MAX_BODY_BYTES} bytes")
+            parts.append(part)
+    if decoder.buffer:
+        raise ProtocolError("bytes after the end of a chunked body")  # the pool closes it
+    return b"".join(parts)
+
+
+class _ChunkDecoder:
+    """Chunked transfer coding (RFC 9112, 7.1), fed bytes as they arrive: ``feed`` returns the
+    data of every chunk completed so far; ``done`` once the last chunk and its trailer section
+    (skipped) are read. One decoder for whole bodies and for watch streams."""
+
+    MAX_LINE = 1024
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.pending = -1  # bytes of the current chunk's data (-1: a size line is next)
+        self.trailers = False  # the last chunk came: trailer lines until an empty one
+        self.done = False
+
+    def _line(self) -> bytes | None:
+        end = self.buffer.find(b"\r\n")
+        if end < 0:
+            if len(self.buffer) > self.MAX_LINE:
+                raise ProtocolError("a chunk size or trailer line over 1 KiB")
+            return None
+        line = bytes(self.buffer[:end])
+        del self.buffer[: end + 2]
+        return line
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self.buffer += data
+        out: list[bytes] = []
+        while not self.done:
+            if self.trailers:
+                line = self._line()
+                if line is None:
+                    break
+                self.done = not line
+            elif self.pending < 0:
+                line = self._line()
+                if line is None:
+                    break
+                try:
+                    self.pending = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    raise ProtocolError(f"malformed chunk size: {line[:40]!r}") from None
+                if self.pending == 0:
+                    self.trailers = True
+            else:
+                if len(self.buffer) < self.pending + 2:
+                    break
+                if self.buffer[self.pending : self.pending + 2] != b"\r\n":
+                    raise ProtocolError("a chunk's data does not end with CRLF")
+                out.append(bytes(self.buffer[: self.pending]))
+                del self.buffer[: self.pending + 2]
+                self.pending = -1
+        return out

@@ -39,29 +39,29 @@ class _Signer(SigV4Auth):  # type: ignore[misc]  # botocore has no type hints
 
     def __init__(self, credentials: Credentials, region: str) -> None:
         super().__init__(credentials, SERVICE, region)
+        self._keys: dict[str, bytes] = {}  # day (YYYYMMDD) -> signing key
 
     def payload(self, request: AWSRequest) -> str:
         return str(request.context["payload_sha256"])
 
     def signature(self, string_to_sign: str, request: AWSRequest) -> str:
         """botocore's signature, with the signing key (four HMACs of the secret, the day, the
-        region and the service) derived once per key, day and region, as AWS's SigV4 documents
-        allow; botocore's `_sign` computes every HMAC."""
-        cache_key = (self.credentials.secret_key, request.context["timestamp"][0:8], self._region_name)
-        signing_key = _SIGNING_KEYS.get(cache_key)
+        region and the service) derived once per day for this signer's key and region, as AWS's
+        SigV4 documents allow; botocore's `_sign` computes every HMAC."""
+        day = request.context["timestamp"][0:8]
+        signing_key = self._keys.get(day)
         if signing_key is None:
-            k_date = self._sign(f"AWS4{cache_key[0]}".encode(), cache_key[1])
+            k_date = self._sign(f"AWS4{self.credentials.secret_key}".encode(), day)
             k_region = self._sign(k_date, self._region_name)
             k_service = self._sign(k_region, self._service_name)
             signing_key = self._sign(k_service, "aws4_request")
-            if len(_SIGNING_KEYS) >= MAX_CACHED_KEYS:
-                _SIGNING_KEYS.clear()  # days and keys go by; a bound, not an eviction policy
-            _SIGNING_KEYS[cache_key] = signing_key
+            if len(self._keys) >= 3:
+                self._keys.clear()  # requests are within 5 minutes of now: two days at most
+            self._keys[day] = signing_key
         return str(self._sign(signing_key, string_to_sign, hex=True))
 
 
-MAX_CACHED_KEYS = 4096
-_SIGNING_KEYS: dict[tuple[str, str, str], bytes] = {}
+MAX_CACHED_SIGNERS = 4096
 _SIGNERS: dict[tuple[str, str, str], _Signer] = {}
 
 
@@ -70,8 +70,8 @@ def _signer(key: AccessKey, region: str) -> _Signer:
     cache_key = (key.access_key_id, key.secret_access_key, region)
     signer = _SIGNERS.get(cache_key)
     if signer is None:
-        if len(_SIGNERS) >= MAX_CACHED_KEYS:
-            _SIGNERS.clear()
+        if len(_SIGNERS) >= MAX_CACHED_SIGNERS:
+            _SIGNERS.clear()  # keys and regions come and go: a bound, not an eviction policy
         signer = _SIGNERS[cache_key] = _Signer(Credentials(key.access_key_id, key.secret_access_key), region)
     return signer
 

@@ -72,10 +72,6 @@ class Request:
     scheme: str = "http"
 
     @property
-    def raw_path(self) -> str:
-        return self.target
-
-    @property
     def path(self) -> str:
         return self.target.split("?", 1)[0]
 

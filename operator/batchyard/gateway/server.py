@@ -295,7 +295,7 @@ class Gateway:
         try:
             # Route on the raw path: a resource ARN in /v1/tags/{resourceArn} is percent-encoded
             # and contains "/", which the decoded path would split.
-            found = route(request.method, request.raw_path.split("?", 1)[0])
+            found = route(request.method, request.path)
             if found is None:
                 raise GatewayError(
                     "UnknownOperationException",
@@ -307,7 +307,7 @@ class Gateway:
             signed = verify(
                 request.method,
                 f"{request.scheme}://{request.host}",
-                request.raw_path,
+                request.target,
                 request.headers,
                 body,
                 self.keys.get,
